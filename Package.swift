@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The folder layout is the architecture: see ../shared/DESIGN.md and docs/architecture.md.
+let package = Package(
+    name: "ZeroTrain",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "zerotrain", targets: ["zerotrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries: each is imported by exactly one Swift target.
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
+
+        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        .target(name: "Model", dependencies: ["Tensor"]),
+        .target(name: "Optim", dependencies: ["Tensor"]),
+        .target(name: "Data", dependencies: ["Tensor", "Checkpoint"]),
+        .target(name: "Checkpoint", dependencies: ["Tensor"]),
+        .target(name: "Comm"),
+        .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
+        .target(name: "Training", dependencies: [
+            "Tensor", "Model", "Optim", "Data", "Checkpoint",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "zerotrain", dependencies: [
+            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Checkpoint", "Training"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "Tensor"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor"]),
+        .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
+        .testTarget(name: "CLITests", dependencies: []),
+    ]
+)

@@ -1,0 +1,92 @@
+import Tensor
+
+/// One micro-batch: inputs and targets (batch · seqLen, row-major (B, T)).
+public struct Batch: Sendable, Equatable {
+    public let inputs: [Int32]
+    public let targets: [Int32]
+    public let batch: Int
+    public let seqLen: Int
+}
+
+/// Deterministic sampling of micro-batches from a `TokenSource`.
+///
+/// A stream is cut into non-overlapping windows of seqLen + 1 tokens. Sample g (the g-th
+/// sequence the job consumes: g = (step · accumulation + micro) · batch + row) is window
+/// perm_e[g mod W] of epoch e = g / W, where perm_e is a Fisher–Yates shuffle drawn from
+/// Philox(seed) stream e. So every window is seen once per epoch, the order depends only on
+/// (seed, epoch), and the data position of a run is just the step — resuming needs no state.
+public final class BatchSampler: @unchecked Sendable {
+    public let source: TokenSource
+    public let seqLen: Int
+    public let batchSize: Int
+    public let accumulation: Int
+    public let seed: UInt64
+    private var epochCached = -1
+    private var permutation: [Int] = []
+
+    public init(source: TokenSource, seqLen: Int, batchSize: Int, accumulation: Int, seed: UInt64) throws {
+        self.source = source
+        self.seqLen = seqLen
+        self.batchSize = batchSize
+        self.accumulation = accumulation
+        self.seed = seed
+        switch source {
+        case .stream(let tokens):
+            guard tokens.count >= seqLen + 1 else {
+                throw DataError(.tooShort, "the data has \(tokens.count) tokens; one sequence needs data.seq_len + 1 = \(seqLen + 1)")
+            }
+        case .batches(_, _, let micro, let batch, let width):
+            guard width == seqLen + 1, batch == batchSize, micro == accumulation else {
+                throw DataError(.mismatch, "token file holds [*, \(micro), \(batch), \(width)] but the config needs [*, \(accumulation), \(batchSize), \(seqLen + 1)] (gradient_accumulation_steps, micro_batch_size, seq_len + 1)")
+            }
+        }
+    }
+
+    /// Windows per epoch for a stream source.
+    public var windowsPerEpoch: Int {
+        if case .stream(let t) = source { return (t.count - 1) / seqLen }
+        return 0
+    }
+
+    /// Sequences consumed before `step` (the data position stored in checkpoints).
+    public func position(step: Int) -> Int { step * accumulation * batchSize }
+
+    /// The micro-batch `micro` of update `step`.
+    public func batch(step: Int, micro: Int) -> Batch {
+        var inputs: [Int32] = [], targets: [Int32] = []
+        inputs.reserveCapacity(batchSize * seqLen)
+        targets.reserveCapacity(batchSize * seqLen)
+        switch source {
+        case .stream(let tokens):
+            for row in 0..<batchSize {
+                let g = (step * accumulation + micro) * batchSize + row
+                let start = window(g) * seqLen
+                inputs += tokens[start..<(start + seqLen)]
+                targets += tokens[(start + 1)..<(start + seqLen + 1)]
+            }
+        case .batches(let tokens, let steps, let micros, let batch, let width):
+            let base = ((step % steps) * micros + micro) * batch * width
+            for row in 0..<batch {
+                let start = base + row * width
+                inputs += tokens[start..<(start + seqLen)]
+                targets += tokens[(start + 1)..<(start + width)]
+            }
+        }
+        return Batch(inputs: inputs, targets: targets, batch: batchSize, seqLen: seqLen)
+    }
+
+    private func window(_ g: Int) -> Int {
+        let w = windowsPerEpoch
+        let epoch = g / w
+        if epoch != epochCached {
+            let rng = Philox(seed: seed)
+            permutation = Array(0..<w)
+            for i in stride(from: w - 1, to: 0, by: -1) {
+                let j = rng.below(i + 1, index: UInt64(i), stream: 0xDA7A_0000 &+ UInt64(epoch))
+                permutation.swapAt(i, j)
+            }
+            epochCached = epoch
+        }
+        return permutation[g % w]
+    }
+}

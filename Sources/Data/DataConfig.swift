@@ -1,0 +1,42 @@
+/// The `data:` section of a config file.
+public struct DataConfig: Codable, Sendable, Equatable {
+    /// "builtin" (a deterministic generated English-like corpus, no download), "text" (UTF-8 file),
+    /// "jsonl" (one JSON object per line with a "text" field) or "tokens" (a pre-batched
+    /// safetensors file with int32 `tokens[step, micro, batch, seq_len+1]`, replayed in order).
+    public var source: String = "builtin"
+    /// File for text, jsonl and tokens sources.
+    public var path: String?
+    /// Tokens per training sequence (T); inputs are T tokens and targets the next T.
+    public var seqLen: Int = 128
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey { case source, path, seqLen = "seq_len" }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = DataConfig()
+        source = try c.decodeIfPresent(String.self, forKey: .source) ?? d.source
+        path = try c.decodeIfPresent(String.self, forKey: .path)
+        seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
+    }
+
+    public func validate(path p: String = "data") throws {
+        guard ["builtin", "text", "jsonl", "tokens"].contains(source) else {
+            throw DataError(.invalidConfig, "\(p).source: must be builtin, text, jsonl or tokens, got \"\(source)\"")
+        }
+        if source != "builtin" && (path ?? "").isEmpty {
+            throw DataError(.invalidConfig, "\(p).path: is required for source \(source)")
+        }
+        guard seqLen >= 1 else { throw DataError(.invalidConfig, "\(p).seq_len: must be ≥ 1, got \(seqLen)") }
+    }
+}
+
+/// Errors of the Data module.
+public struct DataError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable { case invalidConfig, unreadable, empty, malformed, tooShort, mismatch }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Tensor
+
+/// Rotary position embedding, rotate-half convention (Hugging Face Llama): dimension i of a
+/// head is paired with i + d/2 and rotated by pos · θ^(−2i/d).
+public struct RotaryEmbedding: Sendable {
+    public let headDim: Int
+    public let maxPositions: Int
+    /// cos and sin tables (maxPositions, headDim/2), computed in fp32 as transformers does.
+    let cosTable: [Float]
+    let sinTable: [Float]
+
+    public init(headDim: Int, maxPositions: Int, theta: Double) {
+        self.headDim = headDim
+        self.maxPositions = maxPositions
+        let half = headDim / 2
+        var invFreq = [Float](repeating: 0, count: half)
+        for i in 0..<half { invFreq[i] = 1 / powf(Float(theta), Float(2 * i) / Float(headDim)) }
+        var c = [Float](repeating: 0, count: maxPositions * half)
+        var s = c
+        for p in 0..<maxPositions {
+            for i in 0..<half {
+                let angle = Float(p) * invFreq[i]
+                c[p * half + i] = cosf(angle)
+                s[p * half + i] = sinf(angle)
+            }
+        }
+        cosTable = c
+        sinTable = s
+    }
+
+    /// Rotates x (batch, seq, heads, headDim) in place; `inverse` applies the transpose
+    /// rotation, which is the backward pass.
+    public func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, seqLen: Int, heads: Int, inverse: Bool = false) {
+        let half = headDim / 2
+        cosTable.withUnsafeBufferPointer { cosT in
+            sinTable.withUnsafeBufferPointer { sinT in
+                for b in 0..<batch {
+                    for t in 0..<seqLen {
+                        let cs = cosT.baseAddress! + t * half, sn = sinT.baseAddress! + t * half
+                        for h in 0..<heads {
+                            let v = x + ((b * seqLen + t) * heads + h) * headDim
+                            for i in 0..<half {
+                                let a = v[i], bb = v[i + half]
+                                let s = inverse ? -sn[i] : sn[i]
+                                v[i] = a * cs[i] - bb * s
+                                v[i + half] = bb * cs[i] + a * s
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

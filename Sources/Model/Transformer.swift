@@ -1,0 +1,399 @@
+import Foundation
+import Tensor
+
+/// A decoder-only Transformer (Llama / Mistral / Mixtral family) over one flat parameter buffer.
+///
+/// `parameters` and `gradients` share the layout of `table`. `forward` runs the model on a batch
+/// and saves what `backward` needs; `backward` accumulates d(scale · (loss + coef · aux))/dθ into
+/// `gradients`, so gradient accumulation is calling forward/backward again before zeroing.
+public final class Transformer {
+    public let config: ModelConfig
+    public let table: ParameterTable
+    public let parameters: FloatBuffer
+    public let gradients: FloatBuffer
+    public let pool: ThreadPool
+    let rope: RotaryEmbedding
+    private var acts: Activations?
+
+    /// Mean cross-entropy and load-balancing loss of the last forward (aux is 0 for dense models).
+    public private(set) var lastLoss: Float = 0
+    public private(set) var lastAuxLoss: Float = 0
+
+    public init(config: ModelConfig, pool: ThreadPool) throws {
+        try config.validate()
+        self.config = config
+        self.table = ParameterTable(config: config)
+        self.parameters = FloatBuffer(count: table.count)
+        self.gradients = FloatBuffer(count: table.count)
+        self.pool = pool
+        self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
+    }
+
+    // MARK: initialisation
+
+    /// Xavier- or Kaiming-uniform linear weights, normal(0, std) embeddings, norm weights 1,
+    /// biases 0. Tensor n draws from Philox(seed) stream n, so the result is independent of threads.
+    public func initializeParameters(seed: UInt64) {
+        let rng = Philox(seed: seed)
+        for (n, e) in table.entries.enumerated() {
+            let dst = parameters.slice(e.offset, e.count)
+            switch e.kind {
+            case .embedding:
+                rng.fillNormal(dst, mean: 0, std: Float(config.initialization.embeddingStd), stream: UInt64(n))
+            case .inputNormWeight, .postNormWeight, .finalNormWeight:
+                dst.update(repeating: 1)
+            case .inputNormBias, .postNormBias, .finalNormBias:
+                dst.update(repeating: 0)
+            default:
+                let fanOut = Float(e.shape[0]), fanIn = Float(e.shape[1])
+                let bound = config.initialization.method == "kaiming_uniform"
+                    ? (6 / fanIn).squareRoot()
+                    : (6 / (fanIn + fanOut)).squareRoot()
+                rng.fillUniform(dst, low: -bound, high: bound, stream: UInt64(n))
+            }
+        }
+    }
+
+    @inline(__always) func param(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
+        parameters.pointer + table.offset(kind, layer: layer, expert: expert)
+    }
+
+    @inline(__always) func grad(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
+        gradients.pointer + table.offset(kind, layer: layer, expert: expert)
+    }
+
+    private func moePointers(layer l: Int, in base: UnsafeMutablePointer<Float>) -> MoEPointers {
+        let experts = config.moeConfig?.numExperts ?? 0
+        let hasShared = (config.moeConfig?.numSharedExperts ?? 0) > 0
+        func p(_ k: TensorKind, _ e: Int = -1) -> UnsafeMutablePointer<Float> { base + table.offset(k, layer: l, expert: e) }
+        return MoEPointers(router: p(.router),
+                           gate: (0..<experts).map { p(.expertGate, $0) },
+                           up: (0..<experts).map { p(.expertUp, $0) },
+                           down: (0..<experts).map { p(.expertDown, $0) },
+                           sharedGate: hasShared ? p(.sharedGate) : nil,
+                           sharedUp: hasShared ? p(.sharedUp) : nil,
+                           sharedDown: hasShared ? p(.sharedDown) : nil)
+    }
+
+    // MARK: forward
+
+    /// Dropout randomness for one micro-batch: masks derive from (seed, stream, layer, site).
+    public struct DropoutContext: Sendable {
+        public let rng: Philox
+        public let stream: UInt64
+        public init(seed: UInt64, stream: UInt64) { self.rng = Philox(seed: seed); self.stream = stream }
+    }
+
+    /// inputs, targets (batch·seqLen, row-major (B, T)) → mean cross-entropy.
+    /// Without targets only the logits are computed (inference). `dropout` nil = no dropout.
+    @discardableResult
+    public func forward(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int,
+                        dropout: DropoutContext? = nil) throws -> Float {
+        let n = batch * seqLen
+        guard batch >= 1, seqLen >= 1, inputs.count == n else {
+            throw ModelError(.invalidInput, "expected \(batch)×\(seqLen) input tokens, got \(inputs.count)")
+        }
+        guard seqLen <= config.maxSeqLen else {
+            throw ModelError(.invalidInput, "sequence length \(seqLen) exceeds model.max_seq_len (\(config.maxSeqLen))")
+        }
+        let v = config.vocabSize
+        for (label, tokens) in [("input", inputs), ("target", targets ?? [])] {
+            if let bad = tokens.first(where: { $0 < 0 || Int($0) >= v }) {
+                throw ModelError(.invalidInput, "\(label) token \(bad) is outside the vocabulary 0..<\(v)")
+            }
+        }
+        if let targets, targets.count != n {
+            throw ModelError(.invalidInput, "expected \(n) targets, got \(targets.count)")
+        }
+        if acts?.batch != batch || acts?.seqLen != seqLen { acts = Activations(config: config, batch: batch, seqLen: seqLen) }
+        let a = acts!
+        a.inputs = inputs
+        a.targets = targets
+        a.dropout = dropout
+        let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
+        let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize
+        let eps = Float(config.normEps), pDrop = Float(config.dropout)
+        let layerNorm = config.norm == "layernorm"
+
+        inputs.withUnsafeBufferPointer { tok in
+            Embedding.forward(tokens: tok, table: param(.embedding), x: a.layerIn[0].pointer, channels: c)
+        }
+        for l in 0..<config.numLayers {
+            let x = a.layerIn[l].pointer
+            if layerNorm {
+                LayerNorm.forward(x: x, weight: param(.inputNormWeight, l), bias: param(.inputNormBias, l), y: a.ln1[l].pointer,
+                                  mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
+            } else {
+                RMSNorm.forward(x: x, weight: param(.inputNormWeight, l), y: a.ln1[l].pointer, rstd: a.rstd1[l].pointer,
+                                rows: n, channels: c, eps: eps, pool: pool)
+            }
+            let ln1 = a.ln1[l].pointer
+            Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim)
+            Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
+            Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
+            rope.apply(a.q[l].pointer, batch: batch, seqLen: seqLen, heads: h)
+            rope.apply(a.k[l].pointer, batch: batch, seqLen: seqLen, heads: hkv)
+            Attention.forward(q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer, out: a.attOut[l].pointer,
+                              probs: a.probs[l].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
+                              headDim: d, window: config.window, pool: pool)
+            let branch = a.branch.pointer
+            Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c)
+            if let dropout, pDrop > 0 {
+                Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
+            }
+            Kernels.add(x, branch, out: a.mid[l].pointer, count: n * c)
+            let mid = a.mid[l].pointer
+            if layerNorm {
+                LayerNorm.forward(x: mid, weight: param(.postNormWeight, l), bias: param(.postNormBias, l), y: a.ln2[l].pointer,
+                                  mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
+            } else {
+                RMSNorm.forward(x: mid, weight: param(.postNormWeight, l), y: a.ln2[l].pointer, rstd: a.rstd2[l].pointer,
+                                rows: n, channels: c, eps: eps, pool: pool)
+            }
+            let ln2 = a.ln2[l].pointer
+            if let moe = a.moe[l] {
+                moe.forward(x: ln2, y: branch, w: moePointers(layer: l, in: parameters.pointer), pool: pool)
+            } else if config.activation == "swiglu" {
+                Linear.forward(x: ln2, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+                Linear.forward(x: ln2, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+                SwiGLU.forward(gate: a.gate[l].pointer, up: a.up[l].pointer, h: a.h[l].pointer, count: n * ffn)
+                Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: branch, rows: n, inFeatures: ffn, outFeatures: c)
+            } else {
+                Linear.forward(x: ln2, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+                GELU.forward(x: a.up[l].pointer, y: a.h[l].pointer, count: n * ffn)
+                Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: branch, rows: n, inFeatures: ffn, outFeatures: c)
+            }
+            if let dropout, pDrop > 0 {
+                Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
+            }
+            Kernels.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c)
+        }
+        let xf = a.layerIn[config.numLayers].pointer
+        if layerNorm {
+            LayerNorm.forward(x: xf, weight: param(.finalNormWeight), bias: param(.finalNormBias), y: a.lnf.pointer,
+                              mean: a.meanf.pointer, rstd: a.rstdf.pointer, rows: n, channels: c, eps: eps, pool: pool)
+        } else {
+            RMSNorm.forward(x: xf, weight: param(.finalNormWeight), y: a.lnf.pointer, rstd: a.rstdf.pointer,
+                            rows: n, channels: c, eps: eps, pool: pool)
+        }
+        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
+
+        lastAuxLoss = auxLoss(a)
+        guard let targets else { lastLoss = 0; return 0 }
+        lastLoss = targets.withUnsafeBufferPointer { t in
+            CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
+        }
+        return lastLoss
+    }
+
+    /// Switch load-balancing loss over all layers' routers: E · Σ_e F[e] · P[e], where F[e] is the
+    /// fraction of (token, slot) assignments to e and P[e] the mean router probability of e.
+    private func auxLoss(_ a: Activations) -> Float {
+        guard let moe = config.moeConfig else { return 0 }
+        let (counts, probs, total) = routingTotals(a)
+        var s = 0.0
+        for e in 0..<moe.numExperts { s += Double(counts[e]) / total * probs[e] / total }
+        return Float(Double(moe.numExperts) * s)
+    }
+
+    private func routingTotals(_ a: Activations) -> (counts: [Int], probs: [Double], tokens: Double) {
+        let e = config.moeConfig?.numExperts ?? 0
+        var counts = [Int](repeating: 0, count: e), probs = [Double](repeating: 0, count: e)
+        for case let moe? in a.moe {
+            for j in 0..<e { counts[j] += moe.expertCounts[j]; probs[j] += moe.probSums[j] }
+        }
+        return (counts, probs, Double(a.batch * a.seqLen * config.numLayers))
+    }
+
+    /// The logits (batch·seqLen, vocab) of the last forward.
+    public var logits: UnsafeBufferPointer<Float> {
+        guard let a = acts else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(a.logits.buffer)
+    }
+
+    /// Tokens routed to each expert in the last forward, per layer (empty for dense models).
+    public var routingCounts: [[Int]] { acts?.moe.compactMap { $0?.expertCounts } ?? [] }
+
+    // MARK: backward
+
+    /// Accumulates d(scale · (loss + aux_loss_coef · aux_loss))/dθ of the last forward into `gradients`.
+    public func backward(scale: Float = 1) throws {
+        guard let a = acts, let targets = a.targets else {
+            throw ModelError(.invalidInput, "backward needs a forward with targets first")
+        }
+        let n = a.batch * a.seqLen, batch = a.batch, seqLen = a.seqLen
+        let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
+        let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize, v = config.vocabSize
+        let pDrop = Float(config.dropout)
+        let layerNorm = config.norm == "layernorm"
+
+        targets.withUnsafeBufferPointer { t in
+            CrossEntropy.backward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, dLogits: a.dLogits.pointer,
+                                  rows: n, vocab: v, scale: scale, pool: pool)
+        }
+        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
+        let dHead = config.tieEmbeddings ? grad(.embedding) : grad(.lmHead)
+        Linear.backward(dy: a.dLogits.pointer, x: a.lnf.pointer, weight: head, dx: a.dLn.pointer, dWeight: dHead,
+                        rows: n, inFeatures: c, outFeatures: v)
+        let dRes = a.dRes.pointer
+        let xf = a.layerIn[config.numLayers].pointer
+        if layerNorm {
+            LayerNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), mean: a.meanf.pointer, rstd: a.rstdf.pointer,
+                               dx: dRes, dWeight: grad(.finalNormWeight), dBias: grad(.finalNormBias),
+                               rows: n, channels: c, accumulate: false, pool: pool)
+        } else {
+            RMSNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), rstd: a.rstdf.pointer,
+                             dx: dRes, dWeight: grad(.finalNormWeight), rows: n, channels: c, accumulate: false, pool: pool)
+        }
+        var auxGradient: [Float] = []
+        if let moe = config.moeConfig {
+            let (counts, _, total) = routingTotals(a)
+            let k = Double(scale) * moe.auxLossCoef * Double(moe.numExperts) / total
+            auxGradient = counts.map { Float(k * Double($0) / total) }
+        }
+        let dBranch = a.dBranch.pointer
+        for l in stride(from: config.numLayers - 1, through: 0, by: -1) {
+            // MLP branch: dRes is d(layer output); the residual passes it straight to `mid`.
+            dBranch.update(from: dRes, count: n * c)
+            if let dropout = a.dropout, pDrop > 0 {
+                Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
+            }
+            let ln2 = a.ln2[l].pointer
+            if let moe = a.moe[l] {
+                moe.backward(dy: dBranch, x: ln2, dx: a.dLn.pointer, w: moePointers(layer: l, in: parameters.pointer),
+                             grads: moePointers(layer: l, in: gradients.pointer), auxGradient: auxGradient, pool: pool)
+            } else if config.activation == "swiglu" {
+                Linear.backward(dy: dBranch, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+                                dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+                SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[l].pointer, up: a.up[l].pointer,
+                                dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
+                Linear.backward(dy: a.dGate.pointer, x: ln2, weight: param(.mlpGate, l), dx: a.dLn.pointer,
+                                dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn)
+                Linear.backward(dy: a.dUp.pointer, x: ln2, weight: param(.mlpUp, l), dx: a.dLn.pointer,
+                                dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true)
+            } else {
+                Linear.backward(dy: dBranch, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+                                dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+                GELU.backward(dy: a.dH.pointer, x: a.up[l].pointer, dx: a.dUp.pointer, count: n * ffn)
+                Linear.backward(dy: a.dUp.pointer, x: ln2, weight: param(.mlpUp, l), dx: a.dLn.pointer,
+                                dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn)
+            }
+            let mid = a.mid[l].pointer
+            if layerNorm {
+                LayerNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), mean: a.mean2[l].pointer,
+                                   rstd: a.rstd2[l].pointer, dx: dRes, dWeight: grad(.postNormWeight, l),
+                                   dBias: grad(.postNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
+            } else {
+                RMSNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), rstd: a.rstd2[l].pointer,
+                                 dx: dRes, dWeight: grad(.postNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
+            }
+            // Attention branch: dRes is now d(mid).
+            dBranch.update(from: dRes, count: n * c)
+            if let dropout = a.dropout, pDrop > 0 {
+                Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
+            }
+            Linear.backward(dy: dBranch, x: a.attOut[l].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
+                            dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c)
+            Attention.backward(dOut: a.dAtt.pointer, q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer,
+                               probs: a.probs[l].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
+                               batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
+            rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
+            rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
+            let ln1 = a.ln1[l].pointer
+            Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: a.dLn.pointer,
+                            dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim)
+            Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: a.dLn.pointer,
+                            dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+            Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: a.dLn.pointer,
+                            dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+            let x = a.layerIn[l].pointer
+            if layerNorm {
+                LayerNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), mean: a.mean1[l].pointer,
+                                   rstd: a.rstd1[l].pointer, dx: dRes, dWeight: grad(.inputNormWeight, l),
+                                   dBias: grad(.inputNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
+            } else {
+                RMSNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), rstd: a.rstd1[l].pointer,
+                                 dx: dRes, dWeight: grad(.inputNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
+            }
+        }
+        a.inputs.withUnsafeBufferPointer { tok in
+            Embedding.backward(tokens: tok, dx: dRes, dTable: grad(.embedding), channels: c)
+        }
+    }
+
+    /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).
+    public func activationBytes(batch: Int, seqLen: Int) -> Int {
+        Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+    }
+}
+
+/// Everything a forward saves for backward, plus backward scratch, for one (batch, seqLen).
+final class Activations {
+    let batch: Int, seqLen: Int
+    var inputs: [Int32] = []
+    var targets: [Int32]?
+    var dropout: Transformer.DropoutContext?
+    let layerIn: [FloatBuffer]
+    let ln1: [FloatBuffer], rstd1: [FloatBuffer], mean1: [FloatBuffer]
+    let q: [FloatBuffer], k: [FloatBuffer], v: [FloatBuffer], probs: [FloatBuffer], attOut: [FloatBuffer]
+    let mid: [FloatBuffer], ln2: [FloatBuffer], rstd2: [FloatBuffer], mean2: [FloatBuffer]
+    let gate: [FloatBuffer], up: [FloatBuffer], h: [FloatBuffer]
+    let moe: [MixtureOfExperts?]
+    let lnf: FloatBuffer, rstdf: FloatBuffer, meanf: FloatBuffer, logits: FloatBuffer, lse: FloatBuffer
+    let branch: FloatBuffer
+    let dLogits: FloatBuffer, dLn: FloatBuffer, dRes: FloatBuffer, dBranch: FloatBuffer, dAtt: FloatBuffer
+    let dQ: FloatBuffer, dK: FloatBuffer, dV: FloatBuffer, dH: FloatBuffer, dGate: FloatBuffer, dUp: FloatBuffer
+
+    init(config: ModelConfig, batch: Int, seqLen: Int) {
+        self.batch = batch
+        self.seqLen = seqLen
+        let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
+        let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
+        let span = Attention.span(seqLen: seqLen, window: config.window)
+        let dense = config.moeConfig == nil
+        let ffn = dense ? config.ffnSize : 0
+        let layerNorm = config.norm == "layernorm"
+        func bufs(_ count: Int, _ layers: Int = L) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
+        layerIn = bufs(n * c, L + 1)
+        ln1 = bufs(n * c); rstd1 = bufs(n); mean1 = bufs(layerNorm ? n : 0)
+        q = bufs(n * qDim); k = bufs(n * kvDim); v = bufs(n * kvDim)
+        probs = bufs(batch * config.numAttentionHeads * seqLen * span)
+        attOut = bufs(n * qDim)
+        mid = bufs(n * c); ln2 = bufs(n * c); rstd2 = bufs(n); mean2 = bufs(layerNorm ? n : 0)
+        gate = bufs(config.activation == "swiglu" ? n * ffn : 0); up = bufs(n * ffn); h = bufs(n * ffn)
+        moe = (0..<L).map { _ in
+            config.moeConfig.map {
+                MixtureOfExperts(rows: n, channels: c, intermediate: config.ffnSize, experts: $0.numExperts,
+                                 topK: $0.topK, sharedExperts: $0.numSharedExperts)
+            }
+        }
+        lnf = FloatBuffer(count: n * c); rstdf = FloatBuffer(count: n); meanf = FloatBuffer(count: layerNorm ? n : 0)
+        logits = FloatBuffer(count: n * config.vocabSize); lse = FloatBuffer(count: n)
+        branch = FloatBuffer(count: n * c)
+        dLogits = FloatBuffer(count: n * config.vocabSize)
+        dLn = FloatBuffer(count: n * c); dRes = FloatBuffer(count: n * c); dBranch = FloatBuffer(count: n * c)
+        dAtt = FloatBuffer(count: n * qDim); dQ = FloatBuffer(count: n * qDim)
+        dK = FloatBuffer(count: n * kvDim); dV = FloatBuffer(count: n * kvDim)
+        dH = FloatBuffer(count: n * ffn); dGate = FloatBuffer(count: n * ffn); dUp = FloatBuffer(count: n * ffn)
+    }
+
+    /// Elements the buffers above hold (MoE layers counted with their packed buffers).
+    static func elementCount(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
+        let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
+        let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
+        let span = Attention.span(seqLen: seqLen, window: config.window)
+        let ln = config.norm == "layernorm" ? 2 * n : 0
+        var perLayer = 3 * n * c + 2 * n + ln + 2 * n * qDim + 2 * n * kvDim + batch * config.numAttentionHeads * seqLen * span
+        var scratch = 4 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
+        if let moe = config.moeConfig {
+            let r = n * moe.topK, i = config.ffnSize, s = i * moe.numSharedExperts
+            perLayer += 2 * n * moe.numExperts + 2 * r + 4 * r * c + 3 * r * i + 3 * n * s + 3 * max(r * i, n * s)
+        } else {
+            let ffn = config.ffnSize
+            perLayer += (config.activation == "swiglu" ? 3 : 2) * n * ffn
+            scratch += 3 * n * ffn
+        }
+        return L * perLayer + n * c + scratch
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Tensor
+
+/// AdamW with PyTorch semantics (`torch.optim.AdamW`, single-tensor path):
+///
+///     θ ← θ · (1 − lr·wd)          (decoupled decay, first, only where `decays`)
+///     m ← m + (1 − β1)(g − m)       (torch's lerp)
+///     v ← β2·v + (1 − β2)·g²
+///     θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)
+///
+/// It works on any slice of the flat buffers, so ZeRO can update just a rank's shard.
+public struct AdamW: Sendable {
+    public var beta1: Double, beta2: Double, eps: Double, weightDecay: Double
+
+    public init(beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0.01) {
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+    }
+
+    public init(_ config: OptimizerConfig) {
+        self.init(beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay)
+    }
+
+    /// One update of `count` elements. `t` is the 1-based update count (for bias correction);
+    /// `decays` says whether weight decay applies to this range.
+    public func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>,
+                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
+                       lr: Double, t: Int, decays: Bool) {
+        let bc1 = 1 - pow(beta1, Double(t))
+        let bc2 = 1 - pow(beta2, Double(t))
+        let stepSize = Float(lr / bc1)
+        let bc2Sqrt = Float(bc2.squareRoot())
+        let decay = decays ? Float(1 - lr * weightDecay) : 1
+        let b2 = Float(beta2), oneMinusB1 = Float(1 - beta1), oneMinusB2 = Float(1 - beta2)
+        let e = Float(eps)
+        for i in 0..<count {
+            let gi = g[i]
+            var pi = p[i] * decay
+            let mi = m[i] + oneMinusB1 * (gi - m[i])
+            let vi = b2 * v[i] + oneMinusB2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            let denom = vi.squareRoot() / bc2Sqrt + e
+            pi -= stepSize * (mi / denom)
+            p[i] = pi
+        }
+    }
+}

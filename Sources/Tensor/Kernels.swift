@@ -1,0 +1,122 @@
+/// Vectorised elementwise kernels and reductions over raw fp32 pointers.
+///
+/// Every kernel processes 16 lanes at a time with `SIMD16<Float>` (unaligned loads), then a
+/// scalar tail. They allocate nothing and are safe to call from any thread on disjoint memory.
+public enum Kernels {
+    public typealias V = SIMD16<Float>
+
+    @inline(__always) @usableFromInline
+    static func load(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always) @usableFromInline
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+
+    /// dst[i] += src[i]
+    @inlinable
+    public static func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(dst + i) + load(src + i), dst + i); i += 16 }
+        while i < n { dst[i] += src[i]; i += 1 }
+    }
+
+    /// out[i] = a[i] + b[i]
+    @inlinable
+    public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(a + i) + load(b + i), out + i); i += 16 }
+        while i < n { out[i] = a[i] + b[i]; i += 1 }
+    }
+
+    /// dst[i] += alpha · src[i]
+    @inlinable
+    public static func axpy(_ alpha: Float, _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count n: Int) {
+        let va = V(repeating: alpha)
+        var i = 0
+        while i + 16 <= n { store(load(dst + i) + va * load(src + i), dst + i); i += 16 }
+        while i < n { dst[i] += alpha * src[i]; i += 1 }
+    }
+
+    /// dst[i] *= s
+    @inlinable
+    public static func scale(_ dst: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
+        let vs = V(repeating: s)
+        var i = 0
+        while i + 16 <= n { store(load(dst + i) * vs, dst + i); i += 16 }
+        while i < n { dst[i] *= s; i += 1 }
+    }
+
+    /// Σ a[i]·b[i], accumulated in 16 fp32 lanes.
+    @inlinable
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 16 <= n { acc += load(a + i) * load(b + i); i += 16 }
+        var s = acc.sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    /// Σ a[i]², accumulated in fp32 lanes per block of 4096 and in Double across blocks.
+    @inlinable
+    public static func sumOfSquares(_ a: UnsafePointer<Float>, count n: Int) -> Double {
+        var total = 0.0
+        var start = 0
+        while start < n {
+            let end = min(n, start + 4096)
+            var acc = V(repeating: 0)
+            var i = start
+            while i + 16 <= end { let x = load(a + i); acc += x * x; i += 16 }
+            var s = acc.sum()
+            while i < end { s += a[i] * a[i]; i += 1 }
+            total += Double(s)
+            start = end
+        }
+        return total
+    }
+
+    /// max |a[i]|
+    @inlinable
+    public static func maxAbs(_ a: UnsafePointer<Float>, count n: Int) -> Float {
+        var m: Float = 0
+        for i in 0..<n { m = Swift.max(m, Swift.abs(a[i])) }
+        return m
+    }
+
+    /// True if every element is finite.
+    @inlinable
+    public static func allFinite(_ a: UnsafePointer<Float>, count n: Int) -> Bool {
+        var acc = V(repeating: 0)
+        var i = 0
+        // x - x is 0 for finite x and NaN for ±inf/NaN, so the sum is NaN iff any is non-finite.
+        while i + 16 <= n { let x = load(a + i); acc += (x - x); i += 16 }
+        var s = acc.sum()
+        while i < n { s += a[i] - a[i]; i += 1 }
+        return s == 0
+    }
+
+    /// In-place softmax of one row of `n` elements; returns the row's max and log-sum-exp.
+    @inlinable @discardableResult
+    public static func softmaxRow(_ x: UnsafeMutablePointer<Float>, count n: Int) -> (max: Float, logSumExp: Float) {
+        var m = -Float.infinity
+        for i in 0..<n { m = Swift.max(m, x[i]) }
+        var sum: Float = 0
+        for i in 0..<n {
+            let e = expf(x[i] - m)
+            x[i] = e
+            sum += e
+        }
+        let inv = 1 / sum
+        scale(x, by: inv, count: n)
+        return (m, m + logf(sum))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,190 @@
+import Checkpoint
+import Data
+import Foundation
+import Model
+import Optim
+import Tensor
+
+/// One process's training loop: model, AdamW state, data sampler and checkpoints.
+///
+/// An update: zero the gradients; for each of `accumulation` micro-batches run forward and
+/// backward with the loss divided by `accumulation`; take the global gradient norm and clip;
+/// AdamW with the scheduled rate on every tensor. Everything random derives from
+/// (seed, step, micro-batch), so a resumed run reproduces an uninterrupted one bit for bit.
+public final class Trainer {
+    public let config: TrainConfig
+    public let model: Transformer
+    /// AdamW first and second moments, in the parameter table's layout.
+    public let expAvg: FloatBuffer
+    public let expAvgSq: FloatBuffer
+    public let sampler: BatchSampler
+    public let pool: ThreadPool
+    /// Updates completed.
+    public private(set) var step = 0
+    let optimizer: AdamW
+
+    public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil) throws {
+        try config.validate()
+        self.config = config
+        let t = config.training
+        self.pool = pool ?? ThreadPool(threads: t.threads)
+        GEMM.setThreads(t.threads)
+        model = try Transformer(config: config.model, pool: self.pool)
+        if let dir = t.initFrom {
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
+            try ModelWeights.load(file, table: model.table, into: model.parameters)
+        } else {
+            model.initializeParameters(seed: config.model.initialization.seed ?? t.seed)
+        }
+        expAvg = FloatBuffer(count: model.table.count)
+        expAvgSq = FloatBuffer(count: model.table.count)
+        optimizer = AdamW(t.optim)
+        sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
+                                   batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps, seed: t.seed)
+    }
+
+    public var isFinished: Bool { step >= config.training.totalSteps }
+
+    /// Runs one update and returns its metrics.
+    public func trainStep() throws -> StepMetrics {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let t = config.training
+        let accumulation = t.gradientAccumulationSteps
+        model.gradients.zero()
+        var lossSum: Double = 0, auxSum: Double = 0
+        for micro in 0..<accumulation {
+            let batch = sampler.batch(step: step, micro: micro)
+            let dropout = config.model.dropout > 0
+                ? Transformer.DropoutContext(seed: t.seed, stream: Philox.stream(UInt64(step), UInt64(micro)))
+                : nil
+            let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
+                                         seqLen: batch.seqLen, dropout: dropout)
+            try model.backward(scale: 1 / Float(accumulation))
+            lossSum += Double(loss)
+            auxSum += Double(model.lastAuxLoss)
+        }
+        let gradNorm = GradientClipping.clip(model.gradients.buffer, maxNorm: t.optim.gradClip)
+        let loss = Float(lossSum / Double(accumulation))
+        guard loss.isFinite, gradNorm.isFinite else {
+            throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
+        }
+        let lr = t.schedule.rate(step: step, peak: t.optim.lr)
+        for e in model.table.entries {
+            optimizer.update(parameters: model.parameters.pointer + e.offset, gradients: model.gradients.pointer + e.offset,
+                             m: expAvg.pointer + e.offset, v: expAvgSq.pointer + e.offset, count: e.count,
+                             lr: lr, t: step + 1, decays: e.decays)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
+                                  gradNorm: gradNorm, tokens: accumulation * t.microBatchSize * config.data.seqLen,
+                                  seconds: seconds)
+        step += 1
+        return metrics
+    }
+
+    // MARK: checkpoints
+
+    /// Writes a checkpoint of the current state under `directory`/step-NNNNNNNN and points
+    /// `directory`/latest at it. The folder is written under a temporary name and renamed, so
+    /// a crash mid-write never leaves a partial checkpoint behind a valid name.
+    @discardableResult
+    public func saveCheckpoint(in directory: URL) throws -> URL {
+        let fm = FileManager.default
+        let name = String(format: "step-%08d", step)
+        let final = directory.appendingPathComponent(name)
+        let temp = directory.appendingPathComponent(name + ".tmp")
+        do {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            if fm.fileExists(atPath: temp.path) { try fm.removeItem(at: temp) }
+            try fm.createDirectory(at: temp, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError(.runtime, "cannot create checkpoint folder \(temp.path): \((error as NSError).localizedDescription)")
+        }
+        var weights = SafeTensorsWriter()
+        ModelWeights.add(model.parameters, table: model.table, to: &weights)
+        try weights.write(to: temp.appendingPathComponent("model.safetensors"))
+        var optimizerState = SafeTensorsWriter()
+        ModelWeights.add(expAvg, table: model.table, to: &optimizerState, prefix: "exp_avg.")
+        ModelWeights.add(expAvgSq, table: model.table, to: &optimizerState, prefix: "exp_avg_sq.")
+        try optimizerState.write(to: temp.appendingPathComponent("optimizer.safetensors"))
+        let state = TrainerState(step: step, dataPosition: sampler.position(step: step), seed: config.training.seed,
+                                 config: config)
+        do {
+            if config.model.isHuggingFaceCompatible {
+                try config.model.huggingFaceJSON().write(to: temp.appendingPathComponent("config.json"))
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(state).write(to: temp.appendingPathComponent("trainer_state.json"))
+            if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
+            try fm.moveItem(at: temp, to: final)
+            try Data((name + "\n").utf8).write(to: directory.appendingPathComponent("latest"), options: .atomic)
+        } catch {
+            throw TrainingError(.runtime, "cannot write checkpoint \(final.path): \((error as NSError).localizedDescription)")
+        }
+        return final
+    }
+
+    /// Restores weights, optimizer state and step from a checkpoint folder (a step-N folder, or
+    /// a checkpoint directory whose `latest` file names one). The model config must match.
+    public func resume(from url: URL) throws {
+        let folder = try Self.resolveCheckpoint(url)
+        let state = try Self.readState(folder)
+        guard state.config.model == config.model else {
+            throw TrainingError(.badInput, "checkpoint \(folder.path) was written for a different model config")
+        }
+        let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        try ModelWeights.load(weights, table: model.table, into: model.parameters)
+        let optimizerState = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
+        try ModelWeights.load(optimizerState, table: model.table, into: expAvg, prefix: "exp_avg.")
+        try ModelWeights.load(optimizerState, table: model.table, into: expAvgSq, prefix: "exp_avg_sq.")
+        step = state.step
+    }
+
+    /// The step folder a resume path refers to.
+    public static func resolveCheckpoint(_ url: URL) throws -> URL {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: url.appendingPathComponent("trainer_state.json").path) { return url }
+        let latest = url.appendingPathComponent("latest")
+        guard let text = try? String(contentsOf: latest, encoding: .utf8) else {
+            throw TrainingError(.badInput, "\(url.path) is not a checkpoint (no trainer_state.json and no latest file)")
+        }
+        let folder = url.appendingPathComponent(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard fm.fileExists(atPath: folder.appendingPathComponent("trainer_state.json").path) else {
+            throw TrainingError(.badInput, "\(latest.path) names \(folder.lastPathComponent), which is not a complete checkpoint")
+        }
+        return folder
+    }
+
+    public static func readState(_ folder: URL) throws -> TrainerState {
+        let path = folder.appendingPathComponent("trainer_state.json")
+        guard let data = try? Data(contentsOf: path) else { throw TrainingError(.badInput, "cannot read \(path.path)") }
+        do {
+            return try JSONDecoder().decode(TrainerState.self, from: data)
+        } catch {
+            throw TrainingError(.badInput, "\(path.path) is not a valid trainer state")
+        }
+    }
+}
+
+/// trainer_state.json: where a run stands. Random numbers are counter-based functions of
+/// (seed, step, micro-batch), so step and seed are the whole RNG state; the data position is
+/// the number of sequences consumed, derived from the step.
+public struct TrainerState: Codable, Sendable {
+    public var formatVersion = 1
+    public var step: Int
+    public var dataPosition: Int
+    public var seed: UInt64
+    public var config: TrainConfig
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", step, dataPosition = "data_position", seed, config
+    }
+
+    public init(step: Int, dataPosition: Int, seed: UInt64, config: TrainConfig) {
+        self.step = step
+        self.dataPosition = dataPosition
+        self.seed = seed
+        self.config = config
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Drives a `Trainer` to the end of its schedule: logging, metrics file, periodic checkpoints
+/// and a checkpoint when asked to stop early.
+public struct TrainingRun {
+    public let trainer: Trainer
+    public var output: (String) -> Void
+    /// Polled between updates; when it returns true the run checkpoints and returns.
+    public var shouldStop: () -> Bool = { false }
+
+    public init(trainer: Trainer, output: @escaping (String) -> Void) {
+        self.trainer = trainer
+        self.output = output
+    }
+
+    public enum Outcome: Equatable { case finished, stopped(step: Int) }
+
+    public func run() throws -> Outcome {
+        let t = trainer.config.training
+        let checkpointDir = t.checkpointDir.map { URL(fileURLWithPath: $0) }
+        let metricsPath = t.metricsFile ?? t.checkpointDir.map { $0 + "/metrics.jsonl" }
+        let metrics = try metricsPath.map { try MetricsLog(path: $0) }
+        output("training \(trainer.model.table.count) parameters (\(trainer.config.model.numLayers) layers, hidden \(trainer.config.model.hiddenSize)"
+               + (trainer.config.model.isMoE ? ", \(trainer.config.model.moeConfig!.numExperts) experts top-\(trainer.config.model.moeConfig!.topK)" : "")
+               + ") for \(t.totalSteps) steps from step \(trainer.step), \(t.threads) thread(s)")
+        while !trainer.isFinished {
+            if shouldStop() {
+                if let checkpointDir {
+                    let saved = try trainer.saveCheckpoint(in: checkpointDir)
+                    output("stopped at step \(trainer.step); checkpoint \(saved.path)")
+                } else {
+                    output("stopped at step \(trainer.step) (no training.checkpoint_dir, nothing saved)")
+                }
+                return .stopped(step: trainer.step)
+            }
+            let m = try trainer.trainStep()
+            if m.step % t.logInterval == 0 || trainer.isFinished {
+                output(m.line(totalSteps: t.totalSteps))
+                try metrics?.append(m)
+            }
+            if let checkpointDir, t.checkpointInterval > 0, trainer.step % t.checkpointInterval == 0 || trainer.isFinished {
+                try trainer.saveCheckpoint(in: checkpointDir)
+            } else if let checkpointDir, trainer.isFinished {
+                try trainer.saveCheckpoint(in: checkpointDir)
+            }
+        }
+        if let checkpointDir { output("done; final checkpoint in \(checkpointDir.path)") }
+        return .finished
+    }
+}

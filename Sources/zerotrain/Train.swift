@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Training
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGINT/SIGTERM; the run checkpoints at the next update boundary and exits.
+nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model in this process.",
+        discussion: "Ctrl-C or SIGTERM stops at the next update, writing a checkpoint when training.checkpoint_dir is set.")
+
+    @Option(name: .long, help: "Config file: YAML (model/training/data) or a Hugging Face config.json.")
+    var config: String?
+
+    @Option(name: .long, help: "Resume from a checkpoint directory (or one of its step-N folders).")
+    var resume: String?
+
+    @Option(name: .long, help: "Override data.path with this file (source text unless --data-source says otherwise).")
+    var data: String?
+
+    @Option(name: .long, help: "Override data.source (builtin, text, jsonl, tokens).")
+    var dataSource: String?
+
+    @Option(name: .long, help: "Override training.checkpoint_dir.")
+    var checkpointDir: String?
+
+    @Option(name: .long, help: "Override training.threads.")
+    var threads: Int?
+
+    func run() throws {
+        try runReportingErrors {
+            var cfg: TrainConfig
+            if let config {
+                cfg = try TrainConfig.load(path: config)
+            } else if let resume {
+                cfg = try Trainer.readState(try Trainer.resolveCheckpoint(URL(fileURLWithPath: resume))).config
+            } else {
+                throw ValidationError("give --config FILE (or --resume DIR)")
+            }
+            if let data {
+                cfg.data.path = data
+                cfg.data.source = dataSource ?? (data.hasSuffix(".jsonl") ? "jsonl" : data.hasSuffix(".safetensors") ? "tokens" : "text")
+            } else if let dataSource {
+                cfg.data.source = dataSource
+            }
+            if let checkpointDir { cfg.training.checkpointDir = checkpointDir }
+            if let threads { cfg.training.threads = threads }
+            try cfg.validate()
+            let trainer = try Trainer(config: cfg)
+            if let resume {
+                try trainer.resume(from: URL(fileURLWithPath: resume))
+                Console.out("resumed at step \(trainer.step) from \(resume)")
+            }
+            signal(SIGINT) { _ in stopSignal = 1 }
+            signal(SIGTERM) { _ in stopSignal = 1 }
+            var run = TrainingRun(trainer: trainer, output: Console.out)
+            run.shouldStop = { stopSignal != 0 }
+            if case .stopped = try run.run() { throw ExitCode(130) }
+        }
+    }
+}

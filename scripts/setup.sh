@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system libraries ZeroTrain links against (Debian/Ubuntu), if missing.
+set -euo pipefail
+need=()
+for pkg in libzmq3-dev libopenblas-dev libnuma-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
