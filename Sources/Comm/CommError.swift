@@ -1,0 +1,65 @@
+/// The one error type of the communication layer.
+///
+/// Every failure of a collective names the operation, its sequence number in the epoch and the
+/// rank this rank was waiting for (`peer`), so a log line is enough to find the culprit.
+public struct CommError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// What went wrong, coarse enough to branch on.
+    public enum Code: String, Sendable, Equatable {
+        /// A deadline passed while waiting for `peer`.
+        case timeout
+        /// The transport saw the connection to `peer` drop (process died, host gone).
+        case peerLost
+        /// Another rank aborted this collective and told us; `peer` is the rank it blames.
+        case peerAborted
+        /// A frame failed validation (magic, version, lengths, checksum ...).
+        case malformedFrame
+        /// A valid frame that does not fit the schedule (different collective, size or step).
+        case protocolMismatch
+        /// A frame from a newer membership epoch arrived: this group is stale.
+        case epochAhead
+        /// The group failed earlier; re-form it with a new epoch.
+        case groupFailed
+        /// A socket, endpoint or option could not be set up.
+        case transport
+        /// The caller passed arguments that cannot work (wrong rank, root, sizes).
+        case invalidArgument
+        /// The transport was closed.
+        case closed
+    }
+
+    public var code: Code
+    /// Human-readable explanation with what to do next.
+    public var message: String
+    /// The collective (`allReduce`, `broadcast` ...) or `nil` outside one.
+    public var operation: String?
+    /// Sequence number of the collective inside its epoch.
+    public var sequence: UInt64?
+    /// Membership epoch of the group that failed.
+    public var epoch: UInt64?
+    /// The rank this rank waited for, or the rank blamed for the failure.
+    public var peer: Int?
+    /// Underlying cause (e.g. `zmq_msg_send: Resource temporarily unavailable (errno 11)`).
+    public var underlying: String?
+
+    public init(_ code: Code, _ message: String, operation: String? = nil, sequence: UInt64? = nil,
+                epoch: UInt64? = nil, peer: Int? = nil, underlying: String? = nil) {
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.sequence = sequence
+        self.epoch = epoch
+        self.peer = peer
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        var s = "comm error [\(code.rawValue)]"
+        if let operation { s += " in \(operation)" }
+        if let sequence { s += " #\(sequence)" }
+        if let epoch { s += " (epoch \(epoch))" }
+        if let peer { s += " peer rank \(peer)" }
+        s += ": \(message)"
+        if let underlying { s += " (cause: \(underlying))" }
+        return s
+    }
+}

@@ -1,0 +1,503 @@
+/// The ranks of one membership epoch, and the ring collectives they run together.
+///
+/// Every rank of the group creates one `ProcessGroup` with the same `worldSize`, `epoch` and
+/// `jobID` and calls the same collectives in the same order (from one thread: the transport's
+/// sockets are not thread-safe). Each call carries a sequence number; frames of older epochs or
+/// older sequences are dropped, frames that do not fit the schedule are errors.
+///
+/// Results are bitwise identical on every rank and from run to run: chunk `c` is always summed in
+/// the ring order `x[c+1] + x[c+2] + ... + x[c]` (ranks mod N, left to right), finished once by its
+/// owner (rank c), and copied to everybody else. `allReduceScalars` sums in rank order 0..<N.
+///
+/// Failure: every call takes a deadline. When a peer dies or goes silent, the call throws a
+/// `CommError` naming the operation, its sequence number and the rank waited for (or blamed); the
+/// rank also sends an abort frame down the ring so later ranks fail fast with the same blame, and
+/// dumps its flight recorder to the log. A failed group stays failed (`.groupFailed`): form a new
+/// one with a higher epoch and the surviving ranks.
+public final class ProcessGroup {
+    public enum ReduceOp: String, Sendable, CaseIterable {
+        case sum
+        /// Sum divided by `worldSize` (once, by the owner of each chunk).
+        case average
+    }
+
+    /// Element format on the wire for fp32 collectives.
+    public enum WireFormat: String, Sendable, CaseIterable {
+        case float32
+        /// Half the bytes; partial sums are rounded to bf16 before each hop and the final result is
+        /// rounded to bf16 precision on every rank. For gradients only.
+        case bfloat16
+    }
+
+    public struct Options: Sendable {
+        /// Largest payload of one frame, in bytes: large enough to amortise per-message cost,
+        /// small enough that a chunk pipelines through the ring (gloo uses the same 1 MiB).
+        public var segmentBytes: Int = 1 << 20
+        /// Put a CRC-32C of every payload in its header and check it on receipt. The header is
+        /// always checksummed. Costs about one CPU cycle per byte on each side (software CRC).
+        public var checksumPayloads: Bool = true
+        /// Collectives kept in the flight recorder.
+        public var flightRecorderCapacity: Int = 64
+        /// Where failures and dropped frames are reported.
+        public var log: CommLog = standardErrorCommLog
+
+        public init() {}
+    }
+
+    public let rank: Int
+    public let worldSize: Int
+    public let epoch: UInt64
+    public let jobID: UInt64
+    public let options: Options
+    public let recorder: FlightRecorder
+    let transport: any Transport
+
+    /// Sequence number the next collective will use.
+    public private(set) var sequence: UInt64 = 0
+    /// Frames dropped because they belonged to an older epoch, an older (aborted) collective or another job.
+    public private(set) var droppedFrames = 0
+    /// The error that failed this group, if any.
+    public private(set) var failure: CommError?
+
+    public var predecessor: Int { (rank - 1 + worldSize) % worldSize }
+    public var successor: Int { (rank + 1) % worldSize }
+
+    /// - Parameters:
+    ///   - rank: this rank, `0..<worldSize`.
+    ///   - transport: links to `successor` and from `predecessor`; the group does not close it.
+    ///   - epoch: membership epoch; increase it every time the group is re-formed.
+    public init(rank: Int, worldSize: Int, transport: any Transport, epoch: UInt64, jobID: UInt64,
+                options: Options = Options()) throws {
+        guard worldSize >= 1, (0..<worldSize).contains(rank) else {
+            throw CommError(.invalidArgument, "rank \(rank) is not in 0..<\(worldSize)")
+        }
+        guard options.segmentBytes >= 8, options.segmentBytes <= FrameHeader.maxPayloadBytes else {
+            throw CommError(.invalidArgument, "segmentBytes must be in 8...\(FrameHeader.maxPayloadBytes), got \(options.segmentBytes)")
+        }
+        self.rank = rank
+        self.worldSize = worldSize
+        self.transport = transport
+        self.epoch = epoch
+        self.jobID = jobID
+        self.options = options
+        self.recorder = FlightRecorder(capacity: options.flightRecorderCapacity)
+    }
+
+    /// The slice of a `count`-element buffer that `rank` owns after `reduceScatter`.
+    public func shardRange(count: Int, rank: Int) -> Range<Int> {
+        RingLayout.shardRange(count: count, rank: rank, worldSize: worldSize)
+    }
+
+    // MARK: - Collectives
+
+    /// In place: every rank ends with the element-wise sum (or average) of all ranks' `buffer`.
+    /// Reduce-scatter then all-gather around the ring, pipelined in `segmentBytes` segments.
+    /// Every rank must pass the same element count.
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
+                          wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws {
+        try collective(.allReduce, bytes: buffer.count * 4) { seq in
+            try ring(buffer, steps: 0..<(2 * (worldSize - 1)), operation: .allReduce, sequence: seq,
+                     op: op, wire: wire, deadline: deadline)
+        }
+    }
+
+    /// In place: afterwards `buffer[shardRange(count:rank:)]` on each rank holds the reduced values
+    /// of its shard; the rest of `buffer` holds partial sums (unspecified). Returns the shard range.
+    @discardableResult
+    public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
+                              wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws -> Range<Int> {
+        try collective(.reduceScatter, bytes: buffer.count * 4) { seq in
+            try ring(buffer, steps: 0..<(worldSize - 1), operation: .reduceScatter, sequence: seq,
+                     op: op, wire: wire, deadline: deadline)
+        }
+        return shardRange(count: buffer.count, rank: rank)
+    }
+
+    /// In place: each rank contributes `buffer[shardRange(count:rank:)]`; afterwards every rank's
+    /// `buffer` holds all shards.
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, wire: WireFormat = .float32,
+                          deadline: ContinuousClock.Instant) throws {
+        try collective(.allGather, bytes: buffer.count * 4) { seq in
+            try ring(buffer, steps: (worldSize - 1)..<(2 * (worldSize - 1)), operation: .allGather,
+                     sequence: seq, op: .sum, wire: wire, deadline: deadline)
+        }
+    }
+
+    /// In place: every rank's `buffer` becomes `root`'s. A pipelined chain root → root+1 → … → root−1.
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int,
+                          deadline: ContinuousClock.Instant) throws {
+        guard (0..<worldSize).contains(root) else {
+            throw CommError(.invalidArgument, "broadcast root \(root) is not in 0..<\(worldSize)")
+        }
+        try collective(.broadcast, bytes: buffer.count * 4) { seq in
+            try chainBroadcast(buffer, root: root, sequence: seq, deadline: deadline)
+        }
+    }
+
+    /// Returns once every rank of the group has entered the barrier.
+    public func barrier(deadline: ContinuousClock.Instant) throws {
+        try collective(.barrier, bytes: 0) { seq in
+            _ = try gatherScalars([], operation: .barrier, sequence: seq, deadline: deadline)
+        }
+    }
+
+    /// All-reduce of a few Doubles (grad-norm², non-finite flags, loss), tuned for latency: each
+    /// rank's vector circulates once (N−1 small hops) and every rank sums the N vectors locally in
+    /// rank order, so the result is bitwise identical everywhere. Every rank passes the same count.
+    public func allReduceScalars(_ values: [Double], op: ReduceOp = .sum,
+                                 deadline: ContinuousClock.Instant) throws -> [Double] {
+        try collective(.scalars, bytes: values.count * 8) { seq in
+            let table = try gatherScalars(values, operation: .scalars, sequence: seq, deadline: deadline)
+            var result = [Double](repeating: 0, count: values.count)
+            for j in 0..<values.count {
+                var acc = table[0][j]
+                for q in 1..<worldSize { acc += table[q][j] }
+                result[j] = op == .average ? acc / Double(worldSize) : acc
+            }
+            return result
+        }
+    }
+
+    /// Point-to-point ring exchange: sends `send` to the successor (zero-copy, in `segmentBytes`
+    /// segments) while receiving the same number of bytes from the predecessor into `receive`.
+    /// The transport's ceiling for what a ring collective can move; used by `zerotrain bench comm`.
+    public func exchange(send: UnsafeRawBufferPointer, receive: UnsafeMutableRawBufferPointer,
+                         checksum: Bool = false, deadline: ContinuousClock.Instant) throws {
+        guard send.count == receive.count else {
+            throw CommError(.invalidArgument, "exchange needs equal send (\(send.count)) and receive (\(receive.count)) sizes")
+        }
+        try collective(.exchange, bytes: send.count) { seq in
+            guard worldSize > 1 else {
+                if send.count > 0 { receive.baseAddress!.copyMemory(from: send.baseAddress!, byteCount: send.count) }
+                return
+            }
+            let seg = options.segmentBytes
+            let segments = max(1, (send.count + seg - 1) / seg)
+            let ledger = SendLedger()
+            for k in 0..<segments {
+                let lo = min(k * seg, send.count), hi = min(lo + seg, send.count)
+                let payload = UnsafeRawBufferPointer(rebasing: send[lo..<hi])
+                var header = dataHeader(.exchange, .bytes, sequence: seq, step: 0, chunk: 0, segment: k)
+                header.seal(payload: payload, checksum: checksum)
+                try transport.send(header: header, payload: payload, release: ledger.makeRelease(), deadline: deadline)
+            }
+            for k in 0..<segments {
+                let lo = min(k * seg, receive.count), hi = min(lo + seg, receive.count)
+                try receiveData(.exchange, .bytes, sequence: seq, step: 0, chunk: 0, segment: k,
+                                byteCount: hi - lo, deadline: deadline) { payload in
+                    if hi > lo { (receive.baseAddress! + lo).copyMemory(from: payload.baseAddress!, byteCount: hi - lo) }
+                }
+            }
+            try waitAll(ledger, deadline: deadline)
+        }
+    }
+
+    // MARK: - Bookkeeping around every collective
+
+    private func collective<R>(_ operation: FrameHeader.Operation, bytes: Int, _ body: (UInt64) throws -> R) throws -> R {
+        let name = Self.name(of: operation)
+        if let failure {
+            throw CommError(.groupFailed, "this group (epoch \(epoch)) failed earlier; form a new group with a higher epoch",
+                            operation: name, sequence: sequence, epoch: epoch, peer: failure.peer,
+                            underlying: failure.description)
+        }
+        let seq = sequence
+        sequence += 1
+        let handle = recorder.begin(FlightRecord(operation: name, epoch: epoch, sequence: seq, bytes: bytes,
+                                                 receivesFrom: predecessor, sendsTo: successor,
+                                                 start: .now, duration: nil, outcome: "running"))
+        do {
+            let result = try body(seq)
+            recorder.finish(handle, outcome: "ok")
+            return result
+        } catch {
+            var failure = (error as? CommError) ?? CommError(.transport, "\(error)")
+            failure.operation = name
+            failure.sequence = seq
+            failure.epoch = epoch
+            if failure.peer == nil { failure.peer = predecessor }
+            self.failure = failure
+            recorder.finish(handle, outcome: failure.code.rawValue)
+            spreadAbort(failure, sequence: seq, operation: operation)
+            options.log("zerotrain comm: rank \(rank) failed: \(failure)\n\(recorder.dump(rank: rank))")
+            throw failure
+        }
+    }
+
+    /// Tells the successor that this collective is dead and whom to blame, so it fails now rather
+    /// than at its deadline. Not sent to the blamed rank itself.
+    private func spreadAbort(_ failure: CommError, sequence: UInt64, operation: FrameHeader.Operation) {
+        guard worldSize > 1 else { return }
+        let blamed = failure.peer ?? predecessor
+        guard blamed != successor, failure.code != .invalidArgument else { return }
+        let reason = Array("rank \(rank): \(failure.message)".utf8.prefix(512))
+        var header = FrameHeader(kind: .abort, elementType: .bytes, operation: operation, jobID: jobID,
+                                 epoch: epoch, sequence: sequence, sourceRank: UInt32(rank), chunk: UInt32(blamed))
+        reason.withUnsafeBytes { header.seal(payload: $0, checksum: true) }
+        transport.trySend(header: header, payload: reason)
+    }
+
+    static func name(of operation: FrameHeader.Operation) -> String {
+        switch operation {
+        case .none: "none"
+        case .allReduce: "allReduce"
+        case .reduceScatter: "reduceScatter"
+        case .allGather: "allGather"
+        case .broadcast: "broadcast"
+        case .scalars: "allReduceScalars"
+        case .barrier: "barrier"
+        case .exchange: "exchange"
+        }
+    }
+
+    private func dataHeader(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
+                            step: Int, chunk: Int, segment: Int) -> FrameHeader {
+        FrameHeader(kind: .data, elementType: type, operation: operation, jobID: jobID, epoch: epoch,
+                    sequence: sequence, sourceRank: UInt32(rank), step: UInt32(step), chunk: UInt32(chunk),
+                    segment: UInt32(segment))
+    }
+
+    private func waitAll(_ ledger: SendLedger, deadline: ContinuousClock.Instant) throws {
+        guard ledger.waitAll(deadline: deadline) else {
+            throw CommError(.timeout, "the transport still holds sent buffers at the deadline (successor not draining)",
+                            peer: successor)
+        }
+    }
+
+    // MARK: - Receiving
+
+    /// Receives the frame (`step`, `chunk`, `segment`) of collective `sequence` from the
+    /// predecessor and hands its payload to `body`. Drops frames of older epochs, older sequences
+    /// and other jobs; anything else unexpected is an error.
+    private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
+                                step: Int, chunk: Int, segment: Int, byteCount: Int?,
+                                deadline: ContinuousClock.Instant, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        while true {
+            let result: R? = try transport.receive(deadline: deadline) { rawHeader, payload -> R? in
+                let h: FrameHeader
+                do {
+                    h = try FrameHeader.decode(header: rawHeader, payload: payload)
+                } catch let e as CommError {
+                    var e = e
+                    e.peer = predecessor
+                    throw e
+                }
+                if h.jobID != jobID || h.epoch < epoch {
+                    droppedFrames += 1
+                    return nil
+                }
+                if h.epoch > epoch {
+                    throw CommError(.epochAhead, "rank \(h.sourceRank) is already in epoch \(h.epoch); this group is stale, re-form it",
+                                    peer: Int(h.sourceRank))
+                }
+                if h.kind == .abort {
+                    let reason = String(decoding: payload, as: UTF8.self)
+                    throw CommError(.peerAborted, "rank \(h.sourceRank) aborted \(Self.name(of: h.operation)) #\(h.sequence) blaming rank \(h.chunk): \(reason)",
+                                    peer: Int(h.chunk))
+                }
+                if h.sequence < sequence {
+                    droppedFrames += 1
+                    return nil
+                }
+                guard h.sequence == sequence, h.operation == operation, h.elementType == type,
+                      h.step == UInt32(step), h.chunk == UInt32(chunk), h.segment == UInt32(segment),
+                      h.sourceRank == UInt32(predecessor), byteCount.map({ $0 == payload.count }) ?? true
+                else {
+                    throw CommError(.protocolMismatch, """
+                        expected \(Self.name(of: operation)) #\(sequence) step \(step) chunk \(chunk) segment \(segment) \
+                        (\(byteCount.map(String.init) ?? "any") bytes of \(type)) from rank \(predecessor), got \
+                        \(Self.name(of: h.operation)) #\(h.sequence) step \(h.step) chunk \(h.chunk) segment \(h.segment) \
+                        (\(payload.count) bytes of \(h.elementType)) from rank \(h.sourceRank); \
+                        all ranks must call the same collectives with the same sizes in the same order
+                        """, peer: Int(h.sourceRank))
+                }
+                return try body(payload)
+            }
+            if let result { return result }
+        }
+    }
+
+    // MARK: - Ring reduce-scatter / all-gather
+
+    /// Runs the unified ring steps `steps` over `buffer`: steps 0..<N−1 are reduce-scatter (rank r
+    /// sends chunk r−t−1 and reduces received chunk r−t−2 into its buffer), steps N−1..<2N−2 are
+    /// all-gather (rank r sends chunk r−s, copies received chunk r−s−1, s = t−(N−1)). Whatever is
+    /// received at step t is sent on at step t+1, segment by segment, so the segments pipeline.
+    private func ring(_ buffer: UnsafeMutableBufferPointer<Float>, steps: Range<Int>, operation: FrameHeader.Operation,
+                      sequence: UInt64, op: ReduceOp, wire: WireFormat, deadline: ContinuousClock.Instant) throws {
+        let n = worldSize, r = rank
+        guard n > 1, !steps.isEmpty else { return }
+        let layout = RingLayout(count: buffer.count, worldSize: n, segmentElements: max(1, options.segmentBytes / 4))
+        let segments = layout.segmentsPerChunk
+        let type: FrameHeader.ElementType = wire == .bfloat16 ? .bfloat16 : .float32
+        let ledger = SendLedger()
+        // Ledger index of the borrowed send of (step, segment), -1 when the payload was copied.
+        var lent = [Int](repeating: -1, count: steps.count * segments)
+        let mod = { (x: Int) in ((x % n) + n) % n }
+        let sendChunk = { (t: Int) in t < n - 1 ? mod(r - t - 1) : mod(r - (t - (n - 1))) }
+        let receiveChunk = { (t: Int) in t < n - 1 ? mod(r - t - 2) : mod(r - 1 - (t - (n - 1))) }
+        let includesReduceScatter = steps.lowerBound < n - 1
+
+        if !includesReduceScatter, wire == .bfloat16 {
+            // The owner's shard must hold exactly what the others will receive.
+            let own = layout.chunkRange(r)
+            for i in own { buffer[i] = BFloat16.round(buffer[i]) }
+        }
+
+        func send(step t: Int, segment k: Int) throws {
+            let c = sendChunk(t)
+            let range = layout.segmentRange(chunk: c, segment: k)
+            var header = dataHeader(operation, type, sequence: sequence, step: t, chunk: c, segment: k)
+            let values = UnsafeBufferPointer(rebasing: buffer[range])
+            switch wire {
+            case .float32:
+                let payload = UnsafeRawBufferPointer(values)
+                header.seal(payload: payload, checksum: options.checksumPayloads)
+                let release = ledger.makeRelease()
+                lent[(t - steps.lowerBound) * segments + k] = release.index
+                try transport.send(header: header, payload: payload, release: release, deadline: deadline)
+            case .bfloat16:
+                try transport.send(payloadByteCount: range.count * 2, deadline: deadline) { out in
+                    BFloat16.encode(values, into: out)
+                    header.seal(payload: UnsafeRawBufferPointer(out), checksum: options.checksumPayloads)
+                    return header
+                }
+            }
+        }
+
+        for k in 0..<segments { try send(step: steps.lowerBound, segment: k) }
+        for t in steps {
+            let c = receiveChunk(t)
+            let reducing = t < n - 1
+            for k in 0..<segments {
+                let range = layout.segmentRange(chunk: c, segment: k)
+                let target = UnsafeMutableBufferPointer(rebasing: buffer[range])
+                if !reducing, includesReduceScatter {
+                    // All-gather step s overwrites the chunk this rank lent at reduce-scatter step s.
+                    let index = lent[(t - (n - 1) - steps.lowerBound) * segments + k]
+                    if index >= 0, !ledger.wait(for: index, deadline: deadline) {
+                        throw CommError(.timeout, "the transport still holds a sent segment at the deadline", peer: successor)
+                    }
+                }
+                try receiveData(operation, type, sequence: sequence, step: t, chunk: c, segment: k,
+                                byteCount: range.count * type.stride, deadline: deadline) { payload in
+                    if reducing {
+                        Self.accumulate(payload, type: type, into: target)
+                        if t == n - 2 { Self.finish(target, op: op, worldSize: n, wire: wire) }
+                    } else {
+                        Self.copy(payload, type: type, into: target)
+                    }
+                }
+                if t + 1 < steps.upperBound { try send(step: t + 1, segment: k) }
+            }
+        }
+        try waitAll(ledger, deadline: deadline)
+    }
+
+    /// `target[i] = incoming[i] + target[i]` (incoming = partial sum of the earlier ranks).
+    static func accumulate(_ payload: UnsafeRawBufferPointer, type: FrameHeader.ElementType,
+                           into target: UnsafeMutableBufferPointer<Float>) {
+        guard let dst = target.baseAddress, let src = payload.baseAddress else { return }
+        let n = target.count
+        switch type {
+        case .float32 where Int(bitPattern: src) & 3 == 0:
+            let s = src.assumingMemoryBound(to: Float.self)
+            for i in 0..<n { dst[i] = s[i] + dst[i] }
+        case .float32:
+            for i in 0..<n { dst[i] = src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) + dst[i] }
+        case .bfloat16:
+            for i in 0..<n {
+                dst[i] = BFloat16.decode(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) + dst[i]
+            }
+        case .bytes, .float64:
+            break
+        }
+    }
+
+    static func copy(_ payload: UnsafeRawBufferPointer, type: FrameHeader.ElementType,
+                     into target: UnsafeMutableBufferPointer<Float>) {
+        guard let dst = target.baseAddress, let src = payload.baseAddress else { return }
+        switch type {
+        case .float32:
+            UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: target.count * 4)
+        case .bfloat16:
+            for i in 0..<target.count {
+                dst[i] = BFloat16.decode(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        case .bytes, .float64:
+            break
+        }
+    }
+
+    /// Applied once by the owner of a fully reduced chunk.
+    static func finish(_ target: UnsafeMutableBufferPointer<Float>, op: ReduceOp, worldSize: Int, wire: WireFormat) {
+        if op == .average {
+            let divisor = Float(worldSize)
+            for i in 0..<target.count { target[i] = target[i] / divisor }
+        }
+        if wire == .bfloat16 {
+            for i in 0..<target.count { target[i] = BFloat16.round(target[i]) }
+        }
+    }
+
+    // MARK: - Broadcast chain
+
+    private func chainBroadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int, sequence: UInt64,
+                                deadline: ContinuousClock.Instant) throws {
+        let n = worldSize
+        guard n > 1 else { return }
+        let layout = RingLayout(count: buffer.count, worldSize: 1, segmentElements: max(1, options.segmentBytes / 4))
+        let position = ((rank - root) % n + n) % n
+        let ledger = SendLedger()
+        func send(_ k: Int) throws {
+            let range = layout.segmentRange(chunk: 0, segment: k)
+            let payload = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[range]))
+            var header = dataHeader(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k)
+            header.seal(payload: payload, checksum: options.checksumPayloads)
+            try transport.send(header: header, payload: payload, release: ledger.makeRelease(), deadline: deadline)
+        }
+        for k in 0..<layout.segmentsPerChunk {
+            if position > 0 {
+                let range = layout.segmentRange(chunk: 0, segment: k)
+                try receiveData(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k,
+                                byteCount: range.count * 4, deadline: deadline) { payload in
+                    Self.copy(payload, type: .float32, into: UnsafeMutableBufferPointer(rebasing: buffer[range]))
+                }
+            }
+            if position < n - 1 { try send(k) }
+        }
+        try waitAll(ledger, deadline: deadline)
+    }
+
+    // MARK: - Small vectors
+
+    /// Circulates every rank's `values` once around the ring; returns them indexed by rank.
+    private func gatherScalars(_ values: [Double], operation: FrameHeader.Operation, sequence: UInt64,
+                               deadline: ContinuousClock.Instant) throws -> [[Double]] {
+        let n = worldSize
+        var table = [[Double]](repeating: [], count: n)
+        table[rank] = values
+        guard n > 1 else { return table }
+        let mod = { (x: Int) in ((x % n) + n) % n }
+        func send(step s: Int) throws {
+            let owner = mod(rank - s)
+            let row = table[owner]
+            try transport.send(payloadByteCount: row.count * 8, deadline: deadline) { out in
+                row.withUnsafeBytes { if $0.count > 0 { out.copyMemory(from: $0) } }
+                var header = dataHeader(operation, .float64, sequence: sequence, step: s, chunk: owner, segment: 0)
+                header.seal(payload: UnsafeRawBufferPointer(out), checksum: options.checksumPayloads)
+                return header
+            }
+        }
+        try send(step: 0)
+        for s in 0..<(n - 1) {
+            let owner = mod(rank - s - 1)
+            table[owner] = try receiveData(operation, .float64, sequence: sequence, step: s, chunk: owner, segment: 0,
+                                           byteCount: values.count * 8, deadline: deadline) { payload in
+                (0..<values.count).map { payload.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self) }
+            }
+            if s + 1 < n - 1 { try send(step: s + 1) }
+        }
+        return table
+    }
+}

@@ -1,0 +1,63 @@
+import Comm
+
+/// One line of JSON from a launcher (test, `zerotrain bench comm`) to a rank worker process.
+///
+/// Commands: `bind` (rank, worldSize, epoch, jobID, endpoint; replies with the bound endpoint),
+/// `connect` (successor endpoint; forms the `ProcessGroup`), `run` (one checked collective),
+/// `bench` (timed runs), `exit`.
+public struct RankCommand: Codable, Sendable {
+    public var cmd: String
+    public var rank: Int?
+    public var worldSize: Int?
+    public var epoch: UInt64?
+    public var jobID: UInt64?
+    public var endpoint: String?
+    public var successor: String?
+    public var kind: CollectiveCheck.Kind?
+    public var count: Int?
+    public var seed: UInt64?
+    public var average: Bool?
+    public var bfloat16: Bool?
+    public var root: Int?
+    public var timeoutMs: Int?
+    /// Test hook: after this many received frames, report `stalled` and stop (until killed).
+    public var stallAfterFrames: Int?
+    public var checksum: Bool?
+    public var warmup: Int?
+    public var iterations: Int?
+
+    public init(cmd: String) { self.cmd = cmd }
+}
+
+/// One line of JSON back from the worker.
+public struct RankReply: Codable, Sendable {
+    public var ok: Bool
+    /// `stalled` for the test hook; nil for replies.
+    public var event: String?
+    public var endpoint: String?
+    /// Result digest as hex.
+    public var digest: String?
+    public var seconds: Double?
+    public var times: [Double]?
+    public var error: String?
+    public var code: String?
+    public var peer: Int?
+    public var operation: String?
+    public var sequence: UInt64?
+    public var droppedFrames: Int?
+
+    public init(ok: Bool) { self.ok = ok }
+
+    init(_ error: Error) {
+        ok = false
+        if let e = error as? CommError {
+            self.error = e.description
+            code = e.code.rawValue
+            peer = e.peer
+            operation = e.operation
+            sequence = e.sequence
+        } else {
+            self.error = "\(error)"
+        }
+    }
+}
