@@ -13,6 +13,18 @@ public struct MoEPointers {
     public var sharedGate: UnsafeMutablePointer<Float>?
     public var sharedUp: UnsafeMutablePointer<Float>?
     public var sharedDown: UnsafeMutablePointer<Float>?
+
+    public init(router: UnsafeMutablePointer<Float>, gate: [UnsafeMutablePointer<Float>], up: [UnsafeMutablePointer<Float>],
+                down: [UnsafeMutablePointer<Float>], sharedGate: UnsafeMutablePointer<Float>? = nil,
+                sharedUp: UnsafeMutablePointer<Float>? = nil, sharedDown: UnsafeMutablePointer<Float>? = nil) {
+        self.router = router
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.sharedGate = sharedGate
+        self.sharedUp = sharedUp
+        self.sharedDown = sharedDown
+    }
 }
 
 /// Top-k routed Mixture-of-Experts with SwiGLU experts (Mixtral), optional shared experts
