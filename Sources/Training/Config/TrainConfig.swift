@@ -176,9 +176,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if case .map(let pairs) = tree, pairs.contains(where: { $0.key == "model_type" }) {
             do {
                 let model = try ModelConfig(huggingFaceJSON: Data(text.utf8), path: source)
+                // The model part is validated; cross-section rules (vocabulary vs tokenizer) are
+                // checked when a run starts, after the caller has chosen its data.
                 var config = TrainConfig(model: model)
                 config.data.seqLen = min(config.data.seqLen, model.maxSeqLen)
-                try config.validate()
                 return config
             } catch let e as ModelError {
                 throw ConfigError(e.message)
