@@ -1,0 +1,70 @@
+import Foundation
+import Optim
+import Tensor
+import Testing
+
+@Suite struct ScheduleTests {
+    @Test func cosineWithWarmupMatchesTransformers() {
+        // Values from the reference trajectory (transformers get_cosine_schedule_with_warmup, warmup 2, total 8).
+        let s = LRSchedule(kind: .cosine, warmupSteps: 2, totalSteps: 8, numCycles: 0.5)
+        let expected = [0.0, 0.015, 0.03, 0.027990381056766583, 0.0225, 0.015, 0.007500000000000003, 0.0020096189432334192]
+        for (step, lr) in expected.enumerated() { #expect(abs(s.rate(step: step, peak: 0.03) - lr) < 1e-15) }
+        #expect(s.multiplier(step: 8) == 0)
+        let full = LRSchedule(kind: .cosine, warmupSteps: 0, totalSteps: 10, numCycles: 1)
+        #expect(abs(full.multiplier(step: 10) - 1) < 1e-12 && abs(full.multiplier(step: 5)) < 1e-12)
+    }
+
+    @Test func linearAndConstant() {
+        let lin = LRSchedule(kind: .linear, warmupSteps: 4, totalSteps: 12)
+        #expect(lin.multiplier(step: 2) == 0.5 && lin.multiplier(step: 4) == 1 && lin.multiplier(step: 8) == 0.5 && lin.multiplier(step: 12) == 0)
+        let c = LRSchedule(kind: .constant, warmupSteps: 2, totalSteps: 100)
+        #expect(c.multiplier(step: 1) == 0.5 && c.multiplier(step: 50) == 1)
+    }
+}
+
+@Suite struct AdamWTests {
+    /// torch.optim.AdamW, written out in Double for one scalar.
+    @Test func matchesTheTorchUpdateRule() {
+        let opt = AdamW(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1)
+        let p = FloatBuffer([0.5, -0.25]), m = FloatBuffer(count: 2), v = FloatBuffer(count: 2)
+        var ref: [(p: Double, m: Double, v: Double)] = [(0.5, 0, 0), (-0.25, 0, 0)]
+        let grads: [[Float]] = [[0.1, -0.2], [0.3, 0.05], [-0.4, 0.2]]
+        for (t, g) in grads.enumerated() {
+            let lr = 0.01 * Double(t + 1)
+            let gb = FloatBuffer(g)
+            opt.update(parameters: p.pointer, gradients: gb.pointer, m: m.pointer, v: v.pointer, count: 2, lr: lr, t: t + 1, decays: true)
+            for i in 0..<2 {
+                var r = ref[i]
+                let gi = Double(g[i])
+                r.p *= 1 - lr * 0.1
+                r.m += 0.1 * (gi - r.m)
+                r.v = 0.95 * r.v + 0.05 * gi * gi
+                let denom = r.v.squareRoot() / (1 - pow(0.95, Double(t + 1))).squareRoot() + 1e-8
+                r.p -= lr / (1 - pow(0.9, Double(t + 1))) * r.m / denom
+                ref[i] = r
+            }
+        }
+        for i in 0..<2 { #expect(abs(Double(p.pointer[i]) - ref[i].p) < 1e-6) }
+    }
+
+    @Test func noDecayWhereNotApplicable() {
+        let opt = AdamW(weightDecay: 0.5)
+        let p = FloatBuffer([1]), g = FloatBuffer([0]), m = FloatBuffer(count: 1), v = FloatBuffer(count: 1)
+        opt.update(parameters: p.pointer, gradients: g.pointer, m: m.pointer, v: v.pointer, count: 1, lr: 0.1, t: 1, decays: false)
+        #expect(p.pointer[0] == 1)
+        opt.update(parameters: p.pointer, gradients: g.pointer, m: m.pointer, v: v.pointer, count: 1, lr: 0.1, t: 2, decays: true)
+        #expect(abs(p.pointer[0] - 0.95) < 1e-7)
+    }
+}
+
+@Suite struct ClippingTests {
+    @Test func clipsToMaxNormAndReportsThePreClipNorm() {
+        let g = FloatBuffer([3, 4])
+        let norm = GradientClipping.clip(g.buffer, maxNorm: 1)
+        #expect(norm == 5)
+        #expect(abs(Kernels.sumOfSquares(g.pointer, count: 2).squareRoot() - 1) < 1e-5)
+        let small = FloatBuffer([0.3, 0.4])
+        #expect(abs(GradientClipping.clip(small.buffer, maxNorm: 1) - 0.5) < 1e-7)
+        #expect(small.toArray() == [0.3, 0.4])
+    }
+}
