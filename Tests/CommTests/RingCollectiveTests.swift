@@ -1,0 +1,168 @@
+import Comm
+import Testing
+
+/// The ring schedules over the in-memory transport, checked bit for bit against the direct
+/// computation in `ReferenceCollectives`.
+@Suite("Ring collectives (in-memory)", .serialized)
+struct RingCollectiveTests {
+    static let kinds: [CollectiveCheck.Kind] = [.allReduce, .reduceScatter, .allGather, .broadcast, .scalars, .barrier]
+
+    static func counts(_ n: Int) -> [Int] { Array(Set([1, max(n - 1, 0), n, 13, 1_000_003])).sorted() }
+
+    /// Runs `kind` on an in-memory ring of `n` ranks; returns each rank's digest.
+    static func run(_ kind: CollectiveCheck.Kind, n: Int, count: Int, op: ProcessGroup.ReduceOp = .sum,
+                    wire: ProcessGroup.WireFormat = .float32, root: Int = 0, segmentBytes: Int = 1 << 20) throws -> [UInt64] {
+        let fabric = InMemoryFabric(worldSize: n)
+        let results = onThreads(n) { rank in
+            var options = quietOptions()
+            options.segmentBytes = segmentBytes
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: options)
+            return try CollectiveCheck.run(kind, group: group, count: count, seed: 99, op: op, wire: wire,
+                                           root: root, deadline: .now + .seconds(30)).digest
+        }
+        return try results.map { try $0.get() }
+    }
+
+    @Test(arguments: [1, 2, 3, 5])
+    func everyCollectiveMatchesTheDirectComputation(n: Int) throws {
+        for kind in Self.kinds {
+            for count in Self.counts(n) where !(kind == .scalars && count > 13) {
+                let digests = try Self.run(kind, n: n, count: count, root: n / 2)
+                for rank in 0..<n {
+                    let expected = CollectiveCheck.expectedDigest(kind, rank: rank, worldSize: n, count: count, seed: 99, root: n / 2)
+                    #expect(digests[rank] == expected, "\(kind) n=\(n) count=\(count) rank=\(rank)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [2, 3, 5])
+    func averageAndSmallSegmentsPipeline(n: Int) throws {
+        // 64-byte segments: many segments per chunk, exercising the segment pipeline and short tails.
+        for count in [n - 1, 7 * n + 3, 1_001] {
+            let digests = try Self.run(.allReduce, n: n, count: count, op: .average, segmentBytes: 64)
+            let expected = CollectiveCheck.expectedDigest(.allReduce, rank: 0, worldSize: n, count: count, seed: 99, op: .average)
+            #expect(digests.allSatisfy { $0 == expected }, "n=\(n) count=\(count)")
+        }
+    }
+
+    @Test(arguments: [2, 3, 5])
+    func bfloat16WireIsBitwiseIdenticalOnAllRanks(n: Int) throws {
+        for kind in [CollectiveCheck.Kind.allReduce, .allGather] {
+            let digests = try Self.run(kind, n: n, count: 10_007, wire: .bfloat16, segmentBytes: 4096)
+            let expected = CollectiveCheck.expectedDigest(kind, rank: 0, worldSize: n, count: 10_007, seed: 99, wire: .bfloat16)
+            #expect(digests.allSatisfy { $0 == expected }, "\(kind) n=\(n)")
+        }
+    }
+
+    @Test func sameBitsRunAfterRun() throws {
+        let first = try Self.run(.allReduce, n: 3, count: 50_001)
+        let second = try Self.run(.allReduce, n: 3, count: 50_001)
+        #expect(first == second)
+        #expect(Set(first).count == 1)
+    }
+
+    @Test func staleEpochAndAbortedCollectiveFramesAreDropped() throws {
+        let n = 2, count = 1_000
+        let fabric = InMemoryFabric(worldSize: n)
+        // Leftovers of earlier memberships (epochs 0 and 1), including an abort, queued at rank 0.
+        for epoch: UInt64 in [0, 1] {
+            var stale = FrameHeader(kind: .data, elementType: .float32, operation: .allReduce, jobID: 5, epoch: epoch,
+                                    sequence: 0, sourceRank: 1, payloadLength: 0)
+            [UInt8]().withUnsafeBytes { stale.seal(payload: $0, checksum: true) }
+            fabric.inject(into: 0, header: stale.encoded, payload: [])
+        }
+        var abort = FrameHeader(kind: .abort, elementType: .bytes, operation: .allReduce, jobID: 5, epoch: 1,
+                                sequence: 3, sourceRank: 1, chunk: 1)
+        [UInt8]().withUnsafeBytes { abort.seal(payload: $0, checksum: true) }
+        fabric.inject(into: 0, header: abort.encoded, payload: [])
+        let results = onThreads(n) { rank in
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: fabric.transport(rank: rank),
+                                         epoch: 2, jobID: 5, options: quietOptions())
+            let outcome = try CollectiveCheck.run(.allReduce, group: group, count: count, seed: 99, deadline: .now + .seconds(10))
+            return (outcome.digest, group.droppedFrames)
+        }
+        let expected = CollectiveCheck.expectedDigest(.allReduce, rank: 0, worldSize: n, count: count, seed: 99)
+        let values = try results.map { try $0.get() }
+        #expect(values.allSatisfy { $0.0 == expected })
+        #expect(values[0].1 == 3)
+    }
+
+    @Test func deadPeerFailsEverySurvivorNamingItThenANewEpochWorks() throws {
+        let n = 4, dead = 2, count = 200_000
+        let fabric = InMemoryFabric(worldSize: n)
+        let log = CapturedLog()
+        let results = onThreads(n) { rank -> CommError? in
+            if rank == dead {
+                fabric.kill(rank: dead)
+                return nil
+            }
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: quietOptions(log))
+            let start = ContinuousClock.now
+            do {
+                _ = try CollectiveCheck.run(.allReduce, group: group, count: count, seed: 1, deadline: .now + .seconds(5))
+                return nil
+            } catch let error as CommError {
+                #expect(start.duration(to: .now) < .seconds(5.5))
+                // The group stays failed.
+                #expect(throws: CommError.self) { try group.barrier(deadline: .now + .seconds(1)) }
+                return error
+            }
+        }
+        for rank in 0..<n where rank != dead {
+            let error = try #require(try results[rank].get())
+            #expect(error.peer == dead, "rank \(rank): \(error)")
+            #expect(error.operation == "allReduce" && error.sequence == 0)
+        }
+        #expect(log.text.contains("flight recorder"))
+        // Survivors re-form as ranks 0..<3 in epoch 2 and complete an all-reduce.
+        let m = n - 1
+        let fresh = InMemoryFabric(worldSize: m)
+        let digests = try onThreads(m) { rank in
+            let group = try ProcessGroup(rank: rank, worldSize: m, transport: fresh.transport(rank: rank),
+                                         epoch: 2, jobID: 5, options: quietOptions())
+            return try CollectiveCheck.run(.allReduce, group: group, count: count, seed: 1, deadline: .now + .seconds(10)).digest
+        }.map { try $0.get() }
+        let expected = CollectiveCheck.expectedDigest(.allReduce, rank: 0, worldSize: m, count: count, seed: 1)
+        #expect(digests.allSatisfy { $0 == expected })
+    }
+
+    @Test func silentPeerTimesOutWithinTheDeadlineNamingTheRankWaitedFor() throws {
+        let n = 3
+        let fabric = InMemoryFabric(worldSize: n)
+        let results = onThreads(n) { rank -> CommError? in
+            guard rank != 1 else { return nil }   // rank 1 never shows up
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: quietOptions())
+            let start = ContinuousClock.now
+            do {
+                try group.barrier(deadline: .now + .milliseconds(300))
+                return nil
+            } catch let error as CommError {
+                #expect(start.duration(to: .now) < .seconds(2))
+                return error
+            }
+        }
+        let e2 = try #require(try results[2].get())
+        #expect(e2.peer == 1 && e2.operation == "barrier")
+        let e0 = try #require(try results[0].get())
+        #expect(e0.peer == 1 || e0.peer == 2)
+    }
+
+    @Test func mismatchedCollectivesAreAProtocolError() throws {
+        let fabric = InMemoryFabric(worldSize: 2)
+        let results = onThreads(2) { rank -> CommError? in
+            let group = try ProcessGroup(rank: rank, worldSize: 2, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: quietOptions())
+            do {
+                _ = try CollectiveCheck.run(.allReduce, group: group, count: rank == 0 ? 100 : 200, seed: 1,
+                                            deadline: .now + .seconds(2))
+                return nil
+            } catch let error as CommError { return error }
+        }
+        let codes = try results.map { try $0.get()?.code }
+        #expect(codes.contains(.protocolMismatch))
+    }
+}
