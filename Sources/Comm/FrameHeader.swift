@@ -97,6 +97,19 @@ public struct FrameHeader: Sendable, Equatable {
         }
     }
 
+    /// Fills in the payload length and a CRC already known for these exact bytes (a frame forwarded
+    /// unchanged), or no CRC when `crc` is nil.
+    public mutating func seal(payloadLength length: Int, knownCRC crc: UInt32?) {
+        payloadLength = UInt32(length)
+        if let crc {
+            flags |= Self.flagPayloadCRC
+            payloadCRC = crc
+        } else {
+            flags &= ~Self.flagPayloadCRC
+            payloadCRC = 0
+        }
+    }
+
     /// Writes the 64 header bytes (including the header CRC over bytes 0..<60) into `out`.
     /// - Precondition: `out.count >= 64`.
     public func encode(into out: UnsafeMutableRawBufferPointer) {

@@ -272,6 +272,16 @@ public final class ProcessGroup {
     private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
                                 step: Int, chunk: Int, segment: Int, byteCount: Int?,
                                 deadline: ContinuousClock.Instant, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try receiveData(operation, type, sequence: sequence, step: step, chunk: chunk, segment: segment,
+                        byteCount: byteCount, deadline: deadline) { payload, _ in try body(payload) }
+    }
+
+    /// As above; `body` also gets the payload CRC the sender put in the header (nil if none), which
+    /// was verified and can be reused when the bytes are forwarded unchanged.
+    private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
+                                step: Int, chunk: Int, segment: Int, byteCount: Int?,
+                                deadline: ContinuousClock.Instant,
+                                _ body: (UnsafeRawBufferPointer, UInt32?) throws -> R) throws -> R {
         while true {
             let result: R? = try transport.receive(deadline: deadline) { rawHeader, payload -> R? in
                 let h: FrameHeader
@@ -311,7 +321,7 @@ public final class ProcessGroup {
                         all ranks must call the same collectives with the same sizes in the same order
                         """, peer: Int(h.sourceRank))
                 }
-                return try body(payload)
+                return try body(payload, h.flags & FrameHeader.flagPayloadCRC != 0 ? h.payloadCRC : nil)
             }
             if let result { return result }
         }
@@ -333,6 +343,8 @@ public final class ProcessGroup {
         let ledger = SendLedger()
         // Ledger index of the borrowed send of (step, segment), -1 when the payload was copied.
         var lent = [Int](repeating: -1, count: steps.count * segments)
+        // CRC of the all-gather segment received last, per segment: forwarded bytes keep their CRC.
+        var forwardedCRC = [UInt32?](repeating: nil, count: segments)
         let mod = { (x: Int) in ((x % n) + n) % n }
         let sendChunk = { (t: Int) in t < n - 1 ? mod(r - t - 1) : mod(r - (t - (n - 1))) }
         let receiveChunk = { (t: Int) in t < n - 1 ? mod(r - t - 2) : mod(r - 1 - (t - (n - 1))) }
@@ -349,17 +361,27 @@ public final class ProcessGroup {
             let range = layout.segmentRange(chunk: c, segment: k)
             var header = dataHeader(operation, type, sequence: sequence, step: t, chunk: c, segment: k)
             let values = UnsafeBufferPointer(rebasing: buffer[range])
+            // Steps after the first all-gather step forward exactly the bytes received (and checked).
+            let known = t > n - 1 && options.checksumPayloads ? forwardedCRC[k] : nil
             switch wire {
             case .float32:
                 let payload = UnsafeRawBufferPointer(values)
-                header.seal(payload: payload, checksum: options.checksumPayloads)
+                if let known {
+                    header.seal(payloadLength: payload.count, knownCRC: known)
+                } else {
+                    header.seal(payload: payload, checksum: options.checksumPayloads)
+                }
                 let release = ledger.makeRelease()
                 lent[(t - steps.lowerBound) * segments + k] = release.index
                 try transport.send(header: header, payload: payload, release: release, deadline: deadline)
             case .bfloat16:
                 try transport.send(payloadByteCount: range.count * 2, deadline: deadline) { out in
                     BFloat16.encode(values, into: out)
-                    header.seal(payload: UnsafeRawBufferPointer(out), checksum: options.checksumPayloads)
+                    if let known {
+                        header.seal(payloadLength: out.count, knownCRC: known)
+                    } else {
+                        header.seal(payload: UnsafeRawBufferPointer(out), checksum: options.checksumPayloads)
+                    }
                     return header
                 }
             }
@@ -380,7 +402,8 @@ public final class ProcessGroup {
                     }
                 }
                 try receiveData(operation, type, sequence: sequence, step: t, chunk: c, segment: k,
-                                byteCount: range.count * type.stride, deadline: deadline) { payload in
+                                byteCount: range.count * type.stride, deadline: deadline) { payload, crc in
+                    forwardedCRC[k] = crc
                     if reducing {
                         Self.accumulate(payload, type: type, into: target)
                         if t == n - 2 { Self.finish(target, op: op, worldSize: n, wire: wire) }
@@ -449,18 +472,24 @@ public final class ProcessGroup {
         let layout = RingLayout(count: buffer.count, worldSize: 1, segmentElements: max(1, options.segmentBytes / 4))
         let position = ((rank - root) % n + n) % n
         let ledger = SendLedger()
+        var forwardedCRC: UInt32?
         func send(_ k: Int) throws {
             let range = layout.segmentRange(chunk: 0, segment: k)
             let payload = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[range]))
             var header = dataHeader(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k)
-            header.seal(payload: payload, checksum: options.checksumPayloads)
+            if position > 0, options.checksumPayloads, let forwardedCRC {
+                header.seal(payloadLength: payload.count, knownCRC: forwardedCRC)
+            } else {
+                header.seal(payload: payload, checksum: options.checksumPayloads)
+            }
             try transport.send(header: header, payload: payload, release: ledger.makeRelease(), deadline: deadline)
         }
         for k in 0..<layout.segmentsPerChunk {
             if position > 0 {
                 let range = layout.segmentRange(chunk: 0, segment: k)
                 try receiveData(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k,
-                                byteCount: range.count * 4, deadline: deadline) { payload in
+                                byteCount: range.count * 4, deadline: deadline) { payload, crc in
+                    forwardedCRC = crc
                     Self.copy(payload, type: .float32, into: UnsafeMutableBufferPointer(rebasing: buffer[range]))
                 }
             }

@@ -23,6 +23,10 @@ public struct RankCommand: Codable, Sendable {
     /// Test hook: after this many received frames, report `stalled` and stop (until killed).
     public var stallAfterFrames: Int?
     public var checksum: Bool?
+    /// `bind`: kernel SNDBUF/RCVBUF bytes (ZMQTransport.Options.kernelBufferBytes).
+    public var socketBufferBytes: Int32?
+    /// `connect`: ProcessGroup.Options.segmentBytes.
+    public var segmentBytes: Int?
     public var warmup: Int?
     public var iterations: Int?
 

@@ -43,7 +43,9 @@ public final class RankWorker {
             group = nil
             transport?.close()
             if context == nil { context = try ZMQContext() }
-            let t = try ZMQTransport(context: context!, rank: rank, worldSize: worldSize, bind: endpoint)
+            var options = ZMQTransport.Options()
+            if let bytes = c.socketBufferBytes { options.kernelBufferBytes = bytes }
+            let t = try ZMQTransport(context: context!, rank: rank, worldSize: worldSize, bind: endpoint, options: options)
             transport = t
             pending = c
             var reply = RankReply(ok: true)
@@ -58,6 +60,7 @@ public final class RankWorker {
             stalling = s
             var options = ProcessGroup.Options()
             options.checksumPayloads = c.checksum ?? true
+            if let bytes = c.segmentBytes { options.segmentBytes = bytes }
             group = try ProcessGroup(rank: bind.rank!, worldSize: bind.worldSize!, transport: s,
                                      epoch: bind.epoch ?? 0, jobID: bind.jobID ?? 0, options: options)
             return RankReply(ok: true)

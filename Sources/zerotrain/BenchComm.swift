@@ -41,6 +41,12 @@ struct BenchComm: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "CRC-32C over every payload (the default, as in training).")
     var payloadCRC: Bool = true
 
+    @Option(help: "Largest frame payload in bytes (segment size of the pipeline).")
+    var segmentBytes: Int = 1 << 20
+
+    @Option(help: "Kernel socket buffer size in bytes for tcp/ipc (-1 = OS default).")
+    var socketBuffer: Int32 = -1
+
     @Flag(help: "Send fp32 buffers as bf16 on the wire.")
     var bf16: Bool = false
 
@@ -56,6 +62,7 @@ struct BenchComm: ParsableCommand {
         guard ["tcp", "ipc", "inproc"].contains(transport) else {
             throw ValidationError("--transport must be tcp, ipc or inproc, got \(transport)")
         }
+        guard segmentBytes >= 64 else { throw ValidationError("--segment-bytes must be at least 64") }
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be ≥ 1 and --warmup ≥ 0") }
         _ = try parsedSizes()
         _ = try parsedOps()
@@ -144,6 +151,7 @@ struct BenchComm: ParsableCommand {
             bind.worldSize = ranks
             bind.epoch = 1
             bind.jobID = 1
+            bind.socketBufferBytes = socketBuffer
             bind.endpoint = transport == "tcp" ? "tcp://127.0.0.1:*" : "ipc:///tmp/zerotrain-bench-\(tag)-\(rank)"
             let reply = try worker.call(bind, timeout: .seconds(30))
             guard reply.ok, let endpoint = reply.endpoint else { throw Self.failure(reply, rank) }
@@ -153,6 +161,7 @@ struct BenchComm: ParsableCommand {
             var connect = RankCommand(cmd: "connect")
             connect.successor = endpoints[(rank + 1) % ranks]
             connect.checksum = payloadCRC
+            connect.segmentBytes = segmentBytes
             let reply = try worker.call(connect, timeout: .seconds(30))
             guard reply.ok else { throw Self.failure(reply, rank) }
         }
@@ -187,6 +196,7 @@ struct BenchComm: ParsableCommand {
         let context = try ZMQContext()
         let n = ranks, tag = UInt32.random(in: 0...UInt32.max)
         let settings = ThreadSettings(n: n, iterations: iterations, warmup: warmup, payloadCRC: payloadCRC,
+                                      segmentBytes: segmentBytes,
                                       wire: bf16 ? .bfloat16 : .float32, measurements: measurements)
         let results = Mutex<[Int: Result<[[Double]], CommError>]>([:])
         let done = DispatchGroup()
@@ -215,6 +225,7 @@ struct BenchComm: ParsableCommand {
         var iterations: Int
         var warmup: Int
         var payloadCRC: Bool
+        var segmentBytes: Int
         var wire: ProcessGroup.WireFormat
         var measurements: [Measurement]
     }
@@ -225,6 +236,7 @@ struct BenchComm: ParsableCommand {
         try transport.connect(successor: "inproc://bench-\(tag)-\((rank + 1) % s.n)")
         var options = ProcessGroup.Options()
         options.checksumPayloads = s.payloadCRC
+        options.segmentBytes = s.segmentBytes
         let group = try ProcessGroup(rank: rank, worldSize: s.n, transport: transport, epoch: 1, jobID: 1, options: options)
         return try s.measurements.map { m in
             try CollectiveBenchmark.measure(m.op, group: group, bytes: m.bytes, wire: s.wire, warmup: s.warmup,
