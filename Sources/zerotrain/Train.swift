@@ -9,6 +9,18 @@ import Glibc
 /// Set by SIGINT/SIGTERM; the run checkpoints at the next update boundary and exits.
 nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
 
+/// Catches SIGINT and SIGTERM, and unblocks them: a parent may have spawned us with them
+/// blocked (Foundation's Process does), which would make the signals pending forever.
+func installStopHandlers() {
+    signal(SIGINT) { _ in stopSignal = 1 }
+    signal(SIGTERM) { _ in stopSignal = 1 }
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
+}
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model in this process.",
@@ -56,8 +68,7 @@ struct Train: ParsableCommand {
                 try trainer.resume(from: URL(fileURLWithPath: resume))
                 Console.out("resumed at step \(trainer.step) from \(resume)")
             }
-            signal(SIGINT) { _ in stopSignal = 1 }
-            signal(SIGTERM) { _ in stopSignal = 1 }
+            installStopHandlers()
             var run = TrainingRun(trainer: trainer, output: Console.out)
             run.shouldStop = { stopSignal != 0 }
             if case .stopped = try run.run() { throw ExitCode(130) }

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+/// Every bad input gives one clear line on stderr and exit code 2 — never a crash or a hang.
+@Suite struct BadInputTests {
+    func expectExit2(_ args: [String], mentions text: String) throws {
+        let r = try CLI.run(args)
+        #expect(r.status == 2, "exit \(r.status) for \(args): \(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "expected one line, got: \(r.stderr)")
+        #expect(r.stderr.hasPrefix("zerotrain: error: ") && r.stderr.contains(text), "stderr: \(r.stderr)")
+    }
+
+    @Test func malformedYAML() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let f = dir.appendingPathComponent("bad.yaml")
+        try CLI.write("model: {num_layers: 2\n  hidden: [\n", to: f)
+        try expectExit2(["train", "--config", f.path], mentions: "invalid YAML")
+    }
+
+    @Test func invalidValue() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let f = dir.appendingPathComponent("c.yaml")
+        try CLI.write("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, moe_config: {num_experts: 16, top_k: 20}}\n", to: f)
+        try expectExit2(["train", "--config", f.path], mentions: "model.moe_config.top_k: must be ≤ num_experts (16), got 20")
+    }
+
+    @Test func missingConfigFile() throws {
+        try expectExit2(["train", "--config", "/nonexistent/config.yaml"], mentions: "cannot read the config file")
+    }
+
+    @Test func emptyDataFile() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("empty.txt")
+        try CLI.write("", to: data)
+        try expectExit2(["train", "--config", "configs/tiny.yaml", "--data", data.path, "--checkpoint-dir", dir.appendingPathComponent("ck").path],
+                        mentions: "is empty")
+    }
+
+    @Test func missingSafetensors() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.copyItem(at: CLI.fixtures.appendingPathComponent("reference/dense/config.json"),
+                                         to: dir.appendingPathComponent("config.json"))
+        try expectExit2(["grads", "--model", dir.path, "--batch", CLI.fixtures.appendingPathComponent("reference/dense/batch.safetensors").path,
+                         "--out", dir.appendingPathComponent("out.safetensors").path], mentions: "model.safetensors")
+    }
+
+    @Test func truncatedSafetensors() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ref = CLI.fixtures.appendingPathComponent("reference/dense")
+        try FileManager.default.copyItem(at: ref.appendingPathComponent("config.json"), to: dir.appendingPathComponent("config.json"))
+        let weights = try Data(contentsOf: ref.appendingPathComponent("model.safetensors"))
+        try weights.prefix(weights.count / 2).write(to: dir.appendingPathComponent("model.safetensors"))
+        try expectExit2(["grads", "--model", dir.path, "--batch", ref.appendingPathComponent("batch.safetensors").path,
+                         "--out", dir.appendingPathComponent("out.safetensors").path], mentions: "truncated")
+    }
+
+    @Test func wrongShapesInWeights() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The dense config with hidden 48: the weights file (hidden 32) no longer fits.
+        let ref = CLI.fixtures.appendingPathComponent("reference/dense")
+        let config = try String(contentsOf: ref.appendingPathComponent("config.json"), encoding: .utf8)
+            .replacingOccurrences(of: "\"hidden_size\": 32", with: "\"hidden_size\": 48")
+            .replacingOccurrences(of: "\"head_dim\": 8", with: "\"head_dim\": 12")
+        try CLI.write(config, to: dir.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: ref.appendingPathComponent("model.safetensors"), to: dir.appendingPathComponent("model.safetensors"))
+        try expectExit2(["grads", "--model", dir.path, "--batch", ref.appendingPathComponent("batch.safetensors").path,
+                         "--out", dir.appendingPathComponent("out.safetensors").path], mentions: "has shape [64, 32], expected [64, 48]")
+    }
+
+    @Test func resumeFromSomethingThatIsNotACheckpoint() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try expectExit2(["train", "--config", "configs/tiny.yaml", "--resume", dir.path], mentions: "is not a checkpoint")
+    }
+}
