@@ -350,7 +350,7 @@ final class Activations {
         self.seqLen = seqLen
         let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
         let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
-        let span = Attention.span(seqLen: seqLen, window: config.window)
+        let attentionProbs = AttentionBlocks(seqLen: seqLen, window: config.window).probsPerHead
         let dense = config.moeConfig == nil
         let ffn = dense ? config.ffnSize : 0
         let layerNorm = config.norm == "layernorm"
@@ -358,7 +358,7 @@ final class Activations {
         layerIn = bufs(n * c, L + 1)
         ln1 = bufs(n * c); rstd1 = bufs(n); mean1 = bufs(layerNorm ? n : 0)
         q = bufs(n * qDim); k = bufs(n * kvDim); v = bufs(n * kvDim)
-        probs = bufs(batch * config.numAttentionHeads * seqLen * span)
+        probs = bufs(batch * config.numAttentionHeads * attentionProbs)
         attOut = bufs(n * qDim)
         mid = bufs(n * c); ln2 = bufs(n * c); rstd2 = bufs(n); mean2 = bufs(layerNorm ? n : 0)
         gate = bufs(config.activation == "swiglu" ? n * ffn : 0); up = bufs(n * ffn); h = bufs(n * ffn)
@@ -382,9 +382,9 @@ final class Activations {
     static func elementCount(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
         let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
         let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
-        let span = Attention.span(seqLen: seqLen, window: config.window)
+        let attentionProbs = AttentionBlocks(seqLen: seqLen, window: config.window).probsPerHead
         let ln = config.norm == "layernorm" ? 2 * n : 0
-        var perLayer = 3 * n * c + 2 * n + ln + 2 * n * qDim + 2 * n * kvDim + batch * config.numAttentionHeads * seqLen * span
+        var perLayer = 3 * n * c + 2 * n + ln + 2 * n * qDim + 2 * n * kvDim + batch * config.numAttentionHeads * attentionProbs
         var scratch = 4 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
         if let moe = config.moeConfig {
             let r = n * moe.topK, i = config.ffnSize, s = i * moe.numSharedExperts

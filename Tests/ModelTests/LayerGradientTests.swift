@@ -68,8 +68,7 @@ import Testing
         let (b, t, h, hkv, d) = (2, 6, 4, 2, 4)
         let q = randomBuffer(b * t * h * d, seed: 13), k = randomBuffer(b * t * hkv * d, seed: 14)
         let v = randomBuffer(b * t * hkv * d, seed: 15), r = randomBuffer(b * t * h * d, seed: 16)
-        let span = Attention.span(seqLen: t, window: window)
-        let out = FloatBuffer(count: q.count), probs = FloatBuffer(count: b * h * t * span)
+        let out = FloatBuffer(count: q.count), probs = FloatBuffer(count: b * h * AttentionBlocks(seqLen: t, window: window).probsPerHead)
         let dq = FloatBuffer(count: q.count), dk = FloatBuffer(count: k.count), dv = FloatBuffer(count: v.count)
         func run() {
             Attention.forward(q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, probs: probs.pointer,
@@ -91,7 +90,7 @@ import Testing
         // Reference: full causal attention with scores outside the window masked to -inf.
         let (t, d, w) = (7, 4, 3)
         let q = randomBuffer(t * d, seed: 17), k = randomBuffer(t * d, seed: 18), v = randomBuffer(t * d, seed: 19)
-        let out = FloatBuffer(count: t * d), probs = FloatBuffer(count: t * w)
+        let out = FloatBuffer(count: t * d), probs = FloatBuffer(count: AttentionBlocks(seqLen: t, window: w).probsPerHead)
         Attention.forward(q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, probs: probs.pointer,
                           batch: 1, seqLen: t, heads: 1, kvHeads: 1, headDim: d, window: w, pool: pool)
         for i in 0..<t {
@@ -106,6 +105,34 @@ import Testing
                 let expected = (0..<t).reduce(0.0) { $0 + e[$1] / z * Double(v.pointer[$1 * d + c]) }
                 #expect(abs(Double(out.pointer[i * d + c]) - expected) < 1e-5)
             }
+        }
+    }
+
+    /// The blocked GEMM kernel against the plain per-position loops, across block boundaries
+    /// (T = 150 spans three 64-row blocks), with and without a window, with GQA.
+    @Test(arguments: [nil, 1, 5, 70, 200] as [Int?])
+    func blockedAttentionMatchesReferenceLoops(window: Int?) {
+        let (b, t, h, hkv, d) = (2, 150, 4, 2, 8)
+        let q = randomBuffer(b * t * h * d, seed: 31), k = randomBuffer(b * t * hkv * d, seed: 32)
+        let v = randomBuffer(b * t * hkv * d, seed: 33), dOut = randomBuffer(b * t * h * d, seed: 34)
+        let out = FloatBuffer(count: q.count), probs = FloatBuffer(count: b * h * AttentionBlocks(seqLen: t, window: window).probsPerHead)
+        let refOut = FloatBuffer(count: q.count), refProbs = FloatBuffer(count: b * h * t * Attention.span(seqLen: t, window: window))
+        let dq = FloatBuffer(count: q.count), dk = FloatBuffer(count: k.count), dv = FloatBuffer(count: v.count)
+        let rdq = FloatBuffer(count: q.count), rdk = FloatBuffer(count: k.count), rdv = FloatBuffer(count: v.count)
+        Attention.forward(q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, probs: probs.pointer,
+                          batch: b, seqLen: t, heads: h, kvHeads: hkv, headDim: d, window: window, pool: pool)
+        ReferenceAttention.forward(q: q.pointer, k: k.pointer, v: v.pointer, out: refOut.pointer, probs: refProbs.pointer,
+                                   batch: b, seqLen: t, heads: h, kvHeads: hkv, headDim: d, window: window, pool: pool)
+        Attention.backward(dOut: dOut.pointer, q: q.pointer, k: k.pointer, v: v.pointer, probs: probs.pointer,
+                           dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, batch: b, seqLen: t, heads: h, kvHeads: hkv,
+                           headDim: d, window: window, pool: pool)
+        ReferenceAttention.backward(dOut: dOut.pointer, q: q.pointer, k: k.pointer, v: v.pointer, probs: refProbs.pointer,
+                                    dq: rdq.pointer, dk: rdk.pointer, dv: rdv.pointer, batch: b, seqLen: t, heads: h, kvHeads: hkv,
+                                    headDim: d, window: window, pool: pool)
+        for (name, x, y) in [("out", out, refOut), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)] {
+            var worst: Float = 0
+            for i in 0..<x.count { worst = max(worst, abs(x.pointer[i] - y.pointer[i])) }
+            #expect(worst < 1e-5, "\(name) differs from the reference loops by \(worst) (window \(String(describing: window)))")
         }
     }
 
