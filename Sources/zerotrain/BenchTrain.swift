@@ -18,6 +18,12 @@ struct BenchTrain: ParsableCommand {
     @Option(name: .long, help: "Threads (default: training.threads).")
     var threads: Int?
 
+    @Option(name: .long, help: "Override data.seq_len (and raise model.max_seq_len to fit).")
+    var seqLen: Int?
+
+    @Option(name: .long, help: "Override training.micro_batch_size.")
+    var microBatch: Int?
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
@@ -31,7 +37,10 @@ struct BenchTrain: ParsableCommand {
         var achievedGflops: Double
         var peakGflops: Double
         var mfu: Double
+        var seqLen: Int
+        var activationBytes: Int
         enum CodingKeys: String, CodingKey {
+            case seqLen = "seq_len", activationBytes = "activation_bytes"
             case config, threads, steps, tokensPerStep = "tokens_per_step", stepSecondsMedian = "step_seconds_median"
             case tokensPerSecond = "tokens_per_second", achievedGflops = "achieved_gflops", peakGflops = "peak_gflops", mfu
         }
@@ -41,6 +50,11 @@ struct BenchTrain: ParsableCommand {
         try runReportingErrors {
             var cfg = try TrainConfig.load(path: config)
             if let threads { cfg.training.threads = threads }
+            if let seqLen {
+                cfg.data.seqLen = seqLen
+                cfg.model.maxSeqLen = max(cfg.model.maxSeqLen, seqLen)
+            }
+            if let microBatch { cfg.training.microBatchSize = microBatch }
             guard steps >= 1 else { throw TrainingError(.badInput, "--steps must be ≥ 1") }
             cfg.training.totalSteps = max(cfg.training.totalSteps, steps + 1)
             cfg.training.checkpointDir = nil
@@ -60,7 +74,9 @@ struct BenchTrain: ParsableCommand {
                 * Double(cfg.training.gradientAccumulationSteps)
             let achieved = flops / median / 1e9
             let r = Result(config: config, threads: t, steps: steps, tokensPerStep: tokens, stepSecondsMedian: median,
-                           tokensPerSecond: Double(tokens) / median, achievedGflops: achieved, peakGflops: peak, mfu: achieved / peak)
+                           tokensPerSecond: Double(tokens) / median, achievedGflops: achieved, peakGflops: peak, mfu: achieved / peak,
+                           seqLen: cfg.data.seqLen,
+                           activationBytes: trainer.model.activationBytes(batch: cfg.training.microBatchSize, seqLen: cfg.data.seqLen))
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
@@ -70,6 +86,8 @@ struct BenchTrain: ParsableCommand {
                 Console.out(String(format: "SGEMM peak (2048³, best of 5): %.1f GFLOP/s", peak))
                 Console.out(String(format: "step time (median): %.4f s   tokens/s: %.0f", median, r.tokensPerSecond))
                 Console.out(String(format: "achieved: %.1f GFLOP/s   MFU: %.1f%%", achieved, 100 * r.mfu))
+                Console.out(String(format: "activations: %.1f MiB for micro-batch %d × seq %d", Double(r.activationBytes) / 1048576,
+                                   cfg.training.microBatchSize, cfg.data.seqLen))
             }
         }
     }

@@ -1,7 +1,17 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
+enum Entry {
+    static func main() {
+        BLASEnvironment.prepare()
+        ZeroTrain.main()
+    }
+}
+
 struct ZeroTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerotrain",
@@ -13,4 +23,18 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure performance (results go into docs/benchmarks.md).",
         subcommands: [BenchTrain.self])
+}
+
+/// OpenBLAS reads its settings once, when the library loads — before `main`. Its idle worker
+/// threads spin (sched_yield) for about 2^28 cycles after each call by default, which steals a
+/// core from our own compute threads between GEMMs. So the process re-executes itself once with
+/// OPENBLAS_THREAD_TIMEOUT=4 (workers sleep almost at once) unless the user set it.
+enum BLASEnvironment {
+    static func prepare() {
+        guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil, getenv("ZEROTRAIN_BLAS_PREPARED") == nil else { return }
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
+        setenv("ZEROTRAIN_BLAS_PREPARED", "1", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // exec failed (no /proc): carry on with the library's defaults.
+    }
 }
