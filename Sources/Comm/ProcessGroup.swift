@@ -58,6 +58,8 @@ public final class ProcessGroup {
     public private(set) var droppedFrames = 0
     /// The error that failed this group, if any.
     public private(set) var failure: CommError?
+    /// Ledgers of the running collective's borrowed sends (to reclaim the buffer if it fails).
+    private var activeLedgers: [SendLedger] = []
 
     public var predecessor: Int { (rank - 1 + worldSize) % worldSize }
     public var successor: Int { (rank + 1) % worldSize }
@@ -173,7 +175,7 @@ public final class ProcessGroup {
             }
             let seg = options.segmentBytes
             let segments = max(1, (send.count + seg - 1) / seg)
-            let ledger = SendLedger()
+            let ledger = newLedger()
             for k in 0..<segments {
                 let lo = min(k * seg, send.count), hi = min(lo + seg, send.count)
                 let payload = UnsafeRawBufferPointer(rebasing: send[lo..<hi])
@@ -203,6 +205,7 @@ public final class ProcessGroup {
         }
         let seq = sequence
         sequence += 1
+        activeLedgers.removeAll()
         let handle = recorder.begin(FlightRecord(operation: name, epoch: epoch, sequence: seq, bytes: bytes,
                                                  receivesFrom: predecessor, sendsTo: successor,
                                                  start: .now, duration: nil, outcome: "running"))
@@ -219,6 +222,7 @@ public final class ProcessGroup {
             self.failure = failure
             recorder.finish(handle, outcome: failure.code.rawValue)
             spreadAbort(failure, sequence: seq, operation: operation)
+            reclaimBorrowedBuffers()
             options.log("zerotrain comm: rank \(rank) failed: \(failure)\n\(recorder.dump(rank: rank))")
             throw failure
         }
@@ -235,6 +239,25 @@ public final class ProcessGroup {
                                  epoch: epoch, sequence: sequence, sourceRank: UInt32(rank), chunk: UInt32(blamed))
         reason.withUnsafeBytes { header.seal(payload: $0, checksum: true) }
         transport.trySend(header: header, payload: reason)
+    }
+
+    /// A failed collective must not return while the transport may still read the caller's buffer
+    /// (zero-copy sends queued for a peer that stopped reading): give queued frames (and the abort)
+    /// a moment to go out, then discard what is left and wait for the releases.
+    private func reclaimBorrowedBuffers() {
+        let pending = activeLedgers
+        activeLedgers.removeAll()
+        guard !pending.allSatisfy({ $0.waitAll(deadline: .now + .milliseconds(200)) }) else { return }
+        transport.discardPendingSends()
+        if !pending.allSatisfy({ $0.waitAll(deadline: .now + .seconds(2)) }) {
+            options.log("zerotrain comm: rank \(rank): the transport still holds sent buffers after a failed collective; do not reuse them")
+        }
+    }
+
+    private func newLedger() -> SendLedger {
+        let ledger = SendLedger()
+        activeLedgers.append(ledger)
+        return ledger
     }
 
     static func name(of operation: FrameHeader.Operation) -> String {
@@ -337,10 +360,11 @@ public final class ProcessGroup {
                       sequence: UInt64, op: ReduceOp, wire: WireFormat, deadline: ContinuousClock.Instant) throws {
         let n = worldSize, r = rank
         guard n > 1, !steps.isEmpty else { return }
-        let layout = RingLayout(count: buffer.count, worldSize: n, segmentElements: max(1, options.segmentBytes / 4))
+        let largestChunk = RingLayout.shardRange(count: buffer.count, rank: 0, worldSize: n).count
+        let layout = RingLayout(count: buffer.count, worldSize: n, segmentElements: segmentElements(forChunk: largestChunk))
         let segments = layout.segmentsPerChunk
         let type: FrameHeader.ElementType = wire == .bfloat16 ? .bfloat16 : .float32
-        let ledger = SendLedger()
+        let ledger = newLedger()
         // Ledger index of the borrowed send of (step, segment), -1 when the payload was copied.
         var lent = [Int](repeating: -1, count: steps.count * segments)
         // CRC of the all-gather segment received last, per segment: forwarded bytes keep their CRC.
@@ -417,6 +441,13 @@ public final class ProcessGroup {
         try waitAll(ledger, deadline: deadline)
     }
 
+    /// Segment size in fp32 elements for chunks of `chunk` elements: at most `segmentBytes`, but
+    /// cut into at least 4 segments (of at least 64 KiB) so mid-sized buffers pipeline as well.
+    private func segmentElements(forChunk chunk: Int) -> Int {
+        let largest = max(1, options.segmentBytes / 4)
+        return min(largest, max((chunk + 3) / 4, 16_384))
+    }
+
     /// `target[i] = incoming[i] + target[i]` (incoming = partial sum of the earlier ranks).
     static func accumulate(_ payload: UnsafeRawBufferPointer, type: FrameHeader.ElementType,
                            into target: UnsafeMutableBufferPointer<Float>) {
@@ -469,9 +500,9 @@ public final class ProcessGroup {
                                 deadline: ContinuousClock.Instant) throws {
         let n = worldSize
         guard n > 1 else { return }
-        let layout = RingLayout(count: buffer.count, worldSize: 1, segmentElements: max(1, options.segmentBytes / 4))
+        let layout = RingLayout(count: buffer.count, worldSize: 1, segmentElements: segmentElements(forChunk: buffer.count))
         let position = ((rank - root) % n + n) % n
-        let ledger = SendLedger()
+        let ledger = newLedger()
         var forwardedCRC: UInt32?
         func send(_ k: Int) throws {
             let range = layout.segmentRange(chunk: 0, segment: k)

@@ -30,8 +30,17 @@ public protocol Transport: AnyObject {
     /// Best-effort, non-blocking-ish send used to spread an abort; never throws.
     func trySend(header: FrameHeader, payload: [UInt8])
 
+    /// Drops every queued send (running their releases) so a failed collective can hand its
+    /// buffer back to the caller. The send link may be unusable afterwards; the group is failed anyway.
+    func discardPendingSends()
+
     /// Closes the links. Pending sends are dropped (their releases still run).
     func close()
+}
+
+extension Transport {
+    /// Transports that copy payloads on send have nothing to discard.
+    public func discardPendingSends() {}
 }
 
 /// The "you may reuse these bytes now" signal for a borrowed send payload.

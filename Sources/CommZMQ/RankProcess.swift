@@ -13,7 +13,11 @@ public final class RankProcess {
     private let lines: LineQueue
 
     /// Starts `executable arguments...` with stdin/stdout piped and stderr inherited.
+    ///
+    /// Ignores SIGPIPE in this process (once): writing a command to a worker that was killed must
+    /// be an error, not the death of the launcher.
     public init(executable: URL, arguments: [String]) throws {
+        _ = Self.ignoreSIGPIPE
         let stdoutPipe = Pipe()
         process.executableURL = executable
         process.arguments = arguments
@@ -29,6 +33,8 @@ public final class RankProcess {
     }
 
     deinit { kill() }
+
+    private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
     public var pid: Int32 { process.processIdentifier }
 

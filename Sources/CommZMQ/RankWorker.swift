@@ -138,5 +138,7 @@ final class StallingTransport: Transport {
 
     func trySend(header: FrameHeader, payload: [UInt8]) { inner.trySend(header: header, payload: payload) }
 
+    func discardPendingSends() { inner.discardPendingSends() }
+
     func close() { inner.close() }
 }

@@ -138,6 +138,14 @@ public final class ZMQSocket {
         }
     }
 
+    /// Stops publishing events (closes libzmq's side of the monitor). Must happen before the
+    /// reader of the monitor closes: libzmq sends events with a *blocking* send, so events for a
+    /// monitor nobody reads any more would hang libzmq's I/O thread forever.
+    public func stopMonitor() {
+        guard let handle else { return }
+        zmq_socket_monitor(handle, nil, 0)
+    }
+
     // MARK: Messages
 
     /// Sends one part. Returns false if it would block (`dontWait`), retries EINTR. On success libzmq

@@ -77,8 +77,10 @@ public final class ZMQTransport: Transport {
         self.rank = rank
         self.worldSize = worldSize
         self.options = options
+        var socket: ZMQSocket?
         do {
             let pull = try ZMQSocket(context: context, kind: .pull)
+            socket = pull
             try Self.configure(pull, options, endpoint: endpoint)
             if let curve = options.curve { try pull.setCurveServer(secretKey: curve.own.secretKey) }
             pullMonitor = try ZMQMonitor(watching: pull, context: context)
@@ -86,7 +88,8 @@ public final class ZMQTransport: Transport {
             boundEndpoint = try pull.lastEndpoint()
             self.pull = pull
         } catch {
-            pullMonitor?.close()
+            pullMonitor?.close(target: socket)
+            socket?.close()
             throw error.commError("rank \(rank) could not bind its data endpoint \(endpoint)")
         }
     }
@@ -104,8 +107,8 @@ public final class ZMQTransport: Transport {
                                         secretKey: curve.own.secretKey)
             }
             pushMonitor = try ZMQMonitor(watching: push, context: context)
-            try push.connect(endpoint)
             self.push = push
+            try push.connect(endpoint)
         } catch {
             throw error.commError("rank \(rank) could not connect to rank \(successor) at \(endpoint)", peer: successor)
         }
@@ -132,11 +135,20 @@ public final class ZMQTransport: Transport {
 
     deinit { close() }
 
+    /// Closes the send link (LINGER=0): libzmq drops the queued frames and runs their releases.
+    /// Later sends fail with `.closed`; form a new transport to continue.
+    public func discardPendingSends() {
+        pushMonitor?.close(target: push)
+        push?.close()
+        push = nil
+        pushMonitor = nil
+    }
+
     public func close() {
+        pushMonitor?.close(target: push)
+        pullMonitor?.close(target: pull)
         push?.close()
         pull?.close()
-        pushMonitor?.close()
-        pullMonitor?.close()
         push = nil
         pull = nil
         pushMonitor = nil
@@ -206,9 +218,10 @@ public final class ZMQTransport: Transport {
                     }
                     let remaining = ContinuousClock.now.duration(to: deadline)
                     guard remaining > .zero else {
-                        throw CommError(.timeout, pushMonitor.everConnected
+                        throw CommError(.timeout, (pushMonitor.everConnected
                                         ? "rank \(successor) stopped taking frames before the deadline"
-                                        : "could not connect to rank \(successor) before the deadline", peer: successor)
+                                        : "could not connect to rank \(successor) before the deadline")
+                                        + " (\(pushMonitor.summary))", peer: successor)
                     }
                     _ = try ZMQSocket.poll([(push, Int16(ZMQ_POLLOUT)), (pushMonitor.socket, Int16(ZMQ_POLLIN))],
                                            timeoutMs: Self.pollSlice(remaining))
@@ -255,7 +268,8 @@ public final class ZMQTransport: Transport {
                 }
                 let remaining = ContinuousClock.now.duration(to: deadline)
                 guard remaining > .zero else {
-                    throw CommError(.timeout, "nothing from rank \(predecessor) before the deadline", peer: predecessor)
+                    throw CommError(.timeout, "nothing from rank \(predecessor) before the deadline (\(pullMonitor.summary))",
+                                    peer: predecessor)
                 }
                 _ = try ZMQSocket.poll([(pull, Int16(ZMQ_POLLIN)), (pullMonitor.socket, Int16(ZMQ_POLLIN))],
                                        timeoutMs: Self.pollSlice(remaining))
