@@ -113,4 +113,29 @@ struct MultiProcessTests {
             #expect(reply.ok && reply.digest == expected, "worker \(w): \(reply.error ?? "digest mismatch")")
         }
     }
+
+    @Test func silentRankMakesSurvivorsFailAtTheirDeadline() throws {
+        let n = 3, silent = 1
+        let ring = try Ring(size: n)
+        try ring.form(Array(0..<n), epoch: 1, scheme: "ipc")
+        for w in ring.workers { try w.send(ring.runCommand(kind: .barrier, count: 0, seed: 1)) }
+        for w in ring.workers { #expect(try w.reply(timeout: .seconds(30)).ok) }
+        // SIGSTOP: the process is alive (its connections stay up) but does nothing.
+        #expect(kill(ring.workers[silent].pid, SIGSTOP) == 0)
+        let start = ContinuousClock.now
+        let command = ring.runCommand(kind: .allReduce, count: 1_000_003, seed: 9, timeoutMs: 1_500)
+        for rank in 0..<n where rank != silent { try ring.workers[rank].send(command) }
+        for rank in 0..<n where rank != silent {
+            let reply = try ring.workers[rank].reply(timeout: .seconds(10))
+            #expect(!reply.ok && reply.operation == "allReduce" && reply.sequence == 1)
+            // The successor of the silent rank waited for it; the others either waited for their
+            // own predecessor or were told (abort) whom to blame.
+            if rank == (silent + 1) % n {
+                #expect(reply.peer == silent && reply.code == "timeout", "\(reply.error ?? "")")
+            } else {
+                #expect(reply.peer == silent || reply.peer == (rank - 1 + n) % n, "\(reply.error ?? "")")
+            }
+        }
+        #expect(start.duration(to: .now) < .seconds(1.5 + 1.5))
+    }
 }
