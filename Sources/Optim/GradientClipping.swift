@@ -8,12 +8,38 @@ public enum GradientClipping {
         Float(min(1, maxNorm / (norm + 1e-6)))
     }
 
+    /// Elements per partial sum: the sum of squares is taken per fixed chunk and the chunks are
+    /// added in order, so the norm is the same whatever the number of threads.
+    static let chunk = 1 << 16
+
+    /// Σ x² over `values`, in fixed chunks spread over the pool.
+    public static func sumOfSquares(_ values: UnsafeMutableBufferPointer<Float>, pool: ThreadPool? = nil) -> Double {
+        let n = values.count
+        guard n > 0, let base = values.baseAddress else { return 0 }
+        let chunks = (n + chunk - 1) / chunk
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks)
+        defer { partial.deallocate() }
+        let work: (Range<Int>) -> Void = { range in
+            for c in range {
+                let lo = c * chunk
+                partial[c] = Kernels.sumOfSquares(base + lo, count: min(chunk, n - lo))
+            }
+        }
+        if let pool { pool.parallelFor(chunks, work) } else { work(0..<chunks) }
+        var total = 0.0
+        for c in 0..<chunks { total += partial[c] }
+        return total
+    }
+
     /// Clips `grads` in place to `maxNorm` (0 = no clipping) and returns the norm before clipping.
     @discardableResult
-    public static func clip(_ grads: UnsafeMutableBufferPointer<Float>, maxNorm: Double) -> Double {
-        let norm = Kernels.sumOfSquares(grads.baseAddress!, count: grads.count).squareRoot()
-        if maxNorm > 0 {
-            Kernels.scale(grads.baseAddress!, by: coefficient(norm: norm, maxNorm: maxNorm), count: grads.count)
+    public static func clip(_ grads: UnsafeMutableBufferPointer<Float>, maxNorm: Double, pool: ThreadPool? = nil) -> Double {
+        let norm = sumOfSquares(grads, pool: pool).squareRoot()
+        if maxNorm > 0, let base = grads.baseAddress {
+            let k = coefficient(norm: norm, maxNorm: maxNorm)
+            let n = grads.count
+            let work: (Range<Int>) -> Void = { range in Kernels.scale(base + range.lowerBound, by: k, count: range.count) }
+            if let pool { pool.parallelFor(n, minChunk: chunk, work) } else { work(0..<n) }
         }
         return norm
     }

@@ -50,7 +50,8 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
         let accumulation = t.gradientAccumulationSteps
-        model.gradients.zero()
+        let grads = model.gradients.pointer
+        pool.parallelFor(model.gradients.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }
         var lossSum: Double = 0, auxSum: Double = 0
         for micro in 0..<accumulation {
             let batch = sampler.batch(step: step, micro: micro)
@@ -63,23 +64,33 @@ public final class Trainer {
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
         }
-        let gradNorm = GradientClipping.clip(model.gradients.buffer, maxNorm: t.optim.gradClip)
+        let gradNorm = GradientClipping.clip(model.gradients.buffer, maxNorm: t.optim.gradClip, pool: pool)
         let loss = Float(lossSum / Double(accumulation))
         guard loss.isFinite, gradNorm.isFinite else {
             throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
         }
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
-        for e in model.table.entries {
-            optimizer.update(parameters: model.parameters.pointer + e.offset, gradients: model.gradients.pointer + e.offset,
-                             m: expAvg.pointer + e.offset, v: expAvgSq.pointer + e.offset, count: e.count,
-                             lr: lr, t: step + 1, decays: e.decays)
-        }
+        optimizerStep(lr: lr, t: step + 1)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
                                   gradNorm: gradNorm, tokens: accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         step += 1
         return metrics
+    }
+
+    /// AdamW over the whole flat buffer, split across the pool; each thread updates the parts of
+    /// the tensors that fall in its range, with weight decay where the tensor has 2+ dimensions.
+    func optimizerStep(lr: Double, t: Int) {
+        let entries = model.table.entries
+        let p = model.parameters.pointer, g = model.gradients.pointer, m = expAvg.pointer, v = expAvgSq.pointer
+        pool.parallelFor(model.table.count, minChunk: 1 << 16) { range in
+            for e in entries where e.offset < range.upperBound && e.offset + e.count > range.lowerBound {
+                let lo = max(e.offset, range.lowerBound), hi = min(e.offset + e.count, range.upperBound)
+                optimizer.update(parameters: p + lo, gradients: g + lo, m: m + lo, v: v + lo, count: hi - lo,
+                                 lr: lr, t: t, decays: e.decays)
+            }
+        }
     }
 
     // MARK: checkpoints
