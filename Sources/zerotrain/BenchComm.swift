@@ -29,7 +29,7 @@ struct BenchComm: ParsableCommand {
     @Option(help: "Comma-separated buffer sizes in bytes; K and M suffixes are powers of 1024.")
     var sizes: String = "4K,64K,1M,16M,64M"
 
-    @Option(help: "Comma-separated operations: allReduce, reduceScatter, allGather, broadcast.")
+    @Option(help: "Comma-separated operations: allReduce, reduceScatter, allGather, broadcast; scalars (2 doubles) and barrier are timed once, without sizes.")
     var ops: String = "allReduce,reduceScatter,allGather,broadcast"
 
     @Option(help: "Timed runs per measurement (the median is reported).")
@@ -76,8 +76,11 @@ struct BenchComm: ParsableCommand {
         let sizeList = try parsedSizes()
         let opList = try parsedOps()
         var measurements: [Measurement] = []
+        for op in opList where Self.isLatencyOp(op) {
+            measurements.append(Measurement(op: op, bytes: op == .scalars ? 16 : 0))
+        }
         for bytes in sizeList {
-            for op in opList {
+            for op in opList where !Self.isLatencyOp(op) {
                 measurements.append(Measurement(op: op, bytes: bytes))
                 let sent = Int((Double(bytes) * Self.busFactor(op, ranks: ranks)).rounded())
                 if ranks > 1, !measurements.contains(where: { $0.op == .exchange && $0.bytes == sent }) {
@@ -110,12 +113,15 @@ struct BenchComm: ParsableCommand {
         try ops.split(separator: ",").map { token in
             let name = token.trimmingCharacters(in: .whitespaces)
             guard let kind = CollectiveCheck.Kind(rawValue: name),
-                  [.allReduce, .reduceScatter, .allGather, .broadcast].contains(kind) else {
-                throw ValidationError("--ops: \(name) is not one of allReduce, reduceScatter, allGather, broadcast")
+                  kind != .exchange else {
+                throw ValidationError("--ops: \(name) is not one of allReduce, reduceScatter, allGather, broadcast, scalars, barrier")
             }
             return kind
         }
     }
+
+    /// Collectives measured by latency only (no buffer size).
+    static func isLatencyOp(_ op: CollectiveCheck.Kind) -> Bool { op == .scalars || op == .barrier }
 
     /// nccl-tests' busbw factor (bytes each rank sends per buffer byte).
     static func busFactor(_ op: CollectiveCheck.Kind, ranks n: Int) -> Double {
@@ -260,8 +266,17 @@ struct BenchComm: ParsableCommand {
             print(String(repeating: " ", count: 1) + pad("bytes", 12) + pad("operation", 15) + pad("time(us)", 12)
                   + pad("algbw(GB/s)", 13) + pad("busbw(GB/s)", 13) + pad("p2p(GB/s)", 11) + pad("ratio", 8))
         }
+        for op in ops where Self.isLatencyOp(op) {
+            guard let t = time(op, op == .scalars ? 16 : 0) else { continue }
+            if json {
+                print("{\"op\":\"\(op.rawValue)\",\"bytes\":\(op == .scalars ? 16 : 0),\"ranks\":\(ranks),\"transport\":\"\(transport)\",\"timeUs\":\(fmt(t * 1e6))}")
+            } else {
+                print(" " + pad(op == .scalars ? "16" : "0", 12) + pad(op.rawValue, 15) + pad(fmt(t * 1e6), 12)
+                      + pad("-", 13) + pad("-", 13) + pad("-", 11) + pad("-", 8))
+            }
+        }
         for bytes in sizes {
-            for op in ops {
+            for op in ops where !Self.isLatencyOp(op) {
                 guard let t = time(op, bytes) else { continue }
                 let algbw = Double(bytes) / t / 1e9
                 let busbw = algbw * Self.busFactor(op, ranks: ranks)
