@@ -83,15 +83,15 @@ public final class RankProcess {
             return URL(fileURLWithPath: env)
         }
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        if exe.lastPathComponent == "zerotrain" { return exe }
+        // A test bundle sits in the build products directory (or a few levels below it).
         var dir = exe.deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("zerotrain")
-            if fm.isExecutableFile(atPath: candidate.path), candidate.path != exe.path || exe.lastPathComponent == "zerotrain" {
-                return candidate
-            }
+            if fm.isExecutableFile(atPath: candidate.path) { return candidate }
             dir = dir.deletingLastPathComponent()
         }
-        return exe.lastPathComponent == "zerotrain" ? exe : nil
+        return nil
     }
 }
 
