@@ -136,6 +136,7 @@ struct MultiProcessTests {
                 #expect(reply.peer == silent || reply.peer == (rank - 1 + n) % n, "\(reply.error ?? "")")
             }
         }
-        #expect(start.duration(to: .now) < .seconds(1.5 + 1.5))
+        // Deadline, plus reclaiming the frames queued for the stopped rank (≤ 0.2 s + close), plus slack for a loaded CI host.
+        #expect(start.duration(to: .now) < .seconds(1.5 + 3))
     }
 }
