@@ -9,7 +9,7 @@ public final class ZMQContext: @unchecked Sendable {
 
     /// - Parameter ioThreads: libzmq I/O threads (zguide: about one per GB/s of traffic). 1 is best
     ///   on small machines.
-    public init(ioThreads: Int = 1) throws(ZMQError) {
+    public init(ioThreads: Int = 1) throws {
         guard let h = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
         handle = h
         if zmq_ctx_set(h, ZMQ_IO_THREADS, Int32(ioThreads)) != 0 {

@@ -35,6 +35,13 @@ public struct ZMQError: Error, Sendable, CustomStringConvertible {
         "\(function)\(context.isEmpty ? "" : "(\(context))") failed: \(message) (errno \(errno))"
     }
 
+    /// Any error from this module's wrapper as the communication layer's error type.
+    static func commError(_ error: any Error, _ what: String, peer: Int? = nil) -> CommError {
+        if let e = error as? ZMQError { return e.commError(what, peer: peer) }
+        if let e = error as? CommError { return e }
+        return CommError(.transport, what, peer: peer, underlying: "\(error)")
+    }
+
     /// The same failure as the communication layer's error type.
     public func commError(_ what: String, peer: Int? = nil) -> CommError {
         CommError(terminated ? .closed : .transport, what, peer: peer, underlying: description)

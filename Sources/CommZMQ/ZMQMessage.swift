@@ -17,7 +17,7 @@ public final class ZMQMessage {
     }
 
     /// Replaces the content by `byteCount` fresh bytes owned by libzmq.
-    public func reset(byteCount: Int) throws(ZMQError) {
+    public func reset(byteCount: Int) throws {
         zmq_msg_close(pointer)
         if zmq_msg_init_size(pointer, byteCount) != 0 {
             zmq_msg_init(pointer)
@@ -27,7 +27,7 @@ public final class ZMQMessage {
 
     /// Replaces the content by borrowed bytes (zero-copy): libzmq reads `bytes` until it calls
     /// `release`, from any thread; `release` runs exactly once, also if the message is closed unsent.
-    public func reset(borrowing bytes: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void) throws(ZMQError) {
+    public func reset(borrowing bytes: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void) throws {
         zmq_msg_close(pointer)
         let box = Unmanaged.passRetained(ReleaseBox(release)).toOpaque()
         let data = UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(box))

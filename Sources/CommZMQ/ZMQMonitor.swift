@@ -19,7 +19,7 @@ final class ZMQMonitor {
     private(set) var history: [String] = []
     private let created = ContinuousClock.now
 
-    init(watching target: ZMQSocket, context: ZMQContext) throws(ZMQError) {
+    init(watching target: ZMQSocket, context: ZMQContext) throws {
         let id = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
         let endpoint = "inproc://zerotrain-monitor-\(id)"
         try target.monitor(endpoint, events: ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)
@@ -31,7 +31,7 @@ final class ZMQMonitor {
 
     /// Applies every pending event; returns whether there were any.
     @discardableResult
-    func drain() throws(ZMQError) -> Bool {
+    func drain() throws -> Bool {
         var any = false
         while try socket.receive(message) {
             any = true

@@ -21,7 +21,7 @@ public final class ZMQSocket {
     public let kind: Kind
     private(set) var handle: UnsafeMutableRawPointer?
 
-    public init(context: ZMQContext, kind: Kind) throws(ZMQError) {
+    public init(context: ZMQContext, kind: Kind) throws {
         guard let h = zmq_socket(context.handle, kind.raw) else { throw ZMQError.last("zmq_socket") }
         self.context = context
         self.kind = kind
@@ -40,27 +40,27 @@ public final class ZMQSocket {
         handle = nil
     }
 
-    private func live(_ function: String) throws(ZMQError) -> UnsafeMutableRawPointer {
+    private func live(_ function: String) throws -> UnsafeMutableRawPointer {
         guard let handle else { throw ZMQError(errno: ENOTSOCK, function: function, context: "socket already closed") }
         return handle
     }
 
     // MARK: Options
 
-    public func setOption(_ option: Int32, _ value: Int32, name: String) throws(ZMQError) {
+    public func setOption(_ option: Int32, _ value: Int32, name: String) throws {
         var v = value
         if zmq_setsockopt(try live("zmq_setsockopt"), option, &v, MemoryLayout<Int32>.size) != 0 {
             throw ZMQError.last("zmq_setsockopt", "\(name)=\(value)")
         }
     }
 
-    public func setOption(_ option: Int32, bytes: [UInt8], name: String) throws(ZMQError) {
+    public func setOption(_ option: Int32, bytes: [UInt8], name: String) throws {
         let h = try live("zmq_setsockopt")
         let rc = bytes.withUnsafeBytes { zmq_setsockopt(h, option, $0.baseAddress, $0.count) }
         if rc != 0 { throw ZMQError.last("zmq_setsockopt", name) }
     }
 
-    public func getInt32Option(_ option: Int32, name: String) throws(ZMQError) -> Int32 {
+    public func getInt32Option(_ option: Int32, name: String) throws -> Int32 {
         var v: Int32 = 0
         var size = MemoryLayout<Int32>.size
         if zmq_getsockopt(try live("zmq_getsockopt"), option, &v, &size) != 0 {
@@ -70,19 +70,19 @@ public final class ZMQSocket {
     }
 
     /// High-water marks in messages (0 = unlimited).
-    public func setHighWaterMarks(send: Int32, receive: Int32) throws(ZMQError) {
+    public func setHighWaterMarks(send: Int32, receive: Int32) throws {
         try setOption(ZMQ_SNDHWM, send, name: "ZMQ_SNDHWM")
         try setOption(ZMQ_RCVHWM, receive, name: "ZMQ_RCVHWM")
     }
 
     /// Kernel socket buffers in bytes (-1 = OS default).
-    public func setKernelBuffers(send: Int32, receive: Int32) throws(ZMQError) {
+    public func setKernelBuffers(send: Int32, receive: Int32) throws {
         try setOption(ZMQ_SNDBUF, send, name: "ZMQ_SNDBUF")
         try setOption(ZMQ_RCVBUF, receive, name: "ZMQ_RCVBUF")
     }
 
     /// TCP keepalive: probes after `idleSeconds` of silence, every `intervalSeconds`, `count` times.
-    public func setTCPKeepAlive(idleSeconds: Int32, intervalSeconds: Int32, count: Int32) throws(ZMQError) {
+    public func setTCPKeepAlive(idleSeconds: Int32, intervalSeconds: Int32, count: Int32) throws {
         try setOption(ZMQ_TCP_KEEPALIVE, 1, name: "ZMQ_TCP_KEEPALIVE")
         try setOption(ZMQ_TCP_KEEPALIVE_IDLE, idleSeconds, name: "ZMQ_TCP_KEEPALIVE_IDLE")
         try setOption(ZMQ_TCP_KEEPALIVE_INTVL, intervalSeconds, name: "ZMQ_TCP_KEEPALIVE_INTVL")
@@ -90,20 +90,20 @@ public final class ZMQSocket {
     }
 
     /// ZMTP heartbeats: PING every `intervalMs`; the connection is dropped after `timeoutMs` of silence.
-    public func setHeartbeat(intervalMs: Int32, timeoutMs: Int32) throws(ZMQError) {
+    public func setHeartbeat(intervalMs: Int32, timeoutMs: Int32) throws {
         try setOption(ZMQ_HEARTBEAT_IVL, intervalMs, name: "ZMQ_HEARTBEAT_IVL")
         try setOption(ZMQ_HEARTBEAT_TIMEOUT, timeoutMs, name: "ZMQ_HEARTBEAT_TIMEOUT")
         try setOption(ZMQ_HEARTBEAT_TTL, max(timeoutMs, 100), name: "ZMQ_HEARTBEAT_TTL")
     }
 
     /// Makes this socket a CURVE server (the bind side of a link) with its Z85 secret key.
-    public func setCurveServer(secretKey: String) throws(ZMQError) {
+    public func setCurveServer(secretKey: String) throws {
         try setOption(ZMQ_CURVE_SERVER, 1, name: "ZMQ_CURVE_SERVER")
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8) + [0], name: "ZMQ_CURVE_SECRETKEY")
     }
 
     /// Makes this socket a CURVE client of the server with Z85 public key `serverKey`.
-    public func setCurveClient(serverKey: String, publicKey: String, secretKey: String) throws(ZMQError) {
+    public func setCurveClient(serverKey: String, publicKey: String, secretKey: String) throws {
         try setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(serverKey.utf8) + [0], name: "ZMQ_CURVE_SERVERKEY")
         try setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(publicKey.utf8) + [0], name: "ZMQ_CURVE_PUBLICKEY")
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8) + [0], name: "ZMQ_CURVE_SECRETKEY")
@@ -111,16 +111,16 @@ public final class ZMQSocket {
 
     // MARK: Endpoints
 
-    public func bind(_ endpoint: String) throws(ZMQError) {
+    public func bind(_ endpoint: String) throws {
         if zmq_bind(try live("zmq_bind"), endpoint) != 0 { throw ZMQError.last("zmq_bind", endpoint) }
     }
 
-    public func connect(_ endpoint: String) throws(ZMQError) {
+    public func connect(_ endpoint: String) throws {
         if zmq_connect(try live("zmq_connect"), endpoint) != 0 { throw ZMQError.last("zmq_connect", endpoint) }
     }
 
     /// The endpoint actually bound last (resolves `tcp://host:*` to a port).
-    public func lastEndpoint() throws(ZMQError) -> String {
+    public func lastEndpoint() throws -> String {
         var buffer = [CChar](repeating: 0, count: 512)
         var size = buffer.count
         let h = try live("zmq_getsockopt")
@@ -132,7 +132,7 @@ public final class ZMQSocket {
 
     /// Publishes this socket's connection events (`ZMQ_EVENT_*` mask) on a PAIR socket bound at
     /// `endpoint` (inproc://...), which a `ZMQMonitor` reads.
-    public func monitor(_ endpoint: String, events: Int32) throws(ZMQError) {
+    public func monitor(_ endpoint: String, events: Int32) throws {
         if zmq_socket_monitor(try live("zmq_socket_monitor"), endpoint, events) != 0 {
             throw ZMQError.last("zmq_socket_monitor", endpoint)
         }
@@ -151,7 +151,7 @@ public final class ZMQSocket {
     /// Sends one part. Returns false if it would block (`dontWait`), retries EINTR. On success libzmq
     /// took the content and `message` is empty; on failure it is unchanged.
     @discardableResult
-    public func send(_ message: ZMQMessage, more: Bool = false, dontWait: Bool = true) throws(ZMQError) -> Bool {
+    public func send(_ message: ZMQMessage, more: Bool = false, dontWait: Bool = true) throws -> Bool {
         let h = try live("zmq_msg_send")
         let flags = (more ? ZMQ_SNDMORE : 0) | (dontWait ? ZMQ_DONTWAIT : 0)
         while true {
@@ -165,7 +165,7 @@ public final class ZMQSocket {
 
     /// Receives one part into `message`. Returns false if nothing is ready (`dontWait`), retries EINTR.
     @discardableResult
-    public func receive(_ message: ZMQMessage, dontWait: Bool = true) throws(ZMQError) -> Bool {
+    public func receive(_ message: ZMQMessage, dontWait: Bool = true) throws -> Bool {
         let h = try live("zmq_msg_recv")
         while true {
             if zmq_msg_recv(message.pointer, h, dontWait ? ZMQ_DONTWAIT : 0) >= 0 { return true }
@@ -186,7 +186,7 @@ public final class ZMQSocket {
 
     /// Waits up to `timeoutMs` (-1 = forever) for any of `items` to become ready; returns the
     /// `revents` of each (ZMQ_POLLIN / ZMQ_POLLOUT bits). EINTR counts as "nothing ready".
-    public static func poll(_ items: [(socket: ZMQSocket, events: Int16)], timeoutMs: Int) throws(ZMQError) -> [Int16] {
+    public static func poll(_ items: [(socket: ZMQSocket, events: Int16)], timeoutMs: Int) throws -> [Int16] {
         var raw = items.map { zmq_pollitem_t(socket: $0.socket.handle, fd: 0, events: $0.events, revents: 0) }
         let rc = zmq_poll(&raw, Int32(raw.count), timeoutMs)
         if rc < 0 {

@@ -90,7 +90,7 @@ public final class ZMQTransport: Transport {
         } catch {
             pullMonitor?.close(target: socket)
             socket?.close()
-            throw error.commError("rank \(rank) could not bind its data endpoint \(endpoint)")
+            throw ZMQError.commError(error, "rank \(rank) could not bind its data endpoint \(endpoint)")
         }
     }
 
@@ -110,7 +110,7 @@ public final class ZMQTransport: Transport {
             self.push = push
             try push.connect(endpoint)
         } catch {
-            throw error.commError("rank \(rank) could not connect to rank \(successor) at \(endpoint)", peer: successor)
+            throw ZMQError.commError(error, "rank \(rank) could not connect to rank \(successor) at \(endpoint)", peer: successor)
         }
     }
 
@@ -120,7 +120,7 @@ public final class ZMQTransport: Transport {
         }
     }
 
-    private static func configure(_ socket: ZMQSocket, _ options: Options, endpoint: String) throws(ZMQError) {
+    private static func configure(_ socket: ZMQSocket, _ options: Options, endpoint: String) throws {
         try socket.setHighWaterMarks(send: options.highWaterMark, receive: options.highWaterMark)
         if options.kernelBufferBytes > 0 {
             try socket.setKernelBuffers(send: options.kernelBufferBytes, receive: options.kernelBufferBytes)
@@ -173,7 +173,7 @@ public final class ZMQTransport: Transport {
             header.encode(into: headerOut.mutableBytes)
         } catch {
             payloadOut.clear()
-            throw error.commError("rank \(rank) could not build a frame for rank \(successor)", peer: successor)
+            throw ZMQError.commError(error, "rank \(rank) could not build a frame for rank \(successor)", peer: successor)
         }
         try sendFrame(deadline: deadline)
     }
@@ -187,7 +187,7 @@ public final class ZMQTransport: Transport {
             header.encode(into: headerOut.mutableBytes)
         } catch {
             payloadOut.clear()
-            throw error.commError("rank \(rank) could not build a frame for rank \(successor)", peer: successor)
+            throw ZMQError.commError(error, "rank \(rank) could not build a frame for rank \(successor)", peer: successor)
         }
         try sendFrame(deadline: deadline)
     }
