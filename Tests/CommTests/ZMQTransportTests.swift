@@ -128,6 +128,36 @@ struct ZMQTransportTests {
         #expect(results[0].1 == 5)
     }
 
+    @Test func aGroupReformsOnTheSameEndpointsWithANewEpoch() throws {
+        let n = 3
+        let epoch1Endpoints = Mutex<[Int: String]>([:])
+        let rendezvous = Rendezvous()
+        let first = try onThreads(n) { rank -> UInt64 in
+            let transport = try ZMQTransport(context: try ZMQContext(), rank: rank, worldSize: n, bind: "tcp://127.0.0.1:*")
+            defer { transport.close() }
+            epoch1Endpoints.withLock { $0[rank] = transport.boundEndpoint }
+            rendezvous.publish(rank, transport.boundEndpoint)
+            try transport.connect(successor: try rendezvous.lookup((rank + 1) % n))
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: transport, epoch: 1, jobID: 3, options: quietOptions())
+            let d = try CollectiveCheck.run(.allReduce, group: group, count: 100_003, seed: 1, deadline: .now + .seconds(20))
+            try group.barrier(deadline: .now + .seconds(10))
+            return d.digest
+        }.map { try $0.get() }
+        let endpoints = epoch1Endpoints.withLock { $0 }
+        // Same processes' worth of ranks, same ports, next epoch.
+        let second = try onThreads(n) { rank -> UInt64 in
+            let transport = try ZMQTransport(context: try ZMQContext(), rank: rank, worldSize: n, bind: endpoints[rank]!)
+            defer { transport.close() }
+            try transport.connect(successor: endpoints[(rank + 1) % n]!)
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: transport, epoch: 2, jobID: 3, options: quietOptions())
+            let d = try CollectiveCheck.run(.allReduce, group: group, count: 100_003, seed: 2, deadline: .now + .seconds(20))
+            try group.barrier(deadline: .now + .seconds(10))
+            return d.digest
+        }.map { try $0.get() }
+        #expect(first == Array(repeating: CollectiveCheck.expectedDigest(.allReduce, rank: 0, worldSize: n, count: 100_003, seed: 1), count: n))
+        #expect(second == Array(repeating: CollectiveCheck.expectedDigest(.allReduce, rank: 0, worldSize: n, count: 100_003, seed: 2), count: n))
+    }
+
     @Test func badEndpointsAreTypedErrors() throws {
         let context = try ZMQContext()
         #expect(throws: CommError.self) {
