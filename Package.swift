@@ -25,12 +25,14 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Tensor"]),
         .target(name: "Comm"),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
+        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "Model", "Optim", "Data", "Checkpoint",
+            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
             .product(name: "Yams", package: "Yams"),
         ]),
+        .target(name: "Cluster", dependencies: ["Training", "Zero", "Comm", "CommZMQ", "Model", "Data", "Checkpoint", "Tensor"]),
         .executableTarget(name: "zerotrain", dependencies: [
-            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ",
+            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

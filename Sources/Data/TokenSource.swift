@@ -36,8 +36,13 @@ public enum TokenSource: Sendable {
             return .stream(tokenizer.encode(parts.joined(separator: "\n")))
         default:
             let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: config.path!))
+            if let e = file.entry("tokens"), e.shape.count == 1 {
+                // A tokenised stream (what the coordinator writes for its workers).
+                guard e.count > 0 else { throw DataError(.empty, "\(config.path!): tokens is empty") }
+                return .stream(try file.int32s("tokens"))
+            }
             guard let e = file.entry("tokens"), e.shape.count == 4 else {
-                throw DataError(.malformed, "\(config.path!): expected an int32 tensor tokens[step, micro, batch, seq_len+1]")
+                throw DataError(.malformed, "\(config.path!): expected an int32 tensor tokens[step, micro, batch, seq_len+1] or a stream tokens[n]")
             }
             guard e.count > 0 else { throw DataError(.empty, "\(config.path!): tokens is empty") }
             return .batches(tokens: try file.int32s("tokens"), steps: e.shape[0], micro: e.shape[1], batch: e.shape[2], width: e.shape[3])

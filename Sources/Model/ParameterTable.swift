@@ -135,6 +135,25 @@ public struct ParameterTable: Sendable {
 
     public func entry(named name: String) -> ParameterEntry? { byName[name].map { entries[$0] } }
 
+    /// The contiguous range of block `layer`'s tensors in the flat buffer.
+    public func layerRange(_ layer: Int) -> Range<Int> {
+        let inLayer = entries.filter { $0.layer == layer }
+        guard let first = inLayer.first, let last = inLayer.last else { return 0..<0 }
+        return first.offset..<(last.offset + last.count)
+    }
+
+    /// The tensors after the blocks (final norm, LM head), to the end of the buffer.
+    public var headRange: Range<Int> {
+        let first = entries.first { $0.layer < 0 && $0.kind != .embedding }!
+        return first.offset..<count
+    }
+
+    /// The embedding matrix.
+    public var embeddingRange: Range<Int> {
+        let e = entries[0]
+        return e.offset..<(e.offset + e.count)
+    }
+
     /// Offset of a tensor that the model is known to have.
     public func offset(_ kind: TensorKind, layer: Int = -1, expert: Int = -1) -> Int {
         guard let e = entry(kind, layer: layer, expert: expert) else {

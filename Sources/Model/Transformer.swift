@@ -218,7 +218,10 @@ public final class Transformer {
     // MARK: backward
 
     /// Accumulates d(scale · (loss + aux_loss_coef · aux_loss))/dθ of the last forward into `gradients`.
-    public func backward(scale: Float = 1) throws {
+    /// `gradientsReady`, when given, is told each contiguous range of `gradients` as soon as
+    /// backward is done with it: the final norm and LM head, then block L−1 … block 0, then the
+    /// embedding (which, with tied embeddings, also holds the LM head's gradient).
+    public func backward(scale: Float = 1, gradientsReady: ((Range<Int>) -> Void)? = nil) throws {
         guard let a = acts, let targets = a.targets else {
             throw ModelError(.invalidInput, "backward needs a forward with targets first")
         }
@@ -246,6 +249,7 @@ public final class Transformer {
             RMSNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), rstd: a.rstdf.pointer,
                              dx: dRes, dWeight: grad(.finalNormWeight), rows: n, channels: c, accumulate: false, pool: pool)
         }
+        gradientsReady?(table.headRange)
         var auxGradient: [Float] = []
         if let moe = config.moeConfig {
             let (counts, _, total) = routingTotals(a)
@@ -316,10 +320,12 @@ public final class Transformer {
                 RMSNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), rstd: a.rstd1[l].pointer,
                                  dx: dRes, dWeight: grad(.inputNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
             }
+            gradientsReady?(table.layerRange(l))
         }
         a.inputs.withUnsafeBufferPointer { tok in
             Embedding.backward(tokens: tok, dx: dRes, dTable: grad(.embedding), channels: c)
         }
+        gradientsReady?(table.embeddingRange)
     }
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).

@@ -4,6 +4,7 @@ import Foundation
 import Model
 import Optim
 import Tensor
+import Zero
 
 /// One process's training loop: model, AdamW state, data sampler and checkpoints.
 ///
@@ -22,25 +23,49 @@ public final class Trainer {
     /// Updates completed.
     public private(set) var step = 0
     let optimizer: AdamW
+    /// Data parallelism: gradients and scalars are averaged with the other ranks through it.
+    public let sync: GradientSync?
+    /// This rank and the number of ranks (0 and 1 without `sync`).
+    public var rank: Int { sync?.rank ?? 0 }
+    public var worldSize: Int { sync?.worldSize ?? 1 }
 
-    public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil) throws {
+    /// - Parameter sync: with several ranks, each rank runs `gradient_accumulation_steps`
+    ///   micro-batches of its own per update — rank r takes micro-batches r·A … r·A + A − 1 of the
+    ///   global step — and gradients and losses are averaged, so N ranks with accumulation A compute
+    ///   the same update as one rank with accumulation N·A.
+    /// - Parameter model: a model built (and initialised) by an earlier `Trainer` with the same
+    ///   config, to reuse its buffers; nil builds and initialises a new one.
+    public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil, sync: GradientSync? = nil,
+                model existing: Transformer? = nil) throws {
         try config.validate()
         self.config = config
         let t = config.training
         self.pool = pool ?? ThreadPool(threads: t.threads)
-        GEMM.setThreads(t.threads)
-        model = try Transformer(config: config.model, pool: self.pool)
-        if let dir = t.initFrom {
-            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
-            try ModelWeights.load(file, table: model.table, into: model.parameters)
+        if let existing {
+            model = existing
         } else {
-            model.initializeParameters(seed: config.model.initialization.seed ?? t.seed)
+            GEMM.setThreads(t.threads)
+            model = try Self.makeModel(config: config, pool: self.pool)
         }
         expAvg = FloatBuffer(count: model.table.count)
         expAvgSq = FloatBuffer(count: model.table.count)
         optimizer = AdamW(t.optim)
+        self.sync = sync
         sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
-                                   batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps, seed: t.seed)
+                                   batchSize: t.microBatchSize,
+                                   accumulation: t.gradientAccumulationSteps * (sync?.worldSize ?? 1), seed: t.seed)
+    }
+
+    /// The model of a fresh run: initialised from `training.init_from` or from the seed.
+    public static func makeModel(config: TrainConfig, pool: ThreadPool) throws -> Transformer {
+        let model = try Transformer(config: config.model, pool: pool)
+        if let dir = config.training.initFrom {
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
+            try ModelWeights.load(file, table: model.table, into: model.parameters)
+        } else {
+            model.initializeParameters(seed: config.model.initialization.seed ?? config.training.seed)
+        }
+        return model
     }
 
     public var isFinished: Bool { step >= config.training.totalSteps }
@@ -53,16 +78,24 @@ public final class Trainer {
         let grads = model.gradients.pointer
         pool.parallelFor(model.gradients.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }
         var lossSum: Double = 0, auxSum: Double = 0
-        for micro in 0..<accumulation {
+        for local in 0..<accumulation {
+            let micro = rank * accumulation + local
             let batch = sampler.batch(step: step, micro: micro)
             let dropout = config.model.dropout > 0
                 ? Transformer.DropoutContext(seed: t.seed, stream: Philox.stream(UInt64(step), UInt64(micro)))
                 : nil
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
-            try model.backward(scale: 1 / Float(accumulation))
+            let last = local == accumulation - 1
+            try model.backward(scale: 1 / Float(accumulation), gradientsReady: last ? sync?.gradientsReady : nil)
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
+        }
+        if let sync {
+            try sync.finishGradients()
+            let totals = try sync.allReduceScalars([lossSum, auxSum])
+            lossSum = totals[0] / Double(sync.worldSize)
+            auxSum = totals[1] / Double(sync.worldSize)
         }
         let gradNorm = GradientClipping.clip(model.gradients.buffer, maxNorm: t.optim.gradClip, pool: pool)
         let loss = Float(lossSum / Double(accumulation))
@@ -73,7 +106,7 @@ public final class Trainer {
         optimizerStep(lr: lr, t: step + 1)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
-                                  gradNorm: gradNorm, tokens: accumulation * t.microBatchSize * config.data.seqLen,
+                                  gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         step += 1
         return metrics

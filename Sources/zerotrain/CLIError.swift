@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import Cluster
 import Data
 import Foundation
 import Model
@@ -16,6 +17,7 @@ enum CLIError {
         case let e as DataError: (message, code) = (e.message, 2)
         case let e as CheckpointError: (message, code) = (e.message, 2)
         case let e as TrainingError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
+        case let e as ClusterError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
         default: (message, code) = ("\(error)", 1)
         }
         Console.error("zerotrain: error: \(message)")

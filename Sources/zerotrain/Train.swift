@@ -21,6 +21,9 @@ func installStopHandlers() {
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
 }
 
+/// Whether SIGINT or SIGTERM arrived since `installStopHandlers`.
+func stopRequested() -> Bool { stopSignal != 0 }
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model in this process.",
@@ -70,7 +73,7 @@ struct Train: ParsableCommand {
             }
             installStopHandlers()
             var run = TrainingRun(trainer: trainer, output: Console.out)
-            run.shouldStop = { stopSignal != 0 }
+            run.shouldStop = { stopRequested() }
             if case .stopped = try run.run() { throw ExitCode(130) }
         }
     }

@@ -126,20 +126,24 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var model: ModelConfig
     public var training: TrainingConfig
     public var data: DataConfig
+    public var cluster: ClusterConfig
 
-    public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig()) {
+    public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
+                cluster: ClusterConfig = ClusterConfig()) {
         self.model = model
         self.training = training
         self.data = data
+        self.cluster = cluster
     }
 
-    enum CodingKeys: String, CodingKey { case model, training, data }
+    enum CodingKeys: String, CodingKey { case model, training, data, cluster }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decode(ModelConfig.self, forKey: .model)
         training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
         data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
+        cluster = try c.decodeIfPresent(ClusterConfig.self, forKey: .cluster) ?? ClusterConfig()
     }
 
     /// Cross-section rules plus each section's own.
@@ -153,6 +157,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             throw ConfigError(e.message)
         }
         try training.validate(path: "training")
+        try cluster.validate(path: "cluster")
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
         }

@@ -1,0 +1,79 @@
+import Foundation
+import Training
+
+/// One control-plane message (JSON, one ZeroMQ frame). See docs/protocol.md, "Control plane".
+public struct ControlMessage: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// worker → coordinator: join the job.
+        case register
+        /// coordinator → worker: not admitted (`reason`).
+        case refused
+        /// coordinator → worker: ranks, config, ring neighbours, data.
+        case assign
+        /// worker → coordinator: every device built its model and joined the ring.
+        case ready
+        /// coordinator → workers: run update `step` (with parameter checksums if `checksum`).
+        case step
+        /// worker → coordinator: update `step` finished (`metrics`, `checksums`, timings).
+        case stepDone = "step_done"
+        /// coordinator → worker hosting rank 0: write a checkpoint into `directory`.
+        case checkpoint
+        /// worker → coordinator: checkpoint written at `path`.
+        case checkpointDone = "checkpoint_done"
+        /// both ways, every heartbeat interval.
+        case heartbeat
+        /// coordinator → workers: stop now (`reason`).
+        case shutdown
+        /// worker → coordinator: stopped cleanly.
+        case bye
+        /// worker → coordinator: a device failed (`reason`); the job cannot go on.
+        case failed
+    }
+
+    public var kind: Kind
+    // register
+    public var protocolVersion: Int?
+    public var build: String?
+    public var configHash: String?
+    public var expectedWorldSize: Int?
+    public var devices: Int?
+    public var endpoints: [String]?
+    public var host: String?
+    public var pid: Int?
+    // refused, shutdown, failed
+    public var reason: String?
+    // assign
+    public var ranks: [Int]?
+    public var worldSize: Int?
+    public var jobID: UInt64?
+    public var epoch: UInt64?
+    public var config: TrainConfig?
+    public var successors: [String]?
+    public var tokenFile: String?
+    public var resumeFrom: String?
+    // step, step_done, checkpoint
+    public var step: Int?
+    public var checksum: Bool?
+    public var metrics: StepMetrics?
+    /// Per device of the worker (in rank order), per parameter tensor.
+    public var checksums: [[UInt64]]?
+    public var computeSeconds: Double?
+    public var exposedCommunicationSeconds: Double?
+    public var directory: String?
+    public var path: String?
+
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public func encoded() -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? e.encode(self)) ?? Data()
+    }
+
+    public static func decode(_ data: Data) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: data) }
+
+    /// Version of this control protocol; a worker with another is refused.
+    public static let protocolVersion = 1
+    /// The build; coordinator and workers must run the same one.
+    public static let build = "zerotrain-0.1.0"
+}

@@ -1,0 +1,192 @@
+import Checkpoint
+import CommZMQ
+import Data
+import Foundation
+import Training
+
+/// `zerotrain coordinator`: owns a job. Admits workers on a ROUTER socket, assigns ranks, writes
+/// the tokenised data once, drives training step by step, logs metrics, writes nothing else —
+/// gradients and parameters never pass through it.
+public final class Coordinator {
+    public let config: TrainConfig
+    public let runDirectory: URL
+    public let listen: String
+    public let resume: String?
+    public var output: (String) -> Void = { print($0) }
+    /// Polled every loop; true once = stop after the current step.
+    public var shouldStop: () -> Bool = { false }
+
+    public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil) {
+        var c = config
+        if c.training.checkpointDir == nil { c.training.checkpointDir = runDirectory.appendingPathComponent("checkpoints").path }
+        self.config = c
+        self.listen = listen
+        self.runDirectory = runDirectory
+        self.resume = resume
+    }
+
+    /// Runs the job; returns the exit code (0 finished, 1 failed, 130 stopped).
+    public func run() throws -> Int32 {
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)")
+        }
+        var jobConfig = config
+        let tokenFile = try prepareTokens(&jobConfig)
+        var startStep = 0
+        var resumeFolder: String?
+        if let resume {
+            let folder = try Trainer.resolveCheckpoint(URL(fileURLWithPath: resume))
+            let state = try Trainer.readState(folder)
+            guard state.config.model == config.model else {
+                throw ClusterError(.badInput, "checkpoint \(folder.path) was written for a different model config")
+            }
+            startStep = state.step
+            resumeFolder = folder.path
+        }
+        let context = try ZMQContext()
+        let router = try ControlRouter(context: context, bind: listen)
+        defer { router.close() }
+        try Data((router.endpoint + "\n").utf8).write(to: runDirectory.appendingPathComponent("coordinator.endpoint"), options: .atomic)
+        output("coordinator listening on \(router.endpoint); waiting for \(config.cluster.workers) worker(s); run dir \(runDirectory.path)")
+        let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
+        let metrics = try MetricsLog(path: metricsPath)
+        var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
+                                     tokenFile: tokenFile, startStep: startStep, resumeFrom: resumeFolder)
+        let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
+        let clock = ContinuousClock()
+        let origin = clock.now
+        func now() -> Double { (clock.now - origin).seconds }
+        var stopSent = false
+        while true {
+            var actions: [CoordinatorState.Action] = []
+            if let (peer, payload) = try router.receive(timeoutMs: 20) {
+                if let m = ControlMessage.decode(payload) {
+                    actions += state.event(.message(from: peer, m, now: now()))
+                } else {
+                    output("ignored an unreadable control message (\(payload.count) bytes)")
+                }
+            }
+            if !stopSent && shouldStop() {
+                stopSent = true
+                actions += state.event(.stopRequested(now: now()))
+            }
+            actions += state.event(.tick(now: now()))
+            for action in actions {
+                switch action {
+                case let .send(peer, message):
+                    _ = try router.send(message.encoded(), to: peer)
+                case let .log(line):
+                    progress.log(line)
+                case let .record(m, compute, exposed, idle):
+                    try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
+                                                         exposedCommunicationSeconds: exposed, idleSeconds: idle))
+                    if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
+                        progress.step(m, worldSize: state.worldSize)
+                    }
+                case let .exit(code, message):
+                    progress.finish()
+                    if code != 0 && code != 130 { output("job failed: \(message)") }
+                    return code
+                }
+            }
+        }
+    }
+
+    /// Tokenises the configured data once into run-dir/tokens.safetensors (1-D int32) that workers
+    /// memory-map; a pre-batched token file is used as it is. Rewrites `config.data` to point at it.
+    private func prepareTokens(_ config: inout TrainConfig) throws -> String {
+        if config.data.source == "tokens", let path = config.data.path {
+            config.data.path = URL(fileURLWithPath: path).standardizedFileURL.path
+            return config.data.path!
+        }
+        let source = try TokenSource.load(config.data)
+        guard case .stream(let tokens) = source else { return config.data.path ?? "" }
+        let url = runDirectory.appendingPathComponent("tokens.safetensors")
+        var writer = SafeTensorsWriter()
+        writer.add("tokens", shape: [tokens.count], int32s: tokens)
+        try writer.write(to: url)
+        config.data.source = "tokens"
+        config.data.path = url.path
+        output("tokenised \(tokens.count) tokens into \(url.path)")
+        return url.path
+    }
+}
+
+/// A metrics.jsonl record of the cluster: the step's metrics plus its time split.
+struct ClusterStepRecord: Encodable {
+    let metrics: StepMetrics
+    let worldSize: Int
+    let computeSeconds: Double
+    let exposedCommunicationSeconds: Double
+    let idleSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case worldSize = "world_size", computeSeconds = "compute_seconds"
+        case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        try metrics.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(worldSize, forKey: .worldSize)
+        try c.encode(computeSeconds, forKey: .computeSeconds)
+        try c.encode(exposedCommunicationSeconds, forKey: .exposedCommunicationSeconds)
+        try c.encode(idleSeconds, forKey: .idleSeconds)
+    }
+}
+
+/// Step lines, or one rewritten progress line with ETA when stdout is a terminal.
+final class ProgressLine {
+    let totalSteps: Int
+    let interactive: Bool
+    let output: (String) -> Void
+    private var started: Date?
+    private var firstStep = 0
+    private var open = false
+
+    init(totalSteps: Int, interactive: Bool, output: @escaping (String) -> Void) {
+        self.totalSteps = totalSteps
+        self.interactive = interactive
+        self.output = output
+    }
+
+    func log(_ line: String) {
+        finish()
+        output(line)
+    }
+
+    func step(_ m: StepMetrics, worldSize: Int) {
+        if started == nil { started = Date(); firstStep = m.step }
+        let done = m.step + 1
+        let elapsed = Date().timeIntervalSince(started!)
+        let rate = Double(max(1, done - firstStep)) / max(elapsed, 1e-9)
+        let eta = Double(totalSteps - done) / rate
+        let line = m.line(totalSteps: totalSteps) + " | ranks \(worldSize) | eta \(Self.format(eta))"
+        if interactive {
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+            open = true
+        } else {
+            output(line)
+        }
+    }
+
+    func finish() {
+        if open {
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            open = false
+        }
+    }
+
+    static func format(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

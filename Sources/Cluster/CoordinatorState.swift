@@ -1,0 +1,293 @@
+import Foundation
+import Model
+import Training
+
+/// The coordinator's protocol logic as a value type: events in, actions out. No sockets, no
+/// clocks — time arrives in the events — so every path is unit-tested directly.
+public struct CoordinatorState {
+    public enum Event {
+        case message(from: Data, ControlMessage, now: Double)
+        case tick(now: Double)
+        /// SIGINT/SIGTERM: finish the current update, checkpoint if configured, stop.
+        case stopRequested(now: Double)
+    }
+
+    public enum Action: Equatable {
+        case send(to: Data, ControlMessage)
+        case log(String)
+        case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double)
+        /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
+        case exit(code: Int32, message: String)
+    }
+
+    public struct WorkerRecord {
+        public let id: Data
+        public var devices: Int
+        public var endpoints: [String]
+        public var host: String
+        public var pid: Int
+        public var ranks: [Int] = []
+        public var lastSeen: Double
+        public var lastSent: Double = 0
+        public var ready = false
+        public var done: ControlMessage?
+        public var gone = false
+    }
+
+    public enum Phase: Equatable { case admitting, starting, running, checkpointing, stopping, finished }
+
+    public let config: TrainConfig
+    public let configHash: String
+    public let jobID: UInt64
+    public let tokenFile: String
+    public let checkpointDir: String?
+    public let resumeFrom: String?
+    public private(set) var phase = Phase.admitting
+    public private(set) var workers: [WorkerRecord] = []
+    public private(set) var step: Int
+    private var stepStartedAt = 0.0
+    private var stopAfterStep = false
+    private var exitCode: Int32 = 0
+    private var exitMessage = ""
+    private let names: [String]
+
+    public init(config: TrainConfig, configHash: String, jobID: UInt64, tokenFile: String, startStep: Int = 0,
+                resumeFrom: String? = nil) {
+        self.config = config
+        self.configHash = configHash
+        self.jobID = jobID
+        self.tokenFile = tokenFile
+        self.checkpointDir = config.training.checkpointDir
+        self.resumeFrom = resumeFrom
+        self.step = startStep
+        self.names = ParameterTable(config: config.model).entries.map(\.name)
+    }
+
+    public var worldSize: Int { workers.reduce(0) { $0 + $1.devices } }
+    private var heartbeatInterval: Double { Double(config.cluster.heartbeatIntervalMs) / 1000 }
+    private var heartbeatTimeout: Double { Double(config.cluster.heartbeatTimeoutMs) / 1000 }
+
+    public mutating func event(_ event: Event) -> [Action] {
+        switch event {
+        case let .message(from, message, now):
+            return received(message, from: from, now: now)
+        case let .tick(now):
+            return tick(now)
+        case let .stopRequested(now):
+            switch phase {
+            case .admitting, .starting:
+                return finish(code: 130, message: "stopped before training started", now: now)
+            case .running, .checkpointing:
+                if !stopAfterStep {
+                    stopAfterStep = true
+                    return [.log("stopping after step \(step + 1)" + (checkpointDir != nil ? " (with a checkpoint)" : ""))]
+                }
+                return []
+            case .stopping, .finished:
+                return []
+            }
+        }
+    }
+
+    private func index(of id: Data) -> Int? { workers.firstIndex { $0.id == id } }
+
+    private mutating func received(_ m: ControlMessage, from id: Data, now: Double) -> [Action] {
+        if let i = index(of: id) { workers[i].lastSeen = now }
+        switch m.kind {
+        case .register:
+            return register(m, from: id, now: now)
+        case .ready:
+            guard let i = index(of: id), phase == .starting else { return [] }
+            workers[i].ready = true
+            if workers.allSatisfy(\.ready) {
+                phase = .running
+                return [.log("all \(worldSize) ranks ready on \(workers.count) worker(s); training from step \(step)")] + startStep(now: now)
+            }
+            return []
+        case .stepDone:
+            guard let i = index(of: id), phase == .running, m.step == step else { return [] }
+            workers[i].done = m
+            guard workers.allSatisfy({ $0.done != nil }) else { return [] }
+            return stepFinished(now: now)
+        case .checkpointDone:
+            guard phase == .checkpointing else { return [] }
+            phase = .running
+            var actions: [Action] = [.log("checkpoint \(m.path ?? "?")")]
+            actions += afterCheckpoint(now: now)
+            return actions
+        case .failed:
+            let who = index(of: id).map { describe(workers[$0]) } ?? "a worker"
+            return finish(code: 1, message: "\(who) failed: \(m.reason ?? "unknown error")", now: now)
+        case .bye:
+            guard let i = index(of: id) else { return [] }
+            workers[i].gone = true
+            if phase == .stopping && workers.allSatisfy(\.gone) {
+                phase = .finished
+                return [.exit(code: exitCode, message: exitMessage)]
+            }
+            return []
+        case .heartbeat:
+            return []
+        default:
+            return [.log("ignored unexpected \(m.kind.rawValue) message")]
+        }
+    }
+
+    private mutating func register(_ m: ControlMessage, from id: Data, now: Double) -> [Action] {
+        if index(of: id) != nil { return [] }   // a repeated registration from the same socket
+        func refuse(_ reason: String) -> [Action] {
+            var r = ControlMessage(.refused)
+            r.reason = reason
+            return [.send(to: id, r), .log("refused a worker (pid \(m.pid ?? 0) on \(m.host ?? "?")): \(reason)")]
+        }
+        if m.protocolVersion != ControlMessage.protocolVersion {
+            return refuse("protocol version \(m.protocolVersion.map(String.init) ?? "none") differs from the coordinator's \(ControlMessage.protocolVersion)")
+        }
+        if m.build != ControlMessage.build {
+            return refuse("build \(m.build ?? "unknown") differs from the coordinator's \(ControlMessage.build)")
+        }
+        if let h = m.configHash, h != configHash {
+            return refuse("config hash \(h) differs from the job's \(configHash) (the worker was given another config file)")
+        }
+        guard phase == .admitting else { return refuse("the job already has its \(config.cluster.workers) worker(s)") }
+        guard let devices = m.devices, devices >= 1, let endpoints = m.endpoints, endpoints.count == devices else {
+            return refuse("malformed registration (devices and endpoints do not match)")
+        }
+        workers.append(WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now))
+        var actions: [Action] = [.log("worker \(workers.count)/\(config.cluster.workers) joined: pid \(m.pid ?? 0) on \(m.host ?? "?"), \(devices) device(s)")]
+        guard workers.count == config.cluster.workers else { return actions }
+        // World size is known: refuse the job if a worker expected another.
+        if let expected = m.expectedWorldSize, expected != worldSize {
+            workers.removeLast()
+            return refuse("world size \(expected) expected by the worker, but the job has \(worldSize + devices)")
+        }
+        // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.
+        var rank = 0
+        var all: [String] = []
+        for i in workers.indices {
+            workers[i].ranks = Array(rank..<(rank + workers[i].devices))
+            rank += workers[i].devices
+            all += workers[i].endpoints
+        }
+        phase = .starting
+        for w in workers {
+            var a = ControlMessage(.assign)
+            a.ranks = w.ranks
+            a.worldSize = worldSize
+            a.jobID = jobID
+            a.epoch = 1
+            a.config = config
+            a.successors = w.ranks.map { all[($0 + 1) % all.count] }
+            a.tokenFile = tokenFile
+            a.resumeFrom = resumeFrom
+            a.step = step
+            actions.append(.send(to: w.id, a))
+        }
+        actions.append(.log("assigned \(worldSize) ranks; global batch \(worldSize * config.training.microBatchSize * config.training.gradientAccumulationSteps) sequences"))
+        return actions
+    }
+
+    private mutating func startStep(now: Double) -> [Action] {
+        stepStartedAt = now
+        let interval = config.cluster.divergenceCheckInterval
+        var m = ControlMessage(.step)
+        m.step = step
+        m.checksum = interval > 0 && ((step + 1) % interval == 0 || step + 1 == config.training.totalSteps)
+        var actions: [Action] = []
+        for i in workers.indices {
+            workers[i].done = nil
+            workers[i].lastSent = now
+            actions.append(.send(to: workers[i].id, m))
+        }
+        return actions
+    }
+
+    private mutating func stepFinished(now: Double) -> [Action] {
+        let reports = workers.map { $0.done! }
+        var actions: [Action] = []
+        // Divergence guard: every rank's checksums must equal rank 0's.
+        let perRank: [(rank: Int, sums: [UInt64])] = workers.flatMap { w in
+            zip(w.ranks, w.done?.checksums ?? []).map { ($0, $1) }
+        }
+        if let reference = perRank.first {
+            for other in perRank.dropFirst() where other.sums != reference.sums {
+                let t = Array(zip(reference.sums, other.sums)).firstIndex { $0.0 != $0.1 } ?? 0
+                let name = t < names.count ? names[t] : "tensor \(t)"
+                return finish(code: 1, message: "parameters diverged after step \(step + 1): rank \(other.rank) differs from rank \(reference.rank), first in \(name)", now: now)
+            }
+        }
+        if let metrics = reports[0].metrics {
+            let compute = reports.map { $0.computeSeconds ?? 0 }.max() ?? 0
+            let exposed = reports.map { $0.exposedCommunicationSeconds ?? 0 }.max() ?? 0
+            var m = metrics
+            m.seconds = now - stepStartedAt
+            actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
+                                   idleSeconds: max(0, m.seconds - compute - exposed)))
+        }
+        step += 1
+        let interval = config.training.checkpointInterval
+        let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || (interval > 0 && step % interval == 0))
+        if due, let dir = checkpointDir, let holder = workers.first(where: { $0.ranks.contains(0) }) {
+            phase = .checkpointing
+            var c = ControlMessage(.checkpoint)
+            c.step = step
+            c.directory = dir
+            return actions + [.send(to: holder.id, c)]
+        }
+        return actions + afterCheckpoint(now: now)
+    }
+
+    private mutating func afterCheckpoint(now: Double) -> [Action] {
+        if step >= config.training.totalSteps {
+            return finish(code: 0, message: "finished \(step) steps", now: now)
+        }
+        if stopAfterStep {
+            return finish(code: 130, message: "stopped at step \(step)", now: now)
+        }
+        return startStep(now: now)
+    }
+
+    private mutating func finish(code: Int32, message: String, now: Double) -> [Action] {
+        exitCode = code
+        exitMessage = message
+        var actions: [Action] = [.log(message)]
+        var s = ControlMessage(.shutdown)
+        s.reason = message
+        for w in workers where !w.gone { actions.append(.send(to: w.id, s)) }
+        if workers.allSatisfy(\.gone) || workers.isEmpty {
+            phase = .finished
+            return actions + [.exit(code: code, message: message)]
+        }
+        phase = .stopping
+        stepStartedAt = now   // the shutdown grace period starts now
+        return actions
+    }
+
+    private func describe(_ w: WorkerRecord) -> String {
+        "worker pid \(w.pid) on \(w.host) (ranks \(w.ranks.map(String.init).joined(separator: ",")))"
+    }
+
+    private mutating func tick(_ now: Double) -> [Action] {
+        var actions: [Action] = []
+        if phase == .stopping {
+            // Workers that do not say bye within a heartbeat timeout are given up on.
+            if now - stepStartedAt > heartbeatTimeout {
+                phase = .finished
+                return [.log("not every worker confirmed the shutdown"), .exit(code: exitCode, message: exitMessage)]
+            }
+            return []
+        }
+        guard phase != .finished else { return [] }
+        for i in workers.indices where !workers[i].gone {
+            if now - workers[i].lastSeen > heartbeatTimeout {
+                workers[i].gone = true
+                return finish(code: 1, message: "lost \(describe(workers[i])): no message for \(String(format: "%.1f", now - workers[i].lastSeen)) s", now: now)
+            }
+            if now - workers[i].lastSent >= heartbeatInterval {
+                workers[i].lastSent = now
+                actions.append(.send(to: workers[i].id, ControlMessage(.heartbeat)))
+            }
+        }
+        return actions
+    }
+}

@@ -1,0 +1,140 @@
+import Comm
+import CommZMQ
+import Foundation
+import Tensor
+import Training
+import Zero
+
+/// One rank inside a worker: its own thread, thread pool, model copy, optimizer state and ring
+/// connection. The worker's control thread gives it orders; it runs them one at a time.
+final class Device: @unchecked Sendable {
+    struct Setup: @unchecked Sendable {
+        let rank: Int, worldSize: Int, jobID: UInt64, epoch: UInt64
+        let config: TrainConfig
+        let transport: TransportBox
+        let successor: String
+        let threads: Int
+        let numaNode: Int
+        let resumeFrom: String?
+    }
+
+    enum Order { case step(Int, checksum: Bool), checkpoint(URL), perturb, stop }
+
+    let setup: Setup
+    private let condition = NSCondition()
+    private var orders: [Order] = []
+    private var busy = false
+    private var ready = false
+    private var error: String?
+    private var completed = -1
+    private(set) var lastMetrics: StepMetrics?
+    private(set) var lastChecksums: [UInt64] = []
+    private(set) var lastComputeSeconds = 0.0
+    private(set) var lastExposedSeconds = 0.0
+    private(set) var lastCheckpoint: String?
+
+    init(setup: Setup) {
+        self.setup = setup
+        let thread = Thread { [self] in self.main() }
+        thread.name = "zerotrain-device-\(setup.rank)"
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+
+    var isReady: Bool { condition.lock(); defer { condition.unlock() }; return ready }
+    var failure: String? { condition.lock(); defer { condition.unlock() }; return error }
+    var completedStep: Int { condition.lock(); defer { condition.unlock() }; return completed }
+    var idle: Bool { condition.lock(); defer { condition.unlock() }; return orders.isEmpty && !busy }
+
+    func order(_ o: Order) {
+        condition.lock()
+        orders.append(o)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func stop() { order(.stop) }
+
+    private func main() {
+        NUMAPlacement.bindCurrentThread(toNode: setup.numaNode)
+        let s = setup
+        var sync: RingDataParallel?
+        defer { sync?.shutdown() }
+        let trainer: Trainer
+        do {
+            let pool = ThreadPool(threads: s.threads)
+            // The model is built first: the gradient engine needs its buffer.
+            let model = try Trainer.makeModel(config: s.config, pool: pool)
+            let box = s.transport
+            let engine = RingDataParallel(
+                rank: s.rank, worldSize: s.worldSize, gradients: model.gradients,
+                bucketElements: Int(s.config.cluster.bucketMB * 1_048_576 / 4),
+                timeout: .milliseconds(Int(s.config.cluster.collectiveTimeoutSeconds * 1000)),
+                makeGroup: {
+                    guard let transport = box.transport else { throw CommError(.closed, "transport already used") }
+                    try transport.connect(successor: s.successor)
+                    let group = try ProcessGroup(rank: s.rank, worldSize: s.worldSize, transport: transport,
+                                                 epoch: s.epoch, jobID: s.jobID)
+                    return (group, { box.transport?.close(); box.transport = nil })
+                })
+            sync = engine
+            try engine.waitUntilReady()
+            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model)
+            if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
+        } catch {
+            fail("\(error)")
+            return
+        }
+        condition.lock()
+        ready = true
+        condition.broadcast()
+        condition.unlock()
+        while true {
+            condition.lock()
+            while orders.isEmpty { condition.wait() }
+            let o = orders.removeFirst()
+            busy = true
+            condition.unlock()
+            do {
+                switch o {
+                case .stop:
+                    return
+                case let .step(step, checksum):
+                    guard trainer.step == step else {
+                        throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
+                    }
+                    let exposedBefore = sync?.exposedCommunicationSeconds ?? 0
+                    let m = try trainer.trainStep()
+                    lastExposedSeconds = (sync?.exposedCommunicationSeconds ?? 0) - exposedBefore
+                    lastComputeSeconds = max(0, m.seconds - lastExposedSeconds)
+                    lastMetrics = m
+                    lastChecksums = checksum ? trainer.model.table.entries.map {
+                        tensorChecksum(UnsafeBufferPointer(trainer.model.parameters.slice($0.offset, $0.count)))
+                    } : []
+                    condition.lock()
+                    completed = step
+                    condition.unlock()
+                case let .checkpoint(dir):
+                    lastCheckpoint = try trainer.saveCheckpoint(in: dir).path
+                case .perturb:
+                    trainer.model.parameters.pointer[trainer.model.table.count / 2] += 1e-3
+                }
+            } catch {
+                fail("\(error)")
+                return
+            }
+            condition.lock()
+            busy = false
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private func fail(_ message: String) {
+        condition.lock()
+        error = message
+        busy = false
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,16 @@
+/// How a rank's training loop exchanges gradients and scalars with the other ranks.
+///
+/// The trainer calls `gradientsReady` during the last micro-batch's backward, each time a
+/// contiguous range of the flat gradient buffer is final (the LM head first, then each block from
+/// the last to the first, then the embedding), `finishGradients` when backward is done, and then
+/// reads averaged gradients from its buffer. The implementation decides how to overlap.
+public protocol GradientSync: AnyObject {
+    var rank: Int { get }
+    var worldSize: Int { get }
+    /// Elements `range` of the gradient buffer will not change any more in this step.
+    func gradientsReady(_ range: Range<Int>)
+    /// Blocks until every gradient is averaged across ranks; rethrows a communication failure.
+    func finishGradients() throws
+    /// Element-wise sum of small values across ranks (bitwise identical on every rank).
+    func allReduceScalars(_ values: [Double]) throws -> [Double]
+}

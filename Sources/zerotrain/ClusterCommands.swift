@@ -1,0 +1,150 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Training
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run a job's coordinator: admit workers, assign ranks, drive training, log metrics.")
+
+    @Option(name: .long, help: "Config file (YAML or Hugging Face config.json).")
+    var config: String
+
+    @Option(name: .long, help: "Control endpoint to bind, e.g. tcp://0.0.0.0:5555 (port * = any free port).")
+    var listen: String = "tcp://0.0.0.0:5555"
+
+    @Option(name: .long, help: "Run directory: tokenised data, metrics.jsonl, checkpoints, coordinator.endpoint.")
+    var runDir: String
+
+    @Option(name: .long, help: "Workers to wait for (default: cluster.workers).")
+    var workers: Int?
+
+    @Option(name: .long, help: "Resume from a checkpoint directory (any number of workers).")
+    var resume: String?
+
+    func run() throws {
+        LocalCluster.watchParentIfAsked()
+        try runReportingErrors {
+            var cfg = try TrainConfig.load(path: config)
+            if let workers { cfg.cluster.workers = workers }
+            try cfg.validate()
+            let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume)
+            coordinator.output = Console.out
+            installStopHandlers()
+            coordinator.shouldStop = { stopRequested() }
+            let code = try coordinator.run()
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a worker: host CPU devices (ranks) for a coordinator's job.")
+
+    @Option(name: .long, help: "The coordinator's control endpoint, e.g. tcp://host:5555.")
+    var coordinator: String
+
+    @Option(name: .long, help: "CPU devices (ranks) in this worker.")
+    var devices: Int = 1
+
+    @Option(name: .long, help: "Compute threads per device (default: training.threads).")
+    var threads: Int?
+
+    @Option(name: .long, help: "NUMA node of the first device (later devices go round-robin).")
+    var numaNode: Int?
+
+    @Option(name: .long, help: "Address other workers use to reach this one.")
+    var advertise: String = "127.0.0.1"
+
+    @Option(name: .long, help: "Seconds to keep trying to reach the coordinator.")
+    var connectTimeout: Double = 60
+
+    @Option(name: .long, help: "Refuse to join unless the job runs this config file.")
+    var config: String?
+
+    @Option(name: .long, help: "Refuse to join unless the job has this many ranks.")
+    var worldSize: Int?
+
+    @Option(name: .long, help: .hidden)
+    var protocolVersion: Int?
+
+    @Option(name: .long, help: .hidden)
+    var injectDivergenceAt: Int?
+
+    func validate() throws {
+        guard devices >= 1 else { throw ValidationError("--devices must be ≥ 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be ≥ 1") }
+    }
+
+    func run() throws {
+        LocalCluster.watchParentIfAsked()
+        // Ctrl-C in a terminal reaches every process of the group: workers leave stopping to the
+        // coordinator, which checkpoints and then shuts them down.
+        signal(SIGINT, SIG_IGN)
+        try runReportingErrors {
+            var options = Worker.Options(coordinator: coordinator)
+            options.devices = devices
+            options.threads = threads
+            options.numaNode = numaNode
+            options.advertiseHost = advertise
+            options.connectTimeoutSeconds = connectTimeout
+            options.expectedWorldSize = worldSize
+            options.injectDivergenceAtStep = injectDivergenceAt
+            if let protocolVersion { options.protocolVersion = protocolVersion }
+            if let config { options.configHash = try TrainConfig.load(path: config).fingerprint }
+            let worker = Worker(options: options)
+            worker.output = Console.out
+            try worker.run()
+        }
+    }
+}
+
+struct Local: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a coordinator and N workers on this host as separate processes.",
+        discussion: "Exits 0 only when the job finished. Ctrl-C or SIGTERM stops the job cleanly (checkpoint first); no process is left behind.")
+
+    @Option(name: .long, help: "Config file.")
+    var config: String
+
+    @Option(name: .long, help: "Worker processes (default: cluster.workers).")
+    var workers: Int?
+
+    @Option(name: .long, help: "Devices (ranks) per worker.")
+    var devices: Int = 1
+
+    @Option(name: .long, help: "Compute threads per device (default: training.threads).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Run directory (default: runs/<config name>).")
+    var runDir: String?
+
+    @Option(name: .long, help: "Resume from a checkpoint directory.")
+    var resume: String?
+
+    func run() throws {
+        try runReportingErrors {
+            let cfg = try TrainConfig.load(path: config)
+            let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+            var options = LocalCluster.Options(configPath: config, workers: workers ?? cfg.cluster.workers,
+                                               runDirectory: URL(fileURLWithPath: runDir ?? "runs/\(name)"))
+            options.devices = devices
+            options.threads = threads
+            options.resume = resume
+            guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
+            let cluster = LocalCluster(options: options)
+            cluster.output = Console.out
+            installStopHandlers()
+            cluster.shouldStop = { stopRequested() }
+            let code = try cluster.run()
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
