@@ -73,19 +73,25 @@ public final class FlightRecorder: Sendable {
     /// A table of the records, oldest first, for the log.
     public func dump(rank: Int) -> String {
         let now = ContinuousClock.now
-        var lines = ["flight recorder of rank \(rank) (last \(records.count) collectives, oldest first):",
-                     "  epoch   seq  operation       bytes  from  to  started(ms ago)  took(ms)  outcome"]
-        for r in records {
-            let ago = Double(r.start.duration(to: now).components.attoseconds) / 1e15
-                + Double(r.start.duration(to: now).components.seconds) * 1e3
-            let took = r.duration.map { String(format3(Double($0.components.seconds) * 1e3 + Double($0.components.attoseconds) / 1e15)) } ?? "-"
-            lines.append("  \(r.epoch)  \(r.sequence)  \(r.operation)  \(r.bytes)  \(r.receivesFrom)  \(r.sendsTo)  \(format3(ago))  \(took)  \(r.outcome)")
+        let snapshot = records
+        func ms(_ d: Duration) -> String {
+            String(format: "%.3f", Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15)
+        }
+        func row(_ fields: [String]) -> String {
+            let widths = [6, 6, 17, 12, 5, 5, 15, 11]
+            var line = " "
+            for (i, f) in fields.enumerated() {
+                let w = i < widths.count ? widths[i] : 0
+                line += String(repeating: " ", count: max(0, w - f.count)) + f + " "
+            }
+            return line
+        }
+        var lines = ["flight recorder of rank \(rank) (last \(snapshot.count) collectives, oldest first):",
+                     row(["epoch", "seq", "operation", "bytes", "from", "to", "started ms ago", "took ms", "outcome"])]
+        for r in snapshot {
+            lines.append(row(["\(r.epoch)", "\(r.sequence)", r.operation, "\(r.bytes)", "\(r.receivesFrom)", "\(r.sendsTo)",
+                              ms(r.start.duration(to: now)), r.duration.map(ms) ?? "-", r.outcome]))
         }
         return lines.joined(separator: "\n")
     }
-}
-
-private func format3(_ x: Double) -> String {
-    let scaled = (x * 1000).rounded() / 1000
-    return "\(scaled)"
 }
