@@ -44,5 +44,6 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor"]),
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
         .testTarget(name: "CLITests", dependencies: []),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model"]),
     ]
 )

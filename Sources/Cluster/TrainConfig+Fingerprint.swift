@@ -2,11 +2,20 @@ import Foundation
 import Training
 
 extension TrainConfig {
-    /// FNV-1a 64 of the config's canonical JSON: equal configs, equal fingerprints.
+    /// FNV-1a 64 of the canonical JSON of what defines the computation — model, data and the
+    /// optimisation settings — leaving out where files go, logging, threads and the cluster section,
+    /// which a coordinator and its workers may legitimately set differently.
     public var fingerprint: String {
+        var c = self
+        c.training.checkpointDir = nil
+        c.training.metricsFile = nil
+        c.training.logInterval = 1
+        c.training.threads = 1
+        c.training.checkpointInterval = 0
+        c.cluster = ClusterConfig()
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        let data = (try? e.encode(self)) ?? Data()
+        let data = (try? e.encode(c)) ?? Data()
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         return String(h, radix: 16)

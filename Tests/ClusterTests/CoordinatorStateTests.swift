@@ -1,0 +1,130 @@
+import Cluster
+import Foundation
+import Testing
+import Training
+
+/// The coordinator's protocol logic, driven by hand: no sockets, no clocks.
+@Suite struct CoordinatorStateTests {
+    static func config(workers: Int = 2, steps: Int = 3, checkpointDir: String? = nil) throws -> TrainConfig {
+        var c = try TrainConfig.parse(text: "model: {num_layers: 1, hidden_size: 8, num_attention_heads: 2}")
+        c.cluster.workers = workers
+        c.cluster.divergenceCheckInterval = 1
+        c.training.totalSteps = steps
+        c.training.checkpointDir = checkpointDir
+        return c
+    }
+
+    static func register(devices: Int = 1, hash: String? = nil, version: Int = ControlMessage.protocolVersion) -> ControlMessage {
+        var m = ControlMessage(.register)
+        m.protocolVersion = version
+        m.build = ControlMessage.build
+        m.devices = devices
+        m.endpoints = (0..<devices).map { "tcp://w:\($0)" }
+        m.configHash = hash
+        return m
+    }
+
+    let a = Data([1]), b = Data([2]), c = Data([3])
+
+    func sends(_ actions: [CoordinatorState.Action]) -> [(Data, ControlMessage)] {
+        actions.compactMap { if case let .send(to, m) = $0 { return (to, m) } else { return nil } }
+    }
+
+    @Test func refusesOtherProtocolBuildOrConfig() throws {
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        let v = sends(s.event(.message(from: a, Self.register(version: 99), now: 0)))
+        #expect(v.first?.1.kind == .refused && v.first!.1.reason!.contains("protocol version 99"))
+        let h = sends(s.event(.message(from: a, Self.register(hash: "zzz"), now: 0)))
+        #expect(h.first?.1.kind == .refused && h.first!.1.reason!.contains("config hash zzz"))
+        #expect(s.workers.isEmpty)
+    }
+
+    @Test func assignsRanksWorkerMajorInARing() throws {
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(devices: 2), now: 0))
+        let out = sends(s.event(.message(from: b, Self.register(devices: 1), now: 0)))
+        #expect(out.count == 2)
+        let first = out.first { $0.0 == a }!.1, second = out.first { $0.0 == b }!.1
+        #expect(first.ranks == [0, 1] && second.ranks == [2] && first.worldSize == 3)
+        // Rank r's successor is rank r+1's endpoint: worker a's device 1, then worker b, then back to a.
+        #expect(first.successors == ["tcp://w:1", "tcp://w:0"] && second.successors == ["tcp://w:0"])
+        // A third worker is refused: the job is full.
+        let late = sends(s.event(.message(from: c, Self.register(), now: 0)))
+        #expect(late.first?.1.kind == .refused)
+    }
+
+    @Test func drivesStepsCheckpointsAndShutsDown() throws {
+        var s = CoordinatorState(config: try Self.config(steps: 2, checkpointDir: "/ck"), configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: b, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        let start = sends(s.event(.message(from: b, ControlMessage(.ready), now: 0)))
+        #expect(start.map(\.1.kind) == [.step, .step] && start[0].1.step == 0)
+        func done(_ step: Int, sums: [UInt64] = [1, 2]) -> ControlMessage {
+            var m = ControlMessage(.stepDone)
+            m.step = step
+            m.metrics = StepMetrics(step: step, loss: 1, auxLoss: 0, lr: 0.1, gradNorm: 1, tokens: 8, seconds: 0.1)
+            m.checksums = [sums]
+            return m
+        }
+        #expect(s.event(.message(from: a, done(0), now: 1)).isEmpty)
+        let next = s.event(.message(from: b, done(0), now: 1))
+        #expect(next.contains { if case .record = $0 { return true }; return false })
+        #expect(sends(next).map(\.1.step) == [1, 1])
+        _ = s.event(.message(from: a, done(1), now: 2))
+        let last = sends(s.event(.message(from: b, done(1), now: 2)))
+        #expect(last.count == 1 && last[0].1.kind == .checkpoint && last[0].0 == a && last[0].1.directory == "/ck")
+        var saved = ControlMessage(.checkpointDone)
+        saved.path = "/ck/step-00000002"
+        let shutdown = sends(s.event(.message(from: a, saved, now: 3)))
+        #expect(shutdown.map(\.1.kind) == [.shutdown, .shutdown])
+        _ = s.event(.message(from: a, ControlMessage(.bye), now: 3))
+        let exit = s.event(.message(from: b, ControlMessage(.bye), now: 3))
+        #expect(exit.last == .exit(code: 0, message: "finished 2 steps"))
+    }
+
+    @Test func divergenceNamesRanksAndTensor() throws {
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: b, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        _ = s.event(.message(from: b, ControlMessage(.ready), now: 0))
+        var d0 = ControlMessage(.stepDone), d1 = ControlMessage(.stepDone)
+        d0.step = 0; d1.step = 0
+        d0.checksums = [[1, 2, 3]]
+        d1.checksums = [[1, 9, 3]]
+        _ = s.event(.message(from: a, d0, now: 1))
+        let out = s.event(.message(from: b, d1, now: 1))
+        #expect(out.contains(.log("parameters diverged after step 1: rank 1 differs from rank 0, first in model.layers.0.input_layernorm.weight")))
+        #expect(sends(out).allSatisfy { $0.1.kind == .shutdown })
+    }
+
+    @Test func silentWorkerFailsTheJobAfterTheTimeout() throws {
+        var cfg = try Self.config()
+        cfg.cluster.heartbeatIntervalMs = 100
+        cfg.cluster.heartbeatTimeoutMs = 1000
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: b, Self.register(), now: 0))
+        let beats = sends(s.event(.tick(now: 0.5)))
+        #expect(beats.map(\.1.kind) == [.heartbeat, .heartbeat])
+        _ = s.event(.message(from: a, ControlMessage(.heartbeat), now: 1.0))
+        let lost = s.event(.tick(now: 1.6))
+        #expect(lost.contains { if case .log(let l) = $0 { return l.hasPrefix("lost worker") }; return false })
+        #expect(sends(lost).map(\.0) == [a])
+    }
+
+    @Test func stopFinishesTheStepThenCheckpoints() throws {
+        var s = CoordinatorState(config: try Self.config(workers: 1, steps: 100, checkpointDir: "/ck"), configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        _ = s.event(.stopRequested(now: 0.1))
+        var d = ControlMessage(.stepDone)
+        d.step = 0
+        let out = sends(s.event(.message(from: a, d, now: 0.2)))
+        #expect(out.map(\.1.kind) == [.checkpoint])
+        let end = sends(s.event(.message(from: a, ControlMessage(.checkpointDone), now: 0.3)))
+        #expect(end.map(\.1.kind) == [.shutdown])
+        #expect(s.event(.message(from: a, ControlMessage(.bye), now: 0.4)).last == .exit(code: 130, message: "stopped at step 1"))
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// Real multi-process clusters on this host (`zerotrain local`, `coordinator`, `worker`).
+@Suite(.serialized) struct LocalClusterTests {
+    static func config(accumulation: Int, steps: Int = 20, moe: Bool = false, extra: String = "") -> String {
+        let moeLine = moe ? ", intermediate_size: 48, moe_config: {num_experts: 4, top_k: 2, num_shared_experts: 1}" : ""
+        return """
+        model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64\(moeLine)}
+        training: {lr: 0.003, warmup_steps: \(min(5, steps)), total_steps: \(steps), micro_batch_size: 2, gradient_accumulation_steps: \(accumulation), threads: 1, log_interval: 5}
+        data: {seq_len: 32}
+        cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 5000, divergence_check_interval: 5, bucket_mb: 0.01\(extra)}
+        """
+    }
+
+    static func losses(_ runDir: URL) throws -> [Float] {
+        let text = try String(contentsOf: runDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        return try text.split(separator: "\n").map {
+            let o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            return (o["loss"] as! NSNumber).floatValue
+        }
+    }
+
+    /// Processes of this test's run directory that are still alive.
+    static func leftovers(_ dir: URL) -> [String] {
+        let out = try? CLI.runTool("/usr/bin/pgrep", ["-af", "zerotrain"])
+        return (out ?? "").split(separator: "\n").map(String.init).filter { $0.contains(dir.path) || $0.contains(dir.lastPathComponent) }
+    }
+
+    func local(_ root: URL, _ name: String, config: String, workers: Int, devices: Int = 1) throws -> (CLI.Result, URL) {
+        let file = root.appendingPathComponent("\(name).yaml")
+        try CLI.write(config, to: file)
+        let run = root.appendingPathComponent(name)
+        let r = try CLI.run(["local", "--config", file.path, "--workers", String(workers), "--devices", String(devices), "--run-dir", run.path])
+        return (r, run)
+    }
+
+    @Test(arguments: [false, true])
+    func nWorkersEqualOneWorkerWithAccumulation(moe: Bool) throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (single, singleDir) = try local(root, "one", config: Self.config(accumulation: 6, moe: moe), workers: 1)
+        #expect(single.status == 0, "\(single.stderr)")
+        let reference = try Self.losses(singleDir)
+        #expect(reference.count == 20)
+        // Global batch 12 sequences everywhere: 1 rank × 6 micro-batches, 2 × 3, 3 × 2.
+        for (name, workers, accumulation) in [("two", 2, 3), ("three", 3, 2)] as [(String, Int, Int)] {
+            let (r, dir) = try local(root, name, config: Self.config(accumulation: accumulation, moe: moe), workers: workers)
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            let l = try Self.losses(dir)
+            #expect(l.count == reference.count, "\(name)")
+            for (x, y) in zip(l, reference) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(name): loss \(x) vs \(y)") }
+            #expect(!r.stdout.contains("diverged"))
+        }
+        #expect(Self.leftovers(root).isEmpty)
+    }
+
+    @Test func twoWorkersTimesTwoDevicesEqualOneWorker() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (single, singleDir) = try local(root, "one", config: Self.config(accumulation: 4), workers: 1)
+        #expect(single.status == 0, "\(single.stderr)")
+        let (r, dir) = try local(root, "twobytwo", config: Self.config(accumulation: 1), workers: 2, devices: 2)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("all 4 ranks ready on 2 worker(s)"))
+        for (x, y) in zip(try Self.losses(dir), try Self.losses(singleDir)) { #expect(abs(x - y) <= 1e-5 * abs(y)) }
+        #expect(Self.leftovers(root).isEmpty)
+    }
+
+    @Test func workersMayStartBeforeTheCoordinator() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config(accumulation: 1, steps: 5), to: root.appendingPathComponent("c.yaml"))
+        let port = 20_000 + Int(getpid() % 20_000)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let w1 = try CLI.start(["worker", "--coordinator", endpoint, "--connect-timeout", "30"])
+        let w2 = try CLI.start(["worker", "--coordinator", endpoint, "--connect-timeout", "30"])
+        defer { for p in [w1, w2] where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        usleep(1_500_000)
+        #expect(w1.isRunning && w2.isRunning)
+        let c = try CLI.run(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", endpoint,
+                             "--run-dir", root.appendingPathComponent("run").path, "--workers", "2"], timeout: 60)
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(c.stdout.contains("finished 5 steps"))
+        w1.waitUntilExit(); w2.waitUntilExit()
+        #expect(w1.terminationStatus == 0 && w2.terminationStatus == 0)
+    }
+
+    @Test func coordinatorThatNeverComes() throws {
+        let start = Date()
+        let r = try CLI.run(["worker", "--coordinator", "tcp://127.0.0.1:9", "--connect-timeout", "2"], timeout: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("no coordinator answered at tcp://127.0.0.1:9 within 2 s"), "\(r.stderr)")
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test func mismatchedConfigOrVersionIsRefused() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config(accumulation: 1, steps: 3), to: root.appendingPathComponent("c.yaml"))
+        try CLI.write(Self.config(accumulation: 2, steps: 3), to: root.appendingPathComponent("other.yaml"))
+        let coordinator = try CLI.start(["coordinator", "--config", root.appendingPathComponent("c.yaml").path,
+                                         "--listen", "tcp://127.0.0.1:*", "--run-dir", root.appendingPathComponent("run").path, "--workers", "1"])
+        defer { if coordinator.isRunning { kill(coordinator.processIdentifier, SIGKILL) }; coordinator.waitUntilExit() }
+        let endpointFile = root.appendingPathComponent("run/coordinator.endpoint")
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline { usleep(10_000) }
+        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let wrongConfig = try CLI.run(["worker", "--coordinator", endpoint, "--config", root.appendingPathComponent("other.yaml").path], timeout: 30)
+        #expect(wrongConfig.status == 2)
+        #expect(wrongConfig.stderr.contains("the coordinator refused this worker: config hash"), "\(wrongConfig.stderr)")
+        let wrongVersion = try CLI.run(["worker", "--coordinator", endpoint, "--protocol-version", "7"], timeout: 30)
+        #expect(wrongVersion.status == 2)
+        #expect(wrongVersion.stderr.contains("protocol version 7 differs"), "\(wrongVersion.stderr)")
+        let wrongWorld = try CLI.run(["worker", "--coordinator", endpoint, "--world-size", "3"], timeout: 30)
+        #expect(wrongWorld.status == 2)
+        #expect(wrongWorld.stderr.contains("world size 3"), "\(wrongWorld.stderr)")
+        // The right worker still gets in and the job completes.
+        let good = try CLI.run(["worker", "--coordinator", endpoint, "--config", root.appendingPathComponent("c.yaml").path], timeout: 60)
+        #expect(good.status == 0, "\(good.stderr)")
+    }
+
+    @Test func sigtermStopsTheWholeLocalClusterWithACheckpoint() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config(accumulation: 1, steps: 100_000), to: root.appendingPathComponent("c.yaml"))
+        let run = root.appendingPathComponent("run")
+        let p = try CLI.start(["local", "--config", root.appendingPathComponent("c.yaml").path, "--workers", "2", "--run-dir", run.path])
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let metrics = run.appendingPathComponent("metrics.jsonl")
+        let deadline = Date().addingTimeInterval(60)
+        while ((try? String(contentsOf: metrics, encoding: .utf8))?.count ?? 0) < 100 && Date() < deadline { usleep(20_000) }
+        kill(p.processIdentifier, SIGTERM)
+        let stop = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < stop { usleep(20_000) }
+        #expect(!p.isRunning, "SIGTERM did not stop the cluster")
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 130)
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+        #expect(latest.hasPrefix("step-"))
+        usleep(200_000)
+        #expect(Self.leftovers(root).isEmpty, "left running: \(Self.leftovers(root))")
+    }
+
+    @Test func killedLauncherLeavesNoProcesses() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config(accumulation: 1, steps: 100_000), to: root.appendingPathComponent("c.yaml"))
+        let run = root.appendingPathComponent("run")
+        let p = try CLI.start(["local", "--config", root.appendingPathComponent("c.yaml").path, "--workers", "2", "--run-dir", run.path])
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: run.appendingPathComponent("metrics.jsonl").path) && Date() < deadline { usleep(20_000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let gone = Date().addingTimeInterval(10)
+        while !Self.leftovers(root).isEmpty && Date() < gone { usleep(50_000) }
+        #expect(Self.leftovers(root).isEmpty, "left running: \(Self.leftovers(root))")
+    }
+
+    @Test func divergenceGuardStopsTheJob() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config(accumulation: 1, steps: 20), to: root.appendingPathComponent("c.yaml"))
+        let endpoint = "tcp://127.0.0.1:\(21_000 + Int(getpid() % 20_000))"
+        // Rank 1 of this worker perturbs one parameter after step 3 (1-based); the guard compares at step 5.
+        let w = try CLI.start(["worker", "--coordinator", endpoint, "--devices", "2", "--inject-divergence-at", "2"])
+        defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        let c = try CLI.run(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", endpoint,
+                             "--run-dir", root.appendingPathComponent("run").path, "--workers", "1"], timeout: 60)
+        w.waitUntilExit()
+        #expect(c.status == 1)
+        #expect(c.stdout.contains("parameters diverged after step 5: rank 1 differs from rank 0, first in model.layers."), "\(c.stdout)")
+        #expect(w.terminationStatus == 0)
+    }
+}
