@@ -12,6 +12,8 @@ public final class LocalCluster {
         public var threads: Int?
         public var runDirectory: URL
         public var resume: String?
+        /// Where the coordinator's output goes; nil = this process's stdout.
+        public var coordinatorLog: URL?
         public init(configPath: String, workers: Int, runDirectory: URL) {
             self.configPath = configPath
             self.workers = workers
@@ -78,7 +80,12 @@ public final class LocalCluster {
         var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", "tcp://127.0.0.1:*",
                                "--run-dir", options.runDirectory.path, "--workers", String(options.workers)]
         if let resume = options.resume { coordinatorArgs += ["--resume", resume] }
-        let coordinator = try spawn(coordinatorArgs, stdout: FileHandle.standardOutput)
+        var coordinatorOut: Any = FileHandle.standardOutput
+        if let log = options.coordinatorLog {
+            _ = fm.createFile(atPath: log.path, contents: nil)
+            coordinatorOut = try FileHandle(forWritingTo: log)
+        }
+        let coordinator = try spawn(coordinatorArgs, stdout: coordinatorOut)
         let start = Date()
         while !fm.fileExists(atPath: endpointFile.path) {
             guard coordinator.isRunning else {
@@ -97,14 +104,12 @@ public final class LocalCluster {
             if let t = options.threads { args += ["--threads", String(t)] }
             _ = try spawn(args, stdout: handle)
         }
+        // A worker that dies is noticed by the coordinator (heartbeats), which fails the job.
         var forwarded = false
         while coordinator.isRunning {
             if !forwarded && shouldStop() {
                 forwarded = true
                 kill(coordinator.processIdentifier, SIGTERM)
-            }
-            if children.dropFirst().contains(where: { !$0.isRunning && $0.terminationStatus != 0 }) && !forwarded {
-                // A worker died: the coordinator notices through heartbeats and fails the job.
             }
             usleep(20_000)
         }

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Training
+
+struct BenchScaling: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Data-parallel scaling: run the config on 1, 2, … local workers and compare tokens/s.",
+        discussion: "Weak scaling: every rank keeps the config's micro-batch and accumulation, so the global batch grows with the workers. Reports the median over the timed steps of tokens/s and of the per-step time split (compute, exposed communication, idle) from the coordinator's metrics.")
+
+    @Option(name: .long, help: "Config file.")
+    var config: String
+
+    @Option(name: .long, help: "Comma-separated worker counts.")
+    var workers: String = "1,2"
+
+    @Option(name: .long, help: "Compute threads per worker.")
+    var threads: Int = 1
+
+    @Option(name: .long, help: "Steps per run; the first two are warm-up and not counted.")
+    var steps: Int = 8
+
+    @Option(name: .long, help: "Run directory root.")
+    var runDir: String = "runs/bench-scaling"
+
+    @Flag(name: .long, help: "JSON lines instead of the table.")
+    var json = false
+
+    struct Row: Codable {
+        var workers: Int
+        var tokensPerSecond: Double
+        var speedup: Double
+        var stepSeconds: Double
+        var computeSeconds: Double
+        var exposedCommunicationSeconds: Double
+        var idleSeconds: Double
+        enum CodingKeys: String, CodingKey {
+            case workers, speedup, tokensPerSecond = "tokens_per_second", stepSeconds = "step_seconds"
+            case computeSeconds = "compute_seconds", exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
+        }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let counts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 }), steps >= 3 else {
+                throw ClusterError(.badInput, "--workers needs positive counts and --steps ≥ 3")
+            }
+            var cfg = try TrainConfig.load(path: config)
+            cfg.training.totalSteps = steps
+            cfg.training.optim.warmupSteps = min(cfg.training.optim.warmupSteps, steps)
+            cfg.training.checkpointDir = nil
+            cfg.training.checkpointInterval = 0
+            cfg.training.threads = threads
+            cfg.cluster.divergenceCheckInterval = 0
+            let root = URL(fileURLWithPath: runDir)
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            let configFile = root.appendingPathComponent("config.json")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(cfg).write(to: configFile)
+            var rows: [Row] = []
+            for n in counts {
+                let dir = root.appendingPathComponent("workers-\(n)")
+                try? FileManager.default.removeItem(at: dir)
+                var options = LocalCluster.Options(configPath: configFile.path, workers: n, runDirectory: dir)
+                options.threads = threads
+                options.coordinatorLog = dir.appendingPathComponent("coordinator.log")
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                let cluster = LocalCluster(options: options)
+                cluster.output = { _ in }
+                let code = try cluster.run()
+                guard code == 0 else { throw ClusterError(.runtime, "the \(n)-worker run failed (exit \(code)); see \(dir.path)") }
+                let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+                let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                let timed = records.dropFirst(2)
+                func median(_ key: String) -> Double {
+                    let v = timed.map { ($0[key] as! NSNumber).doubleValue }.sorted()
+                    return v[v.count / 2]
+                }
+                let tps = median("tokens_per_second")
+                rows.append(Row(workers: n, tokensPerSecond: tps, speedup: tps / (rows.first?.tokensPerSecond ?? tps),
+                                stepSeconds: median("seconds"), computeSeconds: median("compute_seconds"),
+                                exposedCommunicationSeconds: median("exposed_communication_seconds"), idleSeconds: median("idle_seconds")))
+            }
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.sortedKeys]
+                for r in rows { Console.out(String(decoding: try e.encode(r), as: UTF8.self)) }
+            } else {
+                Console.out("config \(config), \(threads) thread(s) per worker, median of steps 3…\(steps)")
+                Console.out("workers  tokens/s  speedup  step (s)  compute (s)  exposed comm (s)  idle (s)")
+                for r in rows {
+                    Console.out(String(format: "%7d  %8.0f  %6.2fx  %8.4f  %11.4f  %16.4f  %8.4f", r.workers, r.tokensPerSecond, r.speedup,
+                                       r.stepSeconds, r.computeSeconds, r.exposedCommunicationSeconds, r.idleSeconds))
+                }
+            }
+        }
+    }
+}
