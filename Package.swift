@@ -23,7 +23,9 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Tensor"]),
         .target(name: "Data", dependencies: ["Tensor", "Checkpoint"]),
         .target(name: "Checkpoint", dependencies: ["Tensor"]),
-        .target(name: "Comm"),
+        // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
+        .target(name: "CCRC32C"),
+        .target(name: "Comm", dependencies: ["CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
         .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA"]),
         .target(name: "Training", dependencies: [
