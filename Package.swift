@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "CCRC32C"),
         .target(name: "Comm", dependencies: ["CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
-        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA"]),
+        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA", "Model"]),
         .target(name: "Training", dependencies: [
             "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
             .product(name: "Yams", package: "Yams"),
@@ -47,5 +47,6 @@ let package = Package(
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
         .testTarget(name: "CLITests", dependencies: []),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model"]),
+        .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training"]),
     ]
 )

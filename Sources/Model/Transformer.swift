@@ -332,6 +332,12 @@ public final class Transformer {
     public func activationBytes(batch: Int, seqLen: Int) -> Int {
         Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
     }
+
+    /// Bytes of activations one micro-batch of `batch` × `seqLen` needs, without building a model
+    /// (the memory planner sizes models far larger than the machine it runs on).
+    public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
+        Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+    }
 }
 
 /// Everything a forward saves for backward, plus backward scratch, for one (batch, seqLen).
