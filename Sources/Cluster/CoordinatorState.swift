@@ -31,6 +31,7 @@ public struct CoordinatorState {
         public var lastSent: Double = 0
         public var ready = false
         public var done: ControlMessage?
+        public var checkpointed = false
         public var gone = false
     }
 
@@ -46,6 +47,7 @@ public struct CoordinatorState {
     public private(set) var workers: [WorkerRecord] = []
     public private(set) var step: Int
     private var stepStartedAt = 0.0
+    private var checkpointPath: String?
     private var stopAfterStep = false
     private var exitCode: Int32 = 0
     private var exitMessage = ""
@@ -110,9 +112,12 @@ public struct CoordinatorState {
             guard workers.allSatisfy({ $0.done != nil }) else { return [] }
             return stepFinished(now: now)
         case .checkpointDone:
-            guard phase == .checkpointing else { return [] }
+            guard phase == .checkpointing, let i = index(of: id) else { return [] }
+            workers[i].checkpointed = true
+            if workers[i].ranks.contains(0) { checkpointPath = m.path }
+            guard workers.allSatisfy(\.checkpointed) else { return [] }
             phase = .running
-            var actions: [Action] = [.log("checkpoint \(m.path ?? "?")")]
+            var actions: [Action] = [.log("checkpoint \(checkpointPath ?? "?")")]
             actions += afterCheckpoint(now: now)
             return actions
         case .failed:
@@ -227,12 +232,14 @@ public struct CoordinatorState {
         step += 1
         let interval = config.training.checkpointInterval
         let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || (interval > 0 && step % interval == 0))
-        if due, let dir = checkpointDir, let holder = workers.first(where: { $0.ranks.contains(0) }) {
+        if due, let dir = checkpointDir {
+            // Every rank takes part (sharded optimizer state is gathered); rank 0 writes.
             phase = .checkpointing
             var c = ControlMessage(.checkpoint)
             c.step = step
             c.directory = dir
-            return actions + [.send(to: holder.id, c)]
+            for i in workers.indices { workers[i].checkpointed = false }
+            return actions + workers.map { .send(to: $0.id, c) }
         }
         return actions + afterCheckpoint(now: now)
     }

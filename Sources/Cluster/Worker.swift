@@ -150,12 +150,12 @@ public final class Worker {
                     if m.checksum == true { done.checksums = devices.map(\.lastChecksums) }
                     _ = try dealer.send(done.encoded())
                 case .checkpoint:
-                    guard let holder = devices.first(where: { $0.setup.rank == 0 }), let dir = m.directory else { continue }
-                    holder.order(.checkpoint(URL(fileURLWithPath: dir)))
-                    try pump { holder.idle }
+                    guard let dir = m.directory else { continue }
+                    for d in devices { d.order(.checkpoint(URL(fileURLWithPath: dir))) }
+                    try pump { devices.allSatisfy(\.idle) }
                     var c = ControlMessage(.checkpointDone)
                     c.step = m.step
-                    c.path = holder.lastCheckpoint
+                    c.path = devices.first { $0.setup.rank == 0 }?.lastCheckpoint
                     _ = try dealer.send(c.encoded())
                 case .shutdown:
                     throw ShutdownRequested(reason: m.reason ?? "")

@@ -15,9 +15,14 @@ import Zero
 public final class Trainer {
     public let config: TrainConfig
     public let model: Transformer
-    /// AdamW first and second moments, in the parameter table's layout.
+    /// AdamW first and second moments of this rank's shard (`optimizerShard`) of the flat buffer.
     public let expAvg: FloatBuffer
     public let expAvgSq: FloatBuffer
+    /// The elements whose optimizer state this rank holds and updates: everything at ZeRO stage 0,
+    /// the rank's shard at stages 1 and 2.
+    public let optimizerShard: Range<Int>
+    /// ZeRO stage in effect (0 without data parallelism).
+    public let stage: Int
     public let sampler: BatchSampler
     public let pool: ThreadPool
     /// Updates completed.
@@ -47,8 +52,10 @@ public final class Trainer {
             GEMM.setThreads(t.threads)
             model = try Self.makeModel(config: config, pool: self.pool)
         }
-        expAvg = FloatBuffer(count: model.table.count)
-        expAvgSq = FloatBuffer(count: model.table.count)
+        stage = sync == nil ? 0 : config.zero.stage
+        optimizerShard = stage >= 1 ? sync!.shardRange(count: model.table.count) : 0..<model.table.count
+        expAvg = FloatBuffer(count: optimizerShard.count)
+        expAvgSq = FloatBuffer(count: optimizerShard.count)
         optimizer = AdamW(t.optim)
         self.sync = sync
         sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
@@ -86,24 +93,38 @@ public final class Trainer {
                 : nil
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
-            let last = local == accumulation - 1
+            let last = local == accumulation - 1 && stage < 2
             try model.backward(scale: 1 / Float(accumulation), gradientsReady: last ? sync?.gradientsReady : nil)
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
         }
+        let shard = optimizerShard
+        let shardGradients = model.gradients.slice(shard.lowerBound, shard.count)
+        var gradNorm: Double
         if let sync {
-            try sync.finishGradients()
-            let totals = try sync.allReduceScalars([lossSum, auxSum])
+            // Stage 2 reduce-scatters (each rank ends with its averaged shard); 0 and 1 all-reduce
+            // (buckets already under way). The norm is then over the whole averaged gradient.
+            if stage == 2 { _ = try sync.reduceScatterGradients() } else { try sync.finishGradients() }
+            let shardSquares = stage == 2 ? GradientClipping.sumOfSquares(shardGradients, pool: pool) : 0
+            let totals = try sync.allReduceScalars([lossSum, auxSum, shardSquares])
             lossSum = totals[0] / Double(sync.worldSize)
             auxSum = totals[1] / Double(sync.worldSize)
+            gradNorm = stage == 2 ? totals[2].squareRoot() : GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
+        } else {
+            gradNorm = GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
         }
-        let gradNorm = GradientClipping.clip(model.gradients.buffer, maxNorm: t.optim.gradClip, pool: pool)
+        if t.optim.gradClip > 0 {
+            let k = GradientClipping.coefficient(norm: gradNorm, maxNorm: t.optim.gradClip)
+            let base = shardGradients.baseAddress!
+            pool.parallelFor(shard.count, minChunk: 1 << 16) { r in Kernels.scale(base + r.lowerBound, by: k, count: r.count) }
+        }
         let loss = Float(lossSum / Double(accumulation))
         guard loss.isFinite, gradNorm.isFinite else {
             throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
         }
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
         optimizerStep(lr: lr, t: step + 1)
+        if stage >= 1, let sync { try sync.allGather(model.parameters.buffer) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
@@ -112,12 +133,16 @@ public final class Trainer {
         return metrics
     }
 
-    /// AdamW over the whole flat buffer, split across the pool; each thread updates the parts of
-    /// the tensors that fall in its range, with weight decay where the tensor has 2+ dimensions.
+    /// AdamW over this rank's shard of the flat buffer, split across the pool; each thread updates
+    /// the parts of the tensors that fall in its range, with weight decay where the tensor has 2+
+    /// dimensions. The moments are indexed relative to the shard.
     func optimizerStep(lr: Double, t: Int) {
         let entries = model.table.entries
-        let p = model.parameters.pointer, g = model.gradients.pointer, m = expAvg.pointer, v = expAvgSq.pointer
-        pool.parallelFor(model.table.count, minChunk: 1 << 16) { range in
+        let shard = optimizerShard
+        let p = model.parameters.pointer, g = model.gradients.pointer
+        let m = expAvg.pointer - shard.lowerBound, v = expAvgSq.pointer - shard.lowerBound
+        pool.parallelFor(shard.count, minChunk: 1 << 16) { local in
+            let range = (shard.lowerBound + local.lowerBound)..<(shard.lowerBound + local.upperBound)
             for e in entries where e.offset < range.upperBound && e.offset + e.count > range.lowerBound {
                 let lo = max(e.offset, range.lowerBound), hi = min(e.offset + e.count, range.upperBound)
                 optimizer.update(parameters: p + lo, gradients: g + lo, m: m + lo, v: v + lo, count: hi - lo,
@@ -126,15 +151,32 @@ public final class Trainer {
         }
     }
 
+    /// The full optimizer moments (gathered from every rank's shard at stages 1–2; a collective
+    /// then, so every rank must call it).
+    func fullOptimizerState() throws -> (FloatBuffer, FloatBuffer) {
+        guard optimizerShard.count != model.table.count, let sync else { return (expAvg, expAvgSq) }
+        let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
+        _ = m.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: expAvg.buffer)
+        _ = v.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: expAvgSq.buffer)
+        try sync.allGather(m.buffer)
+        try sync.allGather(v.buffer)
+        return (m, v)
+    }
+
     // MARK: checkpoints
 
     /// Writes a checkpoint of the current state under `directory`/step-NNNNNNNN and points
     /// `directory`/latest at it. The folder is written under a temporary name and renamed, so
     /// a crash mid-write never leaves a partial checkpoint behind a valid name.
+    /// With sharded optimizer state (ZeRO 1–2) every rank must call this (the state is gathered
+    /// first); only rank 0 writes. The files always hold the full state, so a checkpoint resumes
+    /// at any stage and on any number of ranks.
     @discardableResult
     public func saveCheckpoint(in directory: URL) throws -> URL {
+        let (fullAvg, fullAvgSq) = try fullOptimizerState()
         let fm = FileManager.default
         let name = String(format: "step-%08d", step)
+        guard rank == 0 else { return directory.appendingPathComponent(name) }
         let final = directory.appendingPathComponent(name)
         let temp = directory.appendingPathComponent(name + ".tmp")
         do {
@@ -148,8 +190,8 @@ public final class Trainer {
         ModelWeights.add(model.parameters, table: model.table, to: &weights)
         try weights.write(to: temp.appendingPathComponent("model.safetensors"))
         var optimizerState = SafeTensorsWriter()
-        ModelWeights.add(expAvg, table: model.table, to: &optimizerState, prefix: "exp_avg.")
-        ModelWeights.add(expAvgSq, table: model.table, to: &optimizerState, prefix: "exp_avg_sq.")
+        ModelWeights.add(fullAvg, table: model.table, to: &optimizerState, prefix: "exp_avg.")
+        ModelWeights.add(fullAvgSq, table: model.table, to: &optimizerState, prefix: "exp_avg_sq.")
         try optimizerState.write(to: temp.appendingPathComponent("optimizer.safetensors"))
         let state = TrainerState(step: step, dataPosition: sampler.position(step: step), seed: config.training.seed,
                                  config: config)
@@ -180,8 +222,11 @@ public final class Trainer {
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
         try ModelWeights.load(weights, table: model.table, into: model.parameters)
         let optimizerState = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
-        try ModelWeights.load(optimizerState, table: model.table, into: expAvg, prefix: "exp_avg.")
-        try ModelWeights.load(optimizerState, table: model.table, into: expAvgSq, prefix: "exp_avg_sq.")
+        let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
+        try ModelWeights.load(optimizerState, table: model.table, into: m, prefix: "exp_avg.")
+        try ModelWeights.load(optimizerState, table: model.table, into: v, prefix: "exp_avg_sq.")
+        _ = expAvg.buffer.update(fromContentsOf: m.slice(optimizerShard.lowerBound, optimizerShard.count))
+        _ = expAvgSq.buffer.update(fromContentsOf: v.slice(optimizerShard.lowerBound, optimizerShard.count))
         step = state.step
     }
 

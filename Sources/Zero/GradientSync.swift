@@ -13,4 +13,11 @@ public protocol GradientSync: AnyObject {
     func finishGradients() throws
     /// Element-wise sum of small values across ranks (bitwise identical on every rank).
     func allReduceScalars(_ values: [Double]) throws -> [Double]
+    /// The slice of a `count`-element flat buffer this rank owns (ZeRO shard).
+    func shardRange(count: Int) -> Range<Int>
+    /// Stage 2: averages the whole gradient buffer across ranks, leaving only this rank's shard
+    /// (`shardRange`) valid. Returns the shard range.
+    func reduceScatterGradients() throws -> Range<Int>
+    /// In place: every rank's shard of `buffer` (at `shardRange`) is copied to every rank.
+    func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws
 }

@@ -18,6 +18,7 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
     public let timeout: Duration
 
     private let gradients: UnsafeMutablePointer<Float>
+    private let gradientCount: Int
     private let condition = NSCondition()
     private var jobs: [Job] = []
     private var pendingBuckets = 0
@@ -31,7 +32,8 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
     /// Bytes this rank sent in all-reduces (payload only).
     public private(set) var bytesReduced = 0
 
-    private enum Job { case reduce(Range<Int>), scalars([Double]), stop }
+    private enum Job { case reduce(Range<Int>), scalars([Double]), run((ProcessGroup) throws -> Void), stop }
+    private var runDone = false
 
     /// - Parameters:
     ///   - gradients: the flat gradient buffer (must outlive this object).
@@ -42,6 +44,7 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
         self.rank = rank
         self.worldSize = worldSize
         self.gradients = gradients.pointer
+        self.gradientCount = gradients.count
         self.bucketElements = max(1, bucketElements)
         self.timeout = timeout
         let thread = Thread { [self] in self.communicationLoop(makeGroup) }
@@ -105,6 +108,42 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
         return scalarResult!
     }
 
+    public func shardRange(count: Int) -> Range<Int> {
+        RingLayout.shardRange(count: count, rank: rank, worldSize: worldSize)
+    }
+
+    public func reduceScatterGradients() throws -> Range<Int> {
+        let count = gradientCount
+        guard worldSize > 1 else { return 0..<count }
+        let g = UnsafeMutableBufferPointer(start: gradients, count: count)
+        let timeout = self.timeout
+        nonisolated(unsafe) let buffer = g
+        try perform { group in
+            _ = try group.reduceScatter(buffer, op: .average, deadline: .now + timeout)
+        }
+        bytesReduced += count * 4 * (worldSize - 1) / worldSize
+        return shardRange(count: count)
+    }
+
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard worldSize > 1 else { return }
+        let timeout = self.timeout
+        nonisolated(unsafe) let b = buffer
+        try perform { group in try group.allGather(b, deadline: .now + timeout) }
+    }
+
+    /// Runs `body` on the communication thread with the group and waits for it.
+    private func perform(_ body: @escaping (ProcessGroup) throws -> Void) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw failure }
+        runDone = false
+        jobs.append(.run(body))
+        condition.broadcast()
+        while !runDone && failure == nil { condition.wait() }
+        if let failure { throw failure }
+    }
+
     private func enqueue(_ range: Range<Int>) {
         condition.lock()
         jobs.append(.reduce(range))
@@ -153,6 +192,16 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
                 pendingBuckets -= 1
                 condition.broadcast()
                 condition.unlock()
+            case .run(let body):
+                do {
+                    try body(group)
+                    condition.lock()
+                    runDone = true
+                    condition.broadcast()
+                    condition.unlock()
+                } catch {
+                    fail(error)
+                }
             case .scalars(let values):
                 do {
                     let result = try group.allReduceScalars(values, op: .sum, deadline: .now + timeout)

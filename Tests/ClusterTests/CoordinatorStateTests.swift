@@ -73,9 +73,10 @@ import Training
         #expect(sends(next).map(\.1.step) == [1, 1])
         _ = s.event(.message(from: a, done(1), now: 2))
         let last = sends(s.event(.message(from: b, done(1), now: 2)))
-        #expect(last.count == 1 && last[0].1.kind == .checkpoint && last[0].0 == a && last[0].1.directory == "/ck")
+        #expect(last.map(\.1.kind) == [.checkpoint, .checkpoint] && last[0].1.directory == "/ck")
         var saved = ControlMessage(.checkpointDone)
         saved.path = "/ck/step-00000002"
+        #expect(s.event(.message(from: b, ControlMessage(.checkpointDone), now: 3)).isEmpty)
         let shutdown = sends(s.event(.message(from: a, saved, now: 3)))
         #expect(shutdown.map(\.1.kind) == [.shutdown, .shutdown])
         _ = s.event(.message(from: a, ControlMessage(.bye), now: 3))

@@ -88,6 +88,40 @@ import Testing
         #expect(Self.leftovers(root).isEmpty)
     }
 
+    /// ZeRO stages 1 and 2 compute the same updates as stage 0 and as one worker, and a checkpoint
+    /// written by 1 worker resumes on 2 workers at stage 2 (sharded optimizer state) and on 3 at stage 1.
+    @Test func zeroStagesEqualStageZeroAndResumeAcrossWorkerCounts() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        func config(_ accumulation: Int, stage: Int) throws -> String {
+            try Self.shipped("tiny.yaml", accumulation: accumulation) + "zero: {stage: \(stage)}\n"
+        }
+        let oneText = try config(6, stage: 0).replacingOccurrences(of: "training:\n", with: "training:\n  checkpoint_interval: 10\n")
+        let (one, oneDir) = try local(root, "one", config: oneText, workers: 1)
+        #expect(one.status == 0, "\(one.stderr)")
+        let reference = try Self.losses(oneDir)
+        for (name, workers, accumulation, stage) in [("s1", 2, 3, 1), ("s2", 3, 2, 2)] as [(String, Int, Int, Int)] {
+            let (r, dir) = try local(root, name, config: try config(accumulation, stage: stage), workers: workers)
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            let l = try Self.losses(dir)
+            #expect(l.count == 20)
+            for (x, y) in zip(l, reference) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(name): loss \(x) vs \(y)") }
+        }
+        let checkpoint = oneDir.appendingPathComponent("checkpoints/step-00000010")
+        for (name, workers, accumulation, stage) in [("r2", 2, 3, 2), ("r3", 3, 2, 1)] as [(String, Int, Int, Int)] {
+            let file = root.appendingPathComponent("\(name).yaml")
+            try CLI.write(try config(accumulation, stage: stage), to: file)
+            let dir = root.appendingPathComponent(name)
+            let r = try CLI.run(["local", "--config", file.path, "--workers", String(workers), "--run-dir", dir.path,
+                                 "--resume", checkpoint.path])
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            let l = try Self.losses(dir)
+            #expect(l.count == 10)
+            for (x, y) in zip(l, reference[10...]) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(name) resumed: loss \(x) vs \(y)") }
+        }
+        #expect(Self.leftovers(root).isEmpty)
+    }
+
     @Test func workersMayStartBeforeTheCoordinator() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -127,16 +127,18 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var training: TrainingConfig
     public var data: DataConfig
     public var cluster: ClusterConfig
+    public var zero: ZeroConfig
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
-                cluster: ClusterConfig = ClusterConfig()) {
+                cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig()) {
         self.model = model
         self.training = training
         self.data = data
         self.cluster = cluster
+        self.zero = zero
     }
 
-    enum CodingKeys: String, CodingKey { case model, training, data, cluster }
+    enum CodingKeys: String, CodingKey { case model, training, data, cluster, zero }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -144,6 +146,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
         data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
         cluster = try c.decodeIfPresent(ClusterConfig.self, forKey: .cluster) ?? ClusterConfig()
+        zero = try c.decodeIfPresent(ZeroConfig.self, forKey: .zero) ?? ZeroConfig()
     }
 
     /// Cross-section rules plus each section's own.
@@ -158,6 +161,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         try training.validate(path: "training")
         try cluster.validate(path: "cluster")
+        try zero.validate(path: "zero")
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
         }
