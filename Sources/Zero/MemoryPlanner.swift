@@ -312,19 +312,33 @@ public enum MemoryPlanner {
     static func recommend(input: PlannerInput, rows: [PlanRow], parameters psi: Int, largestUnit unit: Int,
                           activations: Int, tier: ModelSizeTier) -> Recommendation {
         let n = input.devices, cap = ByteSize.format(input.deviceCapacity)
+        let nDevices = "\(n) device\(n == 1 ? "" : "s")"
         func best(_ rows: [PlanRow]) -> PlanRow? {
             StageOption.preferenceOrder.lazy.compactMap { o in rows.first { $0.option == o && $0.fits } }.first
         }
         if let r = best(rows) {
             let used = "\(ByteSize.format(r.device.total)) of \(cap) per device"
-            let reason: String
+            var reason: String
             switch (tier, r.option.stage) {
             case (.small, 0):
-                reason = "\(tier.guidance): it fits (\(used))" + (n > 1 ? "; the other \(n - 1) devices only add data-parallel throughput" : "")
+                reason = "\(tier.guidance): it fits (\(used))" + (n == 2 ? "; the other device only adds data-parallel throughput" : n > 2 ? "; the other \(n - 1) devices only add data-parallel throughput" : "")
             case (.large, let s) where s < 3:
-                reason = "least-sharded option that fits \(n) devices (\(used)); \(n) devices are enough to avoid the stage 3 the tier suggests for >10B"
+                reason = "least-sharded option that fits \(nDevices) (\(used)); \(nDevices) are enough to avoid the stage 3 the tier suggests for >10B"
             default:
-                reason = "least-sharded option that fits \(n) devices (\(used)); \(tier.guidance)"
+                reason = "least-sharded option that fits \(nDevices) (\(used)); \(tier.guidance)"
+            }
+            // The 1–10B tier runs on 4–8 devices without offload: say so when fewer devices need offload or stage 3.
+            if tier == .medium && (r.option.stage == 3 || r.option.optimizer != .none) {
+                for m in [4, 8] where m > n {
+                    var bigger = input
+                    bigger.devices = m
+                    let plain = self.rows(input: bigger, parameters: psi, largestUnit: unit, activations: activations)
+                        .first { (1...2).contains($0.option.stage) && $0.option.optimizer == .none && $0.fits }
+                    if let p = plain {
+                        reason += "; with \(m) devices \(p.option) fits without offload"
+                        break
+                    }
+                }
             }
             return Recommendation(option: r.option, devices: n, reason: reason)
         }
@@ -338,7 +352,7 @@ public enum MemoryPlanner {
                 bigger.devices = m
                 if let r = best(self.rows(input: bigger, parameters: psi, largestUnit: unit, activations: activations)) {
                     return Recommendation(option: r.option, devices: m,
-                                          reason: "nothing fits on \(n) device\(n == 1 ? "" : "s") of \(cap); with \(m) devices "
+                                          reason: "nothing fits on \(nDevices) of \(cap); with \(m) devices "
                                           + "\(r.option) needs \(ByteSize.format(r.device.total)) per device; \(tier.guidance)")
                 }
                 m *= 2
