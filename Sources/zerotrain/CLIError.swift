@@ -5,6 +5,7 @@ import Data
 import Foundation
 import Model
 import Training
+import Zero
 
 /// Turns any error into one line on stderr and the exit code: 2 for bad input (config, data,
 /// files, arguments), 1 for failures while running.
@@ -18,6 +19,7 @@ enum CLIError {
         case let e as CheckpointError: (message, code) = (e.message, 2)
         case let e as TrainingError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
         case let e as ClusterError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
+        case let e as ZeroError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
         default: (message, code) = ("\(error)", 1)
         }
         Console.error("zerotrain: error: \(message)")
