@@ -59,6 +59,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var checksums: [[UInt64]]?
     public var computeSeconds: Double?
     public var exposedCommunicationSeconds: Double?
+    /// Payload bytes sent in the step, per device (rank order), by collective.
+    public var bytesSent: [[String: Int]]?
     public var directory: String?
     public var path: String?
 

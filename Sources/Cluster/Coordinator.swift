@@ -80,9 +80,10 @@ public final class Coordinator {
                     _ = try router.send(message.encoded(), to: peer)
                 case let .log(line):
                     progress.log(line)
-                case let .record(m, compute, exposed, idle):
+                case let .record(m, compute, exposed, idle, bytes):
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
-                                                         exposedCommunicationSeconds: exposed, idleSeconds: idle))
+                                                         exposedCommunicationSeconds: exposed, idleSeconds: idle,
+                                                         bytesSentPerRank: bytes))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m, worldSize: state.worldSize)
                     }
@@ -122,10 +123,13 @@ struct ClusterStepRecord: Encodable {
     let computeSeconds: Double
     let exposedCommunicationSeconds: Double
     let idleSeconds: Double
+    /// Per rank: payload bytes sent in the step by collective.
+    let bytesSentPerRank: [[String: Int]]
 
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", computeSeconds = "compute_seconds"
         case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
+        case bytesSentPerRank = "bytes_sent_per_rank"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -135,6 +139,7 @@ struct ClusterStepRecord: Encodable {
         try c.encode(computeSeconds, forKey: .computeSeconds)
         try c.encode(exposedCommunicationSeconds, forKey: .exposedCommunicationSeconds)
         try c.encode(idleSeconds, forKey: .idleSeconds)
+        try c.encode(bytesSentPerRank, forKey: .bytesSentPerRank)
     }
 }
 

@@ -15,7 +15,9 @@ public struct CoordinatorState {
     public enum Action: Equatable {
         case send(to: Data, ControlMessage)
         case log(String)
-        case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double)
+        /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
+        case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
+                    bytesSent: [[String: Int]])
         /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
@@ -227,7 +229,8 @@ public struct CoordinatorState {
             var m = metrics
             m.seconds = now - stepStartedAt
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
-                                   idleSeconds: max(0, m.seconds - compute - exposed)))
+                                   idleSeconds: max(0, m.seconds - compute - exposed),
+                                   bytesSent: reports.flatMap { $0.bytesSent ?? [] }))
         }
         step += 1
         let interval = config.training.checkpointInterval

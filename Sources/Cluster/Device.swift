@@ -32,6 +32,9 @@ final class Device: @unchecked Sendable {
     private(set) var lastComputeSeconds = 0.0
     private(set) var lastExposedSeconds = 0.0
     private(set) var lastCheckpoint: String?
+    /// Payload bytes this rank sent during the last step, by collective.
+    private(set) var lastBytesSent: [String: Int] = [:]
+    private let counter = Atomicish<CountingTransport?>(nil)
 
     init(setup: Setup) {
         self.setup = setup
@@ -66,6 +69,7 @@ final class Device: @unchecked Sendable {
             // The model is built first: the gradient engine needs its buffer.
             let model = try Trainer.makeModel(config: s.config, pool: pool)
             let box = s.transport
+            let counter = self.counter
             let engine = RingDataParallel(
                 rank: s.rank, worldSize: s.worldSize, gradients: model.gradients,
                 bucketElements: Int(s.config.cluster.bucketMB * 1_048_576 / 4),
@@ -73,7 +77,9 @@ final class Device: @unchecked Sendable {
                 makeGroup: {
                     guard let transport = box.transport else { throw CommError(.closed, "transport already used") }
                     try transport.connect(successor: s.successor)
-                    let group = try ProcessGroup(rank: s.rank, worldSize: s.worldSize, transport: transport,
+                    let counting = CountingTransport(transport)
+                    counter.value = counting
+                    let group = try ProcessGroup(rank: s.rank, worldSize: s.worldSize, transport: counting,
                                                  epoch: s.epoch, jobID: s.jobID)
                     return (group, { box.transport?.close(); box.transport = nil })
                 })
@@ -104,7 +110,11 @@ final class Device: @unchecked Sendable {
                         throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
                     }
                     let exposedBefore = sync?.exposedCommunicationSeconds ?? 0
+                    let sentBefore = counter.value?.bytesSent ?? [:]
                     let m = try trainer.trainStep()
+                    var sent: [String: Int] = [:]
+                    for (op, total) in counter.value?.bytesSent ?? [:] { sent[op] = total - (sentBefore[op] ?? 0) }
+                    lastBytesSent = sent
                     lastExposedSeconds = (sync?.exposedCommunicationSeconds ?? 0) - exposedBefore
                     lastComputeSeconds = max(0, m.seconds - lastExposedSeconds)
                     lastMetrics = m

@@ -148,6 +148,7 @@ public final class Worker {
                     done.computeSeconds = devices.map(\.lastComputeSeconds).max()
                     done.exposedCommunicationSeconds = devices.map(\.lastExposedSeconds).max()
                     if m.checksum == true { done.checksums = devices.map(\.lastChecksums) }
+                    done.bytesSent = devices.map(\.lastBytesSent)
                     _ = try dealer.send(done.encoded())
                 case .checkpoint:
                     guard let dir = m.directory else { continue }

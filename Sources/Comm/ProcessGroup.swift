@@ -260,7 +260,7 @@ public final class ProcessGroup {
         return ledger
     }
 
-    static func name(of operation: FrameHeader.Operation) -> String {
+    public static func name(of operation: FrameHeader.Operation) -> String {
         switch operation {
         case .none: "none"
         case .allReduce: "allReduce"

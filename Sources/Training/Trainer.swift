@@ -93,7 +93,7 @@ public final class Trainer {
                 : nil
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
-            let last = local == accumulation - 1 && stage < 2
+            let last = local == accumulation - 1 && stage == 0
             try model.backward(scale: 1 / Float(accumulation), gradientsReady: last ? sync?.gradientsReady : nil)
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
@@ -102,14 +102,15 @@ public final class Trainer {
         let shardGradients = model.gradients.slice(shard.lowerBound, shard.count)
         var gradNorm: Double
         if let sync {
-            // Stage 2 reduce-scatters (each rank ends with its averaged shard); 0 and 1 all-reduce
-            // (buckets already under way). The norm is then over the whole averaged gradient.
-            if stage == 2 { _ = try sync.reduceScatterGradients() } else { try sync.finishGradients() }
-            let shardSquares = stage == 2 ? GradientClipping.sumOfSquares(shardGradients, pool: pool) : 0
+            // Stage 0 all-reduces (buckets already under way during backward). Stages 1 and 2
+            // reduce-scatter after backward, so each rank ends with just its averaged shard: the
+            // gradient traffic is 2Ψ(N−1)/N either way, plus Ψ(N−1)/N of parameter all-gather at 1–2.
+            if stage >= 1 { _ = try sync.reduceScatterGradients() } else { try sync.finishGradients() }
+            let shardSquares = stage >= 1 ? GradientClipping.sumOfSquares(shardGradients, pool: pool) : 0
             let totals = try sync.allReduceScalars([lossSum, auxSum, shardSquares])
             lossSum = totals[0] / Double(sync.worldSize)
             auxSum = totals[1] / Double(sync.worldSize)
-            gradNorm = stage == 2 ? totals[2].squareRoot() : GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
+            gradNorm = stage >= 1 ? totals[2].squareRoot() : GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
         } else {
             gradNorm = GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
         }

@@ -1,5 +1,7 @@
 import Foundation
+import Model
 import Testing
+import Training
 
 /// Real multi-process clusters on this host (`zerotrain local`, `coordinator`, `worker`).
 @Suite(.serialized) struct LocalClusterTests {
@@ -100,12 +102,24 @@ import Testing
         let (one, oneDir) = try local(root, "one", config: oneText, workers: 1)
         #expect(one.status == 0, "\(one.stderr)")
         let reference = try Self.losses(oneDir)
-        for (name, workers, accumulation, stage) in [("s1", 2, 3, 1), ("s2", 3, 2, 2)] as [(String, Int, Int, Int)] {
+        let psi = Double(ParameterTable(config: try TrainConfig.load(path: CLI.repo.appendingPathComponent("configs/tiny.yaml").path).model).count)
+        for (name, workers, accumulation, stage) in [("s0", 3, 2, 0), ("s1", 2, 3, 1), ("s2", 3, 2, 2)] as [(String, Int, Int, Int)] {
             let (r, dir) = try local(root, name, config: try config(accumulation, stage: stage), workers: workers)
             #expect(r.status == 0, "\(name): \(r.stderr)")
             let l = try Self.losses(dir)
             #expect(l.count == 20)
             for (x, y) in zip(l, reference) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(name): loss \(x) vs \(y)") }
+            // Communication accounting: every rank sends ≈ 2Ψ(N−1)/N fp32 elements of gradients and
+            // parameters per step (all-reduce at stage 0; reduce-scatter + all-gather at 1–2).
+            let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            let last = try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last!.utf8)) as! [String: Any]
+            let perRank = last["bytes_sent_per_rank"] as! [[String: Int]]
+            #expect(perRank.count == workers)
+            let expected = 2 * psi * Double(workers - 1) / Double(workers) * 4
+            for sent in perRank {
+                let bulk = Double(sent.filter { $0.key != "allReduceScalars" }.values.reduce(0, +))
+                #expect(abs(bulk - expected) <= 0.01 * expected, "\(name): \(sent) vs \(expected) bytes")
+            }
         }
         let checkpoint = oneDir.appendingPathComponent("checkpoints/step-00000010")
         for (name, workers, accumulation, stage) in [("r2", 2, 3, 2), ("r3", 3, 2, 1)] as [(String, Int, Int, Int)] {

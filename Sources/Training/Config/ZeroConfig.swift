@@ -1,8 +1,9 @@
 /// The `zero:` section: how optimizer state, gradients and parameters are sharded across ranks.
 public struct ZeroConfig: Codable, Sendable, Equatable {
-    /// 0: every rank holds everything (data parallel). 1: AdamW state sharded — gradients are
-    /// all-reduced, each rank updates its shard, parameters are all-gathered. 2: as 1, but gradients
-    /// are reduce-scattered so each rank only reduces into its own shard.
+    /// 0: every rank holds everything (data parallel; gradients all-reduced in buckets during
+    /// backward). 1 and 2: AdamW state sharded — gradients are reduce-scattered after backward, each
+    /// rank updates its shard, parameters are all-gathered. (Stage 2's gradient-memory release is
+    /// not implemented yet, so today 1 and 2 run the same schedule.)
     public var stage = 0
 
     public init() {}
