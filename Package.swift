@@ -45,8 +45,10 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor"]),
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: []),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model"]),
+        // Test helpers: runs the built zerotrain binary as real processes.
+        .target(name: "ZeroTrainTestKit", path: "Sources/ZeroTrainTestKit"),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training"]),
     ]
 )

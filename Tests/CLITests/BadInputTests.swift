@@ -1,4 +1,5 @@
 import Foundation
+import ZeroTrainTestKit
 import Testing
 
 /// Every bad input gives one clear line on stderr and exit code 2 — never a crash or a hang.

@@ -1,4 +1,5 @@
 import Foundation
+import ZeroTrainTestKit
 import Testing
 
 /// `zerotrain train`, `generate` and `grads` as real processes.

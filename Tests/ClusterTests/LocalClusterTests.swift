@@ -1,4 +1,5 @@
 import Foundation
+import ZeroTrainTestKit
 import Model
 import Testing
 import Training

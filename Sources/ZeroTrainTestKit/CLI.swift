@@ -1,12 +1,13 @@
 import Foundation
-import Testing
 
-/// Runs the built `zerotrain` binary (next to the test bundle) as a real process.
-enum CLI {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = repo.appendingPathComponent("Tests/Fixtures")
+/// Runs the built `zerotrain` binary (next to the test bundle) as a real process, for the tests
+/// that check the command line, the daemons and the local cluster.
+public enum CLI {
+    /// The package root (this file is Sources/ZeroTrainTestKit/CLI.swift).
+    public static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static let fixtures = repo.appendingPathComponent("Tests/Fixtures")
 
-    static var binary: URL {
+    public static var binary: URL {
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("zerotrain")
@@ -16,10 +17,10 @@ enum CLI {
         return repo.appendingPathComponent(".build/release/zerotrain")
     }
 
-    struct Result { let status: Int32; let stdout: String; let stderr: String }
+    public struct Result: Sendable { public let status: Int32; public let stdout: String; public let stderr: String }
 
     /// Starts the binary; the caller must wait or kill it.
-    static func start(_ args: [String], stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
+    public static func start(_ args: [String], stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
@@ -32,7 +33,7 @@ enum CLI {
 
     /// Runs to completion (killed after `timeout` seconds) and returns status and output.
     /// Output goes through files, so a chatty process never blocks on a full pipe.
-    static func run(_ args: [String], timeout: Double = 120) throws -> Result {
+    public static func run(_ args: [String], timeout: Double = 120) throws -> Result {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
@@ -57,11 +58,24 @@ enum CLI {
                       stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
     }
 
-    static func tempDir() -> URL {
+    /// Output of another program (e.g. pgrep).
+    public static func runTool(_ path: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public static func tempDir() -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("zt-cli-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
 
-    static func write(_ text: String, to url: URL) throws { try text.write(to: url, atomically: true, encoding: .utf8) }
+    public static func write(_ text: String, to url: URL) throws { try text.write(to: url, atomically: true, encoding: .utf8) }
 }
