@@ -1,5 +1,6 @@
 import Foundation
 import Training
+import Zero
 
 /// One control-plane message (JSON, one ZeroMQ frame). See docs/protocol.md, "Control plane".
 public struct ControlMessage: Codable, Sendable, Equatable {
@@ -61,6 +62,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var exposedCommunicationSeconds: Double?
     /// Payload bytes sent in the step, per device (rank order), by collective.
     public var bytesSent: [[String: Int]]?
+    /// Device-memory ledger per device (rank order).
+    public var memory: [MemoryLedger.Snapshot]?
     public var directory: String?
     public var path: String?
 

@@ -3,6 +3,7 @@ import CommZMQ
 import Data
 import Foundation
 import Training
+import Zero
 
 /// `zerotrain coordinator`: owns a job. Admits workers on a ROUTER socket, assigns ranks, writes
 /// the tokenised data once, drives training step by step, logs metrics, writes nothing else —
@@ -80,10 +81,10 @@ public final class Coordinator {
                     _ = try router.send(message.encoded(), to: peer)
                 case let .log(line):
                     progress.log(line)
-                case let .record(m, compute, exposed, idle, bytes):
+                case let .record(m, compute, exposed, idle, bytes, memory):
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
-                                                         bytesSentPerRank: bytes))
+                                                         bytesSentPerRank: bytes, memoryPerRank: memory))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m, worldSize: state.worldSize)
                     }
@@ -125,11 +126,13 @@ struct ClusterStepRecord: Encodable {
     let idleSeconds: Double
     /// Per rank: payload bytes sent in the step by collective.
     let bytesSentPerRank: [[String: Int]]
+    /// Per rank: the device-memory ledger (current and peak bytes by category).
+    let memoryPerRank: [MemoryLedger.Snapshot]
 
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", computeSeconds = "compute_seconds"
         case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
-        case bytesSentPerRank = "bytes_sent_per_rank"
+        case bytesSentPerRank = "bytes_sent_per_rank", memoryPerRank = "memory_per_rank"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -140,6 +143,7 @@ struct ClusterStepRecord: Encodable {
         try c.encode(exposedCommunicationSeconds, forKey: .exposedCommunicationSeconds)
         try c.encode(idleSeconds, forKey: .idleSeconds)
         try c.encode(bytesSentPerRank, forKey: .bytesSentPerRank)
+        try c.encode(memoryPerRank, forKey: .memoryPerRank)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Training
+import Zero
 
 /// The coordinator's protocol logic as a value type: events in, actions out. No sockets, no
 /// clocks — time arrives in the events — so every path is unit-tested directly.
@@ -17,7 +18,7 @@ public struct CoordinatorState {
         case log(String)
         /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
         case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
-                    bytesSent: [[String: Int]])
+                    bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
         /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
@@ -230,7 +231,8 @@ public struct CoordinatorState {
             m.seconds = now - stepStartedAt
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
                                    idleSeconds: max(0, m.seconds - compute - exposed),
-                                   bytesSent: reports.flatMap { $0.bytesSent ?? [] }))
+                                   bytesSent: reports.flatMap { $0.bytesSent ?? [] },
+                                   memory: reports.flatMap { $0.memory ?? [] }))
         }
         step += 1
         let interval = config.training.checkpointInterval

@@ -35,6 +35,8 @@ final class Device: @unchecked Sendable {
     /// Payload bytes this rank sent during the last step, by collective.
     private(set) var lastBytesSent: [String: Int] = [:]
     private let counter = Atomicish<CountingTransport?>(nil)
+    /// Device-memory accounting of this rank (set before the model is built).
+    private(set) var memorySnapshot: MemoryLedger.Snapshot?
 
     init(setup: Setup) {
         self.setup = setup
@@ -66,6 +68,8 @@ final class Device: @unchecked Sendable {
         let trainer: Trainer
         do {
             let pool = ThreadPool(threads: s.threads)
+            let ledger = try Trainer.reserveMemory(config: s.config, rank: s.rank, worldSize: s.worldSize)
+            memorySnapshot = ledger.snapshot
             // The model is built first: the gradient engine needs its buffer.
             let model = try Trainer.makeModel(config: s.config, pool: pool)
             let box = s.transport
@@ -85,7 +89,7 @@ final class Device: @unchecked Sendable {
                 })
             sync = engine
             try engine.waitUntilReady()
-            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model)
+            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model, memory: ledger)
             if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
         } catch {
             fail("\(error)")

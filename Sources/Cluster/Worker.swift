@@ -149,6 +149,7 @@ public final class Worker {
                     done.exposedCommunicationSeconds = devices.map(\.lastExposedSeconds).max()
                     if m.checksum == true { done.checksums = devices.map(\.lastChecksums) }
                     done.bytesSent = devices.map(\.lastBytesSent)
+                    done.memory = devices.compactMap(\.memorySnapshot)
                     _ = try dealer.send(done.encoded())
                 case .checkpoint:
                     guard let dir = m.directory else { continue }

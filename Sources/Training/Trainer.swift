@@ -23,6 +23,8 @@ public final class Trainer {
     public let optimizerShard: Range<Int>
     /// ZeRO stage in effect (0 without data parallelism).
     public let stage: Int
+    /// This rank's device-memory accounting.
+    public let memory: MemoryLedger
     public let sampler: BatchSampler
     public let pool: ThreadPool
     /// Updates completed.
@@ -41,10 +43,11 @@ public final class Trainer {
     /// - Parameter model: a model built (and initialised) by an earlier `Trainer` with the same
     ///   config, to reuse its buffers; nil builds and initialises a new one.
     public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil, sync: GradientSync? = nil,
-                model existing: Transformer? = nil) throws {
+                model existing: Transformer? = nil, memory ledger: MemoryLedger? = nil) throws {
         try config.validate()
         self.config = config
         let t = config.training
+        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: sync?.worldSize ?? 1)
         self.pool = pool ?? ThreadPool(threads: t.threads)
         if let existing {
             model = existing
@@ -61,6 +64,31 @@ public final class Trainer {
         sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
                                    batchSize: t.microBatchSize,
                                    accumulation: t.gradientAccumulationSteps * (sync?.worldSize ?? 1), seed: t.seed)
+    }
+
+    /// Enters everything a rank will allocate — parameters, gradients, its AdamW shard, activations
+    /// of one micro-batch, communication buckets — into a ledger with the `device:` budget. Call it
+    /// before building the model: a configuration that does not fit fails here, with advice.
+    public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int) throws -> MemoryLedger {
+        let ledger = MemoryLedger(capacity: config.device?.capacity, rank: rank)
+        let psi = ParameterTable(config: config.model).count
+        let stage = worldSize > 1 ? config.zero.stage : 0
+        let shard = stage >= 1 ? (psi + worldSize - 1) / worldSize : psi
+        func advice() -> String {
+            stage == 0 && worldSize > 1
+                ? "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ); `zerotrain plan` shows what fits"
+                : "use more ranks (and zero.stage 1 or 2), or a smaller training.micro_batch_size or data.seq_len; `zerotrain plan` shows what fits"
+        }
+        try ledger.allocate(4 * psi, .params, what: "the parameters", advice: advice())
+        try ledger.allocate(4 * psi, .grads, what: "the gradients", advice: advice())
+        try ledger.allocate(8 * shard, .optimizer, what: "the AdamW moments", advice: advice())
+        let activations = Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize,
+                                                      seqLen: config.data.seqLen)
+        try ledger.allocate(activations, .activations, what: "the activations of one micro-batch", advice: advice())
+        if worldSize > 1 {
+            try ledger.allocate(2 * Int(config.cluster.bucketMB * 1_048_576), .comm, what: "the communication buckets", advice: advice())
+        }
+        return ledger
     }
 
     /// The model of a fresh run: initialised from `training.init_from` or from the seed.

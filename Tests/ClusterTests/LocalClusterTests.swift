@@ -137,6 +137,40 @@ import Training
         #expect(Self.leftovers(root).isEmpty)
     }
 
+    /// A device budget that stage 0 exceeds: the job fails up front with the out-of-memory message;
+    /// on the same budget, stage 1 on 3 workers trains, and its ledger matches 8Ψ + 8Ψ/N.
+    @Test func deviceBudgetFailsStageZeroAndFitsStageOne() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = try Self.shipped("tiny.yaml", accumulation: 2)
+        let cfg = try TrainConfig.parse(text: base)
+        let psi = ParameterTable(config: cfg.model).count
+        let activations = Transformer.activationBytes(config: cfg.model, batch: cfg.training.microBatchSize, seqLen: cfg.data.seqLen)
+        let comm = 2 * Int(cfg.cluster.bucketMB * 1_048_576)
+        let stage0 = 16 * psi + activations + comm
+        let stage1 = 8 * psi + 8 * ((psi + 2) / 3) + activations + comm
+        let budget = (stage0 + stage1) / 2
+        let device = "device: {profile: custom, memory: \(budget)}\n"
+        let (fail, _) = try local(root, "stage0", config: base + device + "zero: {stage: 0}\n", workers: 3)
+        #expect(fail.status == 1)
+        #expect(fail.stdout.contains("out of device memory on rank") && fail.stdout.contains("top consumers: activations"), "\(fail.stdout)\n\(fail.stderr)")
+        #expect(fail.stdout.contains("zero.stage 1 or 2 shards the optimizer state"))
+        let (ok, dir) = try local(root, "stage1", config: base + device + "zero: {stage: 1}\n", workers: 3)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let last = try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let memory = last["memory_per_rank"] as! [[String: Any]]
+        #expect(memory.count == 3)
+        for m in memory {
+            let peak = m["peak"] as! [String: Int]
+            let states = (peak["params"] ?? 0) + (peak["grads"] ?? 0) + (peak["optimizer"] ?? 0)
+            let formula = 8.0 * Double(psi) + 8.0 * Double(psi) / 3
+            #expect(abs(Double(states) - formula) <= 0.05 * formula, "model states \(states) vs 8Ψ + 8Ψ/N = \(formula)")
+            #expect((m["peak_total"] as! Int) <= budget)
+        }
+        #expect(Self.leftovers(root).isEmpty)
+    }
+
     @Test func workersMayStartBeforeTheCoordinator() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -2,6 +2,7 @@ import Data
 import Foundation
 import Model
 import Optim
+import Zero
 
 /// The `training:` section: optimisation, batch shape, checkpoints and logging.
 public struct TrainingConfig: Codable, Sendable, Equatable {
@@ -128,17 +129,20 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var data: DataConfig
     public var cluster: ClusterConfig
     public var zero: ZeroConfig
+    /// The device memory budget (GPU tier model); nil = unlimited.
+    public var device: DeviceConfig?
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
-                cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig()) {
+                cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil) {
         self.model = model
         self.training = training
         self.data = data
         self.cluster = cluster
         self.zero = zero
+        self.device = device
     }
 
-    enum CodingKeys: String, CodingKey { case model, training, data, cluster, zero }
+    enum CodingKeys: String, CodingKey { case model, training, data, cluster, zero, device }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -147,6 +151,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
         cluster = try c.decodeIfPresent(ClusterConfig.self, forKey: .cluster) ?? ClusterConfig()
         zero = try c.decodeIfPresent(ZeroConfig.self, forKey: .zero) ?? ZeroConfig()
+        device = try c.decodeIfPresent(DeviceConfig.self, forKey: .device)
     }
 
     /// Cross-section rules plus each section's own.
@@ -162,6 +167,11 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try training.validate(path: "training")
         try cluster.validate(path: "cluster")
         try zero.validate(path: "zero")
+        do {
+            try device?.validate(path: "device")
+        } catch let e as ZeroError {
+            throw ConfigError(e.message)
+        }
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
         }

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Accounts a rank's device memory by category against the device budget (`device:` in the
+/// config). Every large buffer a rank allocates is entered here before it is allocated, so a
+/// configuration that does not fit fails up front with a message naming the top consumers and
+/// what would fit, instead of swapping or being killed half-way through.
+public final class MemoryLedger: @unchecked Sendable {
+    public enum Category: String, CaseIterable, Codable, Sendable {
+        case params, grads, optimizer, activations, comm
+    }
+
+    /// Budget in bytes; nil = unlimited.
+    public let capacity: Int?
+    public let rank: Int
+    private let lock = NSLock()
+    private var current: [Category: Int] = [:]
+    private var peak: [Category: Int] = [:]
+    private var peakTotal = 0
+
+    public init(capacity: Int?, rank: Int) {
+        self.capacity = capacity
+        self.rank = rank
+    }
+
+    /// Enters `bytes` of `category` for `what`; throws an out-of-memory error if the budget would be exceeded.
+    /// `advice` says what would fit (from the planner's view of this job).
+    public func allocate(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String = "") throws {
+        lock.lock()
+        defer { lock.unlock() }
+        let total = current.values.reduce(0, +)
+        if let capacity, total + bytes > capacity {
+            let consumers = Category.allCases.map { ($0, current[$0, default: 0] + ($0 == category ? bytes : 0)) }
+                .filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
+                .map { "\($0.0.rawValue) \(ByteSize.format($0.1))" }.joined(separator: ", ")
+            let hint = advice()
+            throw ZeroError(.runtime, "out of device memory on rank \(rank): \(what) needs \(ByteSize.format(bytes)) (\(category.rawValue)) but only \(ByteSize.format(max(0, capacity - total))) of \(ByteSize.format(capacity)) is left; top consumers: \(consumers)" + (hint.isEmpty ? "" : "; \(hint)"))
+        }
+        current[category, default: 0] += bytes
+        peak[category] = max(peak[category, default: 0], current[category, default: 0])
+        peakTotal = max(peakTotal, total + bytes)
+    }
+
+    public func release(_ bytes: Int, _ category: Category) {
+        lock.lock()
+        current[category, default: 0] -= bytes
+        lock.unlock()
+    }
+
+    /// Current and peak bytes by category, for the metrics.
+    public struct Snapshot: Codable, Sendable, Equatable {
+        public var current: [String: Int]
+        public var peak: [String: Int]
+        public var peakTotal: Int
+        public var capacity: Int?
+
+        enum CodingKeys: String, CodingKey { case current, peak, peakTotal = "peak_total", capacity }
+
+        /// params + grads + optimizer at their peaks.
+        public var peakModelStates: Int { ["params", "grads", "optimizer"].reduce(0) { $0 + (peak[$1] ?? 0) } }
+    }
+
+    public var snapshot: Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        func names(_ d: [Category: Int]) -> [String: Int] { Dictionary(uniqueKeysWithValues: d.map { ($0.key.rawValue, $0.value) }) }
+        return Snapshot(current: names(current), peak: names(peak), peakTotal: peakTotal, capacity: capacity)
+    }
+}
