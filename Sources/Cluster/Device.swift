@@ -34,7 +34,7 @@ final class Device: @unchecked Sendable {
     private(set) var lastCheckpoint: String?
     /// Payload bytes this rank sent during the last step, by collective.
     private(set) var lastBytesSent: [String: Int] = [:]
-    private let counter = Atomicish<CountingTransport?>(nil)
+    private let counter = UncheckedBox<CountingTransport?>(nil)
     /// Device-memory accounting of this rank (set before the model is built).
     private(set) var memorySnapshot: MemoryLedger.Snapshot?
 

@@ -102,7 +102,7 @@ public final class Worker {
         }
         transports.removeAll()
         defer { for d in devices { d.stop() } }
-        let lastHeard = Atomicish(clock.now)
+        let lastHeard = UncheckedBox(clock.now)
         var lastBeat = clock.now
         func pump(until condition: () -> Bool) throws {
             while !condition() {
@@ -182,7 +182,9 @@ final class TransportBox: @unchecked Sendable {
     init(_ t: ZMQTransport) { transport = t }
 }
 
-final class Atomicish<T>: @unchecked Sendable {
+/// A mutable value shared with closures that run on other threads, where the access pattern
+/// (one writer, ordered by a condition or thread start) already makes it safe.
+final class UncheckedBox<T>: @unchecked Sendable {
     var value: T
     init(_ v: T) { value = v }
 }
