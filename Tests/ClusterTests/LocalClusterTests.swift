@@ -137,6 +137,21 @@ import Training
         #expect(Self.leftovers(root).isEmpty)
     }
 
+    /// The MoE config at ZeRO stages 1 and 2 on 2 workers equals one worker with the same global batch.
+    @Test(arguments: [1, 2])
+    func moeAtZeroStageEqualsOneWorker(stage: Int) throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (one, oneDir) = try local(root, "one", config: try Self.shipped("tiny-moe.yaml", accumulation: 4), workers: 1)
+        #expect(one.status == 0, "\(one.stderr)")
+        let (r, dir) = try local(root, "two", config: try Self.shipped("tiny-moe.yaml", accumulation: 2) + "zero: {stage: \(stage)}\n", workers: 2)
+        #expect(r.status == 0, "\(r.stderr)")
+        let (l, ref) = (try Self.losses(dir), try Self.losses(oneDir))
+        #expect(l.count == 20 && ref.count == 20)
+        for (x, y) in zip(l, ref) { #expect(abs(x - y) <= 1e-5 * abs(y), "stage \(stage): loss \(x) vs \(y)") }
+        #expect(!r.stdout.contains("diverged"))
+    }
+
     /// A device budget that stage 0 exceeds: the job fails up front with the out-of-memory message;
     /// on the same budget, stage 1 on 3 workers trains, and its ledger matches 8Ψ + 8Ψ/N.
     @Test func deviceBudgetFailsStageZeroAndFitsStageOne() throws {
