@@ -212,9 +212,6 @@ public final class Transformer {
         return UnsafeBufferPointer(a.logits.buffer)
     }
 
-    /// Tokens routed to each expert in the last forward, per layer (empty for dense models).
-    public var routingCounts: [[Int]] { acts?.moe.compactMap { $0?.expertCounts } ?? [] }
-
     // MARK: backward
 
     /// Accumulates d(scale · (loss + aux_loss_coef · aux_loss))/dθ of the last forward into `gradients`.
@@ -330,7 +327,7 @@ public final class Transformer {
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).
     public func activationBytes(batch: Int, seqLen: Int) -> Int {
-        Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+        Self.activationBytes(config: config, batch: batch, seqLen: seqLen)
     }
 
     /// Bytes of activations one micro-batch of `batch` × `seqLen` needs, without building a model

@@ -78,14 +78,6 @@ public enum Kernels {
         return total
     }
 
-    /// max |a[i]|
-    @inlinable
-    public static func maxAbs(_ a: UnsafePointer<Float>, count n: Int) -> Float {
-        var m: Float = 0
-        for i in 0..<n { m = Swift.max(m, Swift.abs(a[i])) }
-        return m
-    }
-
     /// True if every element is finite.
     @inlinable
     public static func allFinite(_ a: UnsafePointer<Float>, count n: Int) -> Bool {

@@ -29,8 +29,6 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
     private var started = false
     /// Statistics for the time split: seconds the training thread waited in finishGradients.
     public private(set) var exposedCommunicationSeconds = 0.0
-    /// Bytes this rank sent in all-reduces (payload only).
-    public private(set) var bytesReduced = 0
 
     private enum Job { case reduce(Range<Int>), scalars([Double]), run((ProcessGroup) throws -> Void), stop }
     private var runDone = false
@@ -121,7 +119,6 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
         try perform { group in
             _ = try group.reduceScatter(buffer, op: .average, deadline: .now + timeout)
         }
-        bytesReduced += count * 4 * (worldSize - 1) / worldSize
         return shardRange(count: count)
     }
 
@@ -183,7 +180,6 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
                     do {
                         try group.allReduce(UnsafeMutableBufferPointer(start: gradients + range.lowerBound, count: range.count),
                                             op: .average, deadline: .now + timeout)
-                        bytesReduced += range.count * 4
                     } catch {
                         fail(error)
                     }
@@ -225,5 +221,6 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
 }
 
 extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+    /// The duration in seconds, as a Double.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
