@@ -31,16 +31,20 @@ public enum GradientClipping {
         return total
     }
 
+    /// Multiplies `grads` in place by the clip coefficient for a global `norm` (maxNorm 0 = no
+    /// clipping). `grads` may be just this rank's shard when `norm` is the global one.
+    public static func scale(_ grads: UnsafeMutableBufferPointer<Float>, norm: Double, maxNorm: Double, pool: ThreadPool? = nil) {
+        guard maxNorm > 0, let base = grads.baseAddress else { return }
+        let k = coefficient(norm: norm, maxNorm: maxNorm)
+        let work: (Range<Int>) -> Void = { range in Kernels.scale(base + range.lowerBound, by: k, count: range.count) }
+        if let pool { pool.parallelFor(grads.count, minChunk: chunk, work) } else { work(0..<grads.count) }
+    }
+
     /// Clips `grads` in place to `maxNorm` (0 = no clipping) and returns the norm before clipping.
     @discardableResult
     public static func clip(_ grads: UnsafeMutableBufferPointer<Float>, maxNorm: Double, pool: ThreadPool? = nil) -> Double {
         let norm = sumOfSquares(grads, pool: pool).squareRoot()
-        if maxNorm > 0, let base = grads.baseAddress {
-            let k = coefficient(norm: norm, maxNorm: maxNorm)
-            let n = grads.count
-            let work: (Range<Int>) -> Void = { range in Kernels.scale(base + range.lowerBound, by: k, count: range.count) }
-            if let pool { pool.parallelFor(n, minChunk: chunk, work) } else { work(0..<n) }
-        }
+        scale(grads, norm: norm, maxNorm: maxNorm, pool: pool)
         return norm
     }
 }

@@ -142,11 +142,7 @@ public final class Trainer {
         } else {
             gradNorm = GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
         }
-        if t.optim.gradClip > 0 {
-            let k = GradientClipping.coefficient(norm: gradNorm, maxNorm: t.optim.gradClip)
-            let base = shardGradients.baseAddress!
-            pool.parallelFor(shard.count, minChunk: 1 << 16) { r in Kernels.scale(base + r.lowerBound, by: k, count: r.count) }
-        }
+        GradientClipping.scale(shardGradients, norm: gradNorm, maxNorm: t.optim.gradClip, pool: pool)
         let loss = Float(lossSum / Double(accumulation))
         guard loss.isFinite, gradNorm.isFinite else {
             throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
