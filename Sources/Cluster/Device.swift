@@ -152,3 +152,10 @@ final class Device: @unchecked Sendable {
         condition.unlock()
     }
 }
+
+/// A mutable value shared with closures that run on other threads, where the access pattern
+/// (one writer, ordered by a condition or thread start) already makes it safe.
+final class UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}

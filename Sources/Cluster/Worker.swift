@@ -102,12 +102,12 @@ public final class Worker {
         }
         transports.removeAll()
         defer { for d in devices { d.stop() } }
-        let lastHeard = UncheckedBox(clock.now)
+        var lastHeard = clock.now
         var lastBeat = clock.now
         func pump(until condition: () -> Bool) throws {
             while !condition() {
                 if let data = try dealer.receive(timeoutMs: 10), let m = ControlMessage.decode(data) {
-                    lastHeard.value = clock.now
+                    lastHeard = clock.now
                     if m.kind == .shutdown { throw ShutdownRequested(reason: m.reason ?? "") }
                 }
                 try keepAlive()
@@ -118,7 +118,7 @@ public final class Worker {
                 _ = try dealer.send(ControlMessage(.heartbeat).encoded())
                 lastBeat = clock.now
             }
-            if (clock.now - lastHeard.value).seconds > heartbeatTimeout {
+            if (clock.now - lastHeard).seconds > heartbeatTimeout {
                 throw ClusterError(.runtime, "lost the coordinator at \(options.coordinator): no message for \(Int(heartbeatTimeout)) s")
             }
             if let failed = devices.first(where: { $0.failure != nil }) {
@@ -134,7 +134,7 @@ public final class Worker {
             // 3. Serve the coordinator's orders.
             while true {
                 guard let data = try dealer.receive(timeoutMs: 10) else { try keepAlive(); continue }
-                lastHeard.value = clock.now
+                lastHeard = clock.now
                 guard let m = ControlMessage.decode(data) else { continue }
                 switch m.kind {
                 case .step:
@@ -180,11 +180,4 @@ public final class Worker {
 final class TransportBox: @unchecked Sendable {
     var transport: ZMQTransport?
     init(_ t: ZMQTransport) { transport = t }
-}
-
-/// A mutable value shared with closures that run on other threads, where the access pattern
-/// (one writer, ordered by a condition or thread start) already makes it safe.
-final class UncheckedBox<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
 }
