@@ -79,3 +79,9 @@ public enum CLI {
 
     public static func write(_ text: String, to url: URL) throws { try text.write(to: url, atomically: true, encoding: .utf8) }
 }
+
+/// Tests/Fixtures, found from this package's path so tests run from any working directory.
+public enum Fixtures {
+    public static let root = CLI.fixtures
+    public static func reference(_ name: String) -> URL { root.appendingPathComponent("reference").appendingPathComponent(name) }
+}

@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Tensor
 import Testing
+import ZeroTrainTestKit
 import Training
 
 /// The PyTorch + transformers reference cases (Tests/Fixtures/reference, see its README).

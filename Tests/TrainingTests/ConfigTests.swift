@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Testing
+import ZeroTrainTestKit
 import Training
 
 @Suite struct ConfigTests {

@@ -4,6 +4,7 @@ import Foundation
 import Model
 import Tensor
 import Testing
+import ZeroTrainTestKit
 import Training
 
 /// The train_dense reference: 8 AdamW steps with cosine warmup, clipping and 2-step accumulation.
