@@ -98,8 +98,8 @@ public final class ProcessGroup {
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
                           wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws {
         try collective(.allReduce, bytes: buffer.count * 4) { seq in
-            try ring(buffer, steps: 0..<(2 * (worldSize - 1)), operation: .allReduce, sequence: seq,
-                     op: op, wire: wire, deadline: deadline)
+            try ring(buffer, layout: try raggedLayout(buffer.count, evenChunks(buffer.count)), steps: 0..<(2 * (worldSize - 1)),
+                     operation: .allReduce, sequence: seq, op: op, wire: wire, deadline: deadline)
         }
     }
 
@@ -108,21 +108,50 @@ public final class ProcessGroup {
     @discardableResult
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
                               wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws -> Range<Int> {
+        try reduceScatter(buffer, chunks: evenChunks(buffer.count), op: op, wire: wire, deadline: deadline)
+    }
+
+    /// As `reduceScatter`, with the chunk boundaries given: rank c owns the `chunks[c]` elements
+    /// after those of ranks 0..<c (any chunk may be empty). `chunks` has `worldSize` entries that sum
+    /// to `buffer.count`, the same on every rank. Returns this rank's chunk.
+    @discardableResult
+    public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, chunks: [Int], op: ReduceOp = .sum,
+                              wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws -> Range<Int> {
+        let layout = try raggedLayout(buffer.count, chunks)
         try collective(.reduceScatter, bytes: buffer.count * 4) { seq in
-            try ring(buffer, steps: 0..<(worldSize - 1), operation: .reduceScatter, sequence: seq,
+            try ring(buffer, layout: layout, steps: 0..<(worldSize - 1), operation: .reduceScatter, sequence: seq,
                      op: op, wire: wire, deadline: deadline)
         }
-        return shardRange(count: buffer.count, rank: rank)
+        return layout.chunkRange(rank)
     }
 
     /// In place: each rank contributes `buffer[shardRange(count:rank:)]`; afterwards every rank's
     /// `buffer` holds all shards.
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, wire: WireFormat = .float32,
                           deadline: ContinuousClock.Instant) throws {
+        try allGather(buffer, chunks: evenChunks(buffer.count), wire: wire, deadline: deadline)
+    }
+
+    /// As `allGather`, with the chunk boundaries given as for `reduceScatter(_:chunks:…)`.
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, chunks: [Int], wire: WireFormat = .float32,
+                          deadline: ContinuousClock.Instant) throws {
+        let layout = try raggedLayout(buffer.count, chunks)
         try collective(.allGather, bytes: buffer.count * 4) { seq in
-            try ring(buffer, steps: (worldSize - 1)..<(2 * (worldSize - 1)), operation: .allGather,
+            try ring(buffer, layout: layout, steps: (worldSize - 1)..<(2 * (worldSize - 1)), operation: .allGather,
                      sequence: seq, op: .sum, wire: wire, deadline: deadline)
         }
+    }
+
+    private func evenChunks(_ count: Int) -> [Int] {
+        (0..<worldSize).map { RingLayout.shardRange(count: count, rank: $0, worldSize: worldSize).count }
+    }
+
+    private func raggedLayout(_ count: Int, _ chunks: [Int]) throws -> RingLayout {
+        guard chunks.count == worldSize, chunks.allSatisfy({ $0 >= 0 }), chunks.reduce(0, +) == count else {
+            throw CommError(.invalidArgument, "chunks \(chunks.count <= 8 ? "\(chunks)" : "(\(chunks.count) entries)") must be \(worldSize) sizes ≥ 0 summing to the buffer's \(count) elements")
+        }
+        let largest = chunks.max() ?? 0
+        return RingLayout(chunks: chunks, segmentElements: segmentElements(forChunk: largest))
     }
 
     /// In place: every rank's `buffer` becomes `root`'s. A pipelined chain root → root+1 → … → root−1.
@@ -356,12 +385,11 @@ public final class ProcessGroup {
     /// sends chunk r−t−1 and reduces received chunk r−t−2 into its buffer), steps N−1..<2N−2 are
     /// all-gather (rank r sends chunk r−s, copies received chunk r−s−1, s = t−(N−1)). Whatever is
     /// received at step t is sent on at step t+1, segment by segment, so the segments pipeline.
-    private func ring(_ buffer: UnsafeMutableBufferPointer<Float>, steps: Range<Int>, operation: FrameHeader.Operation,
-                      sequence: UInt64, op: ReduceOp, wire: WireFormat, deadline: ContinuousClock.Instant) throws {
+    private func ring(_ buffer: UnsafeMutableBufferPointer<Float>, layout: RingLayout, steps: Range<Int>,
+                      operation: FrameHeader.Operation, sequence: UInt64, op: ReduceOp, wire: WireFormat,
+                      deadline: ContinuousClock.Instant) throws {
         let n = worldSize, r = rank
         guard n > 1, !steps.isEmpty else { return }
-        let largestChunk = RingLayout.shardRange(count: buffer.count, rank: 0, worldSize: n).count
-        let layout = RingLayout(count: buffer.count, worldSize: n, segmentElements: segmentElements(forChunk: largestChunk))
         let segments = layout.segmentsPerChunk
         let type: FrameHeader.ElementType = wire == .bfloat16 ? .bfloat16 : .float32
         let ledger = newLedger()

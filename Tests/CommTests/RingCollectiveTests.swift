@@ -178,3 +178,61 @@ struct RingCollectiveTests {
         #expect(codes.contains(.protocolMismatch))
     }
 }
+
+/// The "v" variants: reduce-scatter and all-gather with caller-given chunk sizes (ZeRO cuts a
+/// region of the flat buffer where the global shards cut it, so chunks are uneven or empty).
+@Suite("Ragged ring collectives (in-memory)", .serialized)
+struct RaggedCollectiveTests {
+    /// Integer-valued inputs, so every summation order gives the same exact result.
+    static func input(rank: Int, index: Int) -> Float { Float(rank * 1_000 + index % 997) }
+
+    static let layouts: [[Int]] = [[5, 0], [0, 9], [3, 4, 0], [0, 0, 11], [1_000, 0, 70_001, 3, 0], [2, 2, 2, 2, 2]]
+
+    @Test(arguments: layouts)
+    func reduceScatterThenAllGatherWithGivenChunks(chunks: [Int]) throws {
+        let n = chunks.count, count = chunks.reduce(0, +)
+        let fabric = InMemoryFabric(worldSize: n)
+        let results = onThreads(n) { rank -> ([Float], [Float]) in
+            var options = quietOptions()
+            options.segmentBytes = 4096
+            let group = try ProcessGroup(rank: rank, worldSize: n, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: options)
+            var buffer = (0..<count).map { Self.input(rank: rank, index: $0) }
+            let own = try buffer.withUnsafeMutableBufferPointer {
+                try group.reduceScatter($0, chunks: chunks, deadline: .now + .seconds(30))
+            }
+            let reduced = Array(buffer[own])
+            // All-gather: each rank contributes its own chunk, marked with its rank.
+            var gathered = [Float](repeating: -1, count: count)
+            for i in own { gathered[i] = Float(rank) }
+            try gathered.withUnsafeMutableBufferPointer { try group.allGather($0, chunks: chunks, deadline: .now + .seconds(30)) }
+            return (reduced, gathered)
+        }
+        var start = 0
+        for rank in 0..<n {
+            let (reduced, gathered) = try results[rank].get()
+            let expected = (start..<(start + chunks[rank])).map { i in (0..<n).reduce(Float(0)) { $0 + Self.input(rank: $1, index: i) } }
+            #expect(reduced == expected, "rank \(rank) chunks \(chunks)")
+            var owners: [Float] = []
+            for (c, size) in chunks.enumerated() { owners += [Float](repeating: Float(c), count: size) }
+            #expect(gathered == owners, "rank \(rank) chunks \(chunks)")
+            start += chunks[rank]
+        }
+    }
+
+    @Test func chunksThatDoNotCoverTheBufferAreRejectedWithoutBreakingTheGroup() throws {
+        let fabric = InMemoryFabric(worldSize: 2)
+        let results = onThreads(2) { rank -> [Float] in
+            let group = try ProcessGroup(rank: rank, worldSize: 2, transport: fabric.transport(rank: rank),
+                                         epoch: 1, jobID: 5, options: quietOptions())
+            var buffer: [Float] = [1, 2, 3]
+            let error = #expect(throws: CommError.self) {
+                try buffer.withUnsafeMutableBufferPointer { try group.reduceScatter($0, chunks: [1, 1], deadline: .now + .seconds(5)) }
+            }
+            #expect(error?.code == .invalidArgument)
+            try buffer.withUnsafeMutableBufferPointer { try group.allReduce($0, deadline: .now + .seconds(10)) }
+            return buffer
+        }
+        for r in results { #expect(try r.get() == [2, 4, 6]) }
+    }
+}
