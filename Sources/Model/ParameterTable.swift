@@ -154,6 +154,19 @@ public struct ParameterTable: Sendable {
         return e.offset..<(e.offset + e.count)
     }
 
+    /// The flat buffer cut where the model uses it, in order: the embedding (region 0), block l
+    /// (region l + 1), the head — final norm and LM head — (region L + 1). ZeRO stage 3 gathers
+    /// and releases parameters region by region; stages 2–3 reduce gradients region by region.
+    public var regions: [Range<Int>] {
+        let layers = (entries.map(\.layer).max() ?? -1) + 1
+        return [embeddingRange] + (0..<layers).map(layerRange) + [headRange]
+    }
+
+    /// The region a tensor belongs to (see `regions`).
+    @inline(__always) public func region(_ kind: TensorKind, layer: Int, layers: Int) -> Int {
+        layer >= 0 ? layer + 1 : kind == .embedding ? 0 : layers + 1
+    }
+
     /// Offset of a tensor that the model is known to have.
     public func offset(_ kind: TensorKind, layer: Int = -1, expert: Int = -1) -> Int {
         guard let e = entry(kind, layer: layer, expert: expert) else {

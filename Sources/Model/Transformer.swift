@@ -1,32 +1,71 @@
 import Foundation
 import Tensor
 
+/// Where a region of the flat buffers (`ParameterTable.regions`) lives while forward and backward
+/// use it: ZeRO stage 3 gathers a region's parameters from the ranks' shards just before use and
+/// frees them after; stages 2–3 hand backward a fresh gradient buffer per region and reduce it
+/// across ranks as soon as backward is done with it. Without one, the model reads and writes its
+/// own `parameters` and `gradients`.
+public protocol ParameterResidency: AnyObject {
+    /// Region `region`'s parameters (a pointer to its first element), valid until `release`.
+    /// `upcoming` lists the regions this micro-batch will acquire next, in order (for prefetching).
+    func acquire(_ region: Int, upcoming: ArraySlice<Int>) throws -> UnsafeMutablePointer<Float>
+    /// The model is done reading region `region`'s parameters for now.
+    func release(_ region: Int)
+    /// Where backward adds region `region`'s gradient of this micro-batch (a pointer to its first
+    /// element, zeroed), valid until `gradientsDone`.
+    func gradients(_ region: Int) throws -> UnsafeMutablePointer<Float>
+    /// Backward will not touch region `region`'s gradient again in this micro-batch.
+    func gradientsDone(_ region: Int) throws
+}
+
 /// A decoder-only Transformer (Llama / Mistral / Mixtral family) over one flat parameter buffer.
 ///
 /// `parameters` and `gradients` share the layout of `table`. `forward` runs the model on a batch
 /// and saves what `backward` needs; `backward` accumulates d(scale · (loss + coef · aux))/dθ into
 /// `gradients`, so gradient accumulation is calling forward/backward again before zeroing.
+/// With a `residency` (ZeRO 2–3) the model may own neither buffer and works region by region.
 public final class Transformer {
     public let config: ModelConfig
     public let table: ParameterTable
+    /// All parameters (empty when built with `ownsParameters: false`; a residency supplies them).
     public let parameters: FloatBuffer
+    /// All gradients (empty when built with `ownsGradients: false`).
     public let gradients: FloatBuffer
     public let pool: ThreadPool
+    /// Supplies parameters and gradient buffers region by region; nil = `parameters`/`gradients`.
+    public var residency: ParameterResidency?
     let rope: RotaryEmbedding
     private var acts: Activations?
+    /// First element of every region, and where each region's parameters / gradients are now.
+    private let regionRanges: [Range<Int>]
+    private let regionStarts: [Int]
+    private var parameterBase: [UnsafeMutablePointer<Float>?]
+    private var gradientBase: [UnsafeMutablePointer<Float>?]
+    /// Regions this micro-batch acquires, in order, and how many it has acquired so far.
+    private var accessOrder: [Int] = []
+    private var accessed = 0
+    private var held: Set<Int> = []
 
     /// Mean cross-entropy and load-balancing loss of the last forward (aux is 0 for dense models).
     public private(set) var lastLoss: Float = 0
     public private(set) var lastAuxLoss: Float = 0
 
-    public init(config: ModelConfig, pool: ThreadPool) throws {
+    /// - Parameters:
+    ///   - ownsParameters, ownsGradients: false leaves `parameters` / `gradients` empty (ZeRO
+    ///     stage 3 / stages 2–3, where a `residency` must be set before forward).
+    public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true) throws {
         try config.validate()
         self.config = config
         self.table = ParameterTable(config: config)
-        self.parameters = FloatBuffer(count: table.count)
-        self.gradients = FloatBuffer(count: table.count)
+        self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
+        self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
         self.pool = pool
         self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
+        regionRanges = table.regions
+        regionStarts = regionRanges.map(\.lowerBound)
+        parameterBase = Array(repeating: nil, count: regionStarts.count)
+        gradientBase = Array(repeating: nil, count: regionStarts.count)
     }
 
     // MARK: initialisation
@@ -34,9 +73,25 @@ public final class Transformer {
     /// Xavier- or Kaiming-uniform linear weights, normal(0, std) embeddings, norm weights 1,
     /// biases 0. Tensor n draws from Philox(seed) stream n, so the result is independent of threads.
     public func initializeParameters(seed: UInt64) {
+        Self.initialize(config: config, table: table, seed: seed, elements: 0..<table.count, into: parameters.pointer)
+    }
+
+    /// The initial values of elements `elements` of the flat buffer, written to `out[0…]` (a ZeRO-3
+    /// rank initialises just its shard; a tensor that straddles the shard edge is drawn whole in
+    /// scratch space and the overlap copied, so every layout gets the same numbers).
+    public static func initialize(config: ModelConfig, table: ParameterTable, seed: UInt64, elements: Range<Int>,
+                                  into out: UnsafeMutablePointer<Float>) {
         let rng = Philox(seed: seed)
-        for (n, e) in table.entries.enumerated() {
-            let dst = parameters.slice(e.offset, e.count)
+        for (n, e) in table.entries.enumerated() where e.offset < elements.upperBound && e.offset + e.count > elements.lowerBound {
+            let whole = e.offset >= elements.lowerBound && e.offset + e.count <= elements.upperBound
+            let scratch = whole ? nil : FloatBuffer(count: e.count)
+            let dst = scratch?.buffer ?? UnsafeMutableBufferPointer(start: out + (e.offset - elements.lowerBound), count: e.count)
+            defer {
+                if let scratch {
+                    let lo = max(e.offset, elements.lowerBound), hi = min(e.offset + e.count, elements.upperBound)
+                    (out + (lo - elements.lowerBound)).update(from: scratch.pointer + (lo - e.offset), count: hi - lo)
+                }
+            }
             switch e.kind {
             case .embedding:
                 rng.fillNormal(dst, mean: 0, std: Float(config.initialization.embeddingStd), stream: UInt64(n))
@@ -55,17 +110,64 @@ public final class Transformer {
     }
 
     @inline(__always) func param(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
-        parameters.pointer + table.offset(kind, layer: layer, expert: expert)
+        let r = table.region(kind, layer: layer, layers: config.numLayers)
+        return parameterBase[r]! + (table.offset(kind, layer: layer, expert: expert) - regionStarts[r])
     }
 
     @inline(__always) func grad(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
-        gradients.pointer + table.offset(kind, layer: layer, expert: expert)
+        let r = table.region(kind, layer: layer, layers: config.numLayers)
+        return gradientBase[r]! + (table.offset(kind, layer: layer, expert: expert) - regionStarts[r])
     }
 
-    private func moePointers(layer l: Int, in base: UnsafeMutablePointer<Float>) -> MoEPointers {
+    // MARK: regions
+
+    /// Starts a micro-batch's pass over the regions: forgets what an earlier pass left held and
+    /// plans the order of acquisitions — forward 0, 1 … L+1 (and 0 again for a tied LM head), then,
+    /// when backward follows, blocks L … 1 again.
+    private func beginPass(training: Bool) {
+        releaseHeld()
+        let last = regionStarts.count - 1
+        accessOrder = Array(0...last) + (config.tieEmbeddings ? [0] : []) + (training ? Array((1..<last).reversed()) : [])
+        accessed = 0
+    }
+
+    /// Makes region `r`'s parameters available (from the residency, or the model's own buffer).
+    private func acquire(_ r: Int) throws {
+        guard let residency else {
+            parameterBase[r] = parameters.pointer + regionStarts[r]
+            return
+        }
+        if held.contains(r) { return }
+        precondition(accessed < accessOrder.count && accessOrder[accessed] == r, "region \(r) acquired out of the planned order")
+        accessed += 1
+        parameterBase[r] = try residency.acquire(r, upcoming: accessOrder[accessed...])
+        held.insert(r)
+    }
+
+    private func release(_ r: Int) {
+        guard let residency, held.remove(r) != nil else { return }
+        residency.release(r)
+        parameterBase[r] = nil
+    }
+
+    private func releaseHeld() {
+        for r in held.sorted() { release(r) }
+    }
+
+    private func gradientRegion(_ r: Int) throws {
+        gradientBase[r] = try residency?.gradients(r) ?? gradients.pointer + regionStarts[r]
+    }
+
+    private func gradientsDone(_ r: Int, _ gradientsReady: ((Range<Int>) -> Void)?) throws {
+        try residency?.gradientsDone(r)
+        if residency != nil { gradientBase[r] = nil }
+        gradientsReady?(regionRanges[r])
+    }
+
+    private func moePointers(layer l: Int, gradients: Bool) -> MoEPointers {
         let experts = config.moeConfig?.numExperts ?? 0
         let hasShared = (config.moeConfig?.numSharedExperts ?? 0) > 0
-        func p(_ k: TensorKind, _ e: Int = -1) -> UnsafeMutablePointer<Float> { base + table.offset(k, layer: l, expert: e) }
+        func p(_ k: TensorKind, _ e: Int = -1) -> UnsafeMutablePointer<Float> { gradients ? grad(k, l, e) : param(k, l, e) }
         return MoEPointers(router: p(.router),
                            gate: (0..<experts).map { p(.expertGate, $0) },
                            up: (0..<experts).map { p(.expertUp, $0) },
@@ -115,10 +217,15 @@ public final class Transformer {
         let eps = Float(config.normEps), pDrop = Float(config.dropout)
         let layerNorm = config.norm == "layernorm"
 
+        beginPass(training: targets != nil)
+        let headRegion = config.numLayers + 1
+        try acquire(0)
         inputs.withUnsafeBufferPointer { tok in
             Embedding.forward(tokens: tok, table: param(.embedding), x: a.layerIn[0].pointer, channels: c)
         }
+        release(0)
         for l in 0..<config.numLayers {
+            try acquire(l + 1)
             let x = a.layerIn[l].pointer
             if layerNorm {
                 LayerNorm.forward(x: x, weight: param(.inputNormWeight, l), bias: param(.inputNormBias, l), y: a.ln1[l].pointer,
@@ -152,7 +259,7 @@ public final class Transformer {
             }
             let ln2 = a.ln2[l].pointer
             if let moe = a.moe[l] {
-                moe.forward(x: ln2, y: branch, w: moePointers(layer: l, in: parameters.pointer), pool: pool)
+                moe.forward(x: ln2, y: branch, w: moePointers(layer: l, gradients: false), pool: pool)
             } else if config.activation == "swiglu" {
                 Linear.forward(x: ln2, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
                 Linear.forward(x: ln2, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
@@ -167,7 +274,10 @@ public final class Transformer {
                 Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
             }
             Kernels.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c)
+            release(l + 1)
         }
+        try acquire(headRegion)
+        if config.tieEmbeddings { try acquire(0) }
         let xf = a.layerIn[config.numLayers].pointer
         if layerNorm {
             LayerNorm.forward(x: xf, weight: param(.finalNormWeight), bias: param(.finalNormBias), y: a.lnf.pointer,
@@ -180,7 +290,7 @@ public final class Transformer {
         Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
 
         lastAuxLoss = auxLoss(a)
-        guard let targets else { lastLoss = 0; return 0 }
+        guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
         lastLoss = targets.withUnsafeBufferPointer { t in
             CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
         }
@@ -228,6 +338,11 @@ public final class Transformer {
         let pDrop = Float(config.dropout)
         let layerNorm = config.norm == "layernorm"
 
+        let headRegion = config.numLayers + 1
+        try acquire(headRegion)
+        if config.tieEmbeddings { try acquire(0) }
+        try gradientRegion(headRegion)
+        if config.tieEmbeddings { try gradientRegion(0) }
         targets.withUnsafeBufferPointer { t in
             CrossEntropy.backward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, dLogits: a.dLogits.pointer,
                                   rows: n, vocab: v, scale: scale, pool: pool)
@@ -246,7 +361,9 @@ public final class Transformer {
             RMSNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), rstd: a.rstdf.pointer,
                              dx: dRes, dWeight: grad(.finalNormWeight), rows: n, channels: c, accumulate: false, pool: pool)
         }
-        gradientsReady?(table.headRange)
+        try gradientsDone(headRegion, gradientsReady)
+        release(headRegion)
+        if config.tieEmbeddings { release(0) }
         var auxGradient: [Float] = []
         if let moe = config.moeConfig {
             let (counts, _, total) = routingTotals(a)
@@ -255,6 +372,8 @@ public final class Transformer {
         }
         let dBranch = a.dBranch.pointer
         for l in stride(from: config.numLayers - 1, through: 0, by: -1) {
+            try acquire(l + 1)
+            try gradientRegion(l + 1)
             // MLP branch: dRes is d(layer output); the residual passes it straight to `mid`.
             dBranch.update(from: dRes, count: n * c)
             if let dropout = a.dropout, pDrop > 0 {
@@ -262,8 +381,8 @@ public final class Transformer {
             }
             let ln2 = a.ln2[l].pointer
             if let moe = a.moe[l] {
-                moe.backward(dy: dBranch, x: ln2, dx: a.dLn.pointer, w: moePointers(layer: l, in: parameters.pointer),
-                             grads: moePointers(layer: l, in: gradients.pointer), auxGradient: auxGradient, pool: pool)
+                moe.backward(dy: dBranch, x: ln2, dx: a.dLn.pointer, w: moePointers(layer: l, gradients: false),
+                             grads: moePointers(layer: l, gradients: true), auxGradient: auxGradient, pool: pool)
             } else if config.activation == "swiglu" {
                 Linear.backward(dy: dBranch, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
                                 dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
@@ -317,12 +436,14 @@ public final class Transformer {
                 RMSNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), rstd: a.rstd1[l].pointer,
                                  dx: dRes, dWeight: grad(.inputNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
             }
-            gradientsReady?(table.layerRange(l))
+            try gradientsDone(l + 1, gradientsReady)
+            release(l + 1)
         }
+        if !config.tieEmbeddings || residency == nil { try gradientRegion(0) }
         a.inputs.withUnsafeBufferPointer { tok in
             Embedding.backward(tokens: tok, dx: dRes, dTable: grad(.embedding), channels: c)
         }
-        gradientsReady?(table.embeddingRange)
+        try gradientsDone(0, gradientsReady)
     }
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).
