@@ -8,9 +8,9 @@ import CCRC32C
 /// independent stretches of the buffer at once, so the table lookups of one stretch overlap the
 /// dependency chain of the others, then stitched with the CRC combination rule
 /// `crc(A‖B) = crc(A)·x^(8|B|) mod P ⊕ crc(B)`: about 4.2 GB/s on one core of the 2-vCPU EPYC
-/// (1.85 GB/s single-stream). The x86 SSE4.2 `crc32` instruction would be several times faster
-/// again, but Swift cannot emit it without a C target (docs/protocol.md): when a `CCRC32C` module
-/// with `zt_crc32c_hw` is a dependency of this target, `checksum` uses it on CPUs with SSE4.2.
+/// (1.85 GB/s single-stream). The x86 SSE4.2 `crc32` instruction is several times faster again
+/// (≈ 24 GB/s), but Swift cannot emit it: the `CCRC32C` C target provides it, and `checksum`,
+/// `accumulate` and `copy` use it on CPUs with SSE4.2.
 public enum CRC32C {
     #if canImport(CCRC32C)
     /// Whether the SSE4.2 path is used on this CPU.
@@ -139,5 +139,48 @@ public enum CRC32C {
     /// CRC-32C of a byte array (convenience for tests and small frames).
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
+    }
+
+    // MARK: Fused passes (receive side of the ring: the payload is read once, not twice)
+
+    /// `target[i] = incoming[i] + target[i]` for fp32 `payload` (any alignment), returning the
+    /// CRC-32C of `payload`, so a received segment is checked and reduced in one pass. With
+    /// `divisor` ≠ 1 the sum is then divided by it, and with `resultCRC` the CRC-32C of the new
+    /// `target` bytes is stored there (the bytes the owner of a reduced chunk sends on next).
+    /// Same IEEE operations, element by element, as a plain loop: the results are the same bits.
+    /// - Precondition: `payload.count == target.count * 4`.
+    public static func accumulate(_ payload: UnsafeRawBufferPointer, into target: UnsafeMutableBufferPointer<Float>,
+                                  divisor: Float = 1, resultCRC: UnsafeMutablePointer<UInt32>? = nil) -> UInt32 {
+        precondition(payload.count == target.count * 4, "payload and target sizes differ")
+        guard let src = payload.baseAddress, let dst = target.baseAddress, target.count > 0 else {
+            resultCRC?.pointee = 0
+            return 0
+        }
+        #if canImport(CCRC32C)
+        if isHardwareAccelerated {
+            if resultCRC == nil, divisor == 1 { return zt_crc32c_accumulate_f32(0, src, dst, target.count) }
+            return zt_crc32c_reduce_f32(0, src, dst, target.count, divisor, resultCRC)
+        }
+        #endif
+        let crc = software(src, count: payload.count, continuing: 0)
+        for i in 0..<target.count {
+            var sum = src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) + dst[i]
+            if divisor != 1 { sum = sum / divisor }
+            dst[i] = sum
+        }
+        resultCRC?.pointee = software(UnsafeRawPointer(dst), count: payload.count, continuing: 0)
+        return crc
+    }
+
+    /// Copies `payload` into `target` (same size) and returns the CRC-32C of the bytes, in one pass.
+    /// - Precondition: `payload.count == target.count`.
+    public static func copy(_ payload: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer) -> UInt32 {
+        precondition(payload.count == target.count, "payload and target sizes differ")
+        guard let src = payload.baseAddress, let dst = target.baseAddress, payload.count > 0 else { return 0 }
+        #if canImport(CCRC32C)
+        if isHardwareAccelerated { return zt_crc32c_copy(0, src, dst, payload.count) }
+        #endif
+        dst.copyMemory(from: src, byteCount: payload.count)
+        return software(src, count: payload.count, continuing: 0)
     }
 }

@@ -145,7 +145,14 @@ public struct FrameHeader: Sendable, Equatable {
     /// Checks, in order: header length, magic, version, header CRC, kind, element type, flags,
     /// operation, payload length (equal to `payload.count`, at most `maxPayloadBytes`, a multiple
     /// of the element size) and finally the payload CRC. Reads only inside the two buffers.
-    public static func decode(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(CommError) -> FrameHeader {
+    ///
+    /// With `verifyPayloadCRC: false` the payload is not read at all: the caller takes over the
+    /// payload check and must compare its own CRC-32C of the bytes with `payloadCRC` (when the
+    /// flag is set) before the data goes anywhere, failing with `.malformedFrame` on a mismatch.
+    /// The ring does that in the same pass that reduces or copies the payload
+    /// (`CRC32C.accumulate`, `CRC32C.copy`), reading the bytes once instead of twice.
+    public static func decode(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+                              verifyPayloadCRC: Bool = true) throws(CommError) -> FrameHeader {
         func bad(_ why: String) -> CommError { CommError(.malformedFrame, why) }
         guard header.count == size else {
             throw bad("frame header is \(header.count) bytes, expected \(size)")
@@ -183,7 +190,7 @@ public struct FrameHeader: Sendable, Equatable {
         }
         let payloadCRC = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 52, as: UInt32.self))
         if flags & flagPayloadCRC != 0 {
-            guard CRC32C.checksum(payload) == payloadCRC else { throw bad("payload checksum mismatch (corrupted frame)") }
+            guard !verifyPayloadCRC || CRC32C.checksum(payload) == payloadCRC else { throw payloadMismatch() }
         } else {
             guard payloadCRC == 0 else { throw bad("payload CRC present without its flag") }
         }
@@ -197,6 +204,11 @@ public struct FrameHeader: Sendable, Equatable {
             chunk: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: UInt32.self)),
             segment: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 44, as: UInt32.self)),
             payloadLength: length, payloadCRC: payloadCRC)
+    }
+
+    /// The error for a payload whose CRC-32C differs from the one in its header.
+    public static func payloadMismatch() -> CommError {
+        CommError(.malformedFrame, "payload checksum mismatch (corrupted frame)")
     }
 
     /// Array convenience for `decode(header:payload:)`.

@@ -330,15 +330,19 @@ public final class ProcessGroup {
 
     /// As above; `body` also gets the payload CRC the sender put in the header (nil if none), which
     /// was verified and can be reused when the bytes are forwarded unchanged.
+    ///
+    /// With `verifyPayload: false` that CRC is *not* verified yet: `body` must compute the CRC-32C of
+    /// the payload in the pass that consumes it (`CRC32C.accumulate`, `CRC32C.copy`) and throw
+    /// `payloadMismatch()` when they differ, before the bytes go anywhere else (sent on, returned).
     private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
-                                step: Int, chunk: Int, segment: Int, byteCount: Int?,
+                                step: Int, chunk: Int, segment: Int, byteCount: Int?, verifyPayload: Bool = true,
                                 deadline: ContinuousClock.Instant,
                                 _ body: (UnsafeRawBufferPointer, UInt32?) throws -> R) throws -> R {
         while true {
             let result: R? = try transport.receive(deadline: deadline) { rawHeader, payload -> R? in
                 let h: FrameHeader
                 do {
-                    h = try FrameHeader.decode(header: rawHeader, payload: payload)
+                    h = try FrameHeader.decode(header: rawHeader, payload: payload, verifyPayloadCRC: verifyPayload)
                 } catch let e as CommError {
                     var e = e
                     e.peer = predecessor
@@ -397,6 +401,9 @@ public final class ProcessGroup {
         var lent = [Int](repeating: -1, count: steps.count * segments)
         // CRC of the all-gather segment received last, per segment: forwarded bytes keep their CRC.
         var forwardedCRC = [UInt32?](repeating: nil, count: segments)
+        // CRC of each segment of this rank's own chunk, computed while the last reduce-scatter step
+        // wrote it, for the first all-gather step that sends it.
+        var ownCRC = [UInt32?](repeating: nil, count: segments)
         let mod = { (x: Int) in ((x % n) + n) % n }
         let sendChunk = { (t: Int) in t < n - 1 ? mod(r - t - 1) : mod(r - (t - (n - 1))) }
         let receiveChunk = { (t: Int) in t < n - 1 ? mod(r - t - 2) : mod(r - 1 - (t - (n - 1))) }
@@ -413,8 +420,9 @@ public final class ProcessGroup {
             let range = layout.segmentRange(chunk: c, segment: k)
             var header = dataHeader(operation, type, sequence: sequence, step: t, chunk: c, segment: k)
             let values = UnsafeBufferPointer(rebasing: buffer[range])
-            // Steps after the first all-gather step forward exactly the bytes received (and checked).
-            let known = t > n - 1 && options.checksumPayloads ? forwardedCRC[k] : nil
+            // Steps after the first all-gather step forward exactly the bytes received (and checked);
+            // the first one sends the owner's chunk, whose CRC the last reduce step already computed.
+            let known = !options.checksumPayloads ? nil : t > n - 1 ? forwardedCRC[k] : t == n - 1 ? ownCRC[k] : nil
             switch wire {
             case .float32:
                 let payload = UnsafeRawBufferPointer(values)
@@ -453,9 +461,33 @@ public final class ProcessGroup {
                         throw CommError(.timeout, "the transport still holds a sent segment at the deadline", peer: successor)
                     }
                 }
+                // fp32 payloads are checked in the same pass that reduces or copies them (one read
+                // instead of two). A corrupted segment has then already been written into `target`
+                // when the mismatch throws: the collective fails, and as after any failure the
+                // buffer's contents are unspecified. Nothing corrupted is ever sent on.
                 try receiveData(operation, type, sequence: sequence, step: t, chunk: c, segment: k,
-                                byteCount: range.count * type.stride, deadline: deadline) { payload, crc in
+                                byteCount: range.count * type.stride, verifyPayload: wire != .float32,
+                                deadline: deadline) { payload, crc in
                     forwardedCRC[k] = crc
+                    if wire == .float32 {
+                        let last = t == n - 2
+                        // This rank sends the chunk it finishes now at the next step: CRC it while writing.
+                        let sendsResult = reducing && last && t + 1 < steps.upperBound && options.checksumPayloads
+                        if reducing, crc != nil || sendsResult {
+                            let divisor: Float = last && op == .average ? Float(n) : 1
+                            var result: UInt32 = 0
+                            let received = sendsResult
+                                ? CRC32C.accumulate(payload, into: target, divisor: divisor, resultCRC: &result)
+                                : CRC32C.accumulate(payload, into: target, divisor: divisor)
+                            if let crc, received != crc { throw mismatch() }
+                            ownCRC[k] = sendsResult ? result : nil
+                            return
+                        }
+                        if !reducing, let crc {
+                            guard CRC32C.copy(payload, into: UnsafeMutableRawBufferPointer(target)) == crc else { throw mismatch() }
+                            return
+                        }
+                    }
                     if reducing {
                         Self.accumulate(payload, type: type, into: target)
                         if t == n - 2 { Self.finish(target, op: op, worldSize: n, wire: wire) }
@@ -467,6 +499,13 @@ public final class ProcessGroup {
             }
         }
         try waitAll(ledger, deadline: deadline)
+    }
+
+    /// A received payload whose CRC-32C differs from its header's, blamed on the predecessor.
+    private func mismatch() -> CommError {
+        var error = FrameHeader.payloadMismatch()
+        error.peer = predecessor
+        return error
     }
 
     /// Segment size in fp32 elements for chunks of `chunk` elements: at most `segmentBytes`, but
@@ -547,9 +586,15 @@ public final class ProcessGroup {
             if position > 0 {
                 let range = layout.segmentRange(chunk: 0, segment: k)
                 try receiveData(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k,
-                                byteCount: range.count * 4, deadline: deadline) { payload, crc in
+                                byteCount: range.count * 4, verifyPayload: false, deadline: deadline) { payload, crc in
+                    let target = UnsafeMutableBufferPointer(rebasing: buffer[range])
+                    if let crc {
+                        // Checked while copied, as in the ring.
+                        guard CRC32C.copy(payload, into: UnsafeMutableRawBufferPointer(target)) == crc else { throw mismatch() }
+                    } else {
+                        Self.copy(payload, type: .float32, into: target)
+                    }
                     forwardedCRC = crc
-                    Self.copy(payload, type: .float32, into: UnsafeMutableBufferPointer(rebasing: buffer[range]))
                 }
             }
             if position < n - 1 { try send(k) }
