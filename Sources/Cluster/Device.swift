@@ -71,7 +71,7 @@ final class Device: @unchecked Sendable {
             let ledger = try Trainer.reserveMemory(config: s.config, rank: s.rank, worldSize: s.worldSize)
             memorySnapshot = ledger.snapshot
             // The model is built first: the gradient engine needs its buffer.
-            let model = try Trainer.makeModel(config: s.config, pool: pool)
+            let model = try Trainer.makeModel(config: s.config, pool: pool, worldSize: s.worldSize)
             let box = s.transport
             let counter = self.counter
             let engine = RingDataParallel(
@@ -122,16 +122,22 @@ final class Device: @unchecked Sendable {
                     lastExposedSeconds = (sync?.exposedCommunicationSeconds ?? 0) - exposedBefore
                     lastComputeSeconds = max(0, m.seconds - lastExposedSeconds)
                     lastMetrics = m
-                    lastChecksums = checksum ? trainer.model.table.entries.map {
-                        tensorChecksum(UnsafeBufferPointer(trainer.model.parameters.slice($0.offset, $0.count)))
-                    } : []
+                    memorySnapshot = trainer.memory.snapshot
+                    if checksum {
+                        let parameters = try trainer.fullParameters()
+                        lastChecksums = trainer.model.table.entries.map {
+                            tensorChecksum(UnsafeBufferPointer(parameters.slice($0.offset, $0.count)))
+                        }
+                    } else {
+                        lastChecksums = []
+                    }
                     condition.lock()
                     completed = step
                     condition.unlock()
                 case let .checkpoint(dir):
                     lastCheckpoint = try trainer.saveCheckpoint(in: dir).path
                 case .perturb:
-                    trainer.model.parameters.pointer[trainer.model.table.count / 2] += 1e-3
+                    trainer.perturbParameter()
                 }
             } catch {
                 fail("\(error)")

@@ -9,8 +9,15 @@ public enum ModelWeights {
     /// shape is an error naming the tensor. Tensors in the file that the model lacks are ignored
     /// (Hugging Face files may carry buffers such as rotary tables).
     public static func load(_ file: SafeTensorsFile, table: ParameterTable, into buffer: FloatBuffer, prefix: String = "") throws {
+        precondition(buffer.count == table.count, "buffer does not match the parameter table")
+        try load(file, table: table, into: buffer.pointer, prefix: prefix)
+    }
+
+    /// As above, into a flat buffer of `table.count` elements at `pointer`.
+    public static func load(_ file: SafeTensorsFile, table: ParameterTable, into pointer: UnsafeMutablePointer<Float>,
+                            prefix: String = "") throws {
         for e in table.entries {
-            try file.read(prefix + e.name, into: buffer.slice(e.offset, e.count), shape: e.shape)
+            try file.read(prefix + e.name, into: UnsafeMutableBufferPointer(start: pointer + e.offset, count: e.count), shape: e.shape)
         }
     }
 

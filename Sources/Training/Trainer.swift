@@ -15,14 +15,17 @@ import Zero
 public final class Trainer {
     public let config: TrainConfig
     public let model: Transformer
-    /// AdamW first and second moments of this rank's shard (`optimizerShard`) of the flat buffer.
-    public let expAvg: FloatBuffer
-    public let expAvgSq: FloatBuffer
+    /// AdamW first and second moments of this rank's shard (`optimizerShard`) of the flat buffer,
+    /// in the tier `zero.offload_optimizer` names.
+    public let expAvg: TierBuffer
+    public let expAvgSq: TierBuffer
     /// The elements whose optimizer state this rank holds and updates: everything at ZeRO stage 0,
-    /// the rank's shard at stages 1 and 2.
+    /// the rank's shard at stages 1–3.
     public let optimizerShard: Range<Int>
     /// ZeRO stage in effect (0 without data parallelism).
     public let stage: Int
+    /// Stages 2–3: the engine that hands the model its regions (the model's residency).
+    public let sharded: ShardedResidency?
     /// This rank's device-memory accounting.
     public let memory: MemoryLedger
     public let sampler: BatchSampler
@@ -47,20 +50,42 @@ public final class Trainer {
         try config.validate()
         self.config = config
         let t = config.training
-        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: sync?.worldSize ?? 1)
+        let worldSize = sync?.worldSize ?? 1
+        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: worldSize)
         self.pool = pool ?? ThreadPool(threads: t.threads)
         if let existing {
             model = existing
         } else {
             GEMM.setThreads(t.threads)
-            model = try Self.makeModel(config: config, pool: self.pool)
+            model = try Self.makeModel(config: config, pool: self.pool, worldSize: worldSize)
         }
         stage = sync == nil ? 0 : config.zero.stage
         optimizerShard = stage >= 1 ? sync!.shardRange(count: model.table.count) : 0..<model.table.count
-        expAvg = FloatBuffer(count: optimizerShard.count)
-        expAvgSq = FloatBuffer(count: optimizerShard.count)
+        let z = config.zero
+        let rankName = "rank\(sync?.rank ?? 0)"
+        expAvg = try TierBuffer(count: optimizerShard.count, tier: z.optimizerTier, directory: z.offloadDirectory, name: "exp_avg-\(rankName)")
+        expAvgSq = try TierBuffer(count: optimizerShard.count, tier: z.optimizerTier, directory: z.offloadDirectory, name: "exp_avg_sq-\(rankName)")
         optimizer = AdamW(t.optim)
         self.sync = sync
+        if stage >= 2, let sync {
+            var options = ShardedResidency.Options(stage: stage)
+            options.prefetchDepth = z.prefetchDepth
+            options.maxLiveParameters = z.maxLiveParameters
+            options.persistenceThreshold = z.paramPersistenceThreshold
+            options.parameterTier = z.parameterTier
+            options.offloadDirectory = z.offloadDirectory
+            let engine = try ShardedResidency(options: options, table: model.table, comm: sync, ledger: memory,
+                                              modelParameters: stage == 2 ? model.parameters : nil,
+                                              timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)))
+            model.residency = engine
+            sharded = engine
+            if let shard = engine.parameterShard {
+                try Self.initialParameters(config: config, table: model.table, elements: engine.shard, into: shard.pointer)
+                try engine.parametersUpdated()
+            }
+        } else {
+            sharded = nil
+        }
         sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
                                    batchSize: t.microBatchSize,
                                    accumulation: t.gradientAccumulationSteps * (sync?.worldSize ?? 1), seed: t.seed)
@@ -69,38 +94,62 @@ public final class Trainer {
     /// Enters everything a rank will allocate — parameters, gradients, its AdamW shard, activations
     /// of one micro-batch, communication buckets — into a ledger with the `device:` budget. Call it
     /// before building the model: a configuration that does not fit fails here, with advice.
+    /// Shards of every stage (ZeRO 1–3) and tiers (offload) are accounted per rank: device bytes
+    /// against the budget, host and disk bytes separately. Stage 2–3 working buffers (region
+    /// gradients being reduced, gathered parameters) enter the ledger when they are allocated.
     public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int) throws -> MemoryLedger {
         let ledger = MemoryLedger(capacity: config.device?.capacity, rank: rank)
         let psi = ParameterTable(config: config.model).count
         let stage = worldSize > 1 ? config.zero.stage : 0
         let shard = stage >= 1 ? (psi + worldSize - 1) / worldSize : psi
+        let z = config.zero
         func advice() -> String {
-            stage == 0 && worldSize > 1
-                ? "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ); `zerotrain plan` shows what fits"
-                : "use more ranks (and zero.stage 1 or 2), or a smaller training.micro_batch_size or data.seq_len; `zerotrain plan` shows what fits"
+            let next: String
+            switch stage {
+            case 0 where worldSize > 1: next = "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ)"
+            case 1, 2: next = "zero.stage 3 shards the parameters too (16Ψ/N per rank), and zero.offload_optimizer: host moves the AdamW moments off the device"
+            case 3 where z.offloadOptimizer == .none: next = "zero.offload_optimizer: host (and offload_params: host) moves the optimizer state (and parameters) off the device"
+            default: next = "use more ranks, or a smaller training.micro_batch_size or data.seq_len"
+            }
+            return next + "; `zerotrain plan` shows what fits"
         }
-        try ledger.allocate(4 * psi, .params, what: "the parameters", advice: advice())
-        try ledger.allocate(4 * psi, .grads, what: "the gradients", advice: advice())
-        try ledger.allocate(8 * shard, .optimizer, what: "the AdamW moments", advice: advice())
+        try ledger.allocate(4 * (stage >= 3 ? shard : psi), .params, tier: stage >= 3 ? z.parameterTier : .device,
+                            what: "the parameters", advice: advice())
+        try ledger.allocate(4 * (stage >= 2 ? shard : psi), .grads, what: "the gradients", advice: advice())
+        try ledger.allocate(8 * shard, .optimizer, tier: z.optimizerTier, what: "the AdamW moments", advice: advice())
         let activations = Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize,
                                                       seqLen: config.data.seqLen)
         try ledger.allocate(activations, .activations, what: "the activations of one micro-batch", advice: advice())
-        if worldSize > 1 {
+        if worldSize > 1 && stage < 2 {
             try ledger.allocate(2 * Int(config.cluster.bucketMB * 1_048_576), .comm, what: "the communication buckets", advice: advice())
         }
         return ledger
     }
 
-    /// The model of a fresh run: initialised from `training.init_from` or from the seed.
-    public static func makeModel(config: TrainConfig, pool: ThreadPool) throws -> Transformer {
-        let model = try Transformer(config: config.model, pool: pool)
-        if let dir = config.training.initFrom {
-            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
-            try ModelWeights.load(file, table: model.table, into: model.parameters)
-        } else {
-            model.initializeParameters(seed: config.model.initialization.seed ?? config.training.seed)
+    /// The model of a fresh run: initialised from `training.init_from` or from the seed. At ZeRO
+    /// stage 3 (with several ranks) it holds no parameters — the trainer initialises the rank's
+    /// shard — and at stages 2–3 no gradients.
+    public static func makeModel(config: TrainConfig, pool: ThreadPool, worldSize: Int = 1) throws -> Transformer {
+        let stage = worldSize > 1 ? config.zero.stage : 0
+        let model = try Transformer(config: config.model, pool: pool, ownsParameters: stage < 3, ownsGradients: stage < 2)
+        if stage < 3 {
+            try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         }
         return model
+    }
+
+    /// Elements `elements` of the initial flat parameter buffer (from `training.init_from` or the seed) into `out`.
+    static func initialParameters(config: TrainConfig, table: ParameterTable, elements: Range<Int>,
+                                  into out: UnsafeMutablePointer<Float>) throws {
+        if let dir = config.training.initFrom {
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
+            let full = elements.count == table.count ? nil : FloatBuffer(count: table.count)
+            try ModelWeights.load(file, table: table, into: full?.pointer ?? out)
+            if let full { out.update(from: full.pointer + elements.lowerBound, count: elements.count) }
+        } else {
+            Transformer.initialize(config: config.model, table: table, seed: config.model.initialization.seed ?? config.training.seed,
+                                   elements: elements, into: out)
+        }
     }
 
     public var isFinished: Bool { step >= config.training.totalSteps }
@@ -110,8 +159,9 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
         let accumulation = t.gradientAccumulationSteps
-        let grads = model.gradients.pointer
-        pool.parallelFor(model.gradients.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }
+        let gradientBuffer = sharded?.gradientShard ?? model.gradients
+        let grads = gradientBuffer.pointer
+        pool.parallelFor(gradientBuffer.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }
         var lossSum: Double = 0, auxSum: Double = 0
         for local in 0..<accumulation {
             let micro = rank * accumulation + local
@@ -126,14 +176,19 @@ public final class Trainer {
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
         }
-        let shard = optimizerShard
-        let shardGradients = model.gradients.slice(shard.lowerBound, shard.count)
+        let shardGradients = shardGradientBuffer
         var gradNorm: Double
         if let sync {
-            // Stage 0 all-reduces (buckets already under way during backward). Stages 1 and 2
-            // reduce-scatter after backward, so each rank ends with just its averaged shard: the
-            // gradient traffic is 2Ψ(N−1)/N either way, plus Ψ(N−1)/N of parameter all-gather at 1–2.
-            if stage >= 1 { _ = try sync.reduceScatterGradients() } else { try sync.finishGradients() }
+            // Stage 0 all-reduces (buckets already under way during backward). Stage 1
+            // reduce-scatters after backward; stages 2–3 reduce-scatter region by region during
+            // backward; either way each rank ends with just its averaged shard. Gradient traffic is
+            // 2Ψ(N−1)/N at stages 0–2 (with the parameter all-gather after the update at 1–2); at
+            // stage 3 the parameters are gathered twice per micro-batch instead: 3Ψ(N−1)/N.
+            switch stage {
+            case 0: try sync.finishGradients()
+            case 1: _ = try sync.reduceScatterGradients()
+            default: try sharded!.finishGradients()
+            }
             let shardSquares = stage >= 1 ? GradientClipping.sumOfSquares(shardGradients, pool: pool) : 0
             let totals = try sync.allReduceScalars([lossSum, auxSum, shardSquares])
             lossSum = totals[0] / Double(sync.worldSize)
@@ -149,7 +204,8 @@ public final class Trainer {
         }
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
         optimizerStep(lr: lr, t: step + 1)
-        if stage >= 1, let sync { try sync.allGather(model.parameters.buffer) }
+        if stage == 1 || stage == 2, let sync { try sync.allGather(model.parameters.buffer) }
+        if stage >= 3 { try sharded!.parametersUpdated() }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
@@ -164,7 +220,7 @@ public final class Trainer {
     func optimizerStep(lr: Double, t: Int) {
         let entries = model.table.entries
         let shard = optimizerShard
-        let p = model.parameters.pointer, g = model.gradients.pointer
+        let p = shardParameters.baseAddress! - shard.lowerBound, g = shardGradientBuffer.baseAddress! - shard.lowerBound
         let m = expAvg.pointer - shard.lowerBound, v = expAvgSq.pointer - shard.lowerBound
         pool.parallelFor(shard.count, minChunk: 1 << 16) { local in
             let range = (shard.lowerBound + local.lowerBound)..<(shard.lowerBound + local.upperBound)
@@ -176,16 +232,44 @@ public final class Trainer {
         }
     }
 
-    /// The full optimizer moments (gathered from every rank's shard at stages 1–2; a collective
+    /// This rank's shard of the parameters (all of them at stage 0) — the model's own buffer at
+    /// stages 0–2, the stage-3 shard (in its tier) otherwise.
+    var shardParameters: UnsafeMutableBufferPointer<Float> {
+        if let shard = sharded?.parameterShard { return shard.buffer }
+        return model.parameters.slice(optimizerShard.lowerBound, optimizerShard.count)
+    }
+
+    /// This rank's averaged gradients, after the step's reduction.
+    var shardGradientBuffer: UnsafeMutableBufferPointer<Float> {
+        if let sharded { return sharded.gradientShard.buffer }
+        return model.gradients.slice(optimizerShard.lowerBound, optimizerShard.count)
+    }
+
+    /// The whole of a sharded flat buffer: `part` (this rank's shard) placed in a full-size buffer
+    /// that is then all-gathered. A collective when sharded: every rank must call it. Transient
+    /// (checkpoints, divergence checks); it lives in host memory, outside the device budget.
+    func gathered(_ part: UnsafeMutableBufferPointer<Float>) throws -> FloatBuffer {
+        let full = FloatBuffer(count: model.table.count)
+        _ = full.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: part)
+        if optimizerShard.count != model.table.count, let sync { try sync.allGather(full.buffer) }
+        return full
+    }
+
+    /// All parameters (gathered from the shards at stage 3; a collective then).
+    public func fullParameters() throws -> FloatBuffer {
+        sharded?.parameterShard != nil ? try gathered(shardParameters) : model.parameters
+    }
+
+    /// Fault injection for the divergence guard's test: nudges the middle parameter of this rank's shard.
+    public func perturbParameter() {
+        let part = shardParameters
+        if !part.isEmpty { part[part.count / 2] += 1e-3 }
+    }
+
+    /// The full optimizer moments (gathered from every rank's shard at stages 1–3; a collective
     /// then, so every rank must call it).
     func fullOptimizerState() throws -> (FloatBuffer, FloatBuffer) {
-        guard optimizerShard.count != model.table.count, let sync else { return (expAvg, expAvgSq) }
-        let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
-        _ = m.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: expAvg.buffer)
-        _ = v.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: expAvgSq.buffer)
-        try sync.allGather(m.buffer)
-        try sync.allGather(v.buffer)
-        return (m, v)
+        (try gathered(expAvg.buffer), try gathered(expAvgSq.buffer))
     }
 
     // MARK: checkpoints
@@ -198,6 +282,7 @@ public final class Trainer {
     /// at any stage and on any number of ranks.
     @discardableResult
     public func saveCheckpoint(in directory: URL) throws -> URL {
+        let parameters = try fullParameters()
         let (fullAvg, fullAvgSq) = try fullOptimizerState()
         let fm = FileManager.default
         let name = String(format: "step-%08d", step)
@@ -212,7 +297,7 @@ public final class Trainer {
             throw TrainingError(.runtime, "cannot create checkpoint folder \(temp.path): \((error as NSError).localizedDescription)")
         }
         var weights = SafeTensorsWriter()
-        ModelWeights.add(model.parameters, table: model.table, to: &weights)
+        ModelWeights.add(parameters, table: model.table, to: &weights)
         try weights.write(to: temp.appendingPathComponent("model.safetensors"))
         var optimizerState = SafeTensorsWriter()
         ModelWeights.add(fullAvg, table: model.table, to: &optimizerState, prefix: "exp_avg.")
@@ -245,7 +330,14 @@ public final class Trainer {
             throw TrainingError(.badInput, "checkpoint \(folder.path) was written for a different model config")
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        try ModelWeights.load(weights, table: model.table, into: model.parameters)
+        if let shard = sharded?.parameterShard {
+            let full = FloatBuffer(count: model.table.count)
+            try ModelWeights.load(weights, table: model.table, into: full)
+            _ = shard.buffer.update(fromContentsOf: full.slice(optimizerShard.lowerBound, optimizerShard.count))
+            try sharded!.parametersUpdated()
+        } else {
+            try ModelWeights.load(weights, table: model.table, into: model.parameters)
+        }
         let optimizerState = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
         let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
         try ModelWeights.load(optimizerState, table: model.table, into: m, prefix: "exp_avg.")

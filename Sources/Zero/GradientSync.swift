@@ -1,3 +1,5 @@
+import Comm
+
 /// How a rank's training loop exchanges gradients and scalars with the other ranks.
 ///
 /// The trainer calls `gradientsReady` during the last micro-batch's backward, each time a
@@ -20,4 +22,9 @@ public protocol GradientSync: AnyObject {
     func reduceScatterGradients() throws -> Range<Int>
     /// In place: every rank's shard of `buffer` (at `shardRange`) is copied to every rank.
     func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// Queues a collective on the communication thread, behind everything queued before; returns
+    /// a ticket for `wait`. Every rank must queue the same collectives in the same order.
+    func submit(_ body: @escaping (ProcessGroup) throws -> Void) -> Int
+    /// Blocks until the job of `ticket` and all before it have run; rethrows a failure.
+    func wait(_ ticket: Int) throws
 }

@@ -1,12 +1,19 @@
 import Foundation
 
-/// Accounts a rank's device memory by category against the device budget (`device:` in the
+/// Accounts a rank's memory by tier and category against the device budget (`device:` in the
 /// config). Every large buffer a rank allocates is entered here before it is allocated, so a
 /// configuration that does not fit fails up front with a message naming the top consumers and
-/// what would fit, instead of swapping or being killed half-way through.
+/// what would fit, instead of swapping or being killed half-way through. Only the device tier has
+/// a budget; host and disk bytes (offloaded state) are counted separately.
 public final class MemoryLedger: @unchecked Sendable {
     public enum Category: String, CaseIterable, Codable, Sendable {
-        case params, grads, optimizer, activations, comm
+        /// Model states: the rank's parameters, gradients and AdamW moments (whole or its shard).
+        case params, grads, optimizer
+        case activations
+        /// Communication buffers: gradient buckets, stage 2–3 region gradients being reduced.
+        case comm
+        /// Stage 3: parameters gathered from the shards for the regions in use and prefetched.
+        case gathered
     }
 
     /// Budget in bytes; nil = unlimited.
@@ -16,6 +23,8 @@ public final class MemoryLedger: @unchecked Sendable {
     private var current: [Category: Int] = [:]
     private var peak: [Category: Int] = [:]
     private var peakTotal = 0
+    private var offloaded: [MemoryTier: [Category: Int]] = [:]
+    private var offloadedPeak: [MemoryTier: Int] = [:]
 
     public init(capacity: Int?, rank: Int) {
         self.capacity = capacity
@@ -24,9 +33,15 @@ public final class MemoryLedger: @unchecked Sendable {
 
     /// Enters `bytes` of `category` for `what`; throws an out-of-memory error if the budget would be exceeded.
     /// `advice` says what would fit (from the planner's view of this job).
-    public func allocate(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String = "") throws {
+    public func allocate(_ bytes: Int, _ category: Category, tier: MemoryTier = .device, what: String,
+                         advice: @autoclosure () -> String = "") throws {
         lock.lock()
         defer { lock.unlock() }
+        guard tier == .device else {
+            offloaded[tier, default: [:]][category, default: 0] += bytes
+            offloadedPeak[tier] = max(offloadedPeak[tier, default: 0], offloaded[tier]!.values.reduce(0, +))
+            return
+        }
         let total = current.values.reduce(0, +)
         if let capacity, total + bytes > capacity {
             let consumers = Category.allCases.map { ($0, current[$0, default: 0] + ($0 == category ? bytes : 0)) }
@@ -40,20 +55,30 @@ public final class MemoryLedger: @unchecked Sendable {
         peakTotal = max(peakTotal, total + bytes)
     }
 
-    public func release(_ bytes: Int, _ category: Category) {
+    public func release(_ bytes: Int, _ category: Category, tier: MemoryTier = .device) {
         lock.lock()
-        current[category, default: 0] -= bytes
+        if tier == .device {
+            current[category, default: 0] -= bytes
+        } else {
+            offloaded[tier, default: [:]][category, default: 0] -= bytes
+        }
         lock.unlock()
     }
 
     /// Current and peak bytes by category, for the metrics.
     public struct Snapshot: Codable, Sendable, Equatable {
+        /// Device bytes by category, now and at their peaks.
         public var current: [String: Int]
         public var peak: [String: Int]
         public var peakTotal: Int
         public var capacity: Int?
+        /// Offloaded bytes by category, per tier ("host", "disk"), now; and each tier's peak total.
+        public var offloaded: [String: [String: Int]]
+        public var offloadedPeak: [String: Int]
 
-        enum CodingKeys: String, CodingKey { case current, peak, peakTotal = "peak_total", capacity }
+        enum CodingKeys: String, CodingKey {
+            case current, peak, peakTotal = "peak_total", capacity, offloaded, offloadedPeak = "offloaded_peak"
+        }
 
         /// params + grads + optimizer at their peaks.
         public var peakModelStates: Int { ["params", "grads", "optimizer"].reduce(0) { $0 + (peak[$1] ?? 0) } }
@@ -63,6 +88,8 @@ public final class MemoryLedger: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         func names(_ d: [Category: Int]) -> [String: Int] { Dictionary(uniqueKeysWithValues: d.map { ($0.key.rawValue, $0.value) }) }
-        return Snapshot(current: names(current), peak: names(peak), peakTotal: peakTotal, capacity: capacity)
+        return Snapshot(current: names(current), peak: names(peak), peakTotal: peakTotal, capacity: capacity,
+                        offloaded: Dictionary(uniqueKeysWithValues: offloaded.map { ($0.key.rawValue, names($0.value)) }),
+                        offloadedPeak: Dictionary(uniqueKeysWithValues: offloadedPeak.map { ($0.key.rawValue, $0.value) }))
     }
 }

@@ -244,9 +244,9 @@ public struct MemoryPlan: Codable, Sendable, Equatable {
 /// bytes. With s = ⌈Ψ/N⌉ (the largest shard of `PartitionPlan`), the model states per device are
 /// 16Ψ (stage 0), 8Ψ + 8s (1), 4Ψ + 12s (2), 16s (3). Offload moves the optimizer's 8s (and at
 /// stage 3 the parameters' 4s) to the host or its disk. To that the planner adds activations
-/// (`Transformer.activationBytes`) and communication buffers: 2 gradient buckets at every stage,
-/// one largest unit's full gradient at stages 2–3 (produced by backward before it is
-/// reduce-scattered), and `prefetchDepth` gathered largest units at stage 3.
+/// (`Transformer.activationBytes`) and communication buffers: 2 gradient buckets at stages 0–1,
+/// two largest units' full gradients at stages 2–3 (one being reduce-scattered while backward
+/// produces the next), and `prefetchDepth` gathered largest units at stage 3.
 public enum MemoryPlanner {
     static let floatBytes = 4
     /// Device counts the planner tries when nothing fits at the requested count.
@@ -299,8 +299,10 @@ public enum MemoryPlanner {
         case .host: host += params; params = 0
         case .disk: disk += params; params = 0
         }
-        var comm = 2 * input.bucketBytes
-        if o.stage >= 2 { comm += unit * floatBytes }
+        // Stages 0–1 reduce in two buckets of the gradient buffer; stages 2–3 reduce each region's
+        // gradient from its own buffer, one in flight while backward fills the next; stage 3 also
+        // holds the gathered parameters of the region in use and of those prefetched.
+        var comm = o.stage >= 2 ? 2 * unit * floatBytes : 2 * input.bucketBytes
         if o.stage >= 3 { comm += input.prefetchDepth * unit * floatBytes }
         let device = DeviceBytes(params: params, grads: grads, optimizer: optimizer, activations: activations, comm: comm)
         let perHost = min(n, input.devicesPerHost)

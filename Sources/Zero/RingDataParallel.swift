@@ -31,7 +31,9 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
     public private(set) var exposedCommunicationSeconds = 0.0
 
     private enum Job { case reduce(Range<Int>), scalars([Double]), run((ProcessGroup) throws -> Void), stop }
-    private var runDone = false
+    /// `run` jobs queued and finished so far (they finish in queue order).
+    private var submitted = 0
+    private var completed = 0
 
     /// - Parameters:
     ///   - gradients: the flat gradient buffer (must outlive this object).
@@ -131,13 +133,29 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
 
     /// Runs `body` on the communication thread with the group and waits for it.
     private func perform(_ body: @escaping (ProcessGroup) throws -> Void) throws {
+        try wait(submit(body))
+    }
+
+    /// Queues `body` to run on the communication thread with the group, after everything queued
+    /// before it; returns a ticket for `wait`. Every rank must queue the same collectives in the
+    /// same order.
+    public func submit(_ body: @escaping (ProcessGroup) throws -> Void) -> Int {
         condition.lock()
         defer { condition.unlock() }
-        if let failure { throw failure }
-        runDone = false
+        submitted += 1
         jobs.append(.run(body))
         condition.broadcast()
-        while !runDone && failure == nil { condition.wait() }
+        return submitted
+    }
+
+    /// Blocks until the job of `ticket` (and every job queued before it) has run; rethrows the
+    /// first communication failure. The wait counts as exposed communication time.
+    public func wait(_ ticket: Int) throws {
+        let start = ContinuousClock.now
+        condition.lock()
+        defer { condition.unlock() }
+        while completed < ticket && failure == nil { condition.wait() }
+        exposedCommunicationSeconds += (ContinuousClock.now - start).seconds
         if let failure { throw failure }
     }
 
@@ -189,15 +207,13 @@ public final class RingDataParallel: GradientSync, @unchecked Sendable {
                 condition.broadcast()
                 condition.unlock()
             case .run(let body):
-                do {
-                    try body(group)
-                    condition.lock()
-                    runDone = true
-                    condition.broadcast()
-                    condition.unlock()
-                } catch {
-                    fail(error)
+                if !failed {
+                    do { try body(group) } catch { fail(error) }
                 }
+                condition.lock()
+                completed += 1
+                condition.broadcast()
+                condition.unlock()
             case .scalars(let values):
                 do {
                     let result = try group.allReduceScalars(values, op: .sum, deadline: .now + timeout)

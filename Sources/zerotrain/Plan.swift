@@ -89,7 +89,8 @@ struct Plan: ParsableCommand {
             seqLen: try seqLen.map { try count($0, "seq-len") } ?? train.data.seqLen,
             devices: n, deviceCapacity: device.capacity, hostMemory: host,
             devicesPerHost: try count(devicesPerHost, "devices-per-host"),
-            bucketBytes: Int(train.cluster.bucketMB * Double(ByteSize.mebibyte)))
+            bucketBytes: Int(train.cluster.bucketMB * Double(ByteSize.mebibyte)),
+            prefetchDepth: train.zero.prefetchDepth + 1)
         let plan = try MemoryPlanner.plan(input)
         if json {
             let encoder = JSONEncoder()

@@ -35,7 +35,7 @@ import Testing
             #expect(d.grads == (o.stage >= 2 ? 4 * s : 4 * psi), "\(o)")
             #expect(d.optimizer == (o.optimizer != .none ? 0 : o.stage == 0 ? 8 * psi : 8 * s), "\(o)")
             #expect(d.activations == act)
-            let comm = 2 * 4 * (1 << 20) + (o.stage >= 2 ? 4 * unit : 0) + (o.stage == 3 ? 2 * 4 * unit : 0)
+            let comm = (o.stage >= 2 ? 2 * 4 * unit : 2 * 4 * (1 << 20)) + (o.stage == 3 ? 2 * 4 * unit : 0)
             #expect(d.comm == comm, "\(o)")
             #expect(d.total == states - optimizerOut - paramsOut + act + comm)
             let host = (o.optimizer == .host ? 8 * s : 0) + (o.params == .host ? 4 * s : 0)

@@ -1,25 +1,95 @@
-/// The `zero:` section: how optimizer state, gradients and parameters are sharded across ranks.
+import Foundation
+import Zero
+
+/// The `zero:` section: how model state is sharded across ranks and where it lives (ZeRO,
+/// Rajbhandari et al.; keys follow DeepSpeed's where they have a counterpart).
 public struct ZeroConfig: Codable, Sendable, Equatable {
-    /// 0: every rank holds everything (data parallel; gradients all-reduced in buckets during
-    /// backward). 1 and 2: AdamW state sharded — gradients are reduce-scattered after backward, each
-    /// rank updates its shard, parameters are all-gathered. (Stage 2's gradient-memory release is
-    /// not implemented yet, so today 1 and 2 run the same schedule.)
+    /// 0: every rank holds everything (gradients all-reduced in buckets during backward).
+    /// 1: AdamW state sharded; gradients reduce-scattered after backward, each rank updates its
+    /// shard, parameters all-gathered. 2: as 1, and gradients are reduce-scattered region by region
+    /// during backward, each rank keeping only its shard. 3: as 2, and parameters are sharded too,
+    /// gathered region by region just before use and freed after.
     public var stage = 0
+    /// Where AdamW's moments (and at stage 3 the master parameter shard they update) live:
+    /// none (device), host (worker memory, NUMA-local), disk (memory-mapped files in `offload_dir`).
+    public var offloadOptimizer: OffloadTier = .none
+    /// Stage 3: where the rank's parameter shard lives between gathers (none, host or disk; not
+    /// further out than `offload_optimizer`).
+    public var offloadParams: OffloadTier = .none
+    /// Stage 3: regions (blocks) gathered ahead of the one computing.
+    public var prefetchDepth = 1
+    /// Stage 3: most parameter elements gathered at once; prefetching stops at this bound.
+    public var maxLiveParameters = 1_000_000_000
+    /// Stage 3: regions of at most this many elements stay whole on every rank (gathered once
+    /// per update instead of twice per micro-batch).
+    public var paramPersistenceThreshold = 100_000
+    /// Folder of the disk tier's memory-mapped files; default: the system temporary folder.
+    public var offloadDir: String?
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case stage }
+    enum CodingKeys: String, CodingKey {
+        case stage, offloadOptimizer = "offload_optimizer", offloadParams = "offload_params"
+        case prefetchDepth = "prefetch_depth", maxLiveParameters = "max_live_parameters"
+        case paramPersistenceThreshold = "param_persistence_threshold", offloadDir = "offload_dir"
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        stage = try c.decodeIfPresent(Int.self, forKey: .stage) ?? 0
+        let d = ZeroConfig()
+        stage = try c.decodeIfPresent(Int.self, forKey: .stage) ?? d.stage
+        func tier(_ key: CodingKeys) throws -> OffloadTier {
+            guard let text = try c.decodeIfPresent(String.self, forKey: key) else { return .none }
+            guard let tier = OffloadTier(rawValue: text) else {
+                throw ConfigError("zero.\(key.stringValue): must be none, host or disk, got \(text)")
+            }
+            return tier
+        }
+        offloadOptimizer = try tier(.offloadOptimizer)
+        offloadParams = try tier(.offloadParams)
+        prefetchDepth = try c.decodeIfPresent(Int.self, forKey: .prefetchDepth) ?? d.prefetchDepth
+        maxLiveParameters = try c.decodeIfPresent(Int.self, forKey: .maxLiveParameters) ?? d.maxLiveParameters
+        paramPersistenceThreshold = try c.decodeIfPresent(Int.self, forKey: .paramPersistenceThreshold) ?? d.paramPersistenceThreshold
+        offloadDir = try c.decodeIfPresent(String.self, forKey: .offloadDir)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(stage, forKey: .stage)
+        try c.encode(offloadOptimizer.rawValue, forKey: .offloadOptimizer)
+        try c.encode(offloadParams.rawValue, forKey: .offloadParams)
+        try c.encode(prefetchDepth, forKey: .prefetchDepth)
+        try c.encode(maxLiveParameters, forKey: .maxLiveParameters)
+        try c.encode(paramPersistenceThreshold, forKey: .paramPersistenceThreshold)
+        try c.encodeIfPresent(offloadDir, forKey: .offloadDir)
     }
 
     public func validate(path p: String = "zero") throws {
-        guard (0...2).contains(stage) else {
-            throw ConfigError(stage == 3
-                ? "\(p).stage: stage 3 (sharded parameters) is not implemented yet; use 0, 1 or 2"
-                : "\(p).stage: must be 0, 1 or 2, got \(stage)")
+        guard (0...3).contains(stage) else { throw ConfigError("\(p).stage: must be 0, 1, 2 or 3, got \(stage)") }
+        if offloadParams != .none && stage != 3 {
+            throw ConfigError("\(p).offload_params: parameters are offloaded only at stage 3 (they are sharded only there), got stage \(stage)")
+        }
+        if offloadParams > offloadOptimizer {
+            throw ConfigError("\(p).offload_params: \(offloadParams.rawValue) is further out than offload_optimizer (\(offloadOptimizer.rawValue)); offload the optimizer at least as far")
+        }
+        guard prefetchDepth >= 0 else { throw ConfigError("\(p).prefetch_depth: must be ≥ 0, got \(prefetchDepth)") }
+        guard maxLiveParameters >= 1 else { throw ConfigError("\(p).max_live_parameters: must be ≥ 1, got \(maxLiveParameters)") }
+        guard paramPersistenceThreshold >= 0 else {
+            throw ConfigError("\(p).param_persistence_threshold: must be ≥ 0, got \(paramPersistenceThreshold)")
         }
     }
+
+    /// The tier of the optimizer state and of the stage-3 parameter shard.
+    public var optimizerTier: MemoryTier { Self.memoryTier(offloadOptimizer) }
+    public var parameterTier: MemoryTier { Self.memoryTier(offloadParams) }
+
+    static func memoryTier(_ t: OffloadTier) -> MemoryTier {
+        switch t {
+        case .none: .device
+        case .host: .host
+        case .disk: .disk
+        }
+    }
+
+    public var offloadDirectory: URL? { offloadDir.map { URL(fileURLWithPath: $0) } }
 }
