@@ -38,6 +38,9 @@ struct BenchComm: ParsableCommand {
     @Option(help: "Untimed warm-up runs per measurement.")
     var warmup: Int = 2
 
+    @Flag(inversion: .prefixedNo, help: "Alternate the operations run by run (collective, p2p, collective, p2p, …; each timed run after one warm-up of its own operation) instead of timing all runs of one operation, then all of the next: on a shared machine both then see the same background load.")
+    var interleave: Bool = true
+
     @Flag(inversion: .prefixedNo, help: "CRC-32C over every payload (the default, as in training).")
     var payloadCRC: Bool = true
 
@@ -171,26 +174,35 @@ struct BenchComm: ParsableCommand {
             let reply = try worker.call(connect, timeout: .seconds(30))
             guard reply.ok else { throw Self.failure(reply, rank) }
         }
-        var result: [[Double]] = []
-        for m in measurements {
-            var command = RankCommand(cmd: "bench")
-            command.kind = m.op
-            command.count = m.bytes
-            command.bfloat16 = bf16
-            command.warmup = warmup
-            command.iterations = iterations
-            command.timeoutMs = 120_000
-            for worker in workers { try worker.send(command) }
-            var perRank: [[Double]] = []
-            for (rank, worker) in workers.enumerated() {
-                let reply = try worker.reply(timeout: .seconds(600))
-                guard reply.ok, let times = reply.times else { throw Self.failure(reply, rank) }
-                perRank.append(times)
+        var result = [[Double]](repeating: [], count: measurements.count)
+        for round in rounds {
+            for (index, m) in measurements.enumerated() {
+                var command = RankCommand(cmd: "bench")
+                command.kind = m.op
+                command.count = m.bytes
+                command.bfloat16 = bf16
+                command.warmup = round.warmup
+                command.iterations = round.iterations
+                command.timeoutMs = 120_000
+                for worker in workers { try worker.send(command) }
+                var perRank: [[Double]] = []
+                for (rank, worker) in workers.enumerated() {
+                    let reply = try worker.reply(timeout: .seconds(600))
+                    guard reply.ok, let times = reply.times else { throw Self.failure(reply, rank) }
+                    perRank.append(times)
+                }
+                result[index] += (0..<round.iterations).map { i in perRank.map { $0[i] }.max() ?? 0 }
             }
-            result.append((0..<iterations).map { i in perRank.map { $0[i] }.max() ?? 0 })
         }
         for worker in workers { _ = try? worker.call(RankCommand(cmd: "exit"), timeout: .seconds(5)) }
         return result
+    }
+
+    /// (warm-up, timed) runs of each measurement per round: one round of everything, or with
+    /// `--interleave` one timed run per round, so the measurements take turns.
+    private var rounds: [(warmup: Int, iterations: Int)] {
+        guard interleave else { return [(warmup, iterations)] }
+        return (0..<iterations).map { ($0 == 0 ? warmup : min(warmup, 1), 1) }
     }
 
     private static func failure(_ reply: RankReply, _ rank: Int) -> Error {
@@ -201,7 +213,7 @@ struct BenchComm: ParsableCommand {
     private func runThreads(_ measurements: [Measurement]) throws -> [[Double]] {
         let context = try ZMQContext()
         let n = ranks, tag = UInt32.random(in: 0...UInt32.max)
-        let settings = ThreadSettings(n: n, iterations: iterations, warmup: warmup, payloadCRC: payloadCRC,
+        let settings = ThreadSettings(n: n, rounds: rounds.map { [$0.warmup, $0.iterations] }, payloadCRC: payloadCRC,
                                       segmentBytes: segmentBytes,
                                       wire: bf16 ? .bfloat16 : .float32, measurements: measurements)
         let results = Mutex<[Int: Result<[[Double]], CommError>]>([:])
@@ -228,8 +240,8 @@ struct BenchComm: ParsableCommand {
 
     struct ThreadSettings: Sendable {
         var n: Int
-        var iterations: Int
-        var warmup: Int
+        /// [warm-up, timed] runs per round, as `rounds`.
+        var rounds: [[Int]]
         var payloadCRC: Bool
         var segmentBytes: Int
         var wire: ProcessGroup.WireFormat
@@ -244,10 +256,15 @@ struct BenchComm: ParsableCommand {
         options.checksumPayloads = s.payloadCRC
         options.segmentBytes = s.segmentBytes
         let group = try ProcessGroup(rank: rank, worldSize: s.n, transport: transport, epoch: 1, jobID: 1, options: options)
-        return try s.measurements.map { m in
-            try CollectiveBenchmark.measure(m.op, group: group, bytes: m.bytes, wire: s.wire, warmup: s.warmup,
-                                            iterations: s.iterations, timeout: .seconds(120))
+        var times = [[Double]](repeating: [], count: s.measurements.count)
+        for round in s.rounds {
+            for (index, m) in s.measurements.enumerated() {
+                times[index] += try CollectiveBenchmark.measure(m.op, group: group, bytes: m.bytes, wire: s.wire,
+                                                                warmup: round[0], iterations: round[1],
+                                                                timeout: .seconds(120))
+            }
         }
+        return times
     }
 
     // MARK: Reporting
@@ -261,7 +278,7 @@ struct BenchComm: ParsableCommand {
             measurements.indices.first { measurements[$0].op == op && measurements[$0].bytes == bytes }.map { median(times[$0]) }
         }
         if !json {
-            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), wire \(bf16 ? "bf16" : "fp32"), median of \(iterations) runs after \(warmup) warm-up")
+            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), wire \(bf16 ? "bf16" : "fp32"), median of \(iterations) runs after \(warmup) warm-up\(interleave ? ", operations interleaved run by run" : "")")
             print("# p2p = ring exchange of the bytes each rank sends in the collective; ratio = busbw / p2p")
             print(String(repeating: " ", count: 1) + pad("bytes", 12) + pad("operation", 15) + pad("time(us)", 12)
                   + pad("algbw(GB/s)", 13) + pad("busbw(GB/s)", 13) + pad("p2p(GB/s)", 11) + pad("ratio", 8))
