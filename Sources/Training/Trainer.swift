@@ -312,6 +312,12 @@ public final class Trainer {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(state).write(to: temp.appendingPathComponent("trainer_state.json"))
+            if worldSize > 1 {
+                // Which rank held which piece of every tensor when this was written (the files
+                // themselves hold the full, gathered state).
+                try encoder.encode(PartitionPlan(table: model.table, worldSize: worldSize))
+                    .write(to: temp.appendingPathComponent("partition_plan.json"))
+            }
             if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
             try fm.moveItem(at: temp, to: final)
             try Data((name + "\n").utf8).write(to: directory.appendingPathComponent("latest"), options: .atomic)

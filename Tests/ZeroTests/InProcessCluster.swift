@@ -12,6 +12,7 @@ enum InProcessCluster {
     struct Run {
         /// Loss and global gradient norm of every step (the same on every rank).
         var losses: [Float]
+        var auxLosses: [Float]
         var gradNorms: [Double]
         /// The final parameters, gathered (rank 0's copy).
         var parameters: [Float]
@@ -62,13 +63,14 @@ enum InProcessCluster {
         defer { sync.shutdown() }
         try sync.waitUntilReady()
         let trainer = try Trainer(config: config, pool: pool, sync: sync, model: model)
-        var losses: [Float] = [], gradNorms: [Double] = []
+        var losses: [Float] = [], auxLosses: [Float] = [], gradNorms: [Double] = []
         var sentBefore: [String: Int] = [:]
         var diskFiles: Set<String> = []
         for _ in 0..<steps {
             sentBefore = counting.bytesSent
             let m = try trainer.trainStep()
             losses.append(m.loss)
+            auxLosses.append(m.auxLoss)
             gradNorms.append(m.gradNorm)
             for b in [trainer.expAvg, trainer.expAvgSq] + [trainer.sharded?.parameterShard].compactMap({ $0 }) {
                 if let f = b.file, FileManager.default.fileExists(atPath: f.path) { diskFiles.insert(f.path) }
@@ -77,7 +79,7 @@ enum InProcessCluster {
         var sent: [String: Int] = [:]
         for (op, total) in counting.bytesSent { sent[op] = total - (sentBefore[op] ?? 0) }
         let parameters = try trainer.fullParameters().toArray()
-        return Run(losses: losses, gradNorms: gradNorms, parameters: parameters, memory: [trainer.memory.snapshot], bytesSent: [sent],
+        return Run(losses: losses, auxLosses: auxLosses, gradNorms: gradNorms, parameters: parameters, memory: [trainer.memory.snapshot], bytesSent: [sent],
                    diskFiles: diskFiles.sorted())
     }
 }

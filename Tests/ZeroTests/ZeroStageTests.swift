@@ -62,6 +62,8 @@ struct ZeroStageTests {
                                                      ranks: n, steps: steps)
                 #expect(run.losses.count == steps)
                 for (x, y) in zip(run.losses, reference.losses) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(label): loss \(x) vs \(y)") }
+                for (x, y) in zip(run.auxLosses, reference.auxLosses) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(label): aux loss \(x) vs \(y)") }
+                if moe { #expect(run.auxLosses.allSatisfy { $0 > 0 }) }
                 for (x, y) in zip(run.gradNorms, reference.gradNorms) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(label): grad norm \(x) vs \(y)") }
                 for e in table.entries {
                     let r = e.offset..<(e.offset + e.count)
