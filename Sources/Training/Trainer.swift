@@ -159,6 +159,8 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
         let accumulation = t.gradientAccumulationSteps
+        // Disk-tier state is read back while forward and backward run.
+        for b in [expAvg, expAvgSq] + [sharded?.parameterShard].compactMap({ $0 }) { b.prefetch() }
         let gradientBuffer = sharded?.gradientShard ?? model.gradients
         let grads = gradientBuffer.pointer
         pool.parallelFor(gradientBuffer.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }

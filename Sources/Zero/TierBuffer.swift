@@ -84,6 +84,13 @@ public final class TierBuffer: @unchecked Sendable {
 
     deinit { release() }
 
+    /// Disk tier: asks the kernel to start reading the file's pages in now (MADV_WILLNEED), so the
+    /// read overlaps whatever the caller does before touching the buffer. Other tiers: nothing.
+    public func prefetch() {
+        guard tier == .disk else { return }
+        _ = madvise(UnsafeMutableRawPointer(pointer), bytes, MADV_WILLNEED)
+    }
+
     @inlinable public var buffer: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(start: pointer, count: count)
     }
