@@ -18,8 +18,8 @@ struct BenchScaling: ParsableCommand {
     @Option(name: .long, help: "Compute threads per worker.")
     var threads: Int = 1
 
-    @Option(name: .long, help: "ZeRO stage (0, 1 or 2).")
-    var stage: Int = 0
+    @Option(name: .long, help: "ZeRO stage (0–3; default: the config's zero.stage).")
+    var stage: Int?
 
     @Option(name: .long, help: "Steps per run; the first two are warm-up and not counted.")
     var steps: Int = 8
@@ -57,7 +57,7 @@ struct BenchScaling: ParsableCommand {
             cfg.training.checkpointInterval = 0
             cfg.training.threads = threads
             cfg.cluster.divergenceCheckInterval = 0
-            cfg.zero.stage = stage
+            if let stage { cfg.zero.stage = stage }
             try cfg.validate()
             let root = URL(fileURLWithPath: runDir)
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -94,7 +94,7 @@ struct BenchScaling: ParsableCommand {
                 e.outputFormatting = [.sortedKeys]
                 for r in rows { Console.out(String(decoding: try e.encode(r), as: UTF8.self)) }
             } else {
-                Console.out("config \(config), ZeRO stage \(stage), \(threads) thread(s) per worker, median of steps 3…\(steps)")
+                Console.out("config \(config), ZeRO stage \(cfg.zero.stage), \(threads) thread(s) per worker, median of steps 3…\(steps)")
                 Console.out("workers  tokens/s  speedup  step (s)  compute (s)  exposed comm (s)  idle (s)")
                 for r in rows {
                     Console.out(String(format: "%7d  %8.0f  %6.2fx  %8.4f  %11.4f  %16.4f  %8.4f", r.workers, r.tokensPerSecond, r.speedup,
