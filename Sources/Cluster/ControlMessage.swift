@@ -52,6 +52,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var successors: [String]?
     public var tokenFile: String?
     public var resumeFrom: String?
+    /// Which rank owns which elements of the flat buffers (ZeRO shards), computed by the coordinator.
+    public var partitionPlan: PartitionPlan?
     // step, step_done, checkpoint
     public var step: Int?
     public var checksum: Bool?

@@ -178,6 +178,7 @@ public struct CoordinatorState {
             all += workers[i].endpoints
         }
         phase = .starting
+        let plan = PartitionPlan(table: ParameterTable(config: config.model), worldSize: worldSize)
         for w in workers {
             var a = ControlMessage(.assign)
             a.ranks = w.ranks
@@ -188,6 +189,7 @@ public struct CoordinatorState {
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
             a.tokenFile = tokenFile
             a.resumeFrom = resumeFrom
+            a.partitionPlan = plan
             a.step = step
             actions.append(.send(to: w.id, a))
         }

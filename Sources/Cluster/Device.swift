@@ -16,6 +16,7 @@ final class Device: @unchecked Sendable {
         let threads: Int
         let numaNode: Int
         let resumeFrom: String?
+        let partitionPlan: PartitionPlan?
     }
 
     enum Order { case step(Int, checksum: Bool), checkpoint(URL), perturb, stop }
@@ -89,7 +90,8 @@ final class Device: @unchecked Sendable {
                 })
             sync = engine
             try engine.waitUntilReady()
-            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model, memory: ledger)
+            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model, memory: ledger,
+                                  partitionPlan: s.partitionPlan)
             if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
         } catch {
             fail("\(error)")

@@ -97,7 +97,7 @@ public final class Worker {
             let setup = Device.Setup(rank: rank, worldSize: worldSize, jobID: a.jobID ?? 0, epoch: a.epoch ?? 1,
                                      config: config, transport: TransportBox(transports[d]), successor: successors[d],
                                      threads: threads, numaNode: (options.numaNode ?? 0) + d,
-                                     resumeFrom: a.resumeFrom)
+                                     resumeFrom: a.resumeFrom, partitionPlan: a.partitionPlan)
             devices.append(Device(setup: setup))
         }
         transports.removeAll()

@@ -26,6 +26,8 @@ public final class Trainer {
     public let stage: Int
     /// Stages 2–3: the engine that hands the model its regions (the model's residency).
     public let sharded: ShardedResidency?
+    /// Which rank owns which elements (the coordinator's, or computed here without one).
+    public let partitionPlan: PartitionPlan
     /// This rank's device-memory accounting.
     public let memory: MemoryLedger
     public let sampler: BatchSampler
@@ -46,7 +48,8 @@ public final class Trainer {
     /// - Parameter model: a model built (and initialised) by an earlier `Trainer` with the same
     ///   config, to reuse its buffers; nil builds and initialises a new one.
     public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil, sync: GradientSync? = nil,
-                model existing: Transformer? = nil, memory ledger: MemoryLedger? = nil) throws {
+                model existing: Transformer? = nil, memory ledger: MemoryLedger? = nil,
+                partitionPlan plan: PartitionPlan? = nil) throws {
         try config.validate()
         self.config = config
         let t = config.training
@@ -60,7 +63,20 @@ public final class Trainer {
             model = try Self.makeModel(config: config, pool: self.pool, worldSize: worldSize)
         }
         stage = sync == nil ? 0 : config.zero.stage
-        optimizerShard = stage >= 1 ? sync!.shardRange(count: model.table.count) : 0..<model.table.count
+        let table = model.table
+        let partition = plan ?? PartitionPlan(table: table, worldSize: worldSize)
+        do {
+            try partition.validate()
+            try partition.validate(against: table)
+        } catch let e as ZeroError {
+            throw TrainingError(.badInput, "the partition plan does not fit this model: \(e.message)")
+        }
+        guard partition.worldSize == worldSize,
+              sync.map({ partition.shardRange($0.rank) == $0.shardRange(count: table.count) }) ?? true else {
+            throw TrainingError(.badInput, "the partition plan is for \(partition.worldSize) ranks cut differently from this ring of \(worldSize)")
+        }
+        partitionPlan = partition
+        optimizerShard = stage >= 1 ? partition.shardRange(sync!.rank) : 0..<table.count
         let z = config.zero
         let rankName = "rank\(sync?.rank ?? 0)"
         expAvg = try TierBuffer(count: optimizerShard.count, tier: z.optimizerTier, directory: z.offloadDirectory, name: "exp_avg-\(rankName)")
@@ -74,7 +90,7 @@ public final class Trainer {
             options.persistenceThreshold = z.paramPersistenceThreshold
             options.parameterTier = z.parameterTier
             options.offloadDirectory = z.offloadDirectory
-            let engine = try ShardedResidency(options: options, table: model.table, comm: sync, ledger: memory,
+            let engine = try ShardedResidency(options: options, table: model.table, plan: partitionPlan, comm: sync, ledger: memory,
                                               modelParameters: stage == 2 ? model.parameters : nil,
                                               timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)))
             model.residency = engine
@@ -317,7 +333,7 @@ public final class Trainer {
             if worldSize > 1 {
                 // Which rank held which piece of every tensor when this was written (the files
                 // themselves hold the full, gathered state).
-                try encoder.encode(PartitionPlan(table: model.table, worldSize: worldSize))
+                try encoder.encode(partitionPlan)
                     .write(to: temp.appendingPathComponent("partition_plan.json"))
             }
             if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }

@@ -58,7 +58,7 @@ public final class ShardedResidency: ParameterResidency, @unchecked Sendable {
 
     /// - Parameters:
     ///   - modelParameters: the model's full parameter buffer at stage 2; nil at stage 3.
-    public init(options: Options, table: ParameterTable, comm: any GradientSync, ledger: MemoryLedger,
+    public init(options: Options, table: ParameterTable, plan: PartitionPlan, comm: any GradientSync, ledger: MemoryLedger,
                 modelParameters: FloatBuffer?, timeout: Duration) throws {
         precondition(options.stage >= 2, "ShardedResidency is ZeRO stage 2 or 3")
         self.options = options
@@ -66,8 +66,7 @@ public final class ShardedResidency: ParameterResidency, @unchecked Sendable {
         self.comm = comm
         self.ledger = ledger
         self.timeout = timeout
-        let n = comm.worldSize, psi = table.count
-        shards = (0..<n).map { RingLayout.shardRange(count: psi, rank: $0, worldSize: n) }
+        shards = (0..<plan.worldSize).map(plan.shardRange)
         shard = shards[comm.rank]
         gradientShard = FloatBuffer(count: shard.count)
         if options.stage >= 3 {

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Model
 import Testing
 import Training
 
@@ -48,6 +49,11 @@ import Training
         #expect(first.ranks == [0, 1] && second.ranks == [2] && first.worldSize == 3)
         // Rank r's successor is rank r+1's endpoint: worker a's device 1, then worker b, then back to a.
         #expect(first.successors == ["tcp://w:1", "tcp://w:0"] && second.successors == ["tcp://w:0"])
+        // Every worker gets the same partition plan: 3 shards of the model's flat buffer.
+        let plan = try #require(first.partitionPlan)
+        #expect(second.partitionPlan == plan && plan.worldSize == 3)
+        #expect(plan.totalCount == ParameterTable(config: try Self.config().model).count)
+        #expect(plan.shardRange(0).lowerBound == 0 && plan.shardRange(2).upperBound == plan.totalCount)
         // A third worker is refused: the job is full.
         let late = sends(s.event(.message(from: c, Self.register(), now: 0)))
         #expect(late.first?.1.kind == .refused)
