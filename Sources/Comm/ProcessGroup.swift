@@ -34,7 +34,8 @@ public final class ProcessGroup {
         /// small enough that a chunk pipelines through the ring (gloo uses the same 1 MiB).
         public var segmentBytes: Int = 1 << 20
         /// Put a CRC-32C of every payload in its header and check it on receipt. The header is
-        /// always checksummed. Costs about one CPU cycle per byte on each side (software CRC).
+        /// always checksummed. With SSE4.2 the sender's CRC runs at ≈ 24 GB/s and the receiver's is
+        /// folded into the pass that reduces or copies the payload (software CRC elsewhere, ≈ 4 GB/s).
         public var checksumPayloads: Bool = true
         /// Collectives kept in the flight recorder.
         public var flightRecorderCapacity: Int = 64
