@@ -25,8 +25,6 @@ public struct RankCommand: Codable, Sendable {
     public var checksum: Bool?
     /// `bind`: kernel SNDBUF/RCVBUF bytes (ZMQTransport.Options.kernelBufferBytes).
     public var socketBufferBytes: Int32?
-    /// `bind`: pin the process's libzmq I/O thread to this CPU (`ZMQContext(ioThreadCPUs:)`).
-    public var ioThreadCPU: Int?
     /// `connect`: ProcessGroup.Options.segmentBytes.
     public var segmentBytes: Int?
     public var warmup: Int?

@@ -42,7 +42,7 @@ public final class RankWorker {
             }
             group = nil
             transport?.close()
-            if context == nil { context = try ZMQContext(ioThreadCPUs: c.ioThreadCPU.map { [$0] } ?? []) }
+            if context == nil { context = try ZMQContext() }
             var options = ZMQTransport.Options()
             if let bytes = c.socketBufferBytes { options.kernelBufferBytes = bytes }
             let t = try ZMQTransport(context: context!, rank: rank, worldSize: worldSize, bind: endpoint, options: options)

@@ -10,24 +10,14 @@ import Glibc
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
-    /// - Parameters:
-    ///   - ioThreads: libzmq I/O threads (zguide: about one per GB/s of traffic). 1 is best on small
-    ///     machines.
-    ///   - ioThreadCPUs: CPUs the I/O threads may run on (empty: anywhere). The I/O thread does the
-    ///     kernel's socket copies, most of a transfer's CPU time; on a host shared by several ranks,
-    ///     keeping each rank's I/O thread on its own CPU stops the scheduler from stacking them on
-    ///     one core (docs/benchmarks.md, "pinned I/O threads").
-    public init(ioThreads: Int = 1, ioThreadCPUs: [Int] = []) throws {
+    /// - Parameter ioThreads: libzmq I/O threads (zguide: about one per GB/s of traffic). 1 is best
+    ///   on small machines.
+    public init(ioThreads: Int = 1) throws {
         _ = Self.receiveBufferAllocator
         guard let h = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
         handle = h
         if zmq_ctx_set(h, ZMQ_IO_THREADS, Int32(ioThreads)) != 0 {
             let e = ZMQError.last("zmq_ctx_set", "ZMQ_IO_THREADS=\(ioThreads)")
-            zmq_ctx_term(h)
-            throw e
-        }
-        for cpu in ioThreadCPUs where zmq_ctx_set(h, ZMQ_THREAD_AFFINITY_CPU_ADD, Int32(cpu)) != 0 {
-            let e = ZMQError.last("zmq_ctx_set", "ZMQ_THREAD_AFFINITY_CPU_ADD=\(cpu)")
             zmq_ctx_term(h)
             throw e
         }

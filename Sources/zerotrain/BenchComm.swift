@@ -50,9 +50,6 @@ struct BenchComm: ParsableCommand {
     @Option(help: "Kernel socket buffer size in bytes for tcp/ipc (-1 = OS default).")
     var socketBuffer: Int32 = -1
 
-    @Flag(help: "Pin each rank's libzmq I/O thread to CPU (rank mod nproc) (tcp/ipc; inproc ranks share one context and stay unpinned).")
-    var pinIOThreads: Bool = false
-
     @Flag(help: "Send fp32 buffers as bf16 on the wire.")
     var bf16: Bool = false
 
@@ -164,7 +161,6 @@ struct BenchComm: ParsableCommand {
             bind.epoch = 1
             bind.jobID = 1
             bind.socketBufferBytes = socketBuffer
-            if pinIOThreads { bind.ioThreadCPU = rank % ProcessInfo.processInfo.activeProcessorCount }
             bind.endpoint = transport == "tcp" ? "tcp://127.0.0.1:*" : "ipc:///tmp/zerotrain-bench-\(tag)-\(rank)"
             let reply = try worker.call(bind, timeout: .seconds(30))
             guard reply.ok, let endpoint = reply.endpoint else { throw Self.failure(reply, rank) }
@@ -282,7 +278,7 @@ struct BenchComm: ParsableCommand {
             measurements.indices.first { measurements[$0].op == op && measurements[$0].bytes == bytes }.map { median(times[$0]) }
         }
         if !json {
-            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), wire \(bf16 ? "bf16" : "fp32")\(pinIOThreads ? ", I/O threads pinned" : ""), median of \(iterations) runs after \(warmup) warm-up\(interleave ? ", operations interleaved run by run" : "")")
+            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), wire \(bf16 ? "bf16" : "fp32"), median of \(iterations) runs after \(warmup) warm-up\(interleave ? ", operations interleaved run by run" : "")")
             print("# p2p = ring exchange of the bytes each rank sends in the collective; ratio = busbw / p2p")
             print(String(repeating: " ", count: 1) + pad("bytes", 12) + pad("operation", 15) + pad("time(us)", 12)
                   + pad("algbw(GB/s)", 13) + pad("busbw(GB/s)", 13) + pad("p2p(GB/s)", 11) + pad("ratio", 8))
