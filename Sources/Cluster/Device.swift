@@ -69,10 +69,10 @@ final class Device: @unchecked Sendable {
         let trainer: Trainer
         do {
             let pool = ThreadPool(threads: s.threads)
-            let ledger = try Trainer.reserveMemory(config: s.config, rank: s.rank, worldSize: s.worldSize)
+            let ledger = try Trainer.reserveMemory(config: s.config, rank: s.rank, worldSize: s.worldSize, stage: s.config.zero.stage)
             memorySnapshot = ledger.snapshot
             // The model is built first: the gradient engine needs its buffer.
-            let model = try Trainer.makeModel(config: s.config, pool: pool, worldSize: s.worldSize)
+            let model = try Trainer.makeModel(config: s.config, pool: pool, stage: s.config.zero.stage)
             let box = s.transport
             let counter = self.counter
             let engine = RingDataParallel(

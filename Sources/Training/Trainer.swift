@@ -54,15 +54,15 @@ public final class Trainer {
         self.config = config
         let t = config.training
         let worldSize = sync?.worldSize ?? 1
-        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: worldSize)
+        stage = sync == nil ? 0 : config.zero.stage
+        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: worldSize, stage: stage)
         self.pool = pool ?? ThreadPool(threads: t.threads)
         if let existing {
             model = existing
         } else {
             GEMM.setThreads(t.threads)
-            model = try Self.makeModel(config: config, pool: self.pool, worldSize: worldSize)
+            model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
         }
-        stage = sync == nil ? 0 : config.zero.stage
         let table = model.table
         let partition = plan ?? PartitionPlan(table: table, worldSize: worldSize)
         do {
@@ -113,10 +113,11 @@ public final class Trainer {
     /// Shards of every stage (ZeRO 1–3) and tiers (offload) are accounted per rank: device bytes
     /// against the budget, host and disk bytes separately. Stage 2–3 working buffers (region
     /// gradients being reduced, gathered parameters) enter the ledger when they are allocated.
-    public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int) throws -> MemoryLedger {
+    /// `stage` is the ZeRO stage in effect: `zero.stage` under the cluster (any number of ranks,
+    /// so one rank can run stage 3 with offload), 0 for a single `zerotrain train` process.
+    public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int, stage: Int) throws -> MemoryLedger {
         let ledger = MemoryLedger(capacity: config.device?.capacity, rank: rank)
         let psi = ParameterTable(config: config.model).count
-        let stage = worldSize > 1 ? config.zero.stage : 0
         let shard = stage >= 1 ? (psi + worldSize - 1) / worldSize : psi
         let z = config.zero
         func advice() -> String {
@@ -143,10 +144,9 @@ public final class Trainer {
     }
 
     /// The model of a fresh run: initialised from `training.init_from` or from the seed. At ZeRO
-    /// stage 3 (with several ranks) it holds no parameters — the trainer initialises the rank's
-    /// shard — and at stages 2–3 no gradients.
-    public static func makeModel(config: TrainConfig, pool: ThreadPool, worldSize: Int = 1) throws -> Transformer {
-        let stage = worldSize > 1 ? config.zero.stage : 0
+    /// stage 3 it holds no parameters — the trainer initialises the rank's shard — and at stages
+    /// 2–3 no gradients. `stage` as for `reserveMemory`.
+    public static func makeModel(config: TrainConfig, pool: ThreadPool, stage: Int = 0) throws -> Transformer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: stage < 3, ownsGradients: stage < 2)
         if stage < 3 {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)

@@ -54,7 +54,7 @@ enum InProcessCluster {
 
     private static func rank(_ rank: Int, of n: Int, config: TrainConfig, steps: Int, fabric: InMemoryFabric) throws -> Run {
         let pool = ThreadPool(threads: 1)
-        let model = try Trainer.makeModel(config: config, pool: pool, worldSize: n)
+        let model = try Trainer.makeModel(config: config, pool: pool, stage: config.zero.stage)
         let counting = CountingTransport(fabric.transport(rank: rank))
         let sync = RingDataParallel(rank: rank, worldSize: n, gradients: model.gradients, bucketElements: 1 << 14,
                                     timeout: .seconds(60)) {

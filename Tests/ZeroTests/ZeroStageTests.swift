@@ -54,7 +54,7 @@ struct ZeroStageTests {
         let steps = 20
         let reference = try InProcessCluster.train(try Self.config(moe: moe, accumulation: 6), ranks: 1, steps: steps)
         let table = ParameterTable(config: try Self.config(moe: moe, accumulation: 1).model)
-        for n in [2, 3] {
+        for n in [1, 2, 3] {
             for (stage, optimizer, params) in Self.options {
                 let label = "\(moe ? "moe" : "dense") N=\(n) stage \(stage) optimizer→\(optimizer) params→\(params)"
                 let run = try InProcessCluster.train(try Self.config(moe: moe, stage: stage, accumulation: 6 / n,
