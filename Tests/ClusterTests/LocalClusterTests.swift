@@ -139,6 +139,23 @@ import Zero
             #expect(l.count == 10)
             for (x, y) in zip(l, reference[10...]) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(name) resumed: loss \(x) vs \(y)") }
         }
+        // Stage 3 on 3 workers with the optimizer state and the parameter shards in the disk tier:
+        // the same losses, and the memory-mapped files are gone when the job ends.
+        let offload = root.appendingPathComponent("nvme")
+        let diskText = try Self.shipped("tiny.yaml", accumulation: 2)
+            + "zero: {stage: 3, offload_optimizer: disk, offload_params: disk, param_persistence_threshold: 0, offload_dir: \(offload.path)}\n"
+        let (disk, diskDir) = try local(root, "s3disk", config: diskText, workers: 3)
+        #expect(disk.status == 0, "\(disk.stderr)")
+        let diskLosses = try Self.losses(diskDir)
+        #expect(diskLosses.count == 20)
+        for (x, y) in zip(diskLosses, reference) { #expect(abs(x - y) <= 1e-5 * abs(y), "disk offload: loss \(x) vs \(y)") }
+        let diskMetrics = try String(contentsOf: diskDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let diskLast = try JSONSerialization.jsonObject(with: Data(diskMetrics.split(separator: "\n").last!.utf8)) as! [String: Any]
+        for m in diskLast["memory_per_rank"] as! [[String: Any]] {
+            let onDisk = (m["offloaded"] as! [String: [String: Int]])["disk"] ?? [:]
+            #expect((onDisk["optimizer"] ?? 0) > 0 && (onDisk["params"] ?? 0) > 0, "\(onDisk)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: offload.path)) ?? []).isEmpty)
         #expect(Self.leftovers(root).isEmpty)
     }
 
