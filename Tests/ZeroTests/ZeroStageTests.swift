@@ -39,7 +39,7 @@ struct ZeroStageTests {
 
     /// stage, optimizer tier, parameter tier.
     static let options: [(Int, String, String)] = [
-        (0, "none", "none"), (1, "none", "none"), (1, "host", "none"), (2, "none", "none"), (2, "host", "none"),
+        (0, "none", "none"), (0, "host", "none"), (1, "none", "none"), (1, "host", "none"), (2, "none", "none"), (2, "host", "none"),
         (3, "none", "none"), (3, "host", "none"), (3, "host", "host"), (3, "disk", "disk"),
     ]
 

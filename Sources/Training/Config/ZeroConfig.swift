@@ -10,8 +10,9 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
     /// during backward, each rank keeping only its shard. 3: as 2, and parameters are sharded too,
     /// gathered region by region just before use and freed after.
     public var stage = 0
-    /// Where AdamW's moments (and at stage 3 the master parameter shard they update) live:
-    /// none (device), host (worker memory, NUMA-local), disk (memory-mapped files in `offload_dir`).
+    /// Where AdamW's moments live: none (device), host (worker memory, NUMA-local), disk
+    /// (memory-mapped files in `offload_dir`). In fp32 training the parameters are the master
+    /// weights; at stage 3 `offload_params` moves the rank's parameter shard as well.
     public var offloadOptimizer: OffloadTier = .none
     /// Stage 3: where the rank's parameter shard lives between gathers (none, host or disk; not
     /// further out than `offload_optimizer`).
