@@ -123,7 +123,7 @@ public final class Trainer {
         func advice() -> String {
             let next: String
             switch stage {
-            case 0 where worldSize > 1: next = "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ)"
+            case 0 where worldSize > 1: next = "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ), stage 3 all model states (16Ψ/N)"
             case 1, 2: next = "zero.stage 3 shards the parameters too (16Ψ/N per rank), and zero.offload_optimizer: host moves the AdamW moments off the device"
             case 3 where z.offloadOptimizer == .none: next = "zero.offload_optimizer: host (and offload_params: host) moves the optimizer state (and parameters) off the device"
             default: next = "use more ranks, or a smaller training.micro_batch_size or data.seq_len"
@@ -295,7 +295,7 @@ public final class Trainer {
     /// Writes a checkpoint of the current state under `directory`/step-NNNNNNNN and points
     /// `directory`/latest at it. The folder is written under a temporary name and renamed, so
     /// a crash mid-write never leaves a partial checkpoint behind a valid name.
-    /// With sharded optimizer state (ZeRO 1–2) every rank must call this (the state is gathered
+    /// With sharded state (ZeRO 1–3) every rank must call this (the state is gathered
     /// first); only rank 0 writes. The files always hold the full state, so a checkpoint resumes
     /// at any stage and on any number of ranks.
     @discardableResult
