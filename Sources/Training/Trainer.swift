@@ -117,7 +117,8 @@ public final class Trainer {
     /// so one rank can run stage 3 with offload), 0 for a single `zerotrain train` process.
     public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int, stage: Int) throws -> MemoryLedger {
         let ledger = MemoryLedger(capacity: config.device?.capacity, rank: rank)
-        let psi = ParameterTable(config: config.model).count
+        let table = ParameterTable(config: config.model)
+        let psi = table.count
         let shard = stage >= 1 ? (psi + worldSize - 1) / worldSize : psi
         let z = config.zero
         func advice() -> String {
@@ -139,6 +140,15 @@ public final class Trainer {
         try ledger.allocate(activations, .activations, what: "the activations of one micro-batch", advice: advice())
         if worldSize > 1 && stage < 2 {
             try ledger.allocate(2 * Int(config.cluster.bucketMB * 1_048_576), .comm, what: "the communication buckets", advice: advice())
+        }
+        if stage >= 2 {
+            // Allocated while training (ShardedResidency): at most two regions' gradients, and at
+            // stage 3 the region in use plus those prefetched. Checked now, entered when allocated.
+            let region = table.regions.map(\.count).max() ?? 0
+            let gathered = stage >= 3 ? (z.prefetchDepth + 1) * region : 0
+            try ledger.require(4 * (2 * region + gathered), stage >= 3 ? .gathered : .comm,
+                               what: "the stage \(stage) working set (region gradients being reduced\(stage >= 3 ? ", gathered parameters" : ""))",
+                               advice: advice())
         }
         return ledger
     }

@@ -42,17 +42,31 @@ public final class MemoryLedger: @unchecked Sendable {
             offloadedPeak[tier] = max(offloadedPeak[tier, default: 0], offloaded[tier]!.values.reduce(0, +))
             return
         }
+        try checkFits(bytes, category, what: what, advice: advice())
         let total = current.values.reduce(0, +)
-        if let capacity, total + bytes > capacity {
-            let consumers = Category.allCases.map { ($0, current[$0, default: 0] + ($0 == category ? bytes : 0)) }
-                .filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
-                .map { "\($0.0.rawValue) \(ByteSize.format($0.1))" }.joined(separator: ", ")
-            let hint = advice()
-            throw ZeroError(.runtime, "out of device memory on rank \(rank): \(what) needs \(ByteSize.format(bytes)) (\(category.rawValue)) but only \(ByteSize.format(max(0, capacity - total))) of \(ByteSize.format(capacity)) is left; top consumers: \(consumers)" + (hint.isEmpty ? "" : "; \(hint)"))
-        }
         current[category, default: 0] += bytes
         peak[category] = max(peak[category, default: 0], current[category, default: 0])
         peakTotal = max(peakTotal, total + bytes)
+    }
+
+    /// Throws the same out-of-memory error as `allocate` if `bytes` more of `category` would not
+    /// fit now, without entering them: a pre-flight check for buffers allocated later (the stage
+    /// 2–3 working set), so a configuration fails before training starts rather than at step 1.
+    public func require(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String = "") throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkFits(bytes, category, what: what, advice: advice())
+    }
+
+    /// Call with `lock` held.
+    private func checkFits(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String) throws {
+        let total = current.values.reduce(0, +)
+        guard let capacity, total + bytes > capacity else { return }
+        let consumers = Category.allCases.map { ($0, current[$0, default: 0] + ($0 == category ? bytes : 0)) }
+            .filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
+            .map { "\($0.0.rawValue) \(ByteSize.format($0.1))" }.joined(separator: ", ")
+        let hint = advice()
+        throw ZeroError(.runtime, "out of device memory on rank \(rank): \(what) needs \(ByteSize.format(bytes)) (\(category.rawValue)) but only \(ByteSize.format(max(0, capacity - total))) of \(ByteSize.format(capacity)) is left; top consumers: \(consumers)" + (hint.isEmpty ? "" : "; \(hint)"))
     }
 
     public func release(_ bytes: Int, _ category: Category, tier: MemoryTier = .device) {

@@ -142,4 +142,20 @@ struct ZeroMemoryTests {
             }
         }
     }
+
+    /// A budget that holds the stage-3 shards and activations but not the working set (two region
+    /// gradients, the gathered region and the one prefetched) is refused before training starts.
+    @Test func stageThreeWorkingSetIsCheckedUpFront() throws {
+        var config = try Self.config(stage: 3)
+        let table = ParameterTable(config: config.model), n = 2
+        let s = (table.count + n - 1) / n, region = table.regions.map(\.count).max()!
+        let fixed = 16 * s + Transformer.activationBytes(config: config.model, batch: 1, seqLen: 16)
+        config.device = DeviceConfig(profile: "custom", memory: fixed + 4 * 3 * region)
+        #expect { _ = try Trainer.reserveMemory(config: config, rank: 0, worldSize: n, stage: 3) } throws: {
+            "\($0)".contains("out of device memory on rank 0: the stage 3 working set")
+        }
+        config.device = DeviceConfig(profile: "custom", memory: fixed + 4 * 4 * region)
+        let ledger = try Trainer.reserveMemory(config: config, rank: 0, worldSize: n, stage: 3)
+        #expect(ledger.snapshot.peak["gathered"] == nil, "checked, not entered")
+    }
 }
