@@ -20,14 +20,14 @@ struct Plan: ParsableCommand {
     @Option(name: .long, help: "Devices (ranks) in the job.")
     var devices: String
 
-    @Option(name: .long, help: "Device profile (a100-40g, a100-80g, h100-80g, custom).")
-    var profile: String = DeviceProfile.a100_80g.rawValue
+    @Option(name: .long, help: "Device profile (a100-40g, a100-80g, h100-80g, custom; default: the config's device: section, else a100-80g).")
+    var profile: String?
 
     @Option(name: .customLong("device-memory"), help: "Bytes per device, e.g. 40G or 80GiB (overrides the profile's size).")
     var deviceMemory: String?
 
-    @Option(name: .long, help: "Factor in (0, 1] applied to the device capacity.")
-    var scale: String = "1"
+    @Option(name: .long, help: "Factor in (0, 1] applied to the device capacity (default 1).")
+    var scale: String?
 
     @Option(name: .customLong("host-memory"), help: "Bytes of memory per host for offloaded state (default: this machine's memory).")
     var hostMemory: String?
@@ -71,10 +71,13 @@ struct Plan: ParsableCommand {
     private func report() throws {
         let train = try TrainConfig.load(path: config)
         let n = try count(devices, "devices")
-        guard let s = Double(scale.trimmingCharacters(in: .whitespaces)) else {
-            throw ConfigError("--scale: expected a number in (0, 1], got \"\(scale)\"")
+        guard let s = Double((scale ?? "1").trimmingCharacters(in: .whitespaces)) else {
+            throw ConfigError("--scale: expected a number in (0, 1], got \"\(scale ?? "")\"")
         }
-        let device = DeviceConfig(profile: profile, memory: try deviceMemory.map { try bytes($0, "device-memory") }, scale: s)
+        // The config's own budget unless the command line gives one.
+        let fromConfig = profile == nil && deviceMemory == nil && scale == nil ? train.device : nil
+        let device = try fromConfig ?? DeviceConfig(profile: profile ?? DeviceProfile.a100_80g.rawValue,
+                                                    memory: deviceMemory.map { try bytes($0, "device-memory") }, scale: s)
         do {
             try device.validate(path: "device")
         } catch let e as ZeroError {

@@ -112,4 +112,24 @@ import Testing
         let refHeader = try JSONSerialization.jsonObject(with: refData.subdata(in: 8..<(8 + rn))) as! [String: Any]
         #expect(Set(header.keys.filter { $0 != "__metadata__" }) == Set(refHeader.keys.filter { $0 != "__metadata__" }))
     }
+
+    /// `plan` sizes the config's own `device:` budget when no device option is given.
+    @Test func planUsesTheConfigsDeviceBudget() throws {
+        let config = CLI.repo.appendingPathComponent("configs/tiny-zero3.yaml").path
+        let r = try CLI.run(["plan", "--config", config, "--devices", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let plan = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let input = plan["input"] as! [String: Any]
+        #expect(input["deviceCapacity"] as? Int == 2 << 20)
+        let rows = plan["rows"] as! [[String: Any]]
+        let fits = { (stage: Int, optimizer: String) in
+            rows.first { ($0["option"] as! [String: Any])["stage"] as? Int == stage
+                && ($0["option"] as! [String: Any])["optimizer"] as? String == optimizer
+                && ($0["option"] as! [String: Any])["params"] as? String == "none" }?["fits"] as? Bool
+        }
+        #expect(fits(0, "none") == false && fits(3, "host") == true)
+        let overridden = try CLI.run(["plan", "--config", config, "--devices", "2", "--profile", "a100-40g", "--json"])
+        let big = try JSONSerialization.jsonObject(with: Data(overridden.stdout.utf8)) as! [String: Any]
+        #expect((big["input"] as! [String: Any])["deviceCapacity"] as? Int == 40 << 30)
+    }
 }
