@@ -65,6 +65,10 @@ public struct ParameterTable: Sendable {
     public let entries: [ParameterEntry]
     /// Total elements (Ψ).
     public let count: Int
+    /// The flat buffer cut where the model uses it, in order: the embedding (region 0), block l
+    /// (region l + 1), the head — final norm and LM head — (region L + 1). ZeRO stage 3 gathers
+    /// and releases parameters region by region; stages 2–3 reduce gradients region by region.
+    public let regions: [Range<Int>]
     private let byKey: [Key: Int]
     private let byName: [String: Int]
 
@@ -119,6 +123,16 @@ public struct ParameterTable: Sendable {
         if !config.tieEmbeddings { add(.lmHead, [v, c]) }
         self.entries = entries
         self.count = offset
+        // Entries are in region order (embedding, block 0 … L−1, head): cut where the layer changes.
+        var regions = [entries[0].offset..<(entries[0].offset + entries[0].count)]
+        var start = regions[0].upperBound
+        for l in 0..<config.numLayers {
+            let end = entries.last { $0.layer == l }.map { $0.offset + $0.count } ?? start
+            regions.append(start..<end)
+            start = end
+        }
+        regions.append(start..<offset)
+        self.regions = regions
         var byKey: [Key: Int] = [:], byName: [String: Int] = [:]
         for (n, e) in entries.enumerated() {
             byKey[Key(kind: e.kind, layer: e.layer, expert: e.expert)] = n
@@ -137,30 +151,14 @@ public struct ParameterTable: Sendable {
 
     /// The contiguous range of block `layer`'s tensors in the flat buffer.
     public func layerRange(_ layer: Int) -> Range<Int> {
-        let inLayer = entries.filter { $0.layer == layer }
-        guard let first = inLayer.first, let last = inLayer.last else { return 0..<0 }
-        return first.offset..<(last.offset + last.count)
+        layer >= 0 && layer + 2 < regions.count ? regions[layer + 1] : 0..<0
     }
 
     /// The tensors after the blocks (final norm, LM head), to the end of the buffer.
-    public var headRange: Range<Int> {
-        let first = entries.first { $0.layer < 0 && $0.kind != .embedding }!
-        return first.offset..<count
-    }
+    public var headRange: Range<Int> { regions[regions.count - 1] }
 
     /// The embedding matrix.
-    public var embeddingRange: Range<Int> {
-        let e = entries[0]
-        return e.offset..<(e.offset + e.count)
-    }
-
-    /// The flat buffer cut where the model uses it, in order: the embedding (region 0), block l
-    /// (region l + 1), the head — final norm and LM head — (region L + 1). ZeRO stage 3 gathers
-    /// and releases parameters region by region; stages 2–3 reduce gradients region by region.
-    public var regions: [Range<Int>] {
-        let layers = (entries.map(\.layer).max() ?? -1) + 1
-        return [embeddingRange] + (0..<layers).map(layerRange) + [headRange]
-    }
+    public var embeddingRange: Range<Int> { regions[0] }
 
     /// The region a tensor belongs to (see `regions`).
     @inline(__always) public func region(_ kind: TensorKind, layer: Int, layers: Int) -> Int {

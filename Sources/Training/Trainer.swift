@@ -144,7 +144,7 @@ public final class Trainer {
         if stage >= 2 {
             // Allocated while training (ShardedResidency): at most two regions' gradients, and at
             // stage 3 the region in use plus those prefetched. Checked now, entered when allocated.
-            let region = table.regions.map(\.count).max() ?? 0
+            let region = MemoryPlanner.largestUnit(table)
             let gathered = stage >= 3 ? (z.prefetchDepth + 1) * region : 0
             try ledger.require(4 * (2 * region + gathered), stage >= 3 ? .gathered : .comm,
                                what: "the stage \(stage) working set (region gradients being reduced\(stage >= 3 ? ", gathered parameters" : ""))",

@@ -254,12 +254,7 @@ public enum MemoryPlanner {
 
     /// Elements of the largest unit stage 3 gathers at once: a block, the embedding, or the head.
     public static func largestUnit(_ table: ParameterTable) -> Int {
-        var units = [table.embeddingRange.count, table.headRange.count]
-        var layer = 0
-        var blockCounts: [Int: Int] = [:]
-        for e in table.entries where e.layer >= 0 { blockCounts[e.layer, default: 0] += e.count }
-        while let c = blockCounts[layer] { units.append(c); layer += 1 }
-        return units.max() ?? 0
+        table.regions.map(\.count).max() ?? 0
     }
 
     public static func plan(_ input: PlannerInput) throws -> MemoryPlan {
