@@ -37,9 +37,7 @@ public final class Transformer {
     public var residency: ParameterResidency?
     let rope: RotaryEmbedding
     private var acts: Activations?
-    /// First element of every region, and where each region's parameters / gradients are now.
-    private let regionRanges: [Range<Int>]
-    private let regionStarts: [Int]
+    /// Where each region's parameters and gradients are now (the region's first element).
     private var parameterBase: [UnsafeMutablePointer<Float>?]
     private var gradientBase: [UnsafeMutablePointer<Float>?]
     /// Regions this micro-batch acquires, in order, and how many it has acquired so far.
@@ -62,10 +60,8 @@ public final class Transformer {
         self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
         self.pool = pool
         self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
-        regionRanges = table.regions
-        regionStarts = regionRanges.map(\.lowerBound)
-        parameterBase = Array(repeating: nil, count: regionStarts.count)
-        gradientBase = Array(repeating: nil, count: regionStarts.count)
+        parameterBase = Array(repeating: nil, count: table.regions.count)
+        gradientBase = Array(repeating: nil, count: table.regions.count)
     }
 
     // MARK: initialisation
@@ -88,8 +84,9 @@ public final class Transformer {
             let dst = scratch?.buffer ?? UnsafeMutableBufferPointer(start: out + (e.offset - elements.lowerBound), count: e.count)
             defer {
                 if let scratch {
-                    let lo = max(e.offset, elements.lowerBound), hi = min(e.offset + e.count, elements.upperBound)
-                    (out + (lo - elements.lowerBound)).update(from: scratch.pointer + (lo - e.offset), count: hi - lo)
+                    let overlap = (e.offset..<(e.offset + e.count)).clamped(to: elements)
+                    (out + (overlap.lowerBound - elements.lowerBound)).update(from: scratch.pointer + (overlap.lowerBound - e.offset),
+                                                                              count: overlap.count)
                 }
             }
             switch e.kind {
@@ -111,12 +108,12 @@ public final class Transformer {
 
     @inline(__always) func param(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
         let r = table.region(kind, layer: layer, layers: config.numLayers)
-        return parameterBase[r]! + (table.offset(kind, layer: layer, expert: expert) - regionStarts[r])
+        return parameterBase[r]! + (table.offset(kind, layer: layer, expert: expert) - table.regions[r].lowerBound)
     }
 
     @inline(__always) func grad(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<Float> {
         let r = table.region(kind, layer: layer, layers: config.numLayers)
-        return gradientBase[r]! + (table.offset(kind, layer: layer, expert: expert) - regionStarts[r])
+        return gradientBase[r]! + (table.offset(kind, layer: layer, expert: expert) - table.regions[r].lowerBound)
     }
 
     // MARK: regions
@@ -126,7 +123,7 @@ public final class Transformer {
     /// when backward follows, blocks L … 1 again.
     private func beginPass(training: Bool) {
         releaseHeld()
-        let last = regionStarts.count - 1
+        let last = table.regions.count - 1
         accessOrder = Array(0...last) + (config.tieEmbeddings ? [0] : []) + (training ? Array((1..<last).reversed()) : [])
         accessed = 0
     }
@@ -134,7 +131,7 @@ public final class Transformer {
     /// Makes region `r`'s parameters available (from the residency, or the model's own buffer).
     private func acquire(_ r: Int) throws {
         guard let residency else {
-            parameterBase[r] = parameters.pointer + regionStarts[r]
+            parameterBase[r] = parameters.pointer + table.regions[r].lowerBound
             return
         }
         if held.contains(r) { return }
@@ -155,13 +152,13 @@ public final class Transformer {
     }
 
     private func gradientRegion(_ r: Int) throws {
-        gradientBase[r] = try residency?.gradients(r) ?? gradients.pointer + regionStarts[r]
+        gradientBase[r] = try residency?.gradients(r) ?? gradients.pointer + table.regions[r].lowerBound
     }
 
     private func gradientsDone(_ r: Int, _ gradientsReady: ((Range<Int>) -> Void)?) throws {
         try residency?.gradientsDone(r)
         if residency != nil { gradientBase[r] = nil }
-        gradientsReady?(regionRanges[r])
+        gradientsReady?(table.regions[r])
     }
 
     private func moePointers(layer l: Int, gradients: Bool) -> MoEPointers {

@@ -84,16 +84,21 @@ public final class ShardedResidency: ParameterResidency, @unchecked Sendable {
     }
 
     /// The pieces of region `r` each rank owns.
-    private func chunks(_ r: Int) -> [Int] {
-        let region = regions[r]
-        return shards.map { max(0, min($0.upperBound, region.upperBound) - max($0.lowerBound, region.lowerBound)) }
-    }
+    private func chunks(_ r: Int) -> [Int] { shards.map { regions[r].clamped(to: $0).count } }
 
     /// This rank's part of region `r`, in flat-buffer coordinates.
-    private func ownPart(_ r: Int) -> Range<Int> {
-        let region = regions[r]
-        let lo = max(shard.lowerBound, region.lowerBound), hi = min(shard.upperBound, region.upperBound)
-        return lo < hi ? lo..<hi : lo..<lo
+    private func ownPart(_ r: Int) -> Range<Int> { regions[r].clamped(to: shard) }
+
+    /// Places this rank's part of region `r` from `parameterShard` into `whole` (the region's full
+    /// buffer) and queues the all-gather that fills in the other ranks' parts; returns its ticket.
+    private func queueGather(_ r: Int, into whole: FloatBuffer, from source: TierBuffer) -> Int {
+        let region = regions[r], own = ownPart(r)
+        (whole.pointer + (own.lowerBound - region.lowerBound)).update(from: source.pointer + (own.lowerBound - shard.lowerBound),
+                                                                      count: own.count)
+        let chunks = chunks(r), timeout = timeout
+        nonisolated(unsafe) let target = whole.buffer
+        lastTicket = comm.submit { group in try group.allGather(target, chunks: chunks, deadline: .now + timeout) }
+        return lastTicket
     }
 
     // MARK: parameters (stage 3)
@@ -124,31 +129,15 @@ public final class ShardedResidency: ParameterResidency, @unchecked Sendable {
         try ledger.allocate(4 * region.count, .gathered, what: "the gathered parameters of region \(r)",
                             advice: "lower zero.prefetch_depth or zero.max_live_parameters")
         let buffer = FloatBuffer(count: region.count)
-        let own = ownPart(r)
-        (buffer.pointer + (own.lowerBound - region.lowerBound)).update(from: source.pointer + (own.lowerBound - shard.lowerBound),
-                                                                       count: own.count)
-        let chunks = chunks(r), timeout = timeout
-        nonisolated(unsafe) let target = buffer.buffer
-        let ticket = comm.submit { group in
-            try group.allGather(target, chunks: chunks, deadline: .now + timeout)
-        }
-        lastTicket = ticket
         liveElements += region.count
-        gathered[r] = Gathered(buffer: buffer, ticket: ticket)
+        gathered[r] = Gathered(buffer: buffer, ticket: queueGather(r, into: buffer, from: source))
     }
 
     /// After the optimizer updated `parameterShard`: refreshes the regions kept whole (stage 3).
     /// Also call it once before the first step. A collective: every rank calls it.
     public func parametersUpdated() throws {
         guard let parameterShard else { return }
-        for r in persistent.keys.sorted() {
-            let whole = persistent[r]!, region = regions[r], own = ownPart(r)
-            (whole.pointer + (own.lowerBound - region.lowerBound)).update(from: parameterShard.pointer + (own.lowerBound - shard.lowerBound),
-                                                                          count: own.count)
-            let chunks = chunks(r), timeout = timeout
-            nonisolated(unsafe) let target = whole.buffer
-            lastTicket = comm.submit { group in try group.allGather(target, chunks: chunks, deadline: .now + timeout) }
-        }
+        for r in persistent.keys.sorted() { _ = queueGather(r, into: persistent[r]!, from: parameterShard) }
         try comm.wait(lastTicket)
     }
 
