@@ -11,6 +11,17 @@ public enum MemoryTier: String, Codable, Sendable, CaseIterable {
     case disk
 }
 
+extension OffloadTier {
+    /// The tier state offloaded this way lives in (`none` stays on the device).
+    public var memoryTier: MemoryTier {
+        switch self {
+        case .none: .device
+        case .host: .host
+        case .disk: .disk
+        }
+    }
+}
+
 /// An owned, zero-initialised block of `Float`s in one memory tier. Device and host buffers are
 /// ordinary anonymous memory (host buffers through `numa_alloc_local` on multi-node machines);
 /// a disk buffer is a file under `directory`, mapped shared, deleted again when the buffer goes.
@@ -29,12 +40,6 @@ public final class TierBuffer: @unchecked Sendable {
         self.count = count
         bytes = max(count, 1) * MemoryLayout<Float>.stride
         switch tier {
-        case .device:
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-            file = nil
-            release = { raw.deallocate() }
         case .host where NUMAPlacement.nodeCount > 1:
             let size = bytes
             guard let raw = numa_alloc_local(size) else {
@@ -44,7 +49,7 @@ public final class TierBuffer: @unchecked Sendable {
             pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
             file = nil
             release = { numa_free(raw, size) }
-        case .host:
+        case .device, .host:
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))

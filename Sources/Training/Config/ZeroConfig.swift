@@ -81,16 +81,8 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
     }
 
     /// The tier of the optimizer state and of the stage-3 parameter shard.
-    public var optimizerTier: MemoryTier { Self.memoryTier(offloadOptimizer) }
-    public var parameterTier: MemoryTier { Self.memoryTier(offloadParams) }
-
-    static func memoryTier(_ t: OffloadTier) -> MemoryTier {
-        switch t {
-        case .none: .device
-        case .host: .host
-        case .disk: .disk
-        }
-    }
+    public var optimizerTier: MemoryTier { offloadOptimizer.memoryTier }
+    public var parameterTier: MemoryTier { offloadParams.memoryTier }
 
     public var offloadDirectory: URL? { offloadDir.map { URL(fileURLWithPath: $0) } }
 }
