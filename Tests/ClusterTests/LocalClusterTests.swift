@@ -16,12 +16,14 @@ import Zero
         """
     }
 
-    static func losses(_ runDir: URL) throws -> [Float] {
+    /// Every metrics.jsonl record of a run, in order.
+    static func records(_ runDir: URL) throws -> [[String: Any]] {
         let text = try String(contentsOf: runDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        return try text.split(separator: "\n").map {
-            let o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
-            return (o["loss"] as! NSNumber).floatValue
-        }
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    static func losses(_ runDir: URL) throws -> [Float] {
+        try records(runDir).map { ($0["loss"] as! NSNumber).floatValue }
     }
 
     /// Processes of this test's run directory that are still alive.
@@ -116,8 +118,7 @@ import Zero
             // (all-reduce, or reduce-scatter + all-gather); stages 2–3 reduce-scatter every
             // micro-batch (A·Ψ(N−1)/N); stage 2 all-gathers Ψ(N−1)/N after the update, stage 3
             // gathers every region before forward and every block again before backward.
-            let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-            let last = try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last!.utf8)) as! [String: Any]
+            let last = try Self.records(dir).last!
             let perRank = last["bytes_sent_per_rank"] as! [[String: Int]]
             #expect(perRank.count == workers)
             let blocks = Double(table.regions.dropFirst().dropLast().map(\.count).reduce(0, +))
@@ -149,8 +150,7 @@ import Zero
         let diskLosses = try Self.losses(diskDir)
         #expect(diskLosses.count == 20)
         for (x, y) in zip(diskLosses, reference) { #expect(abs(x - y) <= 1e-5 * abs(y), "disk offload: loss \(x) vs \(y)") }
-        let diskMetrics = try String(contentsOf: diskDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        let diskLast = try JSONSerialization.jsonObject(with: Data(diskMetrics.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let diskLast = try Self.records(diskDir).last!
         for m in diskLast["memory_per_rank"] as! [[String: Any]] {
             let onDisk = (m["offloaded"] as! [String: [String: Int]])["disk"] ?? [:]
             #expect((onDisk["optimizer"] ?? 0) > 0 && (onDisk["params"] ?? 0) > 0, "\(onDisk)")
@@ -202,8 +202,7 @@ import Zero
         let zero = "zero: {stage: 3, offload_optimizer: host, param_persistence_threshold: 0}\n"
         let (ok, dir) = try local(root, "stage3", config: base + device + zero, workers: n)
         #expect(ok.status == 0, "\(ok.stderr)")
-        let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        let last = try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let last = try Self.records(dir).last!
         let memory = last["memory_per_rank"] as! [[String: Any]]
         #expect(memory.count == n)
         for m in memory {
