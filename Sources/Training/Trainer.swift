@@ -145,7 +145,7 @@ public final class Trainer {
             // Allocated while training (ShardedResidency): at most two regions' gradients, and at
             // stage 3 the region in use plus those prefetched. Checked now, entered when allocated.
             let region = MemoryPlanner.largestUnit(table)
-            let gathered = stage >= 3 ? (z.prefetchDepth + 1) * region : 0
+            let gathered = stage >= 3 ? z.regionsGatheredAtOnce * region : 0
             try ledger.require(4 * (2 * region + gathered), stage >= 3 ? .gathered : .comm,
                                what: "the stage \(stage) working set (region gradients being reduced\(stage >= 3 ? ", gathered parameters" : ""))",
                                advice: advice())

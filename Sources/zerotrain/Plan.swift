@@ -93,7 +93,7 @@ struct Plan: ParsableCommand {
             devices: n, deviceCapacity: device.capacity, hostMemory: host,
             devicesPerHost: try count(devicesPerHost, "devices-per-host"),
             bucketBytes: Int(train.cluster.bucketMB * Double(ByteSize.mebibyte)),
-            prefetchDepth: train.zero.prefetchDepth + 1)
+            prefetchDepth: train.zero.regionsGatheredAtOnce)
         let plan = try MemoryPlanner.plan(input)
         if json {
             let encoder = JSONEncoder()

@@ -106,7 +106,7 @@ struct ZeroMemoryTests {
             let run = try InProcessCluster.train(config, ranks: n, steps: 2)
             let plan = try MemoryPlanner.plan(PlannerInput(
                 model: config.model, microBatchSize: 1, seqLen: 16, devices: n, deviceCapacity: 1 << 40, hostMemory: 1 << 40,
-                bucketBytes: Int(config.cluster.bucketMB * 1_048_576), prefetchDepth: config.zero.prefetchDepth + 1))
+                bucketBytes: Int(config.cluster.bucketMB * 1_048_576), prefetchDepth: config.zero.regionsGatheredAtOnce))
             let estimate = Double(plan.row(StageOption(stage: stage))!.device.total)
             for (rank, m) in run.memory.enumerated() {
                 let states = Double(m.peakModelStates)

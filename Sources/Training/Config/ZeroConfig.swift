@@ -80,6 +80,10 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// Stage 3: regions whose parameters are gathered at once at most (the one in use and those
+    /// prefetched) — the planner's "prefetch depth".
+    public var regionsGatheredAtOnce: Int { prefetchDepth + 1 }
+
     /// The tier of the optimizer state and of the stage-3 parameter shard.
     public var optimizerTier: MemoryTier { offloadOptimizer.memoryTier }
     public var parameterTier: MemoryTier { offloadParams.memoryTier }
