@@ -48,7 +48,7 @@ let package = Package(
         // Test helpers: runs the built zerotrain binary as real processes.
         .target(name: "ZeroTrainTestKit", path: "Sources/ZeroTrainTestKit"),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "ZeroTrainTestKit"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor"]),
     ]
 )

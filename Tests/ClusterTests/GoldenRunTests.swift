@@ -1,0 +1,109 @@
+import Checkpoint
+import Foundation
+import Testing
+import ZeroTrainTestKit
+
+/// Bit-for-bit guard for refactors that do not change the math (DESIGN decision 6): fixed runs of
+/// the shipped tiny configs — dense and MoE, on 1, 2 and 3 workers, at ZeRO stages 0–3, 20 steps —
+/// must reproduce the losses, aux losses, grad norms and learning rates recorded in
+/// Tests/Fixtures/golden exactly (same bits), and the final weights and AdamW moments must hash
+/// the same.
+///
+/// Re-record (only when a change is meant to change the numbers, and say so in the commit):
+/// `ZEROTRAIN_RECORD_GOLDEN=1 swift test -c release -Xswiftc -enable-testing --filter GoldenRunTests`.
+@Suite(.serialized) struct GoldenRunTests {
+    struct Golden: Codable, Equatable {
+        var config: String
+        var workers: Int
+        var stage: Int
+        /// Per step: the bit patterns of loss and aux loss (Float) and of grad norm and lr (Double), in hex.
+        var loss: [String]
+        var auxLoss: [String]
+        var gradNorm: [String]
+        var lr: [String]
+        /// FNV-1a 64 over the bits of every tensor of the final checkpoint, in file-name order.
+        var weights: String
+        var optimizer: String
+    }
+
+    static let record = ProcessInfo.processInfo.environment["ZEROTRAIN_RECORD_GOLDEN"] == "1"
+    static let directory = Fixtures.root.appendingPathComponent("golden")
+
+    /// The shipped config with 20 steps, one compute thread, every step logged, checkpoints in the run directory.
+    static func config(_ name: String, stage: Int, checkpoints: URL) throws -> String {
+        let text = try String(contentsOf: CLI.repo.appendingPathComponent("configs/\(name)"), encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            if line.hasPrefix("  total_steps:") { return "  total_steps: 20" }
+            if line.hasPrefix("  threads:") { return "  threads: 1" }
+            if line.hasPrefix("  checkpoint_dir:") { return "  checkpoint_dir: \(checkpoints.path)" }
+            return String(line)
+        }
+        return lines.joined(separator: "\n") + "\nzero: {stage: \(stage)}\n"
+    }
+
+    static func hex<T: FixedWidthInteger>(_ bits: T) -> String { String(bits, radix: 16) }
+
+    /// FNV-1a 64 over every tensor's raw little-endian bytes, tensors in name order.
+    static func digest(_ url: URL) throws -> String {
+        let file = try SafeTensorsFile(contentsOf: url)
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for entry in file.entries.sorted(by: { $0.name < $1.name }) {
+            for b in entry.name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+            for v in try file.floats(entry.name) {
+                var bits = v.bitPattern
+                for _ in 0..<4 { h = (h ^ UInt64(bits & 0xFF)) &* 0x100_0000_01B3; bits >>= 8 }
+            }
+        }
+        return hex(h)
+    }
+
+    static func run(_ name: String, workers: Int, stage: Int, root: URL) throws -> Golden {
+        let label = "\(name.replacingOccurrences(of: ".yaml", with: ""))-w\(workers)-s\(stage)"
+        let runDir = root.appendingPathComponent(label)
+        let checkpoints = runDir.appendingPathComponent("checkpoints")
+        let file = root.appendingPathComponent("\(label).yaml")
+        try CLI.write(try config(name, stage: stage, checkpoints: checkpoints), to: file)
+        let r = try CLI.run(["local", "--config", file.path, "--workers", String(workers), "--run-dir", runDir.path])
+        try #require(r.status == 0, "\(label): \(r.stderr)")
+        let text = try String(contentsOf: runDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        func number(_ r: [String: Any], _ key: String) -> Double { (r[key] as! NSNumber).doubleValue }
+        let final = checkpoints.appendingPathComponent("step-00000020")
+        return Golden(config: name, workers: workers, stage: stage,
+                      loss: records.map { hex(Float(number($0, "loss")).bitPattern) },
+                      auxLoss: records.map { hex(Float(number($0, "aux_loss")).bitPattern) },
+                      gradNorm: records.map { hex(number($0, "grad_norm").bitPattern) },
+                      lr: records.map { hex(number($0, "lr").bitPattern) },
+                      weights: try digest(final.appendingPathComponent("model.safetensors")),
+                      optimizer: try digest(final.appendingPathComponent("optimizer.safetensors")))
+    }
+
+    @Test(arguments: ["tiny.yaml", "tiny-moe.yaml"])
+    func runsReproduceTheRecordedBits(config name: String) throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let fixture = Self.directory.appendingPathComponent(name.replacingOccurrences(of: ".yaml", with: ".json"))
+        var runs: [Golden] = []
+        for workers in 1...3 {
+            for stage in 0...3 { runs.append(try Self.run(name, workers: workers, stage: stage, root: root)) }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if Self.record {
+            try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+            try encoder.encode(runs).write(to: fixture)
+            return
+        }
+        let expected = try JSONDecoder().decode([Golden].self, from: Data(contentsOf: fixture))
+        #expect(runs.count == expected.count)
+        for (got, want) in zip(runs, expected) {
+            let label = "\(want.config) on \(want.workers) worker(s) at stage \(want.stage)"
+            #expect(got.loss == want.loss, "\(label): losses differ")
+            #expect(got.auxLoss == want.auxLoss, "\(label): aux losses differ")
+            #expect(got.gradNorm == want.gradNorm, "\(label): grad norms differ")
+            #expect(got.lr == want.lr, "\(label): learning rates differ")
+            #expect(got.weights == want.weights, "\(label): final weights differ")
+            #expect(got.optimizer == want.optimizer, "\(label): final AdamW moments differ")
+        }
+    }
+}
