@@ -18,6 +18,8 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
 
+        // Shared by every module: config errors, a lock with waiting.
+        .target(name: "Common"),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         .target(name: "Model", dependencies: ["Tensor"]),
         .target(name: "Optim", dependencies: ["Tensor"]),
@@ -27,14 +29,14 @@ let package = Package(
         .target(name: "CCRC32C"),
         .target(name: "Comm", dependencies: ["CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
-        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA", "Model"]),
+        .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Cluster", dependencies: ["Training", "Zero", "Comm", "CommZMQ", "Model", "Data", "Checkpoint", "Tensor"]),
         .executableTarget(name: "zerotrain", dependencies: [
-            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -43,7 +45,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "ZeroTrainTestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "ZeroTrainTestKit"]),
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
         // Test helpers: runs the built zerotrain binary as real processes.
         .target(name: "ZeroTrainTestKit", path: "Sources/ZeroTrainTestKit"),

@@ -35,7 +35,6 @@ final class Device: @unchecked Sendable {
     private(set) var lastCheckpoint: String?
     /// Payload bytes this rank sent during the last step, by collective.
     private(set) var lastBytesSent: [String: Int] = [:]
-    private let counter = UncheckedBox<CountingTransport?>(nil)
     /// Device-memory accounting of this rank (set before the model is built).
     private(set) var memorySnapshot: MemoryLedger.Snapshot?
 
@@ -64,34 +63,18 @@ final class Device: @unchecked Sendable {
     private func main() {
         NUMAPlacement.bindCurrentThread(toNode: setup.numaNode)
         let s = setup
-        var sync: RingDataParallel?
-        defer { sync?.shutdown() }
         let trainer: Trainer
         do {
-            let pool = ThreadPool(threads: s.threads)
-            let ledger = try Trainer.reserveMemory(config: s.config, rank: s.rank, worldSize: s.worldSize, stage: s.config.zero.stage)
-            memorySnapshot = ledger.snapshot
-            // The model is built first: the gradient engine needs its buffer.
-            let model = try Trainer.makeModel(config: s.config, pool: pool, stage: s.config.zero.stage)
             let box = s.transport
-            let counter = self.counter
-            let engine = RingDataParallel(
-                rank: s.rank, worldSize: s.worldSize, gradients: model.gradients,
-                bucketElements: Int(s.config.cluster.bucketMB * 1_048_576 / 4),
-                timeout: .milliseconds(Int(s.config.cluster.collectiveTimeoutSeconds * 1000)),
-                makeGroup: {
-                    guard let transport = box.transport else { throw CommError(.closed, "transport already used") }
-                    try transport.connect(successor: s.successor)
-                    let counting = CountingTransport(transport)
-                    counter.value = counting
-                    let group = try ProcessGroup(rank: s.rank, worldSize: s.worldSize, transport: counting,
-                                                 epoch: s.epoch, jobID: s.jobID)
-                    return (group, { box.transport?.close(); box.transport = nil })
-                })
-            sync = engine
-            try engine.waitUntilReady()
-            trainer = try Trainer(config: s.config, pool: pool, sync: engine, model: model, memory: ledger,
-                                  partitionPlan: s.partitionPlan)
+            let ring = RingConnection(membership: CollectiveQueue.Membership(rank: s.rank, worldSize: s.worldSize, epoch: s.epoch, jobID: s.jobID),
+                                      partitionPlan: s.partitionPlan) {
+                guard let transport = box.transport else { throw CommError(.closed, "transport already used") }
+                box.transport = nil
+                try transport.connect(successor: s.successor)
+                return transport
+            }
+            trainer = try Trainer(config: s.config, pool: ThreadPool(threads: s.threads), ring: ring)
+            memorySnapshot = trainer.memory.snapshot
             if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
         } catch {
             fail("\(error)")
@@ -115,13 +98,14 @@ final class Device: @unchecked Sendable {
                     guard trainer.step == step else {
                         throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
                     }
-                    let exposedBefore = sync?.exposedCommunicationSeconds ?? 0
-                    let sentBefore = counter.value?.bytesSent ?? [:]
+                    let queue = trainer.engine.queue
+                    let exposedBefore = queue?.exposedCommunicationSeconds ?? 0
+                    let sentBefore = queue?.bytesSent ?? [:]
                     let m = try trainer.trainStep()
                     var sent: [String: Int] = [:]
-                    for (op, total) in counter.value?.bytesSent ?? [:] { sent[op] = total - (sentBefore[op] ?? 0) }
+                    for (op, total) in queue?.bytesSent ?? [:] { sent[op] = total - (sentBefore[op] ?? 0) }
                     lastBytesSent = sent
-                    lastExposedSeconds = (sync?.exposedCommunicationSeconds ?? 0) - exposedBefore
+                    lastExposedSeconds = (queue?.exposedCommunicationSeconds ?? 0) - exposedBefore
                     lastComputeSeconds = max(0, m.seconds - lastExposedSeconds)
                     lastMetrics = m
                     memorySnapshot = trainer.memory.snapshot
@@ -159,11 +143,4 @@ final class Device: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
     }
-}
-
-/// A mutable value shared with closures that run on other threads, where the access pattern
-/// (one writer, ordered by a condition or thread start) already makes it safe.
-final class UncheckedBox<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
 }

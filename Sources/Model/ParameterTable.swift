@@ -154,6 +154,9 @@ public struct ParameterTable: Sendable {
         layer >= 0 && layer + 2 < regions.count ? regions[layer + 1] : 0..<0
     }
 
+    /// Elements of the largest region: the unit ZeRO stages 2–3 reduce and stage 3 gathers.
+    public var largestRegion: Int { regions.map(\.count).max() ?? 0 }
+
     /// The tensors after the blocks (final norm, LM head), to the end of the buffer.
     public var headRange: Range<Int> { regions[regions.count - 1] }
 

@@ -1,4 +1,5 @@
 import Checkpoint
+import Comm
 import Data
 import Foundation
 import Model
@@ -6,26 +7,35 @@ import Optim
 import Tensor
 import Zero
 
-/// One process's training loop: model, AdamW state, data sampler and checkpoints.
+/// How a rank of a cluster reaches the other ranks of its job.
+public struct RingConnection: Sendable {
+    public var membership: CollectiveQueue.Membership
+    /// Which rank owns which elements (the coordinator's); nil = computed here.
+    public var partitionPlan: PartitionPlan?
+    /// Opens the rank's ring link; runs on the rank's communication thread, which then owns it.
+    public var openTransport: @Sendable () throws -> any Transport
+
+    public init(membership: CollectiveQueue.Membership, partitionPlan: PartitionPlan? = nil,
+                openTransport: @escaping @Sendable () throws -> any Transport) {
+        self.membership = membership
+        self.partitionPlan = partitionPlan
+        self.openTransport = openTransport
+    }
+}
+
+/// One rank's training loop: model, ZeRO engine, data sampler and checkpoints.
 ///
 /// An update: zero the gradients; for each of `accumulation` micro-batches run forward and
-/// backward with the loss divided by `accumulation`; take the global gradient norm and clip;
-/// AdamW with the scheduled rate on every tensor. Everything random derives from
-/// (seed, step, micro-batch), so a resumed run reproduces an uninterrupted one bit for bit.
+/// backward with the loss divided by `accumulation`; reduce the gradients across ranks and take
+/// the global gradient norm; clip; AdamW with the scheduled rate on the rank's shard; make the
+/// parameters current everywhere. What happens to gradients, optimizer state and parameters is
+/// the `engine`'s, by ZeRO stage. Everything random derives from (seed, step, micro-batch), so a
+/// resumed run reproduces an uninterrupted one bit for bit.
 public final class Trainer {
     public let config: TrainConfig
     public let model: Transformer
-    /// AdamW first and second moments of this rank's shard (`optimizerShard`) of the flat buffer,
-    /// in the tier `zero.offload_optimizer` names.
-    public let expAvg: TierBuffer
-    public let expAvgSq: TierBuffer
-    /// The elements whose optimizer state this rank holds and updates: everything at ZeRO stage 0,
-    /// the rank's shard at stages 1–3.
-    public let optimizerShard: Range<Int>
-    /// ZeRO stage in effect (0 without data parallelism).
-    public let stage: Int
-    /// Stages 2–3: the engine that hands the model its regions (the model's residency).
-    public let sharded: ShardedResidency?
+    /// The ZeRO stage engine: gradients, optimizer state and parameters of this rank.
+    public let engine: any ZeroEngine
     /// Which rank owns which elements (the coordinator's, or computed here without one).
     public let partitionPlan: PartitionPlan
     /// This rank's device-memory accounting.
@@ -34,37 +44,29 @@ public final class Trainer {
     public let pool: ThreadPool
     /// Updates completed.
     public private(set) var step = 0
-    let optimizer: AdamW
-    /// Data parallelism: gradients and scalars are averaged with the other ranks through it.
-    public let sync: GradientSync?
-    /// This rank and the number of ranks (0 and 1 without `sync`).
-    public var rank: Int { sync?.rank ?? 0 }
-    public var worldSize: Int { sync?.worldSize ?? 1 }
+    /// This rank and the number of ranks (0 and 1 when training alone).
+    public let rank: Int
+    public let worldSize: Int
 
-    /// - Parameter sync: with several ranks, each rank runs `gradient_accumulation_steps`
+    /// - Parameter ring: with several ranks, each rank runs `gradient_accumulation_steps`
     ///   micro-batches of its own per update — rank r takes micro-batches r·A … r·A + A − 1 of the
     ///   global step — and gradients and losses are averaged, so N ranks with accumulation A compute
-    ///   the same update as one rank with accumulation N·A.
-    /// - Parameter model: a model built (and initialised) by an earlier `Trainer` with the same
-    ///   config, to reuse its buffers; nil builds and initialises a new one.
-    public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil, sync: GradientSync? = nil,
-                model existing: Transformer? = nil, memory ledger: MemoryLedger? = nil,
-                partitionPlan plan: PartitionPlan? = nil) throws {
+    ///   the same update as one rank with accumulation N·A. Under a cluster the ZeRO stage of the
+    ///   config applies (for any number of ranks); alone, stage 0.
+    public init(config: TrainConfig, source: TokenSource? = nil, pool: ThreadPool? = nil, ring: RingConnection? = nil) throws {
         try config.validate()
         self.config = config
         let t = config.training
-        let worldSize = sync?.worldSize ?? 1
-        stage = sync == nil ? 0 : config.zero.stage
-        memory = try ledger ?? Self.reserveMemory(config: config, rank: sync?.rank ?? 0, worldSize: worldSize, stage: stage)
+        rank = ring?.membership.rank ?? 0
+        worldSize = ring?.membership.worldSize ?? 1
+        let stage = ring == nil ? ZeroStage.replicated : config.zero.stage
+        memory = try Self.reserveMemory(config: config, rank: rank, worldSize: worldSize, stage: stage)
         self.pool = pool ?? ThreadPool(threads: t.threads)
-        if let existing {
-            model = existing
-        } else {
-            GEMM.setThreads(t.threads)
-            model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
-        }
+        // Under a cluster the worker sets the BLAS threads for all its devices.
+        if ring == nil { GEMM.setThreads(t.threads) }
+        model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
         let table = model.table
-        let partition = plan ?? PartitionPlan(table: table, worldSize: worldSize)
+        let partition = ring?.partitionPlan ?? PartitionPlan(table: table, worldSize: worldSize)
         do {
             try partition.validate()
             try partition.validate(against: table)
@@ -72,93 +74,61 @@ public final class Trainer {
             throw TrainingError(.badInput, "the partition plan does not fit this model: \(e.message)")
         }
         guard partition.worldSize == worldSize,
-              sync.map({ partition.shardRange($0.rank) == $0.shardRange(count: table.count) }) ?? true else {
+              partition.shardRange(rank) == RingLayout.shardRange(count: table.count, rank: rank, worldSize: worldSize) else {
             throw TrainingError(.badInput, "the partition plan is for \(partition.worldSize) ranks cut differently from this ring of \(worldSize)")
         }
         partitionPlan = partition
-        optimizerShard = stage >= 1 ? partition.shardRange(sync!.rank) : 0..<table.count
-        let z = config.zero
-        let rankName = "rank\(sync?.rank ?? 0)"
-        expAvg = try TierBuffer(count: optimizerShard.count, tier: z.optimizerTier, directory: z.offloadDirectory, name: "exp_avg-\(rankName)")
-        expAvgSq = try TierBuffer(count: optimizerShard.count, tier: z.optimizerTier, directory: z.offloadDirectory, name: "exp_avg_sq-\(rankName)")
-        optimizer = AdamW(t.optim)
-        self.sync = sync
-        if stage >= 2, let sync {
-            var options = ShardedResidency.Options(stage: stage)
-            options.prefetchDepth = z.prefetchDepth
-            options.maxLiveParameters = z.maxLiveParameters
-            options.persistenceThreshold = z.paramPersistenceThreshold
-            options.parameterTier = z.parameterTier
-            options.offloadDirectory = z.offloadDirectory
-            let engine = try ShardedResidency(options: options, table: model.table, plan: partitionPlan, comm: sync, ledger: memory,
-                                              modelParameters: stage == 2 ? model.parameters : nil,
-                                              timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)))
-            model.residency = engine
-            sharded = engine
-            if let shard = engine.parameterShard {
-                try Self.initialParameters(config: config, table: model.table, elements: engine.shard, into: shard.pointer)
-                try engine.parametersUpdated()
-            }
-        } else {
-            sharded = nil
+        let queue = ring.map {
+            CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
+                            openTransport: $0.openTransport)
         }
-        sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
-                                   batchSize: t.microBatchSize,
-                                   accumulation: t.gradientAccumulationSteps * (sync?.worldSize ?? 1), seed: t.seed)
+        do {
+            try queue?.waitUntilReady()
+            engine = try makeZeroEngine(
+                stage: stage, config: config.zero, table: table, parameters: model.parameters, gradients: model.gradients,
+                pool: self.pool, queue: queue, plan: partition, ledger: memory, adamW: AdamW(t.optim),
+                bucketElements: Int(config.cluster.bucketMB * 1_048_576 / 4),
+                initialParameters: { elements, out in try Self.initialParameters(config: config, table: table, elements: elements, into: out) })
+            model.residency = engine.residency
+            sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
+                                       batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps * worldSize, seed: t.seed)
+        } catch {
+            queue?.shutdown()
+            throw error
+        }
     }
 
+    deinit { engine.queue?.shutdown() }
+
     /// Enters everything a rank will allocate — parameters, gradients, its AdamW shard, activations
-    /// of one micro-batch, communication buckets — into a ledger with the `device:` budget. Call it
-    /// before building the model: a configuration that does not fit fails here, with advice.
-    /// Shards of every stage (ZeRO 1–3) and tiers (offload) are accounted per rank: device bytes
-    /// against the budget, host and disk bytes separately. Stage 2–3 working buffers (region
-    /// gradients being reduced, gathered parameters) enter the ledger when they are allocated.
-    /// `stage` is the ZeRO stage in effect: `zero.stage` under the cluster (any number of ranks,
-    /// so one rank can run stage 3 with offload), 0 for a single `zerotrain train` process.
-    public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int, stage: Int) throws -> MemoryLedger {
+    /// of one micro-batch, communication buckets — into a ledger with the `device:` budget, by the
+    /// formulas of `ZeroFootprint`. Call it before building the model: a configuration that does
+    /// not fit fails here, with advice. The stage 2–3 working set (region gradients being reduced,
+    /// gathered parameters) is checked now and entered when allocated. `stage` is the ZeRO stage
+    /// in effect: `zero.stage` under the cluster (any number of ranks, so one rank can run stage 3
+    /// with offload), 0 for a single `zerotrain train` process.
+    public static func reserveMemory(config: TrainConfig, rank: Int, worldSize: Int, stage: ZeroStage) throws -> MemoryLedger {
         let ledger = MemoryLedger(capacity: config.device?.capacity, rank: rank)
         let table = ParameterTable(config: config.model)
-        let psi = table.count
-        let shard = stage >= 1 ? (psi + worldSize - 1) / worldSize : psi
         let z = config.zero
-        func advice() -> String {
-            let next: String
-            switch stage {
-            case 0 where worldSize > 1: next = "zero.stage 1 or 2 shards the optimizer state (8Ψ/N per rank instead of 8Ψ), stage 3 all model states (16Ψ/N)"
-            case 1, 2: next = "zero.stage 3 shards the parameters too (16Ψ/N per rank), and zero.offload_optimizer: host moves the AdamW moments off the device"
-            case 3 where z.offloadOptimizer == .none: next = "zero.offload_optimizer: host (and offload_params: host) moves the optimizer state (and parameters) off the device"
-            default: next = "use more ranks, or a smaller training.micro_batch_size or data.seq_len"
-            }
-            return next + "; `zerotrain plan` shows what fits"
-        }
-        try ledger.allocate(4 * (stage >= 3 ? shard : psi), .params, tier: stage >= 3 ? z.parameterTier : .device,
-                            what: "the parameters", advice: advice())
-        try ledger.allocate(4 * (stage >= 2 ? shard : psi), .grads, what: "the gradients", advice: advice())
-        try ledger.allocate(8 * shard, .optimizer, tier: z.optimizerTier, what: "the AdamW moments", advice: advice())
-        let activations = Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize,
-                                                      seqLen: config.data.seqLen)
-        try ledger.allocate(activations, .activations, what: "the activations of one micro-batch", advice: advice())
-        if worldSize > 1 && stage < 2 {
-            try ledger.allocate(2 * Int(config.cluster.bucketMB * 1_048_576), .comm, what: "the communication buckets", advice: advice())
-        }
-        if stage >= 2 {
-            // Allocated while training (ShardedResidency): at most two regions' gradients, and at
-            // stage 3 the region in use plus those prefetched. Checked now, entered when allocated.
-            let region = MemoryPlanner.largestUnit(table)
-            let gathered = stage >= 3 ? z.regionsGatheredAtOnce * region : 0
-            try ledger.require(4 * (2 * region + gathered), stage >= 3 ? .gathered : .comm,
-                               what: "the stage \(stage) working set (region gradients being reduced\(stage >= 3 ? ", gathered parameters" : ""))",
-                               advice: advice())
-        }
+        let footprint = ZeroFootprint(
+            stage: stage, optimizerTier: z.optimizerTier, parameterTier: z.parameterTier, parameters: table.count, ranks: worldSize,
+            largestRegion: table.largestRegion,
+            activationBytes: Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize, seqLen: config.data.seqLen),
+            bucketBytes: worldSize > 1 ? Int(config.cluster.bucketMB * 1_048_576) : 0,
+            regionsGatheredAtOnce: z.regionsGatheredAtOnce)
+        try footprint.reserve(in: ledger, advice: ZeroFootprint.advice(stage: stage, ranks: worldSize,
+                                                                       optimizerOffloaded: z.offloadOptimizer != .none))
         return ledger
     }
 
     /// The model of a fresh run: initialised from `training.init_from` or from the seed. At ZeRO
     /// stage 3 it holds no parameters — the trainer initialises the rank's shard — and at stages
     /// 2–3 no gradients. `stage` as for `reserveMemory`.
-    public static func makeModel(config: TrainConfig, pool: ThreadPool, stage: Int = 0) throws -> Transformer {
-        let model = try Transformer(config: config.model, pool: pool, ownsParameters: stage < 3, ownsGradients: stage < 2)
-        if stage < 3 {
+    public static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage = .replicated) throws -> Transformer {
+        let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
+                                    ownsGradients: !stage.shardsGradients)
+        if !stage.shardsParameters {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         }
         return model
@@ -185,11 +155,7 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
         let accumulation = t.gradientAccumulationSteps
-        // Disk-tier state is read back while forward and backward run.
-        for b in [expAvg, expAvgSq] + [sharded?.parameterShard].compactMap({ $0 }) { b.prefetch() }
-        let gradientBuffer = sharded?.gradientShard ?? model.gradients
-        let grads = gradientBuffer.pointer
-        pool.parallelFor(gradientBuffer.count, minChunk: 1 << 16) { r in (grads + r.lowerBound).update(repeating: 0, count: r.count) }
+        engine.beginStep()
         var lossSum: Double = 0, auxSum: Double = 0
         for local in 0..<accumulation {
             let micro = rank * accumulation + local
@@ -199,105 +165,36 @@ public final class Trainer {
                 : nil
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
-            let last = local == accumulation - 1 && stage == 0
-            try model.backward(scale: 1 / Float(accumulation), gradientsReady: last ? sync?.gradientsReady : nil)
+            try model.backward(scale: 1 / Float(accumulation),
+                               gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
         }
-        let shardGradients = shardGradientBuffer
-        var gradNorm: Double
-        if let sync {
-            // Stage 0 all-reduces (buckets already under way during backward). Stage 1
-            // reduce-scatters after backward; stages 2–3 reduce-scatter region by region during
-            // backward; either way each rank ends with just its averaged shard. Gradient traffic is
-            // 2Ψ(N−1)/N at stages 0–2 (with the parameter all-gather after the update at 1–2); at
-            // stage 3 the parameters are gathered twice per micro-batch instead: 3Ψ(N−1)/N.
-            switch stage {
-            case 0: try sync.finishGradients()
-            case 1: _ = try sync.reduceScatterGradients()
-            default: try sharded!.finishGradients()
-            }
-            let shardSquares = stage >= 1 ? GradientClipping.sumOfSquares(shardGradients, pool: pool) : 0
-            let totals = try sync.allReduceScalars([lossSum, auxSum, shardSquares])
-            lossSum = totals[0] / Double(sync.worldSize)
-            auxSum = totals[1] / Double(sync.worldSize)
-            gradNorm = stage >= 1 ? totals[2].squareRoot() : GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
-        } else {
-            gradNorm = GradientClipping.sumOfSquares(model.gradients.buffer, pool: pool).squareRoot()
-        }
-        GradientClipping.scale(shardGradients, norm: gradNorm, maxNorm: t.optim.gradClip, pool: pool)
-        let loss = Float(lossSum / Double(accumulation))
+        let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
+        let gradNorm = totals.gradNorm
+        engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip)
+        let loss = Float(totals.lossSum / Double(accumulation))
         guard loss.isFinite, gradNorm.isFinite else {
             throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
         }
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
-        optimizerStep(lr: lr, t: step + 1)
-        if stage == 1 || stage == 2, let sync { try sync.allGather(model.parameters.buffer) }
-        if stage >= 3 { try sharded!.parametersUpdated() }
+        engine.update(lr: lr, t: step + 1)
+        try engine.parametersUpdated()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(auxSum / Double(accumulation)), lr: lr,
+        let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(totals.auxSum / Double(accumulation)), lr: lr,
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         step += 1
         return metrics
     }
 
-    /// AdamW over this rank's shard of the flat buffer, split across the pool; each thread updates
-    /// the parts of the tensors that fall in its range, with weight decay where the tensor has 2+
-    /// dimensions. The moments are indexed relative to the shard.
-    func optimizerStep(lr: Double, t: Int) {
-        let entries = model.table.entries
-        let shard = optimizerShard
-        let p = shardParameters.baseAddress! - shard.lowerBound, g = shardGradientBuffer.baseAddress! - shard.lowerBound
-        let m = expAvg.pointer - shard.lowerBound, v = expAvgSq.pointer - shard.lowerBound
-        pool.parallelFor(shard.count, minChunk: 1 << 16) { local in
-            let range = (shard.lowerBound + local.lowerBound)..<(shard.lowerBound + local.upperBound)
-            for e in entries where e.offset < range.upperBound && e.offset + e.count > range.lowerBound {
-                let lo = max(e.offset, range.lowerBound), hi = min(e.offset + e.count, range.upperBound)
-                optimizer.update(parameters: p + lo, gradients: g + lo, m: m + lo, v: v + lo, count: hi - lo,
-                                 lr: lr, t: t, decays: e.decays)
-            }
-        }
-    }
-
-    /// This rank's shard of the parameters (all of them at stage 0) — the model's own buffer at
-    /// stages 0–2, the stage-3 shard (in its tier) otherwise.
-    var shardParameters: UnsafeMutableBufferPointer<Float> {
-        if let shard = sharded?.parameterShard { return shard.buffer }
-        return model.parameters.slice(optimizerShard.lowerBound, optimizerShard.count)
-    }
-
-    /// This rank's averaged gradients, after the step's reduction.
-    var shardGradientBuffer: UnsafeMutableBufferPointer<Float> {
-        if let sharded { return sharded.gradientShard.buffer }
-        return model.gradients.slice(optimizerShard.lowerBound, optimizerShard.count)
-    }
-
-    /// The whole of a sharded flat buffer: `part` (this rank's shard) placed in a full-size buffer
-    /// that is then all-gathered. A collective when sharded: every rank must call it. Transient
-    /// (checkpoints, divergence checks); it lives in host memory, outside the device budget.
-    func gathered(_ part: UnsafeMutableBufferPointer<Float>) throws -> FloatBuffer {
-        let full = FloatBuffer(count: model.table.count)
-        _ = full.slice(optimizerShard.lowerBound, optimizerShard.count).update(fromContentsOf: part)
-        if optimizerShard.count != model.table.count, let sync { try sync.allGather(full.buffer) }
-        return full
-    }
-
     /// All parameters (gathered from the shards at stage 3; a collective then).
-    public func fullParameters() throws -> FloatBuffer {
-        sharded?.parameterShard != nil ? try gathered(shardParameters) : model.parameters
-    }
+    public func fullParameters() throws -> FloatBuffer { try engine.fullParameters() }
 
     /// Fault injection for the divergence guard's test: nudges the middle parameter of this rank's shard.
     public func perturbParameter() {
-        let part = shardParameters
+        let part = engine.parameterShard
         if !part.isEmpty { part[part.count / 2] += 1e-3 }
-    }
-
-    /// The full optimizer moments (gathered from every rank's shard at stages 1–3; a collective
-    /// then, so every rank must call it).
-    func fullOptimizerState() throws -> (FloatBuffer, FloatBuffer) {
-        (try gathered(expAvg.buffer), try gathered(expAvgSq.buffer))
     }
 
     // MARK: checkpoints
@@ -311,7 +208,7 @@ public final class Trainer {
     @discardableResult
     public func saveCheckpoint(in directory: URL) throws -> URL {
         let parameters = try fullParameters()
-        let (fullAvg, fullAvgSq) = try fullOptimizerState()
+        let (fullAvg, fullAvgSq) = try engine.fullOptimizerState()
         let fm = FileManager.default
         let name = String(format: "step-%08d", step)
         guard rank == 0 else { return directory.appendingPathComponent(name) }
@@ -364,20 +261,14 @@ public final class Trainer {
             throw TrainingError(.badInput, "checkpoint \(folder.path) was written for a different model config")
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        if let shard = sharded?.parameterShard {
-            let full = FloatBuffer(count: model.table.count)
-            try ModelWeights.load(weights, table: model.table, into: full)
-            _ = shard.buffer.update(fromContentsOf: full.slice(optimizerShard.lowerBound, optimizerShard.count))
-            try sharded!.parametersUpdated()
-        } else {
-            try ModelWeights.load(weights, table: model.table, into: model.parameters)
-        }
+        let full = FloatBuffer(count: model.table.count)
+        try ModelWeights.load(weights, table: model.table, into: full)
+        try engine.load(parameters: full)
         let optimizerState = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
         let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
         try ModelWeights.load(optimizerState, table: model.table, into: m, prefix: "exp_avg.")
         try ModelWeights.load(optimizerState, table: model.table, into: v, prefix: "exp_avg_sq.")
-        _ = expAvg.buffer.update(fromContentsOf: m.slice(optimizerShard.lowerBound, optimizerShard.count))
-        _ = expAvgSq.buffer.update(fromContentsOf: v.slice(optimizerShard.lowerBound, optimizerShard.count))
+        engine.load(expAvg: m, expAvgSq: v)
         step = state.step
     }
 

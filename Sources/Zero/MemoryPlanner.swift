@@ -17,13 +17,13 @@ public enum OffloadTier: String, Codable, Sendable, CaseIterable, Comparable {
 /// A ZeRO stage with its offload choices: one row of a memory plan.
 public struct StageOption: Codable, Sendable, Hashable, CustomStringConvertible {
     /// 0 (plain data parallel), 1 (optimizer state sharded), 2 (+ gradients), 3 (+ parameters).
-    public let stage: Int
+    public let stage: ZeroStage
     /// Where Adam's m and v live (stages 1–3).
     public let optimizer: OffloadTier
     /// Where the parameter shard lives between uses (stage 3 only; never further out than the optimizer).
     public let params: OffloadTier
 
-    public init(stage: Int, optimizer: OffloadTier = .none, params: OffloadTier = .none) {
+    public init(stage: ZeroStage, optimizer: OffloadTier = .none, params: OffloadTier = .none) {
         self.stage = stage
         self.optimizer = optimizer
         self.params = params
@@ -38,7 +38,7 @@ public struct StageOption: Codable, Sendable, Hashable, CustomStringConvertible 
     }
 
     public var description: String {
-        "stage \(stage)" + (optimizer == .none && params == .none ? "" : " + offload \(offloadLabel)")
+        "\(stage)" + (optimizer == .none && params == .none ? "" : " + offload \(offloadLabel)")
     }
 
     /// Every option the planner considers, in order of preference (fastest first, as DeepSpeed
@@ -78,11 +78,12 @@ public struct PlannerInput: Codable, Sendable, Equatable {
     public var devicesPerHost: Int
     /// Bytes of one gradient bucket (the ring reduces one bucket while backward fills the next).
     public var bucketBytes: Int
-    /// Stage 3: layers whose full parameters are gathered at once (the one in use plus those prefetched).
-    public var prefetchDepth: Int
+    /// Stage 3: regions whose full parameters are gathered at once (the one in use plus those
+    /// prefetched; `zero.prefetch_depth` + 1).
+    public var regionsGatheredAtOnce: Int
 
     public init(model: ModelConfig, microBatchSize: Int, seqLen: Int, devices: Int, deviceCapacity: Int,
-                hostMemory: Int, devicesPerHost: Int = 8, bucketBytes: Int = 4 * ByteSize.mebibyte, prefetchDepth: Int = 2) {
+                hostMemory: Int, devicesPerHost: Int = 8, bucketBytes: Int = 4 * ByteSize.mebibyte, regionsGatheredAtOnce: Int = 2) {
         self.model = model
         self.microBatchSize = microBatchSize
         self.seqLen = seqLen
@@ -91,7 +92,7 @@ public struct PlannerInput: Codable, Sendable, Equatable {
         self.hostMemory = hostMemory
         self.devicesPerHost = devicesPerHost
         self.bucketBytes = bucketBytes
-        self.prefetchDepth = prefetchDepth
+        self.regionsGatheredAtOnce = regionsGatheredAtOnce
     }
 
     /// Checks the numbers; the message names the argument.
@@ -107,7 +108,7 @@ public struct PlannerInput: Codable, Sendable, Equatable {
         guard hostMemory >= 1 else { throw fail("host memory", "must be ≥ 1 byte, got \(hostMemory)") }
         guard devicesPerHost >= 1 else { throw fail("devices per host", "must be ≥ 1, got \(devicesPerHost)") }
         guard bucketBytes >= 1 else { throw fail("bucket size", "must be ≥ 1 byte, got \(bucketBytes)") }
-        guard prefetchDepth >= 1 else { throw fail("prefetch depth", "must be ≥ 1, got \(prefetchDepth)") }
+        guard regionsGatheredAtOnce >= 1 else { throw fail("regions gathered at once", "must be ≥ 1, got \(regionsGatheredAtOnce)") }
     }
 }
 
@@ -188,8 +189,8 @@ public struct PlanRow: Codable, Sendable, Equatable {
     }
 }
 
-/// The spec's size classes, which set what the planner expects to need.
-public enum ModelSizeTier: String, Codable, Sendable {
+/// The spec's model-size classes, which set what the planner expects to need.
+public enum ModelSizeClass: String, Codable, Sendable {
     /// Below 1B parameters: one device should hold the whole model (stage 0).
     case small
     /// 1B–10B: 4–8 devices with stage 1 or 2.
@@ -229,7 +230,7 @@ public struct MemoryPlan: Codable, Sendable, Equatable {
     public let largestUnit: Int
     /// ⌈Ψ / N⌉: elements of the largest shard.
     public let shardElements: Int
-    public let tier: ModelSizeTier
+    public let sizeClass: ModelSizeClass
     /// In `StageOption.tableOrder`.
     public let rows: [PlanRow]
     public let recommendation: Recommendation
@@ -238,24 +239,15 @@ public struct MemoryPlan: Codable, Sendable, Equatable {
 }
 
 /// Per-device and per-host memory for every ZeRO stage and offload choice; pure arithmetic on
-/// the model's parameter table (nothing is allocated, so it sizes 70B models on a laptop).
-///
-/// fp32 training with AdamW and no separate master copy: parameters 4Ψ, gradients 4Ψ, m and v 8Ψ
-/// bytes. With s = ⌈Ψ/N⌉ (the largest shard of `PartitionPlan`), the model states per device are
-/// 16Ψ (stage 0), 8Ψ + 8s (1), 4Ψ + 12s (2), 16s (3). Offload moves the optimizer's 8s (and at
-/// stage 3 the parameters' 4s) to the host or its disk. To that the planner adds activations
-/// (`Transformer.activationBytes`) and communication buffers: 2 gradient buckets at stages 0–1,
-/// two largest units' full gradients at stages 2–3 (one being reduce-scattered while backward
-/// produces the next), and `prefetchDepth` gathered largest units at stage 3.
+/// the model's parameter table (nothing is allocated, so it sizes 70B models on a laptop). The
+/// bytes of each option are `ZeroFootprint`'s — the formulas the memory ledger reserves at run
+/// time — summed per device, host and disk; the working set counts as device communication bytes.
 public enum MemoryPlanner {
-    static let floatBytes = 4
     /// Device counts the planner tries when nothing fits at the requested count.
     public static let maxDevices = 65_536
 
     /// Elements of the largest unit stage 3 gathers at once: a block, the embedding, or the head.
-    public static func largestUnit(_ table: ParameterTable) -> Int {
-        table.regions.map(\.count).max() ?? 0
-    }
+    public static func largestUnit(_ table: ParameterTable) -> Int { table.largestRegion }
 
     public static func plan(_ input: PlannerInput) throws -> MemoryPlan {
         try input.validate()
@@ -264,11 +256,11 @@ public enum MemoryPlanner {
         let psi = table.count, unit = largestUnit(table)
         let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen)
         let rows = self.rows(input: input, parameters: psi, largestUnit: unit, activations: activations)
-        let tier = ModelSizeTier(parameters: psi)
+        let sizeClass = ModelSizeClass(parameters: psi)
         return MemoryPlan(input: input, parameters: psi, largestUnit: unit, shardElements: (psi + input.devices - 1) / input.devices,
-                          tier: tier, rows: rows,
+                          sizeClass: sizeClass, rows: rows,
                           recommendation: recommend(input: input, rows: rows, parameters: psi, largestUnit: unit,
-                                                    activations: activations, tier: tier))
+                                                    activations: activations, sizeClass: sizeClass))
     }
 
     /// Every option of `StageOption.tableOrder` at `input.devices` devices.
@@ -278,28 +270,14 @@ public enum MemoryPlanner {
 
     /// The estimate of one option.
     public static func row(_ o: StageOption, input: PlannerInput, parameters psi: Int, largestUnit unit: Int, activations: Int) -> PlanRow {
-        let n = input.devices, shard = (psi + n - 1) / n
-        let full = psi * floatBytes, part = shard * floatBytes
-        var params = o.stage >= 3 ? part : full
-        let grads = o.stage >= 2 ? part : full
-        var optimizer = 2 * (o.stage >= 1 ? part : full)
-        var host = 0, disk = 0
-        switch o.optimizer {
-        case .none: break
-        case .host: host += optimizer; optimizer = 0
-        case .disk: disk += optimizer; optimizer = 0
-        }
-        switch o.params {
-        case .none: break
-        case .host: host += params; params = 0
-        case .disk: disk += params; params = 0
-        }
-        // Stages 0–1 reduce in two buckets of the gradient buffer; stages 2–3 reduce each region's
-        // gradient from its own buffer, one in flight while backward fills the next; stage 3 also
-        // holds the gathered parameters of the region in use and of those prefetched.
-        var comm = o.stage >= 2 ? 2 * unit * floatBytes : 2 * input.bucketBytes
-        if o.stage >= 3 { comm += input.prefetchDepth * unit * floatBytes }
-        let device = DeviceBytes(params: params, grads: grads, optimizer: optimizer, activations: activations, comm: comm)
+        let n = input.devices
+        let footprint = ZeroFootprint(stage: o.stage, optimizerTier: o.optimizer.memoryTier, parameterTier: o.params.memoryTier,
+                                      parameters: psi, ranks: n, largestRegion: unit, activationBytes: activations,
+                                      bucketBytes: input.bucketBytes, regionsGatheredAtOnce: input.regionsGatheredAtOnce)
+        let device = DeviceBytes(params: footprint.bytes(in: .device, .params), grads: footprint.bytes(in: .device, .grads),
+                                 optimizer: footprint.bytes(in: .device, .optimizer), activations: activations,
+                                 comm: footprint.bytes(in: .device, .comm) + footprint.bytes(in: .device, .gathered))
+        let host = footprint.bytes(in: .host), disk = footprint.bytes(in: .disk)
         let perHost = min(n, input.devicesPerHost)
         return PlanRow(option: o, device: device, hostPerDevice: host, diskPerDevice: disk,
                        hostBytes: host * perHost, diskBytes: disk * perHost,
@@ -307,7 +285,7 @@ public enum MemoryPlanner {
     }
 
     static func recommend(input: PlannerInput, rows: [PlanRow], parameters psi: Int, largestUnit unit: Int,
-                          activations: Int, tier: ModelSizeTier) -> Recommendation {
+                          activations: Int, sizeClass: ModelSizeClass) -> Recommendation {
         let n = input.devices, cap = ByteSize.format(input.deviceCapacity)
         let nDevices = "\(n) device\(n == 1 ? "" : "s")"
         func best(_ rows: [PlanRow]) -> PlanRow? {
@@ -316,21 +294,21 @@ public enum MemoryPlanner {
         if let r = best(rows) {
             let used = "\(ByteSize.format(r.device.total)) of \(cap) per device"
             var reason: String
-            switch (tier, r.option.stage) {
-            case (.small, 0):
-                reason = "\(tier.guidance): it fits (\(used))" + (n == 2 ? "; the other device only adds data-parallel throughput" : n > 2 ? "; the other \(n - 1) devices only add data-parallel throughput" : "")
-            case (.large, let s) where s < 3:
-                reason = "least-sharded option that fits \(nDevices) (\(used)); \(nDevices) are enough to avoid the stage 3 the tier suggests for >10B"
+            switch (sizeClass, r.option.stage) {
+            case (.small, .replicated):
+                reason = "\(sizeClass.guidance): it fits (\(used))" + (n == 2 ? "; the other device only adds data-parallel throughput" : n > 2 ? "; the other \(n - 1) devices only add data-parallel throughput" : "")
+            case (.large, let s) where !s.shardsParameters:
+                reason = "least-sharded option that fits \(nDevices) (\(used)); \(nDevices) are enough to avoid the stage 3 the size class suggests for >10B"
             default:
-                reason = "least-sharded option that fits \(nDevices) (\(used)); \(tier.guidance)"
+                reason = "least-sharded option that fits \(nDevices) (\(used)); \(sizeClass.guidance)"
             }
-            // The 1–10B tier runs on 4–8 devices without offload: say so when fewer devices need offload or stage 3.
-            if tier == .medium && (r.option.stage == 3 || r.option.optimizer != .none) {
+            // The 1–10B class runs on 4–8 devices without offload: say so when fewer devices need offload or stage 3.
+            if sizeClass == .medium && (r.option.stage == .parametersSharded || r.option.optimizer != .none) {
                 for m in [4, 8] where m > n {
                     var bigger = input
                     bigger.devices = m
                     let plain = self.rows(input: bigger, parameters: psi, largestUnit: unit, activations: activations)
-                        .first { (1...2).contains($0.option.stage) && $0.option.optimizer == .none && $0.fits }
+                        .first { [.optimizerSharded, .gradientsSharded].contains($0.option.stage) && $0.option.optimizer == .none && $0.fits }
                     if let p = plain {
                         reason += "; with \(m) devices \(p.option) fits without offload"
                         break
@@ -350,7 +328,7 @@ public enum MemoryPlanner {
                 if let r = best(self.rows(input: bigger, parameters: psi, largestUnit: unit, activations: activations)) {
                     return Recommendation(option: r.option, devices: m,
                                           reason: "nothing fits on \(nDevices) of \(cap); with \(m) devices "
-                                          + "\(r.option) needs \(ByteSize.format(r.device.total)) per device; \(tier.guidance)")
+                                          + "\(r.option) needs \(ByteSize.format(r.device.total)) per device; \(sizeClass.guidance)")
                 }
                 m *= 2
             }

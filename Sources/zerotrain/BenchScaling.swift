@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import Training
+import Zero
 
 struct BenchScaling: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +20,7 @@ struct BenchScaling: ParsableCommand {
     var threads: Int = 1
 
     @Option(name: .long, help: "ZeRO stage (0–3; default: the config's zero.stage).")
-    var stage: Int?
+    var stage: ZeroStage?
 
     @Option(name: .long, help: "Steps per run; the first two are warm-up and not counted.")
     var steps: Int = 8
@@ -94,7 +95,7 @@ struct BenchScaling: ParsableCommand {
                 e.outputFormatting = [.sortedKeys]
                 for r in rows { Console.out(String(decoding: try e.encode(r), as: UTF8.self)) }
             } else {
-                Console.out("config \(config), ZeRO stage \(cfg.zero.stage), \(threads) thread(s) per worker, median of steps 3…\(steps)")
+                Console.out("config \(config), ZeRO \(cfg.zero.stage), \(threads) thread(s) per worker, median of steps 3…\(steps)")
                 Console.out("workers  tokens/s  speedup  step (s)  compute (s)  exposed comm (s)  idle (s)")
                 for r in rows {
                     Console.out(String(format: "%7d  %8.0f  %6.2fx  %8.4f  %11.4f  %16.4f  %8.4f", r.workers, r.tokensPerSecond, r.speedup,
@@ -102,5 +103,12 @@ struct BenchScaling: ParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension ZeroStage: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let number = Int(argument), let stage = ZeroStage(rawValue: number) else { return nil }
+        self = stage
     }
 }

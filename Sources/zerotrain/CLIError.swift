@@ -1,3 +1,4 @@
+import Common
 import ArgumentParser
 import Checkpoint
 import Cluster

@@ -1,3 +1,4 @@
+import Common
 import ArgumentParser
 import Foundation
 import Model
@@ -93,7 +94,7 @@ struct Plan: ParsableCommand {
             devices: n, deviceCapacity: device.capacity, hostMemory: host,
             devicesPerHost: try count(devicesPerHost, "devices-per-host"),
             bucketBytes: Int(train.cluster.bucketMB * Double(ByteSize.mebibyte)),
-            prefetchDepth: train.zero.regionsGatheredAtOnce)
+            regionsGatheredAtOnce: train.zero.regionsGatheredAtOnce)
         let plan = try MemoryPlanner.plan(input)
         if json {
             let encoder = JSONEncoder()
@@ -113,9 +114,9 @@ struct Plan: ParsableCommand {
         }
         let scaleText = device.scale == 1 ? "" : " × \(device.scale)"
         var lines = [
-            "model: \(grouped(plan.parameters)) parameters (Ψ), largest unit \(grouped(plan.largestUnit)), shard ⌈Ψ/N⌉ = \(grouped(plan.shardElements)); \(plan.tier.guidance)",
+            "model: \(grouped(plan.parameters)) parameters (Ψ), largest unit \(grouped(plan.largestUnit)), shard ⌈Ψ/N⌉ = \(grouped(plan.shardElements)); \(plan.sizeClass.guidance)",
             "devices: \(i.devices) × \(device.profile)\(scaleText) = \(f(i.deviceCapacity)) each, \(min(i.devices, i.devicesPerHost)) per host; "
-                + "host memory \(f(i.hostMemory)); micro-batch \(i.microBatchSize) × \(i.seqLen) tokens; buckets 2 × \(f(i.bucketBytes)); stage-3 prefetch \(i.prefetchDepth)",
+                + "host memory \(f(i.hostMemory)); micro-batch \(i.microBatchSize) × \(i.seqLen) tokens; buckets 2 × \(f(i.bucketBytes)); stage-3 regions gathered at once \(i.regionsGatheredAtOnce)",
             "",
         ]
         let header = ["stage", "offload", "params", "grads", "optimizer", "activations", "comm", "device", "host", "disk", "fits"]
@@ -123,7 +124,7 @@ struct Plan: ParsableCommand {
         for r in plan.rows {
             let d = r.device
             let fits = r.fits ? "yes" : !r.fitsDevice ? "no (device)" : "no (host)"
-            cells.append(["\(r.option.stage)", r.option.offloadLabel, f(d.params), f(d.grads), f(d.optimizer), f(d.activations),
+            cells.append(["\(r.option.stage.rawValue)", r.option.offloadLabel, f(d.params), f(d.grads), f(d.optimizer), f(d.activations),
                           f(d.comm), f(d.total), f(r.hostBytes), f(r.diskBytes), fits])
         }
         let widths = header.indices.map { c in cells.map { $0[c].count }.max()! }

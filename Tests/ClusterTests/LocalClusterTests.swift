@@ -190,10 +190,10 @@ import Zero
         let plan = try MemoryPlanner.plan(PlannerInput(
             model: cfg.model, microBatchSize: cfg.training.microBatchSize, seqLen: cfg.data.seqLen, devices: n,
             deviceCapacity: 1 << 40, hostMemory: 1 << 40, bucketBytes: Int(cfg.cluster.bucketMB * 1_048_576),
-            prefetchDepth: cfg.zero.regionsGatheredAtOnce))
+            regionsGatheredAtOnce: cfg.zero.regionsGatheredAtOnce))
         let offloaded = plan.row(StageOption(stage: 3, optimizer: .host))!.device.total
         let budget = offloaded * 21 / 20
-        for stage in 0...2 { try #require(plan.row(StageOption(stage: stage))!.device.total > budget) }
+        for stage in [ZeroStage.replicated, .optimizerSharded, .gradientsSharded] { try #require(plan.row(StageOption(stage: stage))!.device.total > budget) }
         let device = "device: {profile: custom, memory: \(budget)}\n"
         let (fail, _) = try local(root, "stage0", config: base + device + "zero: {stage: 0}\n", workers: n)
         #expect(fail.status == 1)

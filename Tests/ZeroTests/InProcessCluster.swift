@@ -1,5 +1,6 @@
 import Comm
 import Foundation
+import Testing
 import Model
 import Tensor
 import Training
@@ -53,31 +54,26 @@ enum InProcessCluster {
     }
 
     private static func rank(_ rank: Int, of n: Int, config: TrainConfig, steps: Int, fabric: InMemoryFabric) throws -> Run {
-        let pool = ThreadPool(threads: 1)
-        let model = try Trainer.makeModel(config: config, pool: pool, stage: config.zero.stage)
-        let counting = CountingTransport(fabric.transport(rank: rank))
-        let sync = RingDataParallel(rank: rank, worldSize: n, gradients: model.gradients, bucketElements: 1 << 14,
-                                    timeout: .seconds(60)) {
-            (try ProcessGroup(rank: rank, worldSize: n, transport: counting, epoch: 1, jobID: 7), {})
+        let ring = RingConnection(membership: CollectiveQueue.Membership(rank: rank, worldSize: n, epoch: 1, jobID: 7)) {
+            fabric.transport(rank: rank)
         }
-        defer { sync.shutdown() }
-        try sync.waitUntilReady()
-        let trainer = try Trainer(config: config, pool: pool, sync: sync, model: model)
+        let trainer = try Trainer(config: config, pool: ThreadPool(threads: 1), ring: ring)
+        let queue = try #require(trainer.engine.queue)
         var losses: [Float] = [], auxLosses: [Float] = [], gradNorms: [Double] = []
         var sentBefore: [String: Int] = [:]
         var diskFiles: Set<String> = []
         for _ in 0..<steps {
-            sentBefore = counting.bytesSent
+            sentBefore = queue.bytesSent
             let m = try trainer.trainStep()
             losses.append(m.loss)
             auxLosses.append(m.auxLoss)
             gradNorms.append(m.gradNorm)
-            for b in [trainer.expAvg, trainer.expAvgSq] + [trainer.sharded?.parameterShard].compactMap({ $0 }) {
+            for b in trainer.engine.offloadedState {
                 if let f = b.file, FileManager.default.fileExists(atPath: f.path) { diskFiles.insert(f.path) }
             }
         }
         var sent: [String: Int] = [:]
-        for (op, total) in counting.bytesSent { sent[op] = total - (sentBefore[op] ?? 0) }
+        for (op, total) in queue.bytesSent { sent[op] = total - (sentBefore[op] ?? 0) }
         let parameters = try trainer.fullParameters().toArray()
         return Run(losses: losses, auxLosses: auxLosses, gradNorms: gradNorms, parameters: parameters, memory: [trainer.memory.snapshot], bytesSent: [sent],
                    diskFiles: diskFiles.sorted())

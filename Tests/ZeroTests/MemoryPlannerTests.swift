@@ -27,7 +27,7 @@ import Testing
         #expect(plan.rows.map(\.option) == StageOption.tableOrder && plan.rows.count == 13)
         for r in plan.rows {
             let o = r.option, d = r.device
-            let states = [16 * psi, 8 * psi + 8 * s, 4 * psi + 12 * s, 16 * s][o.stage]
+            let states = [16 * psi, 8 * psi + 8 * s, 4 * psi + 12 * s, 16 * s][o.stage.rawValue]
             let optimizerOut = o.optimizer == .none ? 0 : 8 * s
             let paramsOut = o.params == .none ? 0 : 4 * s
             #expect(d.modelStates == states - optimizerOut - paramsOut, "\(o)")
@@ -55,7 +55,7 @@ import Testing
         let model = try Models.load("llama-7b.yaml")
         let plan = try MemoryPlanner.plan(input(model, devices: 8, seqLen: 1024))
         #expect(plan.parameters == 6_738_415_616)
-        #expect(plan.tier == .medium)
+        #expect(plan.sizeClass == .medium)
         let psi = plan.parameters
         #expect(plan.row(StageOption(stage: 0))!.device.modelStates == 16 * psi)   // 107.8 GB
         #expect(plan.row(StageOption(stage: 3))!.device.modelStates == 2 * psi)    // 16Ψ/8 = 13.5 GB
@@ -95,7 +95,7 @@ import Testing
     @Test func llama70BNeedsStage3WithOffload() throws {
         let model = try Models.load("llama-70b.yaml")
         let plan = try MemoryPlanner.plan(input(model, devices: 16, seqLen: 1024))
-        #expect(plan.parameters == 68_976_648_192 && plan.tier == .large)
+        #expect(plan.parameters == 68_976_648_192 && plan.sizeClass == .large)
         let rec = plan.recommendation
         #expect(rec.option == StageOption(stage: 3, optimizer: .host, params: .host) && rec.devices == 16)
         let eight = try MemoryPlanner.plan(input(model, devices: 8, seqLen: 1024))

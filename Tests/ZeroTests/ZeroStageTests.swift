@@ -106,8 +106,8 @@ struct ZeroMemoryTests {
             let run = try InProcessCluster.train(config, ranks: n, steps: 2)
             let plan = try MemoryPlanner.plan(PlannerInput(
                 model: config.model, microBatchSize: 1, seqLen: 16, devices: n, deviceCapacity: 1 << 40, hostMemory: 1 << 40,
-                bucketBytes: Int(config.cluster.bucketMB * 1_048_576), prefetchDepth: config.zero.regionsGatheredAtOnce))
-            let estimate = Double(plan.row(StageOption(stage: stage))!.device.total)
+                bucketBytes: Int(config.cluster.bucketMB * 1_048_576), regionsGatheredAtOnce: config.zero.regionsGatheredAtOnce))
+            let estimate = Double(plan.row(StageOption(stage: ZeroStage(rawValue: stage)!))!.device.total)
             for (rank, m) in run.memory.enumerated() {
                 let states = Double(m.peakModelStates)
                 #expect(abs(states - formula) <= 0.05 * formula, "N=\(n) stage \(stage) rank \(rank): model states \(states) vs \(formula)")

@@ -1,3 +1,5 @@
+import Common
+
 /// The `cluster:` section: how a coordinator and its workers run a job together.
 public struct ClusterConfig: Codable, Sendable, Equatable {
     /// Worker processes the coordinator waits for before it starts.

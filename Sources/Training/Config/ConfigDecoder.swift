@@ -1,3 +1,5 @@
+import Common
+
 /// Decodes `Codable` config structs from a `ConfigValue` strictly: wrong types and missing
 /// required fields are errors naming the path, and after decoding every key the structs did not
 /// read is reported as unknown (`model.moe_config.topk: unknown key`).

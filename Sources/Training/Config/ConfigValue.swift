@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import Yams
 
@@ -124,11 +125,4 @@ public indirect enum ConfigValue: Sendable, Equatable {
         case .map: "a mapping"
         }
     }
-}
-
-/// A config problem: one line naming the field path and the rule.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

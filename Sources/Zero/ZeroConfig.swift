@@ -1,5 +1,5 @@
+import Common
 import Foundation
-import Zero
 
 /// The `zero:` section: how model state is sharded across ranks and where it lives (ZeRO,
 /// Rajbhandari et al.; keys follow DeepSpeed's where they have a counterpart).
@@ -8,8 +8,8 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
     /// 1: AdamW state sharded; gradients reduce-scattered after backward, each rank updates its
     /// shard, parameters all-gathered. 2: as 1, and gradients are reduce-scattered region by region
     /// during backward, each rank keeping only its shard. 3: as 2, and parameters are sharded too,
-    /// gathered region by region just before use and freed after.
-    public var stage = 0
+    /// gathered region by region just before use and freed after. See `ZeroStage`.
+    public var stage = ZeroStage.replicated
     /// Where AdamW's moments live: none (device), host (worker memory, NUMA-local), disk
     /// (memory-mapped files in `offload_dir`). In fp32 training the parameters are the master
     /// weights; at stage 3 `offload_params` moves the rank's parameter shard as well.
@@ -38,7 +38,12 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ZeroConfig()
-        stage = try c.decodeIfPresent(Int.self, forKey: .stage) ?? d.stage
+        if let number = try c.decodeIfPresent(Int.self, forKey: .stage) {
+            guard let s = ZeroStage(rawValue: number) else { throw ConfigError("zero.stage: must be 0, 1, 2 or 3, got \(number)") }
+            stage = s
+        } else {
+            stage = d.stage
+        }
         func tier(_ key: CodingKeys) throws -> OffloadTier {
             guard let text = try c.decodeIfPresent(String.self, forKey: key) else { return .none }
             guard let tier = OffloadTier(rawValue: text) else {
@@ -66,9 +71,8 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
     }
 
     public func validate(path p: String = "zero") throws {
-        guard (0...3).contains(stage) else { throw ConfigError("\(p).stage: must be 0, 1, 2 or 3, got \(stage)") }
-        if offloadParams != .none && stage != 3 {
-            throw ConfigError("\(p).offload_params: parameters are offloaded only at stage 3 (they are sharded only there), got stage \(stage)")
+        if offloadParams != .none && !stage.shardsParameters {
+            throw ConfigError("\(p).offload_params: parameters are offloaded only at stage 3 (they are sharded only there), got stage \(stage.rawValue)")
         }
         if offloadParams > offloadOptimizer {
             throw ConfigError("\(p).offload_params: \(offloadParams.rawValue) is further out than offload_optimizer (\(offloadOptimizer.rawValue)); offload the optimizer at least as far")
