@@ -1,15 +1,25 @@
-/// Errors of the Checkpoint module: reading and writing safetensors files and checkpoints.
-public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+import Common
+
+/// Errors of the Checkpoint module: reading and writing safetensors files, checkpoints and
+/// Hugging Face folders. A file that cannot be read or written is a runtime failure (`io`);
+/// one that is missing or is not what it should be is bad input.
+public struct CheckpointError: ZeroTrainError, Sendable {
     public enum Code: String, Sendable {
-        case io, malformed, missingTensor, shapeMismatch, unsupportedDType, incompatible
+        /// Reading or writing failed (the file exists but the I/O did not work).
+        case io
+        /// A file or checkpoint the user named does not exist.
+        case notFound
+        case malformed, missingTensor, shapeMismatch, unsupportedDType, incompatible
     }
     public let code: Code
     public let message: String
+    public let underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.underlying = underlying
     }
 
-    public var description: String { message }
+    public var kind: ErrorKind { code == .io ? .runtime : .badInput }
 }

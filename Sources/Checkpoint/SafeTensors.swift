@@ -53,11 +53,14 @@ public struct SafeTensorsFile: Sendable {
     private let dataStart: Int
 
     public init(contentsOf url: URL) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CheckpointError(.notFound, "cannot read \(url.path): no such file")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw CheckpointError(.io, "cannot read \(url.path): \((error as NSError).localizedDescription)")
+            throw CheckpointError(.io, "cannot read \(url.path)", underlying: error)
         }
         try self.init(data: data, path: url.path)
     }
@@ -288,7 +291,7 @@ public struct SafeTensorsWriter {
         do {
             try serialized().write(to: url, options: .atomic)
         } catch {
-            throw CheckpointError(.io, "cannot write \(url.path): \((error as NSError).localizedDescription)")
+            throw CheckpointError(.io, "cannot write \(url.path)", underlying: error)
         }
     }
 

@@ -39,8 +39,8 @@ public final class Coordinator {
         var startStep = 0
         var resumeFolder: String?
         if let resume {
-            let folder = try Trainer.resolveCheckpoint(URL(fileURLWithPath: resume))
-            let state = try Trainer.readState(folder)
+            let folder = try CheckpointStore.resolve(URL(fileURLWithPath: resume))
+            let state = try CheckpointStore.state(of: folder, as: TrainConfig.self)
             guard state.config.model == config.model else {
                 throw ClusterError(.badInput, "checkpoint \(folder.path) was written for a different model config")
             }

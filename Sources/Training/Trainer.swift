@@ -138,10 +138,7 @@ public final class Trainer {
     static func initialParameters(config: TrainConfig, table: ParameterTable, elements: Range<Int>,
                                   into out: UnsafeMutablePointer<Float>) throws {
         if let dir = config.training.initFrom {
-            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("model.safetensors"))
-            let full = elements.count == table.count ? nil : FloatBuffer(count: table.count)
-            try ModelWeights.load(file, table: table, into: full?.pointer ?? out)
-            if let full { out.update(from: full.pointer + elements.lowerBound, count: elements.count) }
+            try CheckpointStore.huggingFaceParameters(URL(fileURLWithPath: dir), table: table, elements: elements, into: out)
         } else {
             Transformer.initialize(config: config.model, table: table, seed: config.model.initialization.seed ?? config.training.seed,
                                    elements: elements, into: out)
@@ -199,123 +196,41 @@ public final class Trainer {
 
     // MARK: checkpoints
 
-    /// Writes a checkpoint of the current state under `directory`/step-NNNNNNNN and points
-    /// `directory`/latest at it. The folder is written under a temporary name and renamed, so
-    /// a crash mid-write never leaves a partial checkpoint behind a valid name.
-    /// With sharded state (ZeRO 1–3) every rank must call this (the state is gathered
-    /// first); only rank 0 writes. The files always hold the full state, so a checkpoint resumes
-    /// at any stage and on any number of ranks.
+    /// Writes a checkpoint of the current state into the checkpoint directory `directory`
+    /// (`CheckpointStore`: step folder renamed into place, then `latest`). With sharded state
+    /// (ZeRO 1–3) every rank must call this (the state is gathered first); only rank 0 writes.
+    /// The files always hold the full state, so a checkpoint resumes at any stage and on any
+    /// number of ranks.
     @discardableResult
     public func saveCheckpoint(in directory: URL) throws -> URL {
         let parameters = try fullParameters()
-        let (fullAvg, fullAvgSq) = try engine.fullOptimizerState()
-        let fm = FileManager.default
-        let name = String(format: "step-%08d", step)
-        guard rank == 0 else { return directory.appendingPathComponent(name) }
-        let final = directory.appendingPathComponent(name)
-        let temp = directory.appendingPathComponent(name + ".tmp")
-        do {
-            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-            if fm.fileExists(atPath: temp.path) { try fm.removeItem(at: temp) }
-            try fm.createDirectory(at: temp, withIntermediateDirectories: true)
-        } catch {
-            throw TrainingError(.runtime, "cannot create checkpoint folder \(temp.path): \((error as NSError).localizedDescription)")
-        }
-        var weights = SafeTensorsWriter()
-        ModelWeights.add(parameters, table: model.table, to: &weights)
-        try weights.write(to: temp.appendingPathComponent("model.safetensors"))
-        var optimizerState = SafeTensorsWriter()
-        ModelWeights.add(fullAvg, table: model.table, to: &optimizerState, prefix: "exp_avg.")
-        ModelWeights.add(fullAvgSq, table: model.table, to: &optimizerState, prefix: "exp_avg_sq.")
-        try optimizerState.write(to: temp.appendingPathComponent("optimizer.safetensors"))
-        let state = TrainerState(step: step, dataPosition: sampler.position(step: step), seed: config.training.seed,
-                                 config: config)
-        do {
-            if config.model.isHuggingFaceCompatible {
-                try config.model.huggingFaceJSON().write(to: temp.appendingPathComponent("config.json"))
-            }
+        let (expAvg, expAvgSq) = try engine.fullOptimizerState()
+        let store = CheckpointStore(directory: directory)
+        guard rank == 0 else { return store.folder(step: step) }
+        var plan: Data?
+        if worldSize > 1 {
+            // Which rank held which piece of every tensor when this was written (the files
+            // themselves hold the full, gathered state).
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(state).write(to: temp.appendingPathComponent("trainer_state.json"))
-            if worldSize > 1 {
-                // Which rank held which piece of every tensor when this was written (the files
-                // themselves hold the full, gathered state).
-                try encoder.encode(partitionPlan)
-                    .write(to: temp.appendingPathComponent("partition_plan.json"))
-            }
-            if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
-            try fm.moveItem(at: temp, to: final)
-            try Data((name + "\n").utf8).write(to: directory.appendingPathComponent("latest"), options: .atomic)
-        } catch {
-            throw TrainingError(.runtime, "cannot write checkpoint \(final.path): \((error as NSError).localizedDescription)")
+            plan = try encoder.encode(partitionPlan)
         }
-        return final
+        let state = TrainerState(step: step, dataPosition: sampler.position(step: step), seed: config.training.seed, config: config)
+        return try store.save(CheckpointStore.Contents(model: config.model, table: model.table, parameters: parameters,
+                                                       expAvg: expAvg, expAvgSq: expAvgSq, state: state, partitionPlan: plan))
     }
 
     /// Restores weights, optimizer state and step from a checkpoint folder (a step-N folder, or
     /// a checkpoint directory whose `latest` file names one). The model config must match.
     public func resume(from url: URL) throws {
-        let folder = try Self.resolveCheckpoint(url)
-        let state = try Self.readState(folder)
+        let folder = try CheckpointStore.resolve(url)
+        let state = try CheckpointStore.state(of: folder, as: TrainConfig.self)
         guard state.config.model == config.model else {
             throw TrainingError(.badInput, "checkpoint \(folder.path) was written for a different model config")
         }
-        let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        let full = FloatBuffer(count: model.table.count)
-        try ModelWeights.load(weights, table: model.table, into: full)
-        try engine.load(parameters: full)
-        let optimizerState = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
-        let m = FloatBuffer(count: model.table.count), v = FloatBuffer(count: model.table.count)
-        try ModelWeights.load(optimizerState, table: model.table, into: m, prefix: "exp_avg.")
-        try ModelWeights.load(optimizerState, table: model.table, into: v, prefix: "exp_avg_sq.")
-        engine.load(expAvg: m, expAvgSq: v)
+        try engine.load(parameters: try CheckpointStore.parameters(of: folder, table: model.table))
+        let moments = try CheckpointStore.optimizerState(of: folder, table: model.table)
+        engine.load(expAvg: moments.expAvg, expAvgSq: moments.expAvgSq)
         step = state.step
-    }
-
-    /// The step folder a resume path refers to.
-    public static func resolveCheckpoint(_ url: URL) throws -> URL {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: url.appendingPathComponent("trainer_state.json").path) { return url }
-        let latest = url.appendingPathComponent("latest")
-        guard let text = try? String(contentsOf: latest, encoding: .utf8) else {
-            throw TrainingError(.badInput, "\(url.path) is not a checkpoint (no trainer_state.json and no latest file)")
-        }
-        let folder = url.appendingPathComponent(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        guard fm.fileExists(atPath: folder.appendingPathComponent("trainer_state.json").path) else {
-            throw TrainingError(.badInput, "\(latest.path) names \(folder.lastPathComponent), which is not a complete checkpoint")
-        }
-        return folder
-    }
-
-    public static func readState(_ folder: URL) throws -> TrainerState {
-        let path = folder.appendingPathComponent("trainer_state.json")
-        guard let data = try? Data(contentsOf: path) else { throw TrainingError(.badInput, "cannot read \(path.path)") }
-        do {
-            return try JSONDecoder().decode(TrainerState.self, from: data)
-        } catch {
-            throw TrainingError(.badInput, "\(path.path) is not a valid trainer state")
-        }
-    }
-}
-
-/// trainer_state.json: where a run stands. Random numbers are counter-based functions of
-/// (seed, step, micro-batch), so step and seed are the whole RNG state; the data position is
-/// the number of sequences consumed, derived from the step.
-public struct TrainerState: Codable, Sendable {
-    public var formatVersion = 1
-    public var step: Int
-    public var dataPosition: Int
-    public var seed: UInt64
-    public var config: TrainConfig
-
-    enum CodingKeys: String, CodingKey {
-        case formatVersion = "format_version", step, dataPosition = "data_position", seed, config
-    }
-
-    public init(step: Int, dataPosition: Int, seed: UInt64, config: TrainConfig) {
-        self.step = step
-        self.dataPosition = dataPosition
-        self.seed = seed
-        self.config = config
     }
 }

@@ -17,7 +17,7 @@ enum CLIError {
         case let e as ConfigError: (message, code) = (e.message, 2)
         case let e as ModelError: (message, code) = (e.message, 2)
         case let e as DataError: (message, code) = (e.message, 2)
-        case let e as CheckpointError: (message, code) = (e.message, 2)
+        case let e as CheckpointError: (message, code) = (e.description, e.kind == .badInput ? 2 : 1)
         case let e as TrainingError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
         case let e as ClusterError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
         case let e as ZeroError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)

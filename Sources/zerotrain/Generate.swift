@@ -30,13 +30,12 @@ struct Generate: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard maxNewTokens >= 0 else { throw TrainingError(.badInput, "--max-new-tokens must be ≥ 0") }
-            let folder = try Trainer.resolveCheckpoint(URL(fileURLWithPath: checkpoint))
-            let config = try Trainer.readState(folder).config
+            let folder = try CheckpointStore.resolve(URL(fileURLWithPath: checkpoint))
+            let config = try CheckpointStore.state(of: folder, as: TrainConfig.self).config
             let threads = min(config.training.threads, 2)
             GEMM.setThreads(threads)
             let model = try Transformer(config: config.model, pool: ThreadPool(threads: threads))
-            let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-            try ModelWeights.load(weights, table: model.table, into: model.parameters)
+            model.parameters.copy(from: try CheckpointStore.parameters(of: folder, table: model.table))
             let tokenizer = ByteTokenizer()
             let out = try TextGenerator(model: model).generate(
                 prompt: tokenizer.encode(prompt), count: maxNewTokens, temperature: temperature, topK: topK, seed: seed)

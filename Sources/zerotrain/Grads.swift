@@ -24,7 +24,7 @@ struct Grads: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             GEMM.setThreads(threads)
-            let m = try ModelWeights.loadHuggingFace(directory: URL(fileURLWithPath: model), pool: ThreadPool(threads: threads))
+            let m = try CheckpointStore.importHuggingFace(URL(fileURLWithPath: model), pool: ThreadPool(threads: threads))
             let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: batch))
             guard let e = file.entry("tokens"), e.shape.count == 2, e.shape[1] >= 2 else {
                 throw TrainingError(.badInput, "\(batch): expected int32 tokens [B, T+1] with T ≥ 1")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Foundation
 import Training
 
@@ -31,7 +32,7 @@ struct Train: ParsableCommand {
             if let config {
                 cfg = try TrainConfig.load(path: config)
             } else if let resume {
-                cfg = try Trainer.readState(try Trainer.resolveCheckpoint(URL(fileURLWithPath: resume))).config
+                cfg = try CheckpointStore.state(of: try CheckpointStore.resolve(URL(fileURLWithPath: resume)), as: TrainConfig.self).config
             } else {
                 throw ValidationError("give --config FILE (or --resume DIR)")
             }

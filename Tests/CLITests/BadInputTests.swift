@@ -80,4 +80,29 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         try expectExit2(["train", "--config", "configs/tiny.yaml", "--resume", dir.path], mentions: "is not a checkpoint")
     }
+
+    /// Not bad input: a checkpoint whose weights file exists but cannot be read (a directory in
+    /// its place) is an I/O failure, exit code 1, still one line naming the file.
+    @Test func unreadableCheckpointIsARuntimeFailure() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("c.yaml")
+        try CLI.write("""
+            model: {num_layers: 1, hidden_size: 16, num_attention_heads: 2, max_seq_len: 16}
+            training: {total_steps: 1, micro_batch_size: 1, checkpoint_dir: "\(dir.appendingPathComponent("ck").path)"}
+            data: {seq_len: 8}
+            """, to: config)
+        let trained = try CLI.run(["train", "--config", config.path])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        let weights = dir.appendingPathComponent("ck/step-00000001/model.safetensors")
+        try FileManager.default.removeItem(at: weights)
+        try FileManager.default.createDirectory(at: weights, withIntermediateDirectories: false)
+        for args in [["generate", "--checkpoint", dir.appendingPathComponent("ck").path, "--prompt", "a"],
+                     ["train", "--config", config.path, "--resume", dir.appendingPathComponent("ck").path]] {
+            let r = try CLI.run(args)
+            #expect(r.status == 1, "exit \(r.status) for \(args): \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasPrefix("zerotrain: error: cannot read ")
+                    && r.stderr.contains("model.safetensors"), "stderr: \(r.stderr)")
+        }
+    }
 }

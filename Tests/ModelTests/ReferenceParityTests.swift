@@ -4,14 +4,13 @@ import Model
 import Tensor
 import Testing
 import ZeroTrainTestKit
-import Training
 
 /// The PyTorch + transformers reference cases (Tests/Fixtures/reference, see its README).
 @Suite struct ReferenceParityTests {
     @Test(arguments: ["dense", "dense_gqa_tied", "moe", "sliding_window"])
     func logitsLossAndGradientsMatchPyTorch(_ name: String) throws {
         let dir = Fixtures.reference(name)
-        let model = try ModelWeights.loadHuggingFace(directory: dir, pool: ThreadPool(threads: 2))
+        let model = try CheckpointStore.importHuggingFace(dir, pool: ThreadPool(threads: 2))
         let batch = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("batch.safetensors"))
         let expected = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("expected.safetensors"))
         let tokens = try batch.int32s("tokens")
