@@ -174,6 +174,59 @@ public final class Transformer {
                            sharedDown: hasShared ? p(.sharedDown) : nil)
     }
 
+    // MARK: normalisation
+
+    /// The three normalisations: before attention and before the MLP in each block, and before the LM head.
+    private enum NormSite {
+        case input, post, final
+
+        var weight: TensorKind {
+            switch self {
+            case .input: .inputNormWeight
+            case .post: .postNormWeight
+            case .final: .finalNormWeight
+            }
+        }
+
+        /// LayerNorm only.
+        var bias: TensorKind {
+            switch self {
+            case .input: .inputNormBias
+            case .post: .postNormBias
+            case .final: .finalNormBias
+            }
+        }
+    }
+
+    /// x (B·T, C) → y (B·T, C) through LayerNorm or RMSNorm (`config.norm`) with the tensors of
+    /// `site` in `layer` (−1 for the final norm); saves rstd (B·T) and, for LayerNorm, mean (B·T).
+    private func normForward(_ site: NormSite, layer l: Int = -1, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                             mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, rows n: Int) {
+        let c = config.hiddenSize, eps = Float(config.normEps)
+        if config.norm == "layernorm" {
+            LayerNorm.forward(x: x, weight: param(site.weight, l), bias: param(site.bias, l), y: y,
+                              mean: mean, rstd: rstd, rows: n, channels: c, eps: eps, pool: pool)
+        } else {
+            RMSNorm.forward(x: x, weight: param(site.weight, l), y: y, rstd: rstd, rows: n, channels: c, eps: eps, pool: pool)
+        }
+    }
+
+    /// dy (B·T, C) → dx (B·T, C) (+= with `accumulate`) through the norm `normForward` ran at
+    /// `site` in `layer`; the gradients of its weight (and LayerNorm bias) accumulate.
+    private func normBackward(_ site: NormSite, layer l: Int = -1, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                              mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                              rows n: Int, accumulate: Bool) {
+        let c = config.hiddenSize
+        if config.norm == "layernorm" {
+            LayerNorm.backward(dy: dy, x: x, weight: param(site.weight, l), mean: mean, rstd: rstd, dx: dx,
+                               dWeight: grad(site.weight, l), dBias: grad(site.bias, l),
+                               rows: n, channels: c, accumulate: accumulate, pool: pool)
+        } else {
+            RMSNorm.backward(dy: dy, x: x, weight: param(site.weight, l), rstd: rstd, dx: dx, dWeight: grad(site.weight, l),
+                             rows: n, channels: c, accumulate: accumulate, pool: pool)
+        }
+    }
+
     // MARK: forward
 
     /// Dropout randomness for one micro-batch: masks derive from (seed, stream, layer, site).
@@ -211,8 +264,7 @@ public final class Transformer {
         a.dropout = dropout
         let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
         let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize
-        let eps = Float(config.normEps), pDrop = Float(config.dropout)
-        let layerNorm = config.norm == "layernorm"
+        let pDrop = Float(config.dropout)
 
         beginPass(training: targets != nil)
         let headRegion = config.numLayers + 1
@@ -224,13 +276,7 @@ public final class Transformer {
         for l in 0..<config.numLayers {
             try acquire(l + 1)
             let x = a.layerIn[l].pointer
-            if layerNorm {
-                LayerNorm.forward(x: x, weight: param(.inputNormWeight, l), bias: param(.inputNormBias, l), y: a.ln1[l].pointer,
-                                  mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
-            } else {
-                RMSNorm.forward(x: x, weight: param(.inputNormWeight, l), y: a.ln1[l].pointer, rstd: a.rstd1[l].pointer,
-                                rows: n, channels: c, eps: eps, pool: pool)
-            }
+            normForward(.input, layer: l, x: x, y: a.ln1[l].pointer, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n)
             let ln1 = a.ln1[l].pointer
             Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim)
             Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
@@ -247,13 +293,7 @@ public final class Transformer {
             }
             Kernels.add(x, branch, out: a.mid[l].pointer, count: n * c)
             let mid = a.mid[l].pointer
-            if layerNorm {
-                LayerNorm.forward(x: mid, weight: param(.postNormWeight, l), bias: param(.postNormBias, l), y: a.ln2[l].pointer,
-                                  mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
-            } else {
-                RMSNorm.forward(x: mid, weight: param(.postNormWeight, l), y: a.ln2[l].pointer, rstd: a.rstd2[l].pointer,
-                                rows: n, channels: c, eps: eps, pool: pool)
-            }
+            normForward(.post, layer: l, x: mid, y: a.ln2[l].pointer, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n)
             let ln2 = a.ln2[l].pointer
             if let moe = a.moe[l] {
                 moe.forward(x: ln2, y: branch, w: moePointers(layer: l, gradients: false), pool: pool)
@@ -276,13 +316,7 @@ public final class Transformer {
         try acquire(headRegion)
         if config.tieEmbeddings { try acquire(0) }
         let xf = a.layerIn[config.numLayers].pointer
-        if layerNorm {
-            LayerNorm.forward(x: xf, weight: param(.finalNormWeight), bias: param(.finalNormBias), y: a.lnf.pointer,
-                              mean: a.meanf.pointer, rstd: a.rstdf.pointer, rows: n, channels: c, eps: eps, pool: pool)
-        } else {
-            RMSNorm.forward(x: xf, weight: param(.finalNormWeight), y: a.lnf.pointer, rstd: a.rstdf.pointer,
-                            rows: n, channels: c, eps: eps, pool: pool)
-        }
+        normForward(.final, x: xf, y: a.lnf.pointer, mean: a.meanf.pointer, rstd: a.rstdf.pointer, rows: n)
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
 
@@ -333,7 +367,6 @@ public final class Transformer {
         let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
         let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize, v = config.vocabSize
         let pDrop = Float(config.dropout)
-        let layerNorm = config.norm == "layernorm"
 
         let headRegion = config.numLayers + 1
         try acquire(headRegion)
@@ -350,14 +383,8 @@ public final class Transformer {
                         rows: n, inFeatures: c, outFeatures: v)
         let dRes = a.dRes.pointer
         let xf = a.layerIn[config.numLayers].pointer
-        if layerNorm {
-            LayerNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), mean: a.meanf.pointer, rstd: a.rstdf.pointer,
-                               dx: dRes, dWeight: grad(.finalNormWeight), dBias: grad(.finalNormBias),
-                               rows: n, channels: c, accumulate: false, pool: pool)
-        } else {
-            RMSNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), rstd: a.rstdf.pointer,
-                             dx: dRes, dWeight: grad(.finalNormWeight), rows: n, channels: c, accumulate: false, pool: pool)
-        }
+        normBackward(.final, dy: a.dLn.pointer, x: xf, mean: a.meanf.pointer, rstd: a.rstdf.pointer, dx: dRes, rows: n,
+                     accumulate: false)
         try gradientsDone(headRegion, gradientsReady)
         release(headRegion)
         if config.tieEmbeddings { release(0) }
@@ -397,14 +424,8 @@ public final class Transformer {
                                 dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn)
             }
             let mid = a.mid[l].pointer
-            if layerNorm {
-                LayerNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), mean: a.mean2[l].pointer,
-                                   rstd: a.rstd2[l].pointer, dx: dRes, dWeight: grad(.postNormWeight, l),
-                                   dBias: grad(.postNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
-            } else {
-                RMSNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), rstd: a.rstd2[l].pointer,
-                                 dx: dRes, dWeight: grad(.postNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
-            }
+            normBackward(.post, layer: l, dy: a.dLn.pointer, x: mid, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, dx: dRes,
+                         rows: n, accumulate: true)
             // Attention branch: dRes is now d(mid).
             dBranch.update(from: dRes, count: n * c)
             if let dropout = a.dropout, pDrop > 0 {
@@ -425,14 +446,8 @@ public final class Transformer {
             Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: a.dLn.pointer,
                             dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
             let x = a.layerIn[l].pointer
-            if layerNorm {
-                LayerNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), mean: a.mean1[l].pointer,
-                                   rstd: a.rstd1[l].pointer, dx: dRes, dWeight: grad(.inputNormWeight, l),
-                                   dBias: grad(.inputNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
-            } else {
-                RMSNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), rstd: a.rstd1[l].pointer,
-                                 dx: dRes, dWeight: grad(.inputNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
-            }
+            normBackward(.input, layer: l, dy: a.dLn.pointer, x: x, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, dx: dRes,
+                         rows: n, accumulate: true)
             try gradientsDone(l + 1, gradientsReady)
             release(l + 1)
         }
