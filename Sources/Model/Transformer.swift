@@ -174,6 +174,59 @@ public final class Transformer {
                            sharedDown: hasShared ? p(.sharedDown) : nil)
     }
 
+    // MARK: normalisation
+
+    /// The three normalisations: before attention and before the MLP in each block, and before the LM head.
+    private enum NormSite {
+        case input, post, final
+
+        var weight: TensorKind {
+            switch self {
+            case .input: .inputNormWeight
+            case .post: .postNormWeight
+            case .final: .finalNormWeight
+            }
+        }
+
+        /// LayerNorm only.
+        var bias: TensorKind {
+            switch self {
+            case .input: .inputNormBias
+            case .post: .postNormBias
+            case .final: .finalNormBias
+            }
+        }
+    }
+
+    /// x (B·T, C) → y (B·T, C) through LayerNorm or RMSNorm (`config.norm`) with the tensors of
+    /// `site` in `layer` (−1 for the final norm); saves rstd (B·T) and, for LayerNorm, mean (B·T).
+    private func normForward(_ site: NormSite, layer l: Int = -1, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                             mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, rows n: Int) {
+        let c = config.hiddenSize, eps = Float(config.normEps)
+        if config.norm == "layernorm" {
+            LayerNorm.forward(x: x, weight: param(site.weight, l), bias: param(site.bias, l), y: y,
+                              mean: mean, rstd: rstd, rows: n, channels: c, eps: eps, pool: pool)
+        } else {
+            RMSNorm.forward(x: x, weight: param(site.weight, l), y: y, rstd: rstd, rows: n, channels: c, eps: eps, pool: pool)
+        }
+    }
+
+    /// dy (B·T, C) → dx (B·T, C) (+= with `accumulate`) through the norm `normForward` ran at
+    /// `site` in `layer`; the gradients of its weight (and LayerNorm bias) accumulate.
+    private func normBackward(_ site: NormSite, layer l: Int = -1, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                              mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                              rows n: Int, accumulate: Bool) {
+        let c = config.hiddenSize
+        if config.norm == "layernorm" {
+            LayerNorm.backward(dy: dy, x: x, weight: param(site.weight, l), mean: mean, rstd: rstd, dx: dx,
+                               dWeight: grad(site.weight, l), dBias: grad(site.bias, l),
+                               rows: n, channels: c, accumulate: accumulate, pool: pool)
+        } else {
+            RMSNorm.backward(dy: dy, x: x, weight: param(site.weight, l), rstd: rstd, dx: dx, dWeight: grad(site.weight, l),
+                             rows: n, channels: c, accumulate: accumulate, pool: pool)
+        }
+    }
+
     // MARK: forward
 
     /// Dropout randomness for one micro-batch: masks derive from (seed, stream, layer, site).
@@ -188,6 +241,44 @@ public final class Transformer {
     @discardableResult
     public func forward(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int,
                         dropout: DropoutContext? = nil) throws -> Float {
+        try checkInputs(inputs, targets, batch: batch, seqLen: seqLen)
+        if acts?.batch != batch || acts?.seqLen != seqLen { acts = Activations(config: config, batch: batch, seqLen: seqLen) }
+        let a = acts!
+        a.inputs = inputs
+        a.targets = targets
+        a.dropout = dropout
+        let n = batch * seqLen, c = config.hiddenSize, v = config.vocabSize
+
+        beginPass(training: targets != nil)
+        try acquire(0)
+        inputs.withUnsafeBufferPointer { tok in
+            Embedding.forward(tokens: tok, table: param(.embedding), x: a.layerIn[0].pointer, channels: c)
+        }
+        release(0)
+        for l in 0..<config.numLayers {
+            try acquire(l + 1)
+            blockForward(layer: l, a)
+            release(l + 1)
+        }
+        let headRegion = config.numLayers + 1
+        try acquire(headRegion)
+        if config.tieEmbeddings { try acquire(0) }
+        normForward(.final, x: a.layerIn[config.numLayers].pointer, y: a.lnf.pointer, mean: a.meanf.pointer,
+                    rstd: a.rstdf.pointer, rows: n)
+        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
+
+        lastAuxLoss = auxLoss(a)
+        guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
+        lastLoss = targets.withUnsafeBufferPointer { t in
+            CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
+        }
+        return lastLoss
+    }
+
+    /// Throws `invalidInput` unless there are batch × seqLen input tokens (and as many targets),
+    /// all in the vocabulary, and seqLen fits `max_seq_len`.
+    private func checkInputs(_ inputs: [Int32], _ targets: [Int32]?, batch: Int, seqLen: Int) throws {
         let n = batch * seqLen
         guard batch >= 1, seqLen >= 1, inputs.count == n else {
             throw ModelError(.invalidInput, "expected \(batch)×\(seqLen) input tokens, got \(inputs.count)")
@@ -204,94 +295,56 @@ public final class Transformer {
         if let targets, targets.count != n {
             throw ModelError(.invalidInput, "expected \(n) targets, got \(targets.count)")
         }
-        if acts?.batch != batch || acts?.seqLen != seqLen { acts = Activations(config: config, batch: batch, seqLen: seqLen) }
-        let a = acts!
-        a.inputs = inputs
-        a.targets = targets
-        a.dropout = dropout
+    }
+
+    /// Block `l` (region l + 1 held): x = layerIn[l] (B,T,C) → layerIn[l + 1] (B,T,C) =
+    /// mid + MLP(norm(mid)), mid = x + attention(norm(x)), dropout on both branches.
+    /// Saves ln1, q and k (rotated), v, probs, attOut, mid, ln2, both norms' statistics and what
+    /// `mlpForward` saves.
+    private func blockForward(layer l: Int, _ a: Activations) {
+        let batch = a.batch, seqLen = a.seqLen, n = batch * seqLen
         let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
-        let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize
-        let eps = Float(config.normEps), pDrop = Float(config.dropout)
-        let layerNorm = config.norm == "layernorm"
+        let qDim = h * d, kvDim = hkv * d, pDrop = Float(config.dropout)
+        let x = a.layerIn[l].pointer, ln1 = a.ln1[l].pointer, mid = a.mid[l].pointer, ln2 = a.ln2[l].pointer
+        let branch = a.branch.pointer
+        normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n)
+        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim)
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
+        rope.apply(a.q[l].pointer, batch: batch, seqLen: seqLen, heads: h)
+        rope.apply(a.k[l].pointer, batch: batch, seqLen: seqLen, heads: hkv)
+        Attention.forward(q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer, out: a.attOut[l].pointer,
+                          probs: a.probs[l].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
+                          headDim: d, window: config.window, pool: pool)
+        Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c)
+        if let dropout = a.dropout, pDrop > 0 {
+            Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
+        }
+        Kernels.add(x, branch, out: mid, count: n * c)
+        normForward(.post, layer: l, x: mid, y: ln2, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n)
+        mlpForward(layer: l, a, x: ln2, y: branch)
+        if let dropout = a.dropout, pDrop > 0 {
+            Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
+        }
+        Kernels.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c)
+    }
 
-        beginPass(training: targets != nil)
-        let headRegion = config.numLayers + 1
-        try acquire(0)
-        inputs.withUnsafeBufferPointer { tok in
-            Embedding.forward(tokens: tok, table: param(.embedding), x: a.layerIn[0].pointer, channels: c)
-        }
-        release(0)
-        for l in 0..<config.numLayers {
-            try acquire(l + 1)
-            let x = a.layerIn[l].pointer
-            if layerNorm {
-                LayerNorm.forward(x: x, weight: param(.inputNormWeight, l), bias: param(.inputNormBias, l), y: a.ln1[l].pointer,
-                                  mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
-            } else {
-                RMSNorm.forward(x: x, weight: param(.inputNormWeight, l), y: a.ln1[l].pointer, rstd: a.rstd1[l].pointer,
-                                rows: n, channels: c, eps: eps, pool: pool)
-            }
-            let ln1 = a.ln1[l].pointer
-            Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim)
-            Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
-            Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
-            rope.apply(a.q[l].pointer, batch: batch, seqLen: seqLen, heads: h)
-            rope.apply(a.k[l].pointer, batch: batch, seqLen: seqLen, heads: hkv)
-            Attention.forward(q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer, out: a.attOut[l].pointer,
-                              probs: a.probs[l].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
-                              headDim: d, window: config.window, pool: pool)
-            let branch = a.branch.pointer
-            Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c)
-            if let dropout, pDrop > 0 {
-                Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
-            }
-            Kernels.add(x, branch, out: a.mid[l].pointer, count: n * c)
-            let mid = a.mid[l].pointer
-            if layerNorm {
-                LayerNorm.forward(x: mid, weight: param(.postNormWeight, l), bias: param(.postNormBias, l), y: a.ln2[l].pointer,
-                                  mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n, channels: c, eps: eps, pool: pool)
-            } else {
-                RMSNorm.forward(x: mid, weight: param(.postNormWeight, l), y: a.ln2[l].pointer, rstd: a.rstd2[l].pointer,
-                                rows: n, channels: c, eps: eps, pool: pool)
-            }
-            let ln2 = a.ln2[l].pointer
-            if let moe = a.moe[l] {
-                moe.forward(x: ln2, y: branch, w: moePointers(layer: l, gradients: false), pool: pool)
-            } else if config.activation == "swiglu" {
-                Linear.forward(x: ln2, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
-                Linear.forward(x: ln2, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
-                SwiGLU.forward(gate: a.gate[l].pointer, up: a.up[l].pointer, h: a.h[l].pointer, count: n * ffn)
-                Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: branch, rows: n, inFeatures: ffn, outFeatures: c)
-            } else {
-                Linear.forward(x: ln2, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
-                GELU.forward(x: a.up[l].pointer, y: a.h[l].pointer, count: n * ffn)
-                Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: branch, rows: n, inFeatures: ffn, outFeatures: c)
-            }
-            if let dropout, pDrop > 0 {
-                Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
-            }
-            Kernels.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c)
-            release(l + 1)
-        }
-        try acquire(headRegion)
-        if config.tieEmbeddings { try acquire(0) }
-        let xf = a.layerIn[config.numLayers].pointer
-        if layerNorm {
-            LayerNorm.forward(x: xf, weight: param(.finalNormWeight), bias: param(.finalNormBias), y: a.lnf.pointer,
-                              mean: a.meanf.pointer, rstd: a.rstdf.pointer, rows: n, channels: c, eps: eps, pool: pool)
+    /// Block `l`'s feed-forward: x (B,T,C) → y (B,T,C) through its MoE layer (which saves the routing
+    /// and the experts' activations) or its dense SwiGLU or GELU MLP; saves gate (SwiGLU), up and h.
+    private func mlpForward(layer l: Int, _ a: Activations, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
+        if let moe = a.moe[l] {
+            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), pool: pool)
+        } else if config.activation == "swiglu" {
+            Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+            SwiGLU.forward(gate: a.gate[l].pointer, up: a.up[l].pointer, h: a.h[l].pointer, count: n * ffn)
+            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c)
         } else {
-            RMSNorm.forward(x: xf, weight: param(.finalNormWeight), y: a.lnf.pointer, rstd: a.rstdf.pointer,
-                            rows: n, channels: c, eps: eps, pool: pool)
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+            GELU.forward(x: a.up[l].pointer, y: a.h[l].pointer, count: n * ffn)
+            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c)
         }
-        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
-        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
-
-        lastAuxLoss = auxLoss(a)
-        guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
-        lastLoss = targets.withUnsafeBufferPointer { t in
-            CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
-        }
-        return lastLoss
     }
 
     /// Switch load-balancing loss over all layers' routers: E · Σ_e F[e] · P[e], where F[e] is the
@@ -302,6 +355,15 @@ public final class Transformer {
         var s = 0.0
         for e in 0..<moe.numExperts { s += Double(counts[e]) / total * probs[e] / total }
         return Float(Double(moe.numExperts) * s)
+    }
+
+    /// d(scale · aux_loss_coef · aux_loss)/d(p[row, e]) (E), the same for every row of every layer
+    /// (F[e] counts as a constant); empty for dense models.
+    private func auxLossGradient(_ a: Activations, scale: Float) -> [Float] {
+        guard let moe = config.moeConfig else { return [] }
+        let (counts, _, total) = routingTotals(a)
+        let k = Double(scale) * moe.auxLossCoef * Double(moe.numExperts) / total
+        return counts.map { Float(k * Double($0) / total) }
     }
 
     private func routingTotals(_ a: Activations) -> (counts: [Int], probs: [Double], tokens: Double) {
@@ -329,11 +391,8 @@ public final class Transformer {
         guard let a = acts, let targets = a.targets else {
             throw ModelError(.invalidInput, "backward needs a forward with targets first")
         }
-        let n = a.batch * a.seqLen, batch = a.batch, seqLen = a.seqLen
-        let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
-        let qDim = h * d, kvDim = hkv * d, ffn = config.ffnSize, v = config.vocabSize
-        let pDrop = Float(config.dropout)
-        let layerNorm = config.norm == "layernorm"
+        let n = a.batch * a.seqLen, c = config.hiddenSize, v = config.vocabSize
+        let dRes = a.dRes.pointer
 
         let headRegion = config.numLayers + 1
         try acquire(headRegion)
@@ -348,91 +407,16 @@ public final class Transformer {
         let dHead = config.tieEmbeddings ? grad(.embedding) : grad(.lmHead)
         Linear.backward(dy: a.dLogits.pointer, x: a.lnf.pointer, weight: head, dx: a.dLn.pointer, dWeight: dHead,
                         rows: n, inFeatures: c, outFeatures: v)
-        let dRes = a.dRes.pointer
-        let xf = a.layerIn[config.numLayers].pointer
-        if layerNorm {
-            LayerNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), mean: a.meanf.pointer, rstd: a.rstdf.pointer,
-                               dx: dRes, dWeight: grad(.finalNormWeight), dBias: grad(.finalNormBias),
-                               rows: n, channels: c, accumulate: false, pool: pool)
-        } else {
-            RMSNorm.backward(dy: a.dLn.pointer, x: xf, weight: param(.finalNormWeight), rstd: a.rstdf.pointer,
-                             dx: dRes, dWeight: grad(.finalNormWeight), rows: n, channels: c, accumulate: false, pool: pool)
-        }
+        normBackward(.final, dy: a.dLn.pointer, x: a.layerIn[config.numLayers].pointer, mean: a.meanf.pointer,
+                     rstd: a.rstdf.pointer, dx: dRes, rows: n, accumulate: false)
         try gradientsDone(headRegion, gradientsReady)
         release(headRegion)
         if config.tieEmbeddings { release(0) }
-        var auxGradient: [Float] = []
-        if let moe = config.moeConfig {
-            let (counts, _, total) = routingTotals(a)
-            let k = Double(scale) * moe.auxLossCoef * Double(moe.numExperts) / total
-            auxGradient = counts.map { Float(k * Double($0) / total) }
-        }
-        let dBranch = a.dBranch.pointer
-        for l in stride(from: config.numLayers - 1, through: 0, by: -1) {
+        let auxGradient = auxLossGradient(a, scale: scale)
+        for l in (0..<config.numLayers).reversed() {
             try acquire(l + 1)
             try gradientRegion(l + 1)
-            // MLP branch: dRes is d(layer output); the residual passes it straight to `mid`.
-            dBranch.update(from: dRes, count: n * c)
-            if let dropout = a.dropout, pDrop > 0 {
-                Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
-            }
-            let ln2 = a.ln2[l].pointer
-            if let moe = a.moe[l] {
-                moe.backward(dy: dBranch, x: ln2, dx: a.dLn.pointer, w: moePointers(layer: l, gradients: false),
-                             grads: moePointers(layer: l, gradients: true), auxGradient: auxGradient, pool: pool)
-            } else if config.activation == "swiglu" {
-                Linear.backward(dy: dBranch, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                                dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
-                SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[l].pointer, up: a.up[l].pointer,
-                                dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
-                Linear.backward(dy: a.dGate.pointer, x: ln2, weight: param(.mlpGate, l), dx: a.dLn.pointer,
-                                dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn)
-                Linear.backward(dy: a.dUp.pointer, x: ln2, weight: param(.mlpUp, l), dx: a.dLn.pointer,
-                                dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true)
-            } else {
-                Linear.backward(dy: dBranch, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                                dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
-                GELU.backward(dy: a.dH.pointer, x: a.up[l].pointer, dx: a.dUp.pointer, count: n * ffn)
-                Linear.backward(dy: a.dUp.pointer, x: ln2, weight: param(.mlpUp, l), dx: a.dLn.pointer,
-                                dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn)
-            }
-            let mid = a.mid[l].pointer
-            if layerNorm {
-                LayerNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), mean: a.mean2[l].pointer,
-                                   rstd: a.rstd2[l].pointer, dx: dRes, dWeight: grad(.postNormWeight, l),
-                                   dBias: grad(.postNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
-            } else {
-                RMSNorm.backward(dy: a.dLn.pointer, x: mid, weight: param(.postNormWeight, l), rstd: a.rstd2[l].pointer,
-                                 dx: dRes, dWeight: grad(.postNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
-            }
-            // Attention branch: dRes is now d(mid).
-            dBranch.update(from: dRes, count: n * c)
-            if let dropout = a.dropout, pDrop > 0 {
-                Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
-            }
-            Linear.backward(dy: dBranch, x: a.attOut[l].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
-                            dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c)
-            Attention.backward(dOut: a.dAtt.pointer, q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer,
-                               probs: a.probs[l].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
-                               batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
-            rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
-            rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
-            let ln1 = a.ln1[l].pointer
-            Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: a.dLn.pointer,
-                            dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim)
-            Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: a.dLn.pointer,
-                            dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
-            Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: a.dLn.pointer,
-                            dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
-            let x = a.layerIn[l].pointer
-            if layerNorm {
-                LayerNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), mean: a.mean1[l].pointer,
-                                   rstd: a.rstd1[l].pointer, dx: dRes, dWeight: grad(.inputNormWeight, l),
-                                   dBias: grad(.inputNormBias, l), rows: n, channels: c, accumulate: true, pool: pool)
-            } else {
-                RMSNorm.backward(dy: a.dLn.pointer, x: x, weight: param(.inputNormWeight, l), rstd: a.rstd1[l].pointer,
-                                 dx: dRes, dWeight: grad(.inputNormWeight, l), rows: n, channels: c, accumulate: true, pool: pool)
-            }
+            blockBackward(layer: l, a, auxGradient: auxGradient)
             try gradientsDone(l + 1, gradientsReady)
             release(l + 1)
         }
@@ -441,6 +425,71 @@ public final class Transformer {
             Embedding.backward(tokens: tok, dx: dRes, dTable: grad(.embedding), channels: c)
         }
         try gradientsDone(0, gradientsReady)
+    }
+
+    /// Block `l` backward (region l + 1's parameters and gradients held): dRes = d(layerIn[l + 1])
+    /// (B,T,C) → d(layerIn[l]) (B,T,C), in place; the block's gradients accumulate. `auxGradient`
+    /// is the load-balancing loss's gradient for an MoE layer's router probabilities.
+    private func blockBackward(layer l: Int, _ a: Activations, auxGradient: [Float]) {
+        let batch = a.batch, seqLen = a.seqLen, n = batch * seqLen
+        let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
+        let qDim = h * d, kvDim = hkv * d, pDrop = Float(config.dropout)
+        let x = a.layerIn[l].pointer, ln1 = a.ln1[l].pointer, mid = a.mid[l].pointer, ln2 = a.ln2[l].pointer
+        let dRes = a.dRes.pointer, dBranch = a.dBranch.pointer, dLn = a.dLn.pointer
+        // MLP branch: dRes is d(layer output); the residual passes it straight to `mid`.
+        dBranch.update(from: dRes, count: n * c)
+        if let dropout = a.dropout, pDrop > 0 {
+            Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
+        }
+        mlpBackward(layer: l, a, dy: dBranch, x: ln2, dx: dLn, auxGradient: auxGradient)
+        normBackward(.post, layer: l, dy: dLn, x: mid, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, dx: dRes,
+                     rows: n, accumulate: true)
+        // Attention branch: dRes is now d(mid).
+        dBranch.update(from: dRes, count: n * c)
+        if let dropout = a.dropout, pDrop > 0 {
+            Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
+        }
+        Linear.backward(dy: dBranch, x: a.attOut[l].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
+                        dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c)
+        Attention.backward(dOut: a.dAtt.pointer, q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer,
+                           probs: a.probs[l].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
+                           batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
+        rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
+        rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
+        Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: dLn,
+                        dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim)
+        Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: dLn,
+                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+        Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: dLn,
+                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+        normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, dx: dRes,
+                     rows: n, accumulate: true)
+    }
+
+    /// Block `l`'s feed-forward backward: dy (B,T,C) → dx (B,T,C) (overwritten) through what
+    /// `mlpForward` ran on x (B,T,C); its gradients accumulate.
+    private func mlpBackward(layer l: Int, _ a: Activations, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                             dx: UnsafeMutablePointer<Float>, auxGradient: [Float]) {
+        let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
+        if let moe = a.moe[l] {
+            moe.backward(dy: dy, x: x, dx: dx, w: moePointers(layer: l, gradients: false),
+                         grads: moePointers(layer: l, gradients: true), auxGradient: auxGradient, pool: pool)
+        } else if config.activation == "swiglu" {
+            Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+            SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[l].pointer, up: a.up[l].pointer,
+                            dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
+            Linear.backward(dy: a.dGate.pointer, x: x, weight: param(.mlpGate, l), dx: dx,
+                            dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn)
+            Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true)
+        } else {
+            Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+            GELU.backward(dy: a.dH.pointer, x: a.up[l].pointer, dx: a.dUp.pointer, count: n * ffn)
+            Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn)
+        }
     }
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).

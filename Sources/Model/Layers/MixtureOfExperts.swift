@@ -44,12 +44,15 @@ public final class MixtureOfExperts {
     /// Packed row of each (row, slot); first packed row of each expert (E + 1 entries).
     private var slotRow: [Int]
     private var expertStart: [Int]
+    /// Forward scratch: the next free packed row of each expert (E) while packing.
+    private var nextRow: [Int]
     /// Packed activations (rows·k, ·).
     let xPacked: FloatBuffer, gatePacked: FloatBuffer, upPacked: FloatBuffer, hPacked: FloatBuffer, outPacked: FloatBuffer
     /// Shared-expert activations (rows, S).
     let sharedGateAct: FloatBuffer, sharedUpAct: FloatBuffer, sharedH: FloatBuffer
-    // Backward scratch.
+    // Backward scratch; dWeights is d(loss)/d(weights) (rows·k).
     private let dOutPacked: FloatBuffer, dH: FloatBuffer, dGate: FloatBuffer, dUp: FloatBuffer, dXPacked: FloatBuffer, dProbs: FloatBuffer
+    private let dWeights: FloatBuffer
 
     /// Tokens routed to each expert, summed over the k slots (for the aux loss).
     public private(set) var expertCounts: [Int]
@@ -65,6 +68,7 @@ public final class MixtureOfExperts {
         weights = FloatBuffer(count: r)
         slotRow = [Int](repeating: 0, count: r)
         expertStart = [Int](repeating: 0, count: experts + 1)
+        nextRow = [Int](repeating: 0, count: experts)
         xPacked = FloatBuffer(count: r * channels)
         gatePacked = FloatBuffer(count: r * intermediate)
         upPacked = FloatBuffer(count: r * intermediate)
@@ -79,6 +83,7 @@ public final class MixtureOfExperts {
         dUp = FloatBuffer(count: max(r * intermediate, rows * shared))
         dXPacked = FloatBuffer(count: r * channels)
         dProbs = FloatBuffer(count: rows * experts)
+        dWeights = FloatBuffer(count: r)
         expertCounts = [Int](repeating: 0, count: experts)
         probSums = [Double](repeating: 0, count: experts)
     }
@@ -89,34 +94,32 @@ public final class MixtureOfExperts {
         Linear.forward(x: x, weight: w.router, y: probs.pointer, rows: n, inFeatures: c, outFeatures: e)
         for row in 0..<n { Kernels.softmaxRow(probs.pointer + row * e, count: e) }
         // Top-k with ties broken towards the lower expert index, then renormalise.
-        expertCounts = [Int](repeating: 0, count: e)
-        probSums = [Double](repeating: 0, count: e)
-        for row in 0..<n {
-            let p = probs.pointer + row * e
-            var chosen: [Int] = []
-            chosen.reserveCapacity(k)
-            for _ in 0..<k {
-                var best = -1
-                for j in 0..<e where !chosen.contains(j) && (best < 0 || p[j] > p[best]) { best = j }
-                chosen.append(best)
+        for j in 0..<e { expertCounts[j] = 0; probSums[j] = 0 }
+        selected.withUnsafeMutableBufferPointer { chosen in
+            for row in 0..<n {
+                let p = probs.pointer + row * e, first = row * k
+                for s in 0..<k {
+                    var best = -1
+                    for j in 0..<e where !chosen[first..<(first + s)].contains(j) && (best < 0 || p[j] > p[best]) { best = j }
+                    chosen[first + s] = best
+                }
+                var total: Float = 0
+                for s in 0..<k { total += p[chosen[first + s]] }
+                for s in 0..<k {
+                    weights.pointer[first + s] = p[chosen[first + s]] / total
+                    expertCounts[chosen[first + s]] += 1
+                }
+                for j in 0..<e { probSums[j] += Double(p[j]) }
             }
-            var total: Float = 0
-            for s in 0..<k { total += p[chosen[s]] }
-            for s in 0..<k {
-                selected[row * k + s] = chosen[s]
-                weights.pointer[row * k + s] = p[chosen[s]] / total
-                expertCounts[chosen[s]] += 1
-            }
-            for j in 0..<e { probSums[j] += Double(p[j]) }
         }
         expertStart[0] = 0
         for j in 0..<e { expertStart[j + 1] = expertStart[j] + expertCounts[j] }
-        var fill = Array(expertStart[0..<e])
+        for j in 0..<e { nextRow[j] = expertStart[j] }
         for row in 0..<n {
             for s in 0..<k {
                 let ex = selected[row * k + s]
-                let r = fill[ex]
-                fill[ex] += 1
+                let r = nextRow[ex]
+                nextRow[ex] += 1
                 slotRow[row * k + s] = r
                 (xPacked.pointer + r * c).update(from: x + row * c, count: c)
             }
@@ -157,7 +160,7 @@ public final class MixtureOfExperts {
                          w: MoEPointers, grads: MoEPointers, auxGradient: [Float], pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         let dOut = dOutPacked.pointer, out = outPacked.pointer, selectedWeights = weights.pointer
-        var dWeights = [Float](repeating: 0, count: n * k)
+        let dWeights = self.dWeights.pointer
         for row in 0..<n {
             for s in 0..<k {
                 let r = slotRow[row * k + s]
