@@ -29,6 +29,9 @@ let package = Package(
         .target(name: "CCRC32C"),
         .target(name: "Comm", dependencies: ["CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
+        // Harnesses, not run by a user's job: the collective benchmark and the rank worker process
+        // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
+        .target(name: "Bench", dependencies: ["Comm", "CommZMQ"]),
         .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
         .target(name: "Training", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
@@ -36,7 +39,7 @@ let package = Package(
         ]),
         .target(name: "Cluster", dependencies: ["Training", "Zero", "Comm", "CommZMQ", "Model", "Data", "Checkpoint", "Tensor"]),
         .executableTarget(name: "zerotrain", dependencies: [
-            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -46,11 +49,14 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Common", "Model", "Tensor"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "ZeroTrainTestKit"]),
-        .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
-        // Test helpers: runs the built zerotrain binary as real processes.
-        .target(name: "ZeroTrainTestKit", path: "Sources/ZeroTrainTestKit"),
+        // The rank test processes spawn the ZeroTrainTestRank binary next to the test bundle.
+        .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
+        // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the
+        // reference collectives and the rank test process (ZeroTrainTestRank, its executable).
+        .target(name: "ZeroTrainTestKit", dependencies: ["Comm", "CommZMQ", "Bench"], path: "Sources/ZeroTrainTestKit"),
+        .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit"]),
-        .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor"]),
+        .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

@@ -2,8 +2,8 @@
 /// predecessor `(rank - 1 + N) % N`.
 ///
 /// Collectives are schedules over this protocol (`ProcessGroup`); ZeroMQ (`CommZMQ.ZMQTransport`)
-/// and memory (`InMemoryTransport`) implement it. An instance is used by one thread at a time
-/// (the thread that runs the collectives): sockets are not thread-safe.
+/// implements it, and so does the test kit's in-memory fabric (ZeroTrainTestKit). An instance is
+/// used by one thread at a time (the thread that runs the collectives): sockets are not thread-safe.
 ///
 /// Every method throws `CommError`: `.timeout` when `deadline` passes, `.peerLost` when the link's
 /// peer disappeared (its `peer` is the predecessor for receives, the successor for sends),

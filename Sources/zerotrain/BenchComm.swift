@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bench
 import Comm
 import CommZMQ
 import Foundation
@@ -112,10 +113,10 @@ struct BenchComm: ParsableCommand {
         }
     }
 
-    func parsedOps() throws -> [CollectiveCheck.Kind] {
+    func parsedOps() throws -> [CollectiveBenchmark.Kind] {
         try ops.split(separator: ",").map { token in
             let name = token.trimmingCharacters(in: .whitespaces)
-            guard let kind = CollectiveCheck.Kind(rawValue: name),
+            guard let kind = CollectiveBenchmark.Kind(rawValue: name),
                   kind != .exchange else {
                 throw ValidationError("--ops: \(name) is not one of allReduce, reduceScatter, allGather, broadcast, scalars, barrier")
             }
@@ -124,10 +125,10 @@ struct BenchComm: ParsableCommand {
     }
 
     /// Collectives measured by latency only (no buffer size).
-    static func isLatencyOp(_ op: CollectiveCheck.Kind) -> Bool { op == .scalars || op == .barrier }
+    static func isLatencyOp(_ op: CollectiveBenchmark.Kind) -> Bool { op == .scalars || op == .barrier }
 
     /// nccl-tests' busbw factor (bytes each rank sends per buffer byte).
-    static func busFactor(_ op: CollectiveCheck.Kind, ranks n: Int) -> Double {
+    static func busFactor(_ op: CollectiveBenchmark.Kind, ranks n: Int) -> Double {
         guard n > 1 else { return 1 }
         switch op {
         case .allReduce: return 2 * Double(n - 1) / Double(n)
@@ -137,7 +138,7 @@ struct BenchComm: ParsableCommand {
     }
 
     struct Measurement: Sendable {
-        var op: CollectiveCheck.Kind
+        var op: CollectiveBenchmark.Kind
         var bytes: Int
     }
 
@@ -145,7 +146,7 @@ struct BenchComm: ParsableCommand {
 
     /// Per measurement, per timed run: the slowest rank's seconds.
     private func runProcesses(_ measurements: [Measurement]) throws -> [[Double]] {
-        guard let executable = RankProcess.zerotrainExecutable() else {
+        guard let executable = RankProcess.executable(named: "zerotrain", environmentVariable: "ZEROTRAIN_BIN") else {
             throw CommError(.transport, "cannot find the zerotrain executable to spawn ranks; set ZEROTRAIN_BIN")
         }
         let workers = try (0..<ranks).map { _ in
@@ -269,12 +270,12 @@ struct BenchComm: ParsableCommand {
 
     // MARK: Reporting
 
-    private func report(measurements: [Measurement], times: [[Double]], sizes: [Int], ops: [CollectiveCheck.Kind]) {
+    private func report(measurements: [Measurement], times: [[Double]], sizes: [Int], ops: [CollectiveBenchmark.Kind]) {
         func median(_ xs: [Double]) -> Double {
             let s = xs.sorted()
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
-        func time(_ op: CollectiveCheck.Kind, _ bytes: Int) -> Double? {
+        func time(_ op: CollectiveBenchmark.Kind, _ bytes: Int) -> Double? {
             measurements.indices.first { measurements[$0].op == op && measurements[$0].bytes == bytes }.map { median(times[$0]) }
         }
         if !json {

@@ -1,5 +1,6 @@
 import Comm
 import Testing
+import ZeroTrainTestKit
 
 /// The fused receive passes (CRC-32C computed while a payload is reduced or copied) and what the
 /// ring does when the check fails.

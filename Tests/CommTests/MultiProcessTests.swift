@@ -1,9 +1,10 @@
+import Bench
 import Comm
-import CommZMQ
 import Foundation
 import Testing
+import ZeroTrainTestKit
 
-/// Real rank processes (`zerotrain bench comm --worker`) on this host, driven over JSON lines,
+/// Real rank processes (`ZeroTrainTestRank`) on this host, driven over JSON lines,
 /// checked against the direct computation; and a rank SIGKILLed in the middle of an all-reduce.
 @Suite("Collectives across processes", .serialized)
 struct MultiProcessTests {
@@ -11,9 +12,9 @@ struct MultiProcessTests {
     final class Ring {
         var workers: [RankProcess]
         init(size n: Int) throws {
-            let executable = try #require(RankProcess.zerotrainExecutable(),
-                                          "build the zerotrain executable (swift build) or set ZEROTRAIN_BIN")
-            workers = try (0..<n).map { _ in try RankProcess(executable: executable, arguments: ["bench", "comm", "--worker"]) }
+            let executable = try #require(TestRank.executable(),
+                                          "build the ZeroTrainTestRank executable (swift build) or set ZEROTRAIN_TEST_RANK_BIN")
+            workers = try (0..<n).map { _ in try RankProcess(executable: executable, arguments: []) }
         }
         deinit { workers.forEach { $0.kill() } }
 

@@ -1,5 +1,6 @@
 import Comm
 import Testing
+import ZeroTrainTestKit
 
 /// The ring schedules over the in-memory transport, checked bit for bit against the direct
 /// computation in `ReferenceCollectives`.

@@ -3,6 +3,7 @@ import CommZMQ
 import Foundation
 import Synchronization
 import Testing
+import ZeroTrainTestKit
 
 /// Ranks as threads of this process over real ZeroMQ sockets: inproc (one shared context), tcp and
 /// ipc (one context per rank, as in separate processes).

@@ -5,6 +5,7 @@ import Model
 import Tensor
 import Training
 import Zero
+import ZeroTrainTestKit
 
 /// N ranks as threads in this process, each a real `Trainer` with a real `RingDataParallel` engine
 /// over the in-memory transport: the whole ZeRO schedule (stages, shards, tiers, ledger) without

@@ -1,7 +1,9 @@
+import Comm
+
 /// Deterministic test inputs and the direct (non-ring) computation of every collective's result,
 /// in exactly the ring's summation order, so results can be compared bit for bit.
 ///
-/// Used by the tests and by `zerotrain bench comm --verify`; cheap enough for millions of elements.
+/// Used by the tests and the test rank process; cheap enough for millions of elements.
 public enum ReferenceCollectives {
     /// Input element `index` of `rank` for `seed`: magnitudes spread over 2^-8...2^8 so that the
     /// summation order changes the low bits.

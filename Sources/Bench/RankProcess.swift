@@ -4,7 +4,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A rank worker in a child process (`zerotrain bench comm --worker`), driven over JSON lines.
+/// A rank worker in a child process (`zerotrain bench comm --worker`, the test kit's
+/// `ZeroTrainTestRank`), driven over JSON lines.
 /// The child is SIGKILLed when this object goes away, so a failing test or benchmark never leaves
 /// processes behind.
 public final class RankProcess {
@@ -75,19 +76,20 @@ public final class RankProcess {
         return try reply(timeout: timeout)
     }
 
-    /// The zerotrain executable: `$ZEROTRAIN_BIN`, else `zerotrain` next to the running executable
-    /// (a test bundle lives in the same build products directory), else this process itself.
-    public static func zerotrainExecutable() -> URL? {
+    /// The executable `name`: `$environmentVariable` when set, else this process itself when it
+    /// is `name`, else `name` next to the running executable or up to three folders above it (a
+    /// test bundle lives in the build products directory, or a few levels below it).
+    public static func executable(named name: String, environmentVariable: String? = nil) -> URL? {
         let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["ZEROTRAIN_BIN"], fm.isExecutableFile(atPath: env) {
+        if let variable = environmentVariable, let env = ProcessInfo.processInfo.environment[variable],
+           fm.isExecutableFile(atPath: env) {
             return URL(fileURLWithPath: env)
         }
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        if exe.lastPathComponent == "zerotrain" { return exe }
-        // A test bundle sits in the build products directory (or a few levels below it).
+        if exe.lastPathComponent == name { return exe }
         var dir = exe.deletingLastPathComponent()
         for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("zerotrain")
+            let candidate = dir.appendingPathComponent(name)
             if fm.isExecutableFile(atPath: candidate.path) { return candidate }
             dir = dir.deletingLastPathComponent()
         }

@@ -1,6 +1,7 @@
+import Comm
 import Foundation
 
-/// N ranks' ring links in one process, for tests and single-process runs.
+/// N ranks' ring links in one process, for the tests.
 ///
 /// `links[r]` carries frames from rank r to rank r+1. Payloads are copied on send, so borrowed
 /// payloads are released immediately. `kill(rank:)` simulates a dead process: its peers see

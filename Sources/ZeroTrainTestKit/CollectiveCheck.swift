@@ -1,10 +1,12 @@
+import Bench
+import Comm
+
 /// Runs one collective on deterministic inputs and summarises the result as a digest, so ranks in
 /// different processes can be checked against `ReferenceCollectives` (bit for bit) and each other.
-/// Shared by the tests, the rank worker of `zerotrain bench comm` and the benchmark.
+/// Shared by the in-process tests and the `run` command of the test rank process.
 public enum CollectiveCheck {
-    public enum Kind: String, Sendable, Codable, CaseIterable {
-        case allReduce, reduceScatter, allGather, broadcast, barrier, scalars, exchange
-    }
+    /// The collectives a rank can run: the benchmark's list, so one `RankCommand.kind` serves both.
+    public typealias Kind = CollectiveBenchmark.Kind
 
     /// What one rank ran and got.
     public struct Outcome: Sendable, Equatable {
@@ -24,11 +26,11 @@ public enum CollectiveCheck {
             let values = (0..<count).map { ReferenceCollectives.scalarInput(seed: seed, rank: rank, index: $0) }
             let start = ContinuousClock.now
             let result = try group.allReduceScalars(values, op: op, deadline: deadline)
-            return Outcome(digest: ReferenceCollectives.digest(result), seconds: seconds(since: start))
+            return Outcome(digest: ReferenceCollectives.digest(result), seconds: CollectiveBenchmark.seconds(since: start))
         case .barrier:
             let start = ContinuousClock.now
             try group.barrier(deadline: deadline)
-            return Outcome(digest: 0, seconds: seconds(since: start))
+            return Outcome(digest: 0, seconds: CollectiveBenchmark.seconds(since: start))
         default:
             break
         }
@@ -54,7 +56,7 @@ public enum CollectiveCheck {
         case .scalars, .barrier:
             break
         }
-        let elapsed = seconds(since: start)
+        let elapsed = CollectiveBenchmark.seconds(since: start)
         return Outcome(digest: ReferenceCollectives.digest(UnsafeBufferPointer(rebasing: buffer[specified])), seconds: elapsed)
     }
 
@@ -80,10 +82,5 @@ public enum CollectiveCheck {
             let from = (rank - 1 + worldSize) % worldSize
             return ReferenceCollectives.digest((0..<count).map { ReferenceCollectives.input(seed: seed, rank: from, index: $0) })
         }
-    }
-
-    static func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = start.duration(to: .now).components
-        return Double(d.seconds) + Double(d.attoseconds) * 1e-18
     }
 }

@@ -1,10 +1,13 @@
 import Comm
 
-/// One line of JSON from a launcher (test, `zerotrain bench comm`) to a rank worker process.
+/// One line of JSON from a launcher (`zerotrain bench comm`, the multi-process tests) to a rank
+/// worker process (`RankWorker`).
 ///
-/// Commands: `bind` (rank, worldSize, epoch, jobID, endpoint; replies with the bound endpoint),
-/// `connect` (successor endpoint; forms the `ProcessGroup`), `run` (one checked collective),
-/// `bench` (timed runs), `exit`.
+/// Commands every `RankWorker` serves: `bind` (rank, worldSize, epoch, jobID, endpoint; replies
+/// with the bound endpoint), `connect` (successor endpoint; forms the `ProcessGroup`), `bench`
+/// (timed runs), `exit`. A worker may serve more through its command handler: the test kit's rank
+/// process adds `run` (one collective checked against the reference; seed, average, root,
+/// stallAfterFrames).
 public struct RankCommand: Codable, Sendable {
     public var cmd: String
     public var rank: Int?
@@ -13,14 +16,18 @@ public struct RankCommand: Codable, Sendable {
     public var jobID: UInt64?
     public var endpoint: String?
     public var successor: String?
-    public var kind: CollectiveCheck.Kind?
+    public var kind: CollectiveBenchmark.Kind?
+    /// `bench`: bytes; `run`: elements.
     public var count: Int?
+    /// `run`: seed of the deterministic inputs.
     public var seed: UInt64?
+    /// `run`: average instead of sum.
     public var average: Bool?
     public var bfloat16: Bool?
+    /// `run`: broadcast root.
     public var root: Int?
     public var timeoutMs: Int?
-    /// Test hook: after this many received frames, report `stalled` and stop (until killed).
+    /// Test kit's `run`: after this many received frames, report `stalled` and stop (until killed).
     public var stallAfterFrames: Int?
     public var checksum: Bool?
     /// `bind`: kernel SNDBUF/RCVBUF bytes (ZMQTransport.Options.kernelBufferBytes).
@@ -36,10 +43,10 @@ public struct RankCommand: Codable, Sendable {
 /// One line of JSON back from the worker.
 public struct RankReply: Codable, Sendable {
     public var ok: Bool
-    /// `stalled` for the test hook; nil for replies.
+    /// `stalled` for the test kit's stall hook; nil for replies.
     public var event: String?
     public var endpoint: String?
-    /// Result digest as hex.
+    /// `run`: result digest as hex.
     public var digest: String?
     public var seconds: Double?
     public var times: [Double]?

@@ -1,18 +1,34 @@
 import Comm
+import CommZMQ
 import Foundation
 
-/// The rank side of `zerotrain bench comm` and of the multi-process tests: reads `RankCommand`
-/// lines on stdin, answers each with a `RankReply` line on stdout, until `exit` or end of input.
-/// One worker = one rank of a ring over ZeroMQ (tcp or ipc); re-forming the group (new epoch,
-/// new membership) is a new `bind` + `connect` in the same process.
+/// The rank side of `zerotrain bench comm` (and, extended, of the multi-process tests): reads
+/// `RankCommand` lines on stdin, answers each with a `RankReply` line on stdout, until `exit` or
+/// end of input. One worker = one rank of a ring over ZeroMQ (tcp or ipc); re-forming the group
+/// (new epoch, new membership) is a new `bind` + `connect` in the same process.
+///
+/// Serves `bind`, `connect`, `bench` and `exit`. The test kit extends it through the initialiser:
+/// `wrapTransport` wraps each connected transport before the group is formed over it, and
+/// `handle` answers the commands this type does not know.
 public final class RankWorker {
+    /// Wraps a connected transport before the `ProcessGroup` is formed over it.
+    public typealias TransportWrapper = (ZMQTransport) -> any Transport
+    /// Answers a command other than `bind`, `connect`, `bench` and `exit`, given the group formed
+    /// by the last `connect` (nil before); nil when the command is unknown to it as well.
+    public typealias CommandHandler = (RankCommand, ProcessGroup?) throws -> RankReply?
+
+    private let wrapTransport: TransportWrapper
+    private let handleOther: CommandHandler
     private var context: ZMQContext?
     private var transport: ZMQTransport?
-    private var stalling: StallingTransport?
     private var group: ProcessGroup?
     private var pending: RankCommand?
 
-    public init() {}
+    public init(wrapTransport: @escaping TransportWrapper = { $0 },
+                handle: @escaping CommandHandler = { _, _ in nil }) {
+        self.wrapTransport = wrapTransport
+        handleOther = handle
+    }
 
     /// Runs the command loop; returns when told to exit or stdin closes.
     public func run() {
@@ -56,27 +72,12 @@ public final class RankWorker {
                 throw CommError(.invalidArgument, "connect needs a successor endpoint after bind")
             }
             try t.connect(successor: successor)
-            let s = StallingTransport(t)
-            stalling = s
             var options = ProcessGroup.Options()
             options.checksumPayloads = c.checksum ?? true
             if let bytes = c.segmentBytes { options.segmentBytes = bytes }
-            group = try ProcessGroup(rank: bind.rank!, worldSize: bind.worldSize!, transport: s,
+            group = try ProcessGroup(rank: bind.rank!, worldSize: bind.worldSize!, transport: wrapTransport(t),
                                      epoch: bind.epoch ?? 0, jobID: bind.jobID ?? 0, options: options)
             return RankReply(ok: true)
-        case "run":
-            guard let group, let kind = c.kind else { throw CommError(.invalidArgument, "run needs a formed group and a kind") }
-            stalling?.stallAfter = c.stallAfterFrames
-            let timeout = Duration.milliseconds(c.timeoutMs ?? 10_000)
-            let outcome = try CollectiveCheck.run(kind, group: group, count: c.count ?? 0, seed: c.seed ?? 1,
-                                                  op: c.average == true ? .average : .sum,
-                                                  wire: c.bfloat16 == true ? .bfloat16 : .float32,
-                                                  root: c.root ?? 0, deadline: .now + timeout)
-            var reply = RankReply(ok: true)
-            reply.digest = String(outcome.digest, radix: 16)
-            reply.seconds = outcome.seconds
-            reply.droppedFrames = group.droppedFrames
-            return reply
         case "bench":
             guard let group, let kind = c.kind else { throw CommError(.invalidArgument, "bench needs a formed group and a kind") }
             let times = try CollectiveBenchmark.measure(kind, group: group, bytes: c.count ?? 0,
@@ -87,7 +88,10 @@ public final class RankWorker {
             reply.times = times
             return reply
         default:
-            throw CommError(.invalidArgument, "unknown command \(c.cmd)")
+            guard let reply = try handleOther(c, group) else {
+                throw CommError(.invalidArgument, "unknown command \(c.cmd)")
+            }
+            return reply
         }
     }
 
@@ -95,50 +99,13 @@ public final class RankWorker {
         RankWorker.writeLine(reply)
     }
 
-    static func writeLine(_ reply: RankReply) {
+    /// Writes `reply` as one line of JSON (keys sorted) on stdout: the answer to a command, or an
+    /// event a hook reports in the middle of one.
+    public static func writeLine(_ reply: RankReply) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         guard var data = try? encoder.encode(reply) else { return }
         data.append(0x0A)
         FileHandle.standardOutput.write(data)
     }
-}
-
-/// Test hook around a transport: after `stallAfter` received frames it reports `stalled` on stdout
-/// and stops responding, so a test can SIGKILL the rank in the middle of a collective.
-final class StallingTransport: Transport {
-    let inner: ZMQTransport
-    var stallAfter: Int? { didSet { received = 0 } }
-    private var received = 0
-
-    init(_ inner: ZMQTransport) { self.inner = inner }
-
-    func send(header: FrameHeader, payload: UnsafeRawBufferPointer, release: SendRelease,
-              deadline: ContinuousClock.Instant) throws {
-        try inner.send(header: header, payload: payload, release: release, deadline: deadline)
-    }
-
-    func send(payloadByteCount: Int, deadline: ContinuousClock.Instant,
-              fill: (UnsafeMutableRawBufferPointer) -> FrameHeader) throws {
-        try inner.send(payloadByteCount: payloadByteCount, deadline: deadline, fill: fill)
-    }
-
-    func receive<R>(deadline: ContinuousClock.Instant,
-                    _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        if let stallAfter, received >= stallAfter {
-            var event = RankReply(ok: true)
-            event.event = "stalled"
-            RankWorker.writeLine(event)
-            Thread.sleep(forTimeInterval: 60)
-            throw CommError(.timeout, "stalled by the test hook and never killed")
-        }
-        received += 1
-        return try inner.receive(deadline: deadline, body)
-    }
-
-    func trySend(header: FrameHeader, payload: [UInt8]) { inner.trySend(header: header, payload: payload) }
-
-    func discardPendingSends() { inner.discardPendingSends() }
-
-    func close() { inner.close() }
 }
