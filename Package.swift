@@ -18,18 +18,20 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
 
+        // Shared by the config sections of every module: defaults and coding in one place.
+        .target(name: "Common"),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
-        .target(name: "Model", dependencies: ["Tensor"]),
-        .target(name: "Optim", dependencies: ["Tensor"]),
-        .target(name: "Data", dependencies: ["Tensor", "Checkpoint"]),
+        .target(name: "Model", dependencies: ["Tensor", "Common"]),
+        .target(name: "Optim", dependencies: ["Tensor", "Common"]),
+        .target(name: "Data", dependencies: ["Tensor", "Checkpoint", "Common"]),
         .target(name: "Checkpoint", dependencies: ["Tensor"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
         .target(name: "Comm", dependencies: ["CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
-        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA", "Model"]),
+        .target(name: "Zero", dependencies: ["Tensor", "Comm", "CNUMA", "Model", "Common"]),
         .target(name: "Training", dependencies: [
-            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
+            "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Common",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Cluster", dependencies: ["Training", "Zero", "Comm", "CommZMQ", "Model", "Data", "Checkpoint", "Tensor"]),
