@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensor"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "ZeroTrainTestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit"]),
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ"]),
         // Test helpers: runs the built zerotrain binary as real processes.
         .target(name: "ZeroTrainTestKit", path: "Sources/ZeroTrainTestKit"),
