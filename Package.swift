@@ -18,12 +18,12 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
 
-        // Shared by every module: config errors, a lock with waiting.
+        // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
         .target(name: "Common"),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
-        .target(name: "Model", dependencies: ["Tensor"]),
-        .target(name: "Optim", dependencies: ["Tensor"]),
-        .target(name: "Data", dependencies: ["Tensor", "Checkpoint"]),
+        .target(name: "Model", dependencies: ["Common", "Tensor"]),
+        .target(name: "Optim", dependencies: ["Common", "Tensor"]),
+        .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint"]),
         .target(name: "Checkpoint", dependencies: ["Common", "Tensor", "Model"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Common", "Model", "Tensor"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "ZeroTrainTestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit"]),
         // The rank test processes spawn the ZeroTrainTestRank binary next to the test bundle.
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
         // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the

@@ -1,5 +1,7 @@
+import Common
+
 /// The `data:` section of a config file.
-public struct DataConfig: Codable, Sendable, Equatable {
+public struct DataConfig: ConfigSection, Equatable {
     /// "builtin" (a deterministic generated English-like corpus, no download), "text" (UTF-8 file),
     /// "jsonl" (one JSON object per line with a "text" field) or "tokens" (a pre-batched
     /// safetensors file with int32 `tokens[step, micro, batch, seq_len+1]`, replayed in order).
@@ -11,15 +13,7 @@ public struct DataConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case source, path, seqLen = "seq_len" }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = DataConfig()
-        source = try c.decodeIfPresent(String.self, forKey: .source) ?? d.source
-        path = try c.decodeIfPresent(String.self, forKey: .path)
-        seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
-    }
+    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen)]
 
     public func validate(path p: String = "data") throws {
         guard ["builtin", "text", "jsonl", "tokens"].contains(source) else {

@@ -1,136 +1,128 @@
+import Common
 import Foundation
 
-/// The `model:` section of a config file. Every field has a default (see `defaults`), so the
-/// spec's five-line example is a complete config. Field names are the YAML keys.
-public struct ModelConfig: Codable, Sendable, Equatable {
+/// The `model:` section of a config file. Every field but num_layers, hidden_size and
+/// num_attention_heads has a default (the property initialisers), so the spec's five-line example
+/// is a complete config. The YAML keys are in `fields`.
+public struct ModelConfig: ConfigSection, Equatable {
     /// Architecture family; only "transformer" (decoder-only, Llama/DeepSeek style).
-    public var type: String
-    /// Number of decoder blocks.
-    public var numLayers: Int
-    /// Width of the residual stream (C).
-    public var hiddenSize: Int
-    /// Query heads per block.
-    public var numAttentionHeads: Int
+    public var type = "transformer"
+    /// Number of decoder blocks (required in a config file).
+    public var numLayers = 2
+    /// Width of the residual stream (C) (required in a config file).
+    public var hiddenSize = 64
+    /// Query heads per block (required in a config file).
+    public var numAttentionHeads = 4
     /// Key/value heads (grouped-query attention); must divide num_attention_heads. Default: num_attention_heads.
     public var numKeyValueHeads: Int?
     /// Width of one head; default hidden_size / num_attention_heads.
     public var headDim: Int?
     /// Token vocabulary size; the byte-level tokenizer needs 256.
-    public var vocabSize: Int
+    public var vocabSize = 256
     /// Hidden width of the MLP (of each expert with MoE). Default: 8·hidden/3 rounded up to 64 for swiglu, 4·hidden for gelu.
     public var intermediateSize: Int?
     /// Longest sequence the model accepts (RoPE table size).
-    public var maxSeqLen: Int
+    public var maxSeqLen = 1024
     /// "rmsnorm" or "layernorm".
-    public var norm: String
+    public var norm = "rmsnorm"
     /// Epsilon inside the norm's square root.
-    public var normEps: Double
+    public var normEps = 1e-5
     /// RoPE base frequency θ.
-    public var ropeTheta: Double
+    public var ropeTheta: Double = 10000
     /// MLP type: "swiglu" (gate/up/down, SiLU) or "gelu" (up/down, exact GELU).
-    public var activation: String
+    public var activation = "swiglu"
     /// Share the embedding matrix with the LM head.
-    public var tieEmbeddings: Bool
+    public var tieEmbeddings = false
     /// Dropout probability on each block's attention and MLP outputs while training.
-    public var dropout: Double
+    public var dropout: Double = 0
     /// Attention pattern.
-    public var attention: AttentionConfig
+    public var attention = AttentionConfig()
     /// Mixture-of-Experts; absent for a dense model.
     public var moeConfig: MoEConfig?
     /// Parameter initialisation.
-    public var initialization: InitConfig
+    public var initialization = InitConfig()
 
-    public struct AttentionConfig: Codable, Sendable, Equatable {
+    public static let fields: [ConfigField<Self>] = [
+        .init("type", \.type),
+        .required("num_layers", \.numLayers), .required("hidden_size", \.hiddenSize),
+        .required("num_attention_heads", \.numAttentionHeads),
+        .init("num_key_value_heads", \.numKeyValueHeads), .init("head_dim", \.headDim), .init("vocab_size", \.vocabSize),
+        .init("intermediate_size", \.intermediateSize), .init("max_seq_len", \.maxSeqLen), .init("norm", \.norm),
+        .init("norm_eps", \.normEps), .init("rope_theta", \.ropeTheta), .init("activation", \.activation),
+        .init("tie_embeddings", \.tieEmbeddings), .init("dropout", \.dropout), .init("attention", \.attention),
+        .init("moe_config", \.moeConfig), .init("init", \.initialization),
+    ]
+
+    public struct AttentionConfig: ConfigSection, Equatable {
         /// "full" (causal) or "sliding_window".
-        public var type: String
+        public var type = "full"
         /// Positions attended to, including the query's own (sliding_window only): i attends to i−W+1 … i.
         public var window: Int?
 
-        public init(type: String = "full", window: Int? = nil) {
-            self.type = type
-            self.window = window
+        public init() {}
+
+        /// The defaults, with the given values instead (nil keeps the default).
+        public init(type: String? = nil, window: Int? = nil) {
+            if let type { self.type = type }
+            if let window { self.window = window }
         }
 
-        enum CodingKeys: String, CodingKey { case type, window }
-
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            type = try c.decodeIfPresent(String.self, forKey: .type) ?? "full"
-            window = try c.decodeIfPresent(Int.self, forKey: .window)
-        }
+        public static let fields: [ConfigField<Self>] = [.init("type", \.type), .init("window", \.window)]
     }
 
-    public struct MoEConfig: Codable, Sendable, Equatable {
-        /// Routed experts per MoE layer.
-        public var numExperts: Int
-        /// Experts each token is sent to.
-        public var topK: Int
+    public struct MoEConfig: ConfigSection, Equatable {
+        /// Routed experts per MoE layer (required in a config file).
+        public var numExperts = 8
+        /// Experts each token is sent to (required in a config file).
+        public var topK = 2
         /// Coefficient of the Switch load-balancing loss added to the training loss.
-        public var auxLossCoef: Double
+        public var auxLossCoef = 0.01
         /// Shared experts (DeepSeekMoE) every token passes through, fused into one MLP of
         /// intermediate_size × num_shared_experts.
-        public var numSharedExperts: Int
+        public var numSharedExperts = 0
 
-        public init(numExperts: Int, topK: Int, auxLossCoef: Double = 0.01, numSharedExperts: Int = 0) {
+        public init() {}
+
+        /// The defaults, with the given values instead (nil keeps the default).
+        public init(numExperts: Int, topK: Int, auxLossCoef: Double? = nil, numSharedExperts: Int? = nil) {
             self.numExperts = numExperts
             self.topK = topK
-            self.auxLossCoef = auxLossCoef
-            self.numSharedExperts = numSharedExperts
+            if let auxLossCoef { self.auxLossCoef = auxLossCoef }
+            if let numSharedExperts { self.numSharedExperts = numSharedExperts }
         }
 
-        enum CodingKeys: String, CodingKey {
-            case numExperts = "num_experts", topK = "top_k", auxLossCoef = "aux_loss_coef", numSharedExperts = "num_shared_experts"
-        }
-
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            numExperts = try c.decode(Int.self, forKey: .numExperts)
-            topK = try c.decode(Int.self, forKey: .topK)
-            auxLossCoef = try c.decodeIfPresent(Double.self, forKey: .auxLossCoef) ?? 0.01
-            numSharedExperts = try c.decodeIfPresent(Int.self, forKey: .numSharedExperts) ?? 0
-        }
+        public static let fields: [ConfigField<Self>] = [
+            .required("num_experts", \.numExperts), .required("top_k", \.topK),
+            .init("aux_loss_coef", \.auxLossCoef), .init("num_shared_experts", \.numSharedExperts),
+        ]
     }
 
-    public struct InitConfig: Codable, Sendable, Equatable {
+    public struct InitConfig: ConfigSection, Equatable {
         /// Linear weights: "xavier_uniform" or "kaiming_uniform". Biases start at 0, norm weights at 1.
-        public var method: String
+        public var method = "xavier_uniform"
         /// Standard deviation of the normal(0, std) embedding initialisation.
-        public var embeddingStd: Double
+        public var embeddingStd = 0.02
         /// Seed of the initialisation; default: training.seed.
         public var seed: UInt64?
 
-        public init(method: String = "xavier_uniform", embeddingStd: Double = 0.02, seed: UInt64? = nil) {
-            self.method = method
-            self.embeddingStd = embeddingStd
-            self.seed = seed
+        public init() {}
+
+        /// The defaults, with the given values instead (nil keeps the default).
+        public init(method: String? = nil, embeddingStd: Double? = nil, seed: UInt64? = nil) {
+            if let method { self.method = method }
+            if let embeddingStd { self.embeddingStd = embeddingStd }
+            if let seed { self.seed = seed }
         }
 
-        enum CodingKeys: String, CodingKey { case method, embeddingStd = "embedding_std", seed }
-
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            method = try c.decodeIfPresent(String.self, forKey: .method) ?? "xavier_uniform"
-            embeddingStd = try c.decodeIfPresent(Double.self, forKey: .embeddingStd) ?? 0.02
-            seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
-        }
+        public static let fields: [ConfigField<Self>] = [
+            .init("method", \.method), .init("embedding_std", \.embeddingStd), .init("seed", \.seed),
+        ]
     }
 
-    enum CodingKeys: String, CodingKey {
-        case type
-        case numLayers = "num_layers", hiddenSize = "hidden_size", numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", vocabSize = "vocab_size"
-        case intermediateSize = "intermediate_size", maxSeqLen = "max_seq_len", norm
-        case normEps = "norm_eps", ropeTheta = "rope_theta", activation
-        case tieEmbeddings = "tie_embeddings", dropout, attention
-        case moeConfig = "moe_config", initialization = "init"
-    }
+    /// Every field at its default (`init()`).
+    public static let defaults = ModelConfig()
 
-    /// The defaults of every optional field, in one place.
-    public static let defaults = ModelConfig(
-        type: "transformer", numLayers: 2, hiddenSize: 64, numAttentionHeads: 4, numKeyValueHeads: nil,
-        headDim: nil, vocabSize: 256, intermediateSize: nil, maxSeqLen: 1024, norm: "rmsnorm", normEps: 1e-5,
-        ropeTheta: 10000, activation: "swiglu", tieEmbeddings: false, dropout: 0, attention: AttentionConfig(),
-        moeConfig: nil, initialization: InitConfig())
+    public init() {}
 
     public init(type: String, numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numKeyValueHeads: Int?,
                 headDim: Int?, vocabSize: Int, intermediateSize: Int?, maxSeqLen: Int, norm: String, normEps: Double,
@@ -154,29 +146,6 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.attention = attention
         self.moeConfig = moeConfig
         self.initialization = initialization
-    }
-
-    public init(from decoder: Decoder) throws {
-        let d = ModelConfig.defaults
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        type = try c.decodeIfPresent(String.self, forKey: .type) ?? d.type
-        numLayers = try c.decode(Int.self, forKey: .numLayers)
-        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
-        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize)
-        maxSeqLen = try c.decodeIfPresent(Int.self, forKey: .maxSeqLen) ?? d.maxSeqLen
-        norm = try c.decodeIfPresent(String.self, forKey: .norm) ?? d.norm
-        normEps = try c.decodeIfPresent(Double.self, forKey: .normEps) ?? d.normEps
-        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? d.ropeTheta
-        activation = try c.decodeIfPresent(String.self, forKey: .activation) ?? d.activation
-        tieEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieEmbeddings) ?? d.tieEmbeddings
-        dropout = try c.decodeIfPresent(Double.self, forKey: .dropout) ?? d.dropout
-        attention = try c.decodeIfPresent(AttentionConfig.self, forKey: .attention) ?? d.attention
-        moeConfig = try c.decodeIfPresent(MoEConfig.self, forKey: .moeConfig)
-        initialization = try c.decodeIfPresent(InitConfig.self, forKey: .initialization) ?? d.initialization
     }
 
     // MARK: derived sizes

@@ -1,5 +1,8 @@
-/// Optimizer, schedule and clipping settings (part of the `training:` section).
-public struct OptimizerConfig: Codable, Sendable, Equatable {
+import Common
+
+/// Optimizer, schedule and clipping settings. Its keys stand directly under `training:`
+/// (`TrainingConfig` inlines `fields`).
+public struct OptimizerConfig: ConfigSection, Equatable {
     /// "adamw" (the only optimizer for now).
     public var optimizer: String = "adamw"
     /// Peak learning rate.
@@ -20,6 +23,12 @@ public struct OptimizerConfig: Codable, Sendable, Equatable {
     public var gradClip: Double = 1.0
 
     public init() {}
+
+    public static let fields: [ConfigField<Self>] = [
+        .init("optimizer", \.optimizer), .init("lr", \.lr), .init("betas", \.betas), .init("eps", \.eps),
+        .init("weight_decay", \.weightDecay), .init("schedule", \.schedule), .init("warmup_steps", \.warmupSteps),
+        .init("num_cycles", \.numCycles), .init("grad_clip", \.gradClip),
+    ]
 
     public var beta1: Double { betas.count == 2 ? betas[0] : 0.9 }
     public var beta2: Double { betas.count == 2 ? betas[1] : 0.95 }

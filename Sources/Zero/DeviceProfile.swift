@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// A GPU tier the planner models a device on. ZeroTrain's devices are CPU threads with a memory
@@ -44,40 +45,26 @@ public enum DeviceProfile: String, Codable, Sendable, CaseIterable {
 ///   memory: 40G           # bytes (suffixes as `ByteSize.parse`); required for custom, overrides otherwise
 ///   scale: 0.001          # multiplies the capacity, so tier behaviour shows on small models
 /// ```
-public struct DeviceConfig: Codable, Sendable, Equatable {
+public struct DeviceConfig: ConfigSection, Equatable {
     /// The GPU tier, by name (validated against `DeviceProfile`).
-    public var profile: String
+    public var profile = DeviceProfile.a100_80g.rawValue
     /// Device memory in bytes; required for `custom`, replaces the profile's own size otherwise.
     public var memory: Int?
     /// Factor applied to the capacity, in (0, 1]: 0.001 makes an "a100-40g" hold 40 MiB-ish.
-    public var scale: Double
+    public var scale: Double = 1
 
-    public init(profile: String = DeviceProfile.a100_80g.rawValue, memory: Int? = nil, scale: Double = 1) {
-        self.profile = profile
-        self.memory = memory
-        self.scale = scale
+    public init() {}
+
+    /// The defaults, with the given values instead (nil keeps the default).
+    public init(profile: String? = nil, memory: Int? = nil, scale: Double? = nil) {
+        if let profile { self.profile = profile }
+        if let memory { self.memory = memory }
+        if let scale { self.scale = scale }
     }
 
-    enum CodingKeys: String, CodingKey { case profile, memory, scale }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = DeviceConfig()
-        profile = try c.decodeIfPresent(String.self, forKey: .profile) ?? d.profile
-        scale = try c.decodeIfPresent(Double.self, forKey: .scale) ?? d.scale
-        // An integer number of bytes, or a string with a unit ("40G", "80GiB", "1.5e9").
-        if let bytes = try? c.decodeIfPresent(Int.self, forKey: .memory) {
-            memory = bytes
-        } else if let text = try c.decodeIfPresent(String.self, forKey: .memory) {
-            guard let bytes = ByteSize.parse(text) else {
-                throw DecodingError.dataCorruptedError(forKey: .memory, in: c,
-                                                       debugDescription: "expected bytes such as 42949672960, 40G or 80GiB, got \"\(text)\"")
-            }
-            memory = bytes
-        } else {
-            memory = nil
-        }
-    }
+    public static let fields: [ConfigField<Self>] = [
+        .init("profile", \.profile), .init("memory", \.memory, read: ByteSize.read, write: { $0 }), .init("scale", \.scale),
+    ]
 
     /// The parsed profile; nil if `profile` names none.
     public var deviceProfile: DeviceProfile? { DeviceProfile(rawValue: profile) }
@@ -125,6 +112,17 @@ public enum ByteSize {
         let bytes = (value * m).rounded(.down)
         guard bytes < 0x1p63 else { return nil }
         return Int(bytes)
+    }
+
+    /// A byte count in a config: an integer number of bytes, or a string with a unit ("40G",
+    /// "80GiB", "1.5e9").
+    static func read(_ value: any SingleValueDecodingContainer) throws -> Int {
+        if let bytes = try? value.decode(Int.self) { return bytes }
+        let text = try value.decode(String.self)
+        guard let bytes = parse(text) else {
+            throw InvalidConfigValue("expected bytes such as 42949672960, 40G or 80GiB, got \"\(text)\"")
+        }
+        return bytes
     }
 
     /// "1.50 GiB" style, powers of 1024, three significant digits.

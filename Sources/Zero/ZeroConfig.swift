@@ -3,7 +3,7 @@ import Foundation
 
 /// The `zero:` section: how model state is sharded across ranks and where it lives (ZeRO,
 /// Rajbhandari et al.; keys follow DeepSpeed's where they have a counterpart).
-public struct ZeroConfig: Codable, Sendable, Equatable {
+public struct ZeroConfig: ConfigSection, Equatable {
     /// 0: every rank holds everything (gradients all-reduced in buckets during backward).
     /// 1: AdamW state sharded; gradients reduce-scattered after backward, each rank updates its
     /// shard, parameters all-gathered. 2: as 1, and gradients are reduce-scattered region by region
@@ -29,45 +29,26 @@ public struct ZeroConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case stage, offloadOptimizer = "offload_optimizer", offloadParams = "offload_params"
-        case prefetchDepth = "prefetch_depth", maxLiveParameters = "max_live_parameters"
-        case paramPersistenceThreshold = "param_persistence_threshold", offloadDir = "offload_dir"
+    public static let fields: [ConfigField<Self>] = [
+        .init("stage", \.stage, read: stage, write: { $0.rawValue }),
+        .init("offload_optimizer", \.offloadOptimizer, read: tier, write: { $0.rawValue }),
+        .init("offload_params", \.offloadParams, read: tier, write: { $0.rawValue }),
+        .init("prefetch_depth", \.prefetchDepth), .init("max_live_parameters", \.maxLiveParameters),
+        .init("param_persistence_threshold", \.paramPersistenceThreshold), .init("offload_dir", \.offloadDir),
+    ]
+
+    /// A stage in a config, by number.
+    private static func stage(_ value: any SingleValueDecodingContainer) throws -> ZeroStage {
+        let number = try value.decode(Int.self)
+        guard let stage = ZeroStage(rawValue: number) else { throw InvalidConfigValue("must be 0, 1, 2 or 3, got \(number)") }
+        return stage
     }
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ZeroConfig()
-        if let number = try c.decodeIfPresent(Int.self, forKey: .stage) {
-            guard let s = ZeroStage(rawValue: number) else { throw ConfigError("zero.stage: must be 0, 1, 2 or 3, got \(number)") }
-            stage = s
-        } else {
-            stage = d.stage
-        }
-        func tier(_ key: CodingKeys) throws -> OffloadTier {
-            guard let text = try c.decodeIfPresent(String.self, forKey: key) else { return .none }
-            guard let tier = OffloadTier(rawValue: text) else {
-                throw ConfigError("zero.\(key.stringValue): must be none, host or disk, got \(text)")
-            }
-            return tier
-        }
-        offloadOptimizer = try tier(.offloadOptimizer)
-        offloadParams = try tier(.offloadParams)
-        prefetchDepth = try c.decodeIfPresent(Int.self, forKey: .prefetchDepth) ?? d.prefetchDepth
-        maxLiveParameters = try c.decodeIfPresent(Int.self, forKey: .maxLiveParameters) ?? d.maxLiveParameters
-        paramPersistenceThreshold = try c.decodeIfPresent(Int.self, forKey: .paramPersistenceThreshold) ?? d.paramPersistenceThreshold
-        offloadDir = try c.decodeIfPresent(String.self, forKey: .offloadDir)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(stage, forKey: .stage)
-        try c.encode(offloadOptimizer.rawValue, forKey: .offloadOptimizer)
-        try c.encode(offloadParams.rawValue, forKey: .offloadParams)
-        try c.encode(prefetchDepth, forKey: .prefetchDepth)
-        try c.encode(maxLiveParameters, forKey: .maxLiveParameters)
-        try c.encode(paramPersistenceThreshold, forKey: .paramPersistenceThreshold)
-        try c.encodeIfPresent(offloadDir, forKey: .offloadDir)
+    /// A tier in a config, by name.
+    private static func tier(_ value: any SingleValueDecodingContainer) throws -> OffloadTier {
+        let text = try value.decode(String.self)
+        guard let tier = OffloadTier(rawValue: text) else { throw InvalidConfigValue("must be none, host or disk, got \(text)") }
+        return tier
     }
 
     public func validate(path p: String = "zero") throws {

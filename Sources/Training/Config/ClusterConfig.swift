@@ -1,7 +1,7 @@
 import Common
 
 /// The `cluster:` section: how a coordinator and its workers run a job together.
-public struct ClusterConfig: Codable, Sendable, Equatable {
+public struct ClusterConfig: ConfigSection, Equatable {
     /// Worker processes the coordinator waits for before it starts.
     public var workers = 1
     /// Control-plane heartbeat period in milliseconds (both directions).
@@ -19,23 +19,12 @@ public struct ClusterConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case workers, heartbeatIntervalMs = "heartbeat_interval_ms", heartbeatTimeoutMs = "heartbeat_timeout_ms"
-        case bucketMB = "bucket_mb", divergenceCheckInterval = "divergence_check_interval"
-        case collectiveTimeoutSeconds = "collective_timeout_s", connectTimeoutSeconds = "connect_timeout_s"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ClusterConfig()
-        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? d.workers
-        heartbeatIntervalMs = try c.decodeIfPresent(Int.self, forKey: .heartbeatIntervalMs) ?? d.heartbeatIntervalMs
-        heartbeatTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .heartbeatTimeoutMs) ?? d.heartbeatTimeoutMs
-        bucketMB = try c.decodeIfPresent(Double.self, forKey: .bucketMB) ?? d.bucketMB
-        divergenceCheckInterval = try c.decodeIfPresent(Int.self, forKey: .divergenceCheckInterval) ?? d.divergenceCheckInterval
-        collectiveTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeoutSeconds) ?? d.collectiveTimeoutSeconds
-        connectTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .connectTimeoutSeconds) ?? d.connectTimeoutSeconds
-    }
+    public static let fields: [ConfigField<Self>] = [
+        .init("workers", \.workers), .init("heartbeat_interval_ms", \.heartbeatIntervalMs),
+        .init("heartbeat_timeout_ms", \.heartbeatTimeoutMs), .init("bucket_mb", \.bucketMB),
+        .init("divergence_check_interval", \.divergenceCheckInterval),
+        .init("collective_timeout_s", \.collectiveTimeoutSeconds), .init("connect_timeout_s", \.connectTimeoutSeconds),
+    ]
 
     public func validate(path p: String = "cluster") throws {
         func fail(_ f: String, _ rule: String) -> ConfigError { ConfigError("\(p).\(f): \(rule)") }

@@ -6,7 +6,7 @@ import Common
 public enum ConfigDecoder {
     public static func decode<T: Decodable>(_ type: T.Type, from value: ConfigValue, root: String = "") throws -> T {
         let log = AccessLog()
-        let decoder = TreeDecoder(value: value, path: root, log: log)
+        let decoder = TreeDecoder(value: value, at: TreePath(root: root), log: log)
         let result: T
         do {
             result = try T(from: decoder)
@@ -31,11 +31,7 @@ public enum ConfigDecoder {
     }
 
     static func join(_ root: String, _ path: [CodingKey]) -> String {
-        var s = root
-        for k in path {
-            if let i = k.intValue { s += "[\(i)]" } else { s += s.isEmpty ? k.stringValue : ".\(k.stringValue)" }
-        }
-        return s.isEmpty ? "config" : s
+        path.reduce(TreePath(root: root)) { $0.appending($1) }.name
     }
 
     private static func firstUnknownKey(_ value: ConfigValue, path: String, log: AccessLog) -> String? {
@@ -60,37 +56,65 @@ final class AccessLog {
     var read = Set<String>()
 }
 
+/// Where a value sits in the tree: its coding path below the caller's root and the same as text
+/// (`model.moe_config.top_k`, `training.betas[1]`; the root itself, often empty, at the top).
+/// Decoders and containers report the path, so a custom type's `DecodingError` names it too.
+struct TreePath {
+    let codingPath: [CodingKey]
+    let text: String
+
+    init(root: String) {
+        codingPath = []
+        text = root
+    }
+
+    private init(codingPath: [CodingKey], text: String) {
+        self.codingPath = codingPath
+        self.text = text
+    }
+
+    func appending(_ key: CodingKey) -> TreePath {
+        let t = key.intValue.map { "\(text)[\($0)]" } ?? (text.isEmpty ? key.stringValue : "\(text).\(key.stringValue)")
+        return TreePath(codingPath: codingPath + [key], text: t)
+    }
+
+    func appending(index: Int) -> TreePath { appending(ConfigKey(index: index)) }
+
+    /// The text for a message: "config" at an unnamed top.
+    var name: String { text.isEmpty ? "config" : text }
+}
+
 struct TreeDecoder: Decoder {
     let value: ConfigValue
-    let path: String
+    let at: TreePath
     let log: AccessLog
-    var codingPath: [CodingKey] = []
+    var codingPath: [CodingKey] { at.codingPath }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .map(let pairs) = value else {
-            throw ConfigError("\(path.isEmpty ? "config" : path): expected a mapping, got \(value.shortDescription)")
+            throw ConfigError("\(at.name): expected a mapping, got \(value.shortDescription)")
         }
-        return KeyedDecodingContainer(KeyedContainer<Key>(pairs: pairs, path: path, log: log))
+        return KeyedDecodingContainer(KeyedContainer<Key>(pairs: pairs, at: at, log: log))
     }
 
     func unkeyedContainer() throws -> UnkeyedDecodingContainer {
         guard case .array(let items) = value else {
-            throw ConfigError("\(path): expected a list, got \(value.shortDescription)")
+            throw ConfigError("\(at.name): expected a list, got \(value.shortDescription)")
         }
-        return UnkeyedContainer(items: items, path: path, log: log)
+        return UnkeyedContainer(items: items, at: at, log: log)
     }
 
     func singleValueContainer() throws -> SingleValueDecodingContainer {
-        SingleContainer(value: value, path: path, log: log)
+        SingleContainer(value: value, at: at, log: log)
     }
 }
 
 /// Primitive conversions shared by the containers; the error names the path and what was expected.
 enum Primitive {
-    static func decode<T: Decodable>(_ type: T.Type, _ value: ConfigValue, path: String, log: AccessLog) throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ value: ConfigValue, at: TreePath, log: AccessLog) throws -> T {
         func mismatch(_ expected: String) -> ConfigError {
-            ConfigError("\(path): expected \(expected), got \(value.shortDescription)")
+            ConfigError("\(at.text): expected \(expected), got \(value.shortDescription)")
         }
         switch type {
         case is String.Type:
@@ -122,23 +146,21 @@ enum Primitive {
             default: throw mismatch("a number")
             }
         default:
-            return try T(from: TreeDecoder(value: value, path: path, log: log))
+            return try T(from: TreeDecoder(value: value, at: at, log: log))
         }
     }
 }
 
 struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let pairs: [(key: String, value: ConfigValue)]
-    let path: String
+    let at: TreePath
     let log: AccessLog
-    var codingPath: [CodingKey] { [] }
+    var codingPath: [CodingKey] { at.codingPath }
     var allKeys: [Key] { pairs.compactMap { Key(stringValue: $0.key) } }
-
-    private func childPath(_ key: Key) -> String { path.isEmpty ? key.stringValue : "\(path).\(key.stringValue)" }
 
     private func lookup(_ key: Key) -> ConfigValue? {
         guard let v = pairs.first(where: { $0.key == key.stringValue })?.value else { return nil }
-        log.read.insert(childPath(key))
+        log.read.insert(at.appending(key).text)
         return v
     }
 
@@ -150,36 +172,36 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        guard let v = lookup(key), v != .null else { throw ConfigError("\(childPath(key)): is required") }
-        return try Primitive.decode(type, v, path: childPath(key), log: log)
+        guard let v = lookup(key), v != .null else { throw ConfigError("\(at.appending(key).text): is required") }
+        return try Primitive.decode(type, v, at: at.appending(key), log: log)
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
-        guard let v = lookup(key) else { throw ConfigError("\(childPath(key)): is required") }
-        return try TreeDecoder(value: v, path: childPath(key), log: log).container(keyedBy: type)
+        guard let v = lookup(key) else { throw ConfigError("\(at.appending(key).text): is required") }
+        return try TreeDecoder(value: v, at: at.appending(key), log: log).container(keyedBy: type)
     }
 
     func nestedUnkeyedContainer(forKey key: Key) throws -> UnkeyedDecodingContainer {
-        guard let v = lookup(key) else { throw ConfigError("\(childPath(key)): is required") }
-        return try TreeDecoder(value: v, path: childPath(key), log: log).unkeyedContainer()
+        guard let v = lookup(key) else { throw ConfigError("\(at.appending(key).text): is required") }
+        return try TreeDecoder(value: v, at: at.appending(key), log: log).unkeyedContainer()
     }
 
-    func superDecoder() throws -> Decoder { TreeDecoder(value: .map(pairs), path: path, log: log) }
-    func superDecoder(forKey key: Key) throws -> Decoder { TreeDecoder(value: lookup(key) ?? .null, path: childPath(key), log: log) }
+    func superDecoder() throws -> Decoder { TreeDecoder(value: .map(pairs), at: at, log: log) }
+    func superDecoder(forKey key: Key) throws -> Decoder { TreeDecoder(value: lookup(key) ?? .null, at: at.appending(key), log: log) }
 }
 
 struct UnkeyedContainer: UnkeyedDecodingContainer {
     let items: [ConfigValue]
-    let path: String
+    let at: TreePath
     let log: AccessLog
-    var codingPath: [CodingKey] { [] }
+    var codingPath: [CodingKey] { at.codingPath }
     var count: Int? { items.count }
     var currentIndex = 0
     var isAtEnd: Bool { currentIndex >= items.count }
 
-    init(items: [ConfigValue], path: String, log: AccessLog) {
+    init(items: [ConfigValue], at: TreePath, log: AccessLog) {
         self.items = items
-        self.path = path
+        self.at = at
         self.log = log
     }
 
@@ -190,27 +212,22 @@ struct UnkeyedContainer: UnkeyedDecodingContainer {
     }
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        guard !isAtEnd else { throw ConfigError("\(path): too few elements") }
-        let p = "\(path)[\(currentIndex)]"
-        let v = try Primitive.decode(type, items[currentIndex], path: p, log: log)
+        guard !isAtEnd else { throw ConfigError("\(at.text): too few elements") }
+        let v = try Primitive.decode(type, items[currentIndex], at: at.appending(index: currentIndex), log: log)
         currentIndex += 1
         return v
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        let d = TreeDecoder(value: items[currentIndex], path: "\(path)[\(currentIndex)]", log: log)
-        currentIndex += 1
-        return try d.container(keyedBy: type)
+        try superDecoder().container(keyedBy: type)
     }
 
     mutating func nestedUnkeyedContainer() throws -> UnkeyedDecodingContainer {
-        let d = TreeDecoder(value: items[currentIndex], path: "\(path)[\(currentIndex)]", log: log)
-        currentIndex += 1
-        return try d.unkeyedContainer()
+        try superDecoder().unkeyedContainer()
     }
 
     mutating func superDecoder() throws -> Decoder {
-        let d = TreeDecoder(value: items[currentIndex], path: "\(path)[\(currentIndex)]", log: log)
+        let d = TreeDecoder(value: items[currentIndex], at: at.appending(index: currentIndex), log: log)
         currentIndex += 1
         return d
     }
@@ -218,9 +235,9 @@ struct UnkeyedContainer: UnkeyedDecodingContainer {
 
 struct SingleContainer: SingleValueDecodingContainer {
     let value: ConfigValue
-    let path: String
+    let at: TreePath
     let log: AccessLog
-    var codingPath: [CodingKey] { [] }
+    var codingPath: [CodingKey] { at.codingPath }
     func decodeNil() -> Bool { value == .null }
-    func decode<T: Decodable>(_ type: T.Type) throws -> T { try Primitive.decode(type, value, path: path, log: log) }
+    func decode<T: Decodable>(_ type: T.Type) throws -> T { try Primitive.decode(type, value, at: at, log: log) }
 }

@@ -6,7 +6,7 @@ import Optim
 import Zero
 
 /// The `training:` section: optimisation, batch shape, checkpoints and logging.
-public struct TrainingConfig: Codable, Sendable, Equatable {
+public struct TrainingConfig: ConfigSection, Equatable {
     /// Optimizer, learning-rate schedule and clipping (keys optimizer, lr, betas, eps,
     /// weight_decay, schedule, warmup_steps, num_cycles, grad_clip).
     public var optim = OptimizerConfig()
@@ -33,62 +33,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case optimizer, lr, betas, eps, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
-        case numCycles = "num_cycles", gradClip = "grad_clip", totalSteps = "total_steps"
-        case microBatchSize = "micro_batch_size", gradientAccumulationSteps = "gradient_accumulation_steps"
-        case seed, threads, checkpointInterval = "checkpoint_interval", checkpointDir = "checkpoint_dir"
-        case logInterval = "log_interval", metricsFile = "metrics_file", initFrom = "init_from"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = TrainingConfig()
-        var o = d.optim
-        o.optimizer = try c.decodeIfPresent(String.self, forKey: .optimizer) ?? o.optimizer
-        o.lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? o.lr
-        o.betas = try c.decodeIfPresent([Double].self, forKey: .betas) ?? o.betas
-        o.eps = try c.decodeIfPresent(Double.self, forKey: .eps) ?? o.eps
-        o.weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? o.weightDecay
-        o.schedule = try c.decodeIfPresent(String.self, forKey: .schedule) ?? o.schedule
-        o.warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? o.warmupSteps
-        o.numCycles = try c.decodeIfPresent(Double.self, forKey: .numCycles) ?? o.numCycles
-        o.gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? o.gradClip
-        optim = o
-        totalSteps = try c.decodeIfPresent(Int.self, forKey: .totalSteps) ?? d.totalSteps
-        microBatchSize = try c.decodeIfPresent(Int.self, forKey: .microBatchSize) ?? d.microBatchSize
-        gradientAccumulationSteps = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulationSteps) ?? d.gradientAccumulationSteps
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
-        threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? d.threads
-        checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? d.checkpointInterval
-        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
-        logInterval = try c.decodeIfPresent(Int.self, forKey: .logInterval) ?? d.logInterval
-        metricsFile = try c.decodeIfPresent(String.self, forKey: .metricsFile)
-        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(optim.optimizer, forKey: .optimizer)
-        try c.encode(optim.lr, forKey: .lr)
-        try c.encode(optim.betas, forKey: .betas)
-        try c.encode(optim.eps, forKey: .eps)
-        try c.encode(optim.weightDecay, forKey: .weightDecay)
-        try c.encode(optim.schedule, forKey: .schedule)
-        try c.encode(optim.warmupSteps, forKey: .warmupSteps)
-        try c.encode(optim.numCycles, forKey: .numCycles)
-        try c.encode(optim.gradClip, forKey: .gradClip)
-        try c.encode(totalSteps, forKey: .totalSteps)
-        try c.encode(microBatchSize, forKey: .microBatchSize)
-        try c.encode(gradientAccumulationSteps, forKey: .gradientAccumulationSteps)
-        try c.encode(seed, forKey: .seed)
-        try c.encode(threads, forKey: .threads)
-        try c.encode(checkpointInterval, forKey: .checkpointInterval)
-        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
-        try c.encode(logInterval, forKey: .logInterval)
-        try c.encodeIfPresent(metricsFile, forKey: .metricsFile)
-        try c.encodeIfPresent(initFrom, forKey: .initFrom)
-    }
+    /// The optimizer's keys stand directly under `training:`, then the section's own.
+    public static let fields: [ConfigField<Self>] = OptimizerConfig.fields.map { $0.inlined(at: \.optim) } + [
+        .init("total_steps", \.totalSteps), .init("micro_batch_size", \.microBatchSize),
+        .init("gradient_accumulation_steps", \.gradientAccumulationSteps), .init("seed", \.seed),
+        .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval),
+        .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
+        .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
+    ]
 
     public var schedule: LRSchedule {
         LRSchedule(kind: LRSchedule.Kind(rawValue: optim.schedule) ?? .cosine, warmupSteps: optim.warmupSteps,
@@ -123,12 +75,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// A whole config file: `model:`, `training:` and `data:`. Every section is optional.
-public struct TrainConfig: Codable, Sendable, Equatable {
+/// A whole config file: `model:` (required), `training:`, `data:`, `cluster:`, `zero:` and `device:`.
+public struct TrainConfig: ConfigSection, Equatable {
+    /// The network: architecture, sizes, initialisation.
     public var model: ModelConfig
+    /// Optimisation, batch shape, checkpoints and logging.
     public var training: TrainingConfig
+    /// Where the tokens come from.
     public var data: DataConfig
+    /// How the coordinator and workers run the job.
     public var cluster: ClusterConfig
+    /// ZeRO sharding and offload.
     public var zero: ZeroConfig
     /// The device memory budget (GPU tier model); nil = unlimited.
     public var device: DeviceConfig?
@@ -143,17 +100,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         self.device = device
     }
 
-    enum CodingKeys: String, CodingKey { case model, training, data, cluster, zero, device }
+    /// Every section at its defaults.
+    public init() { self.init(model: ModelConfig()) }
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        model = try c.decode(ModelConfig.self, forKey: .model)
-        training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
-        data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
-        cluster = try c.decodeIfPresent(ClusterConfig.self, forKey: .cluster) ?? ClusterConfig()
-        zero = try c.decodeIfPresent(ZeroConfig.self, forKey: .zero) ?? ZeroConfig()
-        device = try c.decodeIfPresent(DeviceConfig.self, forKey: .device)
-    }
+    public static let fields: [ConfigField<Self>] = [
+        .required("model", \.model), .init("training", \.training), .init("data", \.data),
+        .init("cluster", \.cluster), .init("zero", \.zero), .init("device", \.device),
+    ]
 
     /// Cross-section rules plus each section's own.
     public func validate() throws {
