@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // C libraries: each is imported by exactly one Swift target.
@@ -34,13 +36,17 @@ let package = Package(
         .target(name: "Bench", dependencies: ["Comm", "CommZMQ"]),
         .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
         .target(name: "Training", dependencies: [
-            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Telemetry",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "Cluster", dependencies: ["Training", "Zero", "Comm", "CommZMQ", "Model", "Data", "Checkpoint", "Tensor"]),
+        .target(name: "Telemetry", dependencies: ["Common"]),
+        .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor"]),
         .executableTarget(name: "zerotrain", dependencies: [
-            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
@@ -53,10 +59,14 @@ let package = Package(
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
         // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the
         // reference collectives and the rank test process (ZeroTrainTestRank, its executable).
-        .target(name: "ZeroTrainTestKit", dependencies: ["Comm", "CommZMQ", "Bench"], path: "Sources/ZeroTrainTestKit"),
+        .target(name: "ZeroTrainTestKit", dependencies: ["Common", "Comm", "CommZMQ", "Bench", "Training", "Zero", "Tensor"],
+                path: "Sources/ZeroTrainTestKit"),
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
+        // A worker with fault injection (the divergence guard's test).
+        .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
+                                                         "ZeroTrainTestWorker"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

@@ -1,29 +1,46 @@
 import Checkpoint
-import CommZMQ
+import Comm
+import Common
 import Data
 import Foundation
+import Telemetry
 import Training
 import Zero
 
-/// `zerotrain coordinator`: owns a job. Admits workers on a ROUTER socket, assigns ranks, writes
-/// the tokenised data once, drives training step by step, logs metrics, writes nothing else —
-/// gradients and parameters never pass through it.
-public final class Coordinator {
+/// `zerotrain coordinator`: owns a job. Admits workers, assigns ranks, writes the tokenised data
+/// once, drives training step by step, logs metrics, writes nothing else — gradients and
+/// parameters never pass through it. The protocol is `CoordinatorState`'s; this class carries its
+/// actions out and waits for the next event: a control message, a stop request (which wakes the
+/// loop), or the state's next deadline (heartbeats, the shutdown grace).
+public final class Coordinator: Sendable {
     public let config: TrainConfig
     public let runDirectory: URL
     public let listen: String
     public let resume: String?
-    public var output: (String) -> Void = { print($0) }
-    /// Polled every loop; true once = stop after the current step.
-    public var shouldStop: () -> Bool = { false }
+    public let network: any ClusterNetwork
+    private let output: @Sendable (String) -> Void
+    private struct Mailbox {
+        var stop = false
+        var wakeup: (any Wakeup)?
+    }
+    private let mailbox = Monitor(Mailbox())
 
-    public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil) {
+    public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil, network: any ClusterNetwork,
+                output: @escaping @Sendable (String) -> Void = { print($0) }) {
         var c = config
         if c.training.checkpointDir == nil { c.training.checkpointDir = runDirectory.appendingPathComponent("checkpoints").path }
         self.config = c
         self.listen = listen
         self.runDirectory = runDirectory
         self.resume = resume
+        self.network = network
+        self.output = output
+    }
+
+    /// SIGINT/SIGTERM: finish the current update, checkpoint, shut the job down. Safe from any thread.
+    public func requestStop() {
+        let wakeup = mailbox.withLock { m -> (any Wakeup)? in m.stop = true; return m.wakeup }
+        wakeup?.signal()
     }
 
     /// Runs the job; returns the exit code (0 finished, 1 failed, 130 stopped).
@@ -32,7 +49,7 @@ public final class Coordinator {
         do {
             try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)")
+            throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", underlying: error)
         }
         var jobConfig = config
         let tokenFile = try prepareTokens(&jobConfig)
@@ -47,11 +64,10 @@ public final class Coordinator {
             startStep = state.step
             resumeFolder = folder.path
         }
-        let context = try ZMQContext()
-        let router = try ControlRouter(context: context, bind: listen)
-        defer { router.close() }
-        try Data((router.endpoint + "\n").utf8).write(to: runDirectory.appendingPathComponent("coordinator.endpoint"), options: .atomic)
-        output("coordinator listening on \(router.endpoint); waiting for \(config.cluster.workers) worker(s); run dir \(runDirectory.path)")
+        let server = try network.listen(listen)
+        defer { server.close(linger: .zero) }
+        try Data((server.endpoint + "\n").utf8).write(to: runDirectory.appendingPathComponent("coordinator.endpoint"), options: .atomic)
+        output("coordinator listening on \(server.endpoint); waiting for \(config.cluster.workers) worker(s); run dir \(runDirectory.path)")
         let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
         let metrics = try MetricsLog(path: metricsPath)
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
@@ -60,25 +76,33 @@ public final class Coordinator {
         let clock = ContinuousClock()
         let origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
+        let wakeup = server.wakeup
         var stopSent = false
+        var stop = mailbox.withLock { m -> Bool in m.wakeup = wakeup; return m.stop }
         while true {
             var actions: [CoordinatorState.Action] = []
-            if let (peer, payload) = try router.receive(timeoutMs: 20) {
-                if let m = ControlMessage.decode(payload) {
-                    actions += state.event(.message(from: peer, m, now: now()))
-                } else {
-                    output("ignored an unreadable control message (\(payload.count) bytes)")
-                }
-            }
-            if !stopSent && shouldStop() {
+            if stop && !stopSent {
                 stopSent = true
                 actions += state.event(.stopRequested(now: now()))
+            } else {
+                switch try server.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+                case let .message(peer, payload):
+                    if let m = ControlMessage.decode(payload) {
+                        actions += state.event(.message(from: peer, m, now: now()))
+                    } else {
+                        output("ignored an unreadable control message (\(payload.count) bytes)")
+                    }
+                case .wakeup:
+                    stop = mailbox.withLock { $0.stop }
+                case .deadline:
+                    break
+                }
             }
             actions += state.event(.tick(now: now()))
             for action in actions {
                 switch action {
                 case let .send(peer, message):
-                    _ = try router.send(message.encoded(), to: peer)
+                    _ = try server.send(message.encoded(), to: peer)
                 case let .log(line):
                     progress.log(line)
                 case let .record(m, compute, exposed, idle, bytes, memory):
@@ -86,7 +110,7 @@ public final class Coordinator {
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
                                                          bytesSentPerRank: bytes, memoryPerRank: memory))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
-                        progress.step(m, worldSize: state.worldSize)
+                        progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
                 case let .exit(code, message):
                     progress.finish()
@@ -146,53 +170,3 @@ struct ClusterStepRecord: Encodable {
         try c.encode(memoryPerRank, forKey: .memoryPerRank)
     }
 }
-
-/// Step lines, or one rewritten progress line with ETA when stdout is a terminal.
-final class ProgressLine {
-    let totalSteps: Int
-    let interactive: Bool
-    let output: (String) -> Void
-    private var started: Date?
-    private var firstStep = 0
-    private var open = false
-
-    init(totalSteps: Int, interactive: Bool, output: @escaping (String) -> Void) {
-        self.totalSteps = totalSteps
-        self.interactive = interactive
-        self.output = output
-    }
-
-    func log(_ line: String) {
-        finish()
-        output(line)
-    }
-
-    func step(_ m: StepMetrics, worldSize: Int) {
-        if started == nil { started = Date(); firstStep = m.step }
-        let done = m.step + 1
-        let elapsed = Date().timeIntervalSince(started!)
-        let rate = Double(max(1, done - firstStep)) / max(elapsed, 1e-9)
-        let eta = Double(totalSteps - done) / rate
-        let line = m.line(totalSteps: totalSteps) + " | ranks \(worldSize) | eta \(Self.format(eta))"
-        if interactive {
-            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
-            open = true
-        } else {
-            output(line)
-        }
-    }
-
-    func finish() {
-        if open {
-            FileHandle.standardOutput.write(Data("\n".utf8))
-            open = false
-        }
-    }
-
-    static func format(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
-        let t = Int(s.rounded())
-        return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
-    }
-}
-

@@ -69,6 +69,19 @@ public struct CoordinatorState {
     }
 
     public var worldSize: Int { workers.reduce(0) { $0 + $1.devices } }
+
+    /// When the loop must call `.tick` at the latest if no message comes first (nil: only on
+    /// messages): the next heartbeat to send, the next worker to declare lost, or the end of the
+    /// shutdown grace.
+    public var nextDeadline: Double? {
+        switch phase {
+        case .finished: return nil
+        case .stopping: return stepStartedAt + heartbeatTimeout
+        default:
+            let live = workers.filter { !$0.gone }
+            return live.flatMap { [$0.lastSent + heartbeatInterval, $0.lastSeen + heartbeatTimeout] }.min()
+        }
+    }
     private var heartbeatInterval: Double { Double(config.cluster.heartbeatIntervalMs) / 1000 }
     private var heartbeatTimeout: Double { Double(config.cluster.heartbeatTimeoutMs) / 1000 }
 
@@ -227,8 +240,12 @@ public struct CoordinatorState {
             }
         }
         if let metrics = reports[0].metrics {
-            let compute = reports.map { $0.computeSeconds ?? 0 }.max() ?? 0
-            let exposed = reports.map { $0.exposedCommunicationSeconds ?? 0 }.max() ?? 0
+            // The split of the slowest worker's slowest device: its compute and exposed
+            // communication add up to its step, and the rest of the step's wall time is overhead.
+            let slowest = reports.max { ($0.computeSeconds ?? 0) + ($0.exposedCommunicationSeconds ?? 0)
+                < ($1.computeSeconds ?? 0) + ($1.exposedCommunicationSeconds ?? 0) }
+            let compute = slowest?.computeSeconds ?? 0
+            let exposed = slowest?.exposedCommunicationSeconds ?? 0
             var m = metrics
             m.seconds = now - stepStartedAt
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
@@ -285,7 +302,7 @@ public struct CoordinatorState {
         var actions: [Action] = []
         if phase == .stopping {
             // Workers that do not say bye within a heartbeat timeout are given up on.
-            if now - stepStartedAt > heartbeatTimeout {
+            if now >= stepStartedAt + heartbeatTimeout {
                 phase = .finished
                 return [.log("not every worker confirmed the shutdown"), .exit(code: exitCode, message: exitMessage)]
             }
@@ -293,11 +310,11 @@ public struct CoordinatorState {
         }
         guard phase != .finished else { return [] }
         for i in workers.indices where !workers[i].gone {
-            if now - workers[i].lastSeen > heartbeatTimeout {
+            if now >= workers[i].lastSeen + heartbeatTimeout {
                 workers[i].gone = true
                 return finish(code: 1, message: "lost \(describe(workers[i])): no message for \(String(format: "%.1f", now - workers[i].lastSeen)) s", now: now)
             }
-            if now - workers[i].lastSent >= heartbeatInterval {
+            if now >= workers[i].lastSent + heartbeatInterval {
                 workers[i].lastSent = now
                 actions.append(.send(to: workers[i].id, ControlMessage(.heartbeat)))
             }

@@ -1,146 +1,116 @@
 import Comm
-import CommZMQ
+import Common
 import Foundation
 import Tensor
 import Training
 import Zero
 
-/// One rank inside a worker: its own thread, thread pool, model copy, optimizer state and ring
-/// connection. The worker's control thread gives it orders; it runs them one at a time.
-final class Device: @unchecked Sendable {
-    struct Setup: @unchecked Sendable {
+/// One rank inside a worker: its own thread, thread pool, trainer and ring link. The worker's
+/// loop gives it orders; it runs them one at a time and reports every outcome through `report`,
+/// which hands the report to the loop and wakes it. Nothing else crosses threads.
+final class Device: Sendable {
+    struct Setup: Sendable {
+        let index: Int
         let rank: Int, worldSize: Int, jobID: UInt64, epoch: UInt64
         let config: TrainConfig
-        let transport: TransportBox
+        let link: LinkHandoff
         let successor: String
         let threads: Int
         let numaNode: Int
         let resumeFrom: String?
         let partitionPlan: PartitionPlan?
+        let afterStep: Worker.StepHook?
     }
 
-    enum Order { case step(Int, checksum: Bool), checkpoint(URL), perturb, stop }
+    enum Order: Sendable { case step(Int, checksum: Bool), checkpoint(URL), stop }
 
     let setup: Setup
-    private let condition = NSCondition()
-    private var orders: [Order] = []
-    private var busy = false
-    private var ready = false
-    private var error: String?
-    private var completed = -1
-    private(set) var lastMetrics: StepMetrics?
-    private(set) var lastChecksums: [UInt64] = []
-    private(set) var lastComputeSeconds = 0.0
-    private(set) var lastExposedSeconds = 0.0
-    private(set) var lastCheckpoint: String?
-    /// Payload bytes this rank sent during the last step, by collective.
-    private(set) var lastBytesSent: [String: Int] = [:]
-    /// Device-memory accounting of this rank (set before the model is built).
-    private(set) var memorySnapshot: MemoryLedger.Snapshot?
+    private let orders = Monitor<[Order]>([])
+    private let report: @Sendable (DeviceReport) -> Void
 
-    init(setup: Setup) {
+    init(setup: Setup, report: @escaping @Sendable (DeviceReport) -> Void) {
         self.setup = setup
-        let thread = Thread { [self] in self.main() }
+        self.report = report
+        let thread = Thread { [self] in
+            self.main()
+            report(.stopped(device: setup.index))
+        }
         thread.name = "zerotrain-device-\(setup.rank)"
         thread.stackSize = 16 << 20
         thread.start()
     }
 
-    var isReady: Bool { condition.lock(); defer { condition.unlock() }; return ready }
-    var failure: String? { condition.lock(); defer { condition.unlock() }; return error }
-    var completedStep: Int { condition.lock(); defer { condition.unlock() }; return completed }
-    var idle: Bool { condition.lock(); defer { condition.unlock() }; return orders.isEmpty && !busy }
-
-    func order(_ o: Order) {
-        condition.lock()
-        orders.append(o)
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func stop() { order(.stop) }
+    func order(_ o: Order) { orders.withLock { $0.append(o) } }
 
     private func main() {
         NUMAPlacement.bindCurrentThread(toNode: setup.numaNode)
         let s = setup
-        let trainer: Trainer
         do {
-            let box = s.transport
+            let link = s.link
             let ring = RingConnection(membership: CollectiveQueue.Membership(rank: s.rank, worldSize: s.worldSize, epoch: s.epoch, jobID: s.jobID),
                                       partitionPlan: s.partitionPlan) {
-                guard let transport = box.transport else { throw CommError(.closed, "transport already used") }
-                box.transport = nil
+                let transport = try link.take()
                 try transport.connect(successor: s.successor)
                 return transport
             }
-            trainer = try Trainer(config: s.config, pool: ThreadPool(threads: s.threads), ring: ring)
-            memorySnapshot = trainer.memory.snapshot
+            let trainer = try Trainer(config: s.config, pool: ThreadPool(threads: s.threads), ring: ring)
             if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
-        } catch {
-            fail("\(error)")
-            return
-        }
-        condition.lock()
-        ready = true
-        condition.broadcast()
-        condition.unlock()
-        while true {
-            condition.lock()
-            while orders.isEmpty { condition.wait() }
-            let o = orders.removeFirst()
-            busy = true
-            condition.unlock()
-            do {
-                switch o {
+            report(.ready(device: s.index))
+            while true {
+                let next = orders.wait { $0.isEmpty ? nil : $0.removeFirst() }
+                switch next {
                 case .stop:
                     return
                 case let .step(step, checksum):
                     guard trainer.step == step else {
                         throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
                     }
-                    let queue = trainer.engine.queue
-                    let exposedBefore = queue?.exposedCommunicationSeconds ?? 0
-                    let sentBefore = queue?.bytesSent ?? [:]
-                    let m = try trainer.trainStep()
-                    var sent: [String: Int] = [:]
-                    for (op, total) in queue?.bytesSent ?? [:] { sent[op] = total - (sentBefore[op] ?? 0) }
-                    lastBytesSent = sent
-                    lastExposedSeconds = (queue?.exposedCommunicationSeconds ?? 0) - exposedBefore
-                    lastComputeSeconds = max(0, m.seconds - lastExposedSeconds)
-                    lastMetrics = m
-                    memorySnapshot = trainer.memory.snapshot
-                    if checksum {
-                        let parameters = try trainer.fullParameters()
-                        lastChecksums = trainer.model.table.entries.map {
-                            tensorChecksum(UnsafeBufferPointer(parameters.slice($0.offset, $0.count)))
-                        }
-                    } else {
-                        lastChecksums = []
-                    }
-                    condition.lock()
-                    completed = step
-                    condition.unlock()
-                case let .checkpoint(dir):
-                    lastCheckpoint = try trainer.saveCheckpoint(in: dir).path
-                case .perturb:
-                    trainer.perturbParameter()
+                    report(.stepDone(device: s.index, try runStep(trainer, checksum: checksum)))
+                case let .checkpoint(directory):
+                    report(.checkpointDone(device: s.index, path: try trainer.saveCheckpoint(in: directory).path))
                 }
-            } catch {
-                fail("\(error)")
-                return
             }
-            condition.lock()
-            busy = false
-            condition.broadcast()
-            condition.unlock()
+        } catch {
+            report(.failed(device: s.index, DeviceFailure(rank: s.rank, error: error)))
         }
     }
 
-    private func fail(_ message: String) {
-        condition.lock()
-        error = message
-        busy = false
-        condition.broadcast()
-        condition.unlock()
+    /// One update with its accounting: compute and exposed communication time, bytes sent,
+    /// memory, and (for the divergence guard) per-tensor parameter checksums.
+    private func runStep(_ trainer: Trainer, checksum: Bool) throws -> StepReport {
+        let queue = trainer.engine.queue
+        let exposedBefore = queue?.exposedCommunicationSeconds ?? 0
+        let sentBefore = queue?.bytesSent ?? [:]
+        let m = try trainer.trainStep()
+        var sent: [String: Int] = [:]
+        for (op, total) in queue?.bytesSent ?? [:] { sent[op] = total - (sentBefore[op] ?? 0) }
+        let exposed = (queue?.exposedCommunicationSeconds ?? 0) - exposedBefore
+        try setup.afterStep?(trainer)
+        var checksums: [UInt64] = []
+        if checksum {
+            let parameters = try trainer.fullParameters()
+            checksums = trainer.model.table.entries.map { tensorChecksum(UnsafeBufferPointer(parameters.slice($0.offset, $0.count))) }
+        }
+        return StepReport(metrics: m, checksums: checksums, computeSeconds: max(0, m.seconds - exposed),
+                          exposedCommunicationSeconds: exposed, bytesSent: sent, memory: trainer.memory.snapshot)
+    }
+}
+
+/// Hands a ring link from the thread that bound it (the worker's) to the device's communication
+/// thread, exactly once. libzmq lets a socket change threads across a full memory barrier; the
+/// lock here is one.
+final class LinkHandoff: @unchecked Sendable {
+    // Safe: `link` is set here by the worker's thread, which then never touches it again, and
+    // taken once under `lock` by the communication thread.
+    private let lock = NSLock()
+    private var link: (any RingLink)?
+
+    init(_ link: any RingLink) { self.link = link }
+
+    func take() throws -> any RingLink {
+        lock.lock()
+        defer { link = nil; lock.unlock() }
+        guard let link else { throw CommError(.closed, "the ring link was already taken") }
+        return link
     }
 }

@@ -1,11 +1,15 @@
+import Common
 import Foundation
 
 /// `zerotrain local`: a coordinator and N workers on this host, as separate processes of this
-/// executable, talking over loopback tcp. The coordinator's output is streamed; workers' output
-/// goes to run-dir/worker-N.log. Every child watches its stdin, a pipe from this process, and
-/// exits when it closes, so no child outlives the launcher, however the launcher ends.
-public final class LocalCluster {
-    public struct Options {
+/// executable. The control plane runs over a Unix socket (ipc) whose name the launcher picks, so
+/// every process starts at once (workers retry until the coordinator is up); ring links are
+/// loopback tcp. The coordinator's output is streamed; workers' output goes to
+/// run-dir/worker-N.log. Every child watches its stdin, a pipe from this process, and exits when
+/// it closes, so no child outlives the launcher, however the launcher ends. The launcher waits on
+/// events only: the coordinator's exit, or a stop request.
+public final class LocalCluster: Sendable {
+    public struct Options: Sendable {
         public var configPath: String
         public var workers: Int
         public var devices = 1
@@ -23,8 +27,15 @@ public final class LocalCluster {
 
     public let options: Options
     public let executable: URL
-    public var output: (String) -> Void = { print($0) }
-    public var shouldStop: () -> Bool = { false }
+    /// How long children get to exit after the coordinator did, before they are killed.
+    public static let childExitGrace: Duration = .seconds(10)
+
+    private struct Events {
+        var coordinatorStatus: Int32?
+        var running = 0
+        var stop = false
+    }
+    private let events = Monitor(Events())
 
     public init(options: Options, executable: URL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()) {
         self.options = options
@@ -46,14 +57,19 @@ public final class LocalCluster {
         thread.start()
     }
 
+    /// SIGINT/SIGTERM: forwarded to the coordinator as SIGTERM (it checkpoints and shuts the job
+    /// down). Safe from any thread.
+    public func requestStop() { events.withLock { $0.stop = true } }
+
     /// Runs the job; returns the coordinator's exit code (0 only when the job finished).
     public func run() throws -> Int32 {
         let fm = FileManager.default
         try? fm.createDirectory(at: options.runDirectory, withIntermediateDirectories: true)
-        let endpointFile = options.runDirectory.appendingPathComponent("coordinator.endpoint")
-        try? fm.removeItem(at: endpointFile)
+        let control = fm.temporaryDirectory.appendingPathComponent("zerotrain-local-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).ipc")
+        let endpoint = "ipc://" + control.path
         var children: [Process] = []
         var lifelines: [Pipe] = []
+        let events = self.events
         func spawn(_ args: [String], stdout: Any) throws -> Process {
             let p = Process()
             p.executableURL = executable
@@ -65,19 +81,36 @@ public final class LocalCluster {
             p.standardInput = lifeline
             p.standardOutput = stdout
             p.standardError = FileHandle.standardError
-            try p.run()
+            let isCoordinator = children.isEmpty
+            p.terminationHandler = { p in
+                events.withLock { e in
+                    e.running -= 1
+                    if isCoordinator { e.coordinatorStatus = p.terminationStatus }
+                }
+            }
+            events.withLock { $0.running += 1 }
+            do {
+                try p.run()
+            } catch {
+                events.withLock { $0.running -= 1 }
+                throw ClusterError(.runtime, "cannot start \(executable.path)", underlying: error)
+            }
             lifelines.append(lifeline)
             children.append(p)
             return p
         }
         defer {
-            // Whatever happened: give children a moment, then make sure none is left.
-            let deadline = Date().addingTimeInterval(10)
-            while children.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
-            for p in children where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            for p in children { p.waitUntilExit() }
+            // Whatever happened: closing the lifelines tells every child to go; give them a
+            // moment, then make sure none is left.
+            for lifeline in lifelines { try? lifeline.fileHandleForWriting.close() }
+            let allExited = events.wait(until: .now + Self.childExitGrace) { $0.running == 0 ? true : nil } ?? false
+            if !allExited {
+                for p in children where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+                events.wait { $0.running == 0 ? true : nil }
+            }
+            try? fm.removeItem(at: control)
         }
-        var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", "tcp://127.0.0.1:*",
+        var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", endpoint,
                                "--run-dir", options.runDirectory.path, "--workers", String(options.workers)]
         if let resume = options.resume { coordinatorArgs += ["--resume", resume] }
         var coordinatorOut: Any = FileHandle.standardOutput
@@ -86,16 +119,6 @@ public final class LocalCluster {
             coordinatorOut = try FileHandle(forWritingTo: log)
         }
         let coordinator = try spawn(coordinatorArgs, stdout: coordinatorOut)
-        let start = Date()
-        while !fm.fileExists(atPath: endpointFile.path) {
-            guard coordinator.isRunning else {
-                coordinator.waitUntilExit()
-                return coordinator.terminationStatus
-            }
-            guard Date().timeIntervalSince(start) < 60 else { throw ClusterError(.runtime, "the coordinator did not start within 60 s") }
-            usleep(10_000)
-        }
-        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         for i in 0..<options.workers {
             let log = options.runDirectory.appendingPathComponent("worker-\(i).log")
             _ = fm.createFile(atPath: log.path, contents: nil)
@@ -106,14 +129,19 @@ public final class LocalCluster {
         }
         // A worker that dies is noticed by the coordinator (heartbeats), which fails the job.
         var forwarded = false
-        while coordinator.isRunning {
-            if !forwarded && shouldStop() {
+        while true {
+            enum Next { case exited(Int32), stop }
+            let next = events.wait { e -> Next? in
+                if let status = e.coordinatorStatus { return .exited(status) }
+                return e.stop && !forwarded ? .stop : nil
+            }
+            switch next {
+            case let .exited(status):
+                return status
+            case .stop:
                 forwarded = true
                 kill(coordinator.processIdentifier, SIGTERM)
             }
-            usleep(20_000)
         }
-        coordinator.waitUntilExit()
-        return coordinator.terminationStatus
     }
 }

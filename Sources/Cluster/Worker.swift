@@ -1,15 +1,16 @@
 import Comm
-import CommZMQ
+import Common
 import Foundation
-import Model
 import Tensor
 import Training
 import Zero
 
-/// `zerotrain worker`: hosts `devices` ranks. Registers with the coordinator (retrying until it
-/// answers or `connectTimeout` passes), builds one model per device on a thread of its own, joins
-/// the ring, and runs the steps the coordinator orders; heartbeats both ways.
-public final class Worker {
+/// `zerotrain worker`: hosts `devices` ranks. The protocol is `WorkerState`'s; this class carries
+/// its actions out: it binds one ring link per device, registers with the coordinator, builds
+/// one `Device` per rank when assigned, and waits for the next event — a control message, a
+/// device's report (which wakes the loop), a stop request, or the state's next deadline
+/// (heartbeat, connect timeout). It never polls.
+public final class Worker: Sendable {
     public struct Options: Sendable {
         public var coordinator: String
         public var devices = 1
@@ -24,160 +25,141 @@ public final class Worker {
         public var configHash: String?
         public var expectedWorldSize: Int?
         public var protocolVersion = ControlMessage.protocolVersion
-        /// Testing hook: perturb one parameter of the last device after this step.
-        public var injectDivergenceAtStep: Int?
+        /// Called on a device's thread after each of its steps, before the step is reported
+        /// (instrumentation and tests).
+        public var afterStep: StepHook?
         public init(coordinator: String) { self.coordinator = coordinator }
     }
 
+    public typealias StepHook = @Sendable (Trainer) throws -> Void
+
     public let options: Options
-    public var output: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public let network: any ClusterNetwork
+    private let output: @Sendable (String) -> Void
+    private struct Mailbox {
+        var reports: [DeviceReport] = []
+        var stop = false
+        var wakeup: (any Wakeup)?
+    }
+    private let mailbox = Monitor(Mailbox())
 
-    public init(options: Options) { self.options = options }
+    public init(options: Options, network: any ClusterNetwork,
+                output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+        self.options = options
+        self.network = network
+        self.output = output
+    }
 
-    /// Runs until the coordinator shuts the job down. Returns normally on a clean shutdown.
-    public func run() throws {
-        let context = try ZMQContext(ioThreads: 1)
-        let dealer = try ControlDealer(context: context, connect: options.coordinator)
-        defer { dealer.close() }
-        // Data endpoints: the first device's predecessor is on another worker (tcp); the others'
-        // are devices of this worker (inproc, same context).
-        var transports: [ZMQTransport] = []
-        var endpoints: [String] = []
-        for d in 0..<options.devices {
-            let endpoint = d == 0 ? "tcp://\(options.advertiseHost):*" : "inproc://zerotrain-\(getpid())-\(d)"
-            let t = try ZMQTransport(context: context, rank: d, worldSize: max(2, options.devices), bind: endpoint)
-            transports.append(t)
-            endpoints.append(t.boundEndpoint)
+    /// Asks the worker to leave the job (SIGTERM): it tells the coordinator and stops its devices.
+    /// Safe from any thread.
+    public func requestStop() {
+        let wakeup = mailbox.withLock { m -> (any Wakeup)? in m.stop = true; return m.wakeup }
+        wakeup?.signal()
+    }
+
+    /// Runs until the job ends for this worker; returns the exit code (0 after a clean shutdown,
+    /// 130 when stopped by `requestStop`). Throws `ClusterError`: refused (bad input) or a
+    /// runtime failure (lost coordinator, failed device).
+    public func run() throws -> Int32 {
+        let client = try network.connect(coordinator: options.coordinator)
+        var links = try (0..<options.devices).map {
+            try network.bindRingLink(device: $0, devices: options.devices, advertiseHost: options.advertiseHost)
         }
-        var register = ControlMessage(.register)
-        register.protocolVersion = options.protocolVersion
-        register.build = ControlMessage.build
-        register.configHash = options.configHash
-        register.expectedWorldSize = options.expectedWorldSize
-        register.devices = options.devices
-        register.endpoints = endpoints
-        register.host = ProcessInfo.processInfo.hostName
-        register.pid = Int(getpid())
-
-        // 1. Register, retrying with backoff until the coordinator answers.
-        let clock = ContinuousClock()
-        let start = clock.now
-        var backoff = 0.05
-        var lastSend = clock.now - .seconds(10)
-        var assign: ControlMessage?
-        while assign == nil {
-            if (clock.now - start).seconds > options.connectTimeoutSeconds {
-                throw ClusterError(.runtime, "no coordinator answered at \(options.coordinator) within \(Int(options.connectTimeoutSeconds)) s")
-            }
-            if (clock.now - lastSend).seconds >= backoff {
-                if try dealer.send(register.encoded()) { lastSend = clock.now; backoff = min(backoff * 2, 1) } else { lastSend = clock.now }
-            }
-            guard let data = try dealer.receive(timeoutMs: 50), let m = ControlMessage.decode(data) else { continue }
-            switch m.kind {
-            case .refused: throw ClusterError(.badInput, "the coordinator refused this worker: \(m.reason ?? "no reason given")")
-            case .assign: assign = m
-            case .shutdown: throw ClusterError(.runtime, "the coordinator shut the job down before it started: \(m.reason ?? "")")
-            default: continue
-            }
-        }
-        guard let a = assign, let ranks = a.ranks, let worldSize = a.worldSize, let config = a.config,
-              let successors = a.successors, ranks.count == options.devices, successors.count == ranks.count else {
-            throw ClusterError(.runtime, "malformed assignment from the coordinator")
-        }
-        output("worker pid \(getpid()): ranks \(ranks.map(String.init).joined(separator: ",")) of \(worldSize)")
-
-        // 2. Build the devices; each joins the ring from its own threads.
-        let heartbeatInterval = Double(config.cluster.heartbeatIntervalMs) / 1000
-        let heartbeatTimeout = Double(config.cluster.heartbeatTimeoutMs) / 1000
-        let threads = options.threads ?? config.training.threads
-        // Several devices call BLAS concurrently: each call must stay on its caller's thread.
-        GEMM.setThreads(options.devices > 1 ? 1 : threads)
+        var settings = WorkerState.Settings(coordinator: options.coordinator, devices: options.devices,
+                                            endpoints: links.map(\.boundEndpoint), host: ProcessInfo.processInfo.hostName,
+                                            pid: Int(getpid()))
+        settings.protocolVersion = options.protocolVersion
+        settings.configHash = options.configHash
+        settings.expectedWorldSize = options.expectedWorldSize
+        settings.connectTimeoutSeconds = options.connectTimeoutSeconds
+        var state = WorkerState(settings: settings)
         var devices: [Device] = []
-        for (d, rank) in ranks.enumerated() {
-            let setup = Device.Setup(rank: rank, worldSize: worldSize, jobID: a.jobID ?? 0, epoch: a.epoch ?? 1,
-                                     config: config, transport: TransportBox(transports[d]), successor: successors[d],
-                                     threads: threads, numaNode: (options.numaNode ?? 0) + d,
-                                     resumeFrom: a.resumeFrom, partitionPlan: a.partitionPlan)
-            devices.append(Device(setup: setup))
-        }
-        transports.removeAll()
-        defer { for d in devices { d.stop() } }
-        var lastHeard = clock.now
-        var lastBeat = clock.now
-        func pump(until condition: () -> Bool) throws {
-            while !condition() {
-                if let data = try dealer.receive(timeoutMs: 10), let m = ControlMessage.decode(data) {
-                    lastHeard = clock.now
-                    if m.kind == .shutdown { throw ShutdownRequested(reason: m.reason ?? "") }
-                }
-                try keepAlive()
-            }
-        }
-        func keepAlive() throws {
-            if (clock.now - lastBeat).seconds >= heartbeatInterval {
-                _ = try dealer.send(ControlMessage(.heartbeat).encoded())
-                lastBeat = clock.now
-            }
-            if (clock.now - lastHeard).seconds > heartbeatTimeout {
-                throw ClusterError(.runtime, "lost the coordinator at \(options.coordinator): no message for \(Int(heartbeatTimeout)) s")
-            }
-            if let failed = devices.first(where: { $0.failure != nil }) {
-                var f = ControlMessage(.failed)
-                f.reason = "rank \(failed.setup.rank): \(failed.failure!)"
-                _ = try dealer.send(f.encoded())
-                throw ClusterError(.runtime, f.reason!)
-            }
-        }
-        do {
-            try pump { devices.allSatisfy(\.isReady) }
-            _ = try dealer.send(ControlMessage(.ready).encoded())
-            // 3. Serve the coordinator's orders.
-            while true {
-                guard let data = try dealer.receive(timeoutMs: 10) else { try keepAlive(); continue }
-                lastHeard = clock.now
-                guard let m = ControlMessage.decode(data) else { continue }
-                switch m.kind {
-                case .step:
-                    let step = m.step ?? 0
-                    for d in devices { d.order(.step(step, checksum: m.checksum ?? false)) }
-                    try pump { devices.allSatisfy { $0.completedStep == step } }
-                    if let at = options.injectDivergenceAtStep, at == step { devices.last!.order(.perturb) ; try pump { devices.last!.idle } }
-                    var done = ControlMessage(.stepDone)
-                    done.step = step
-                    done.metrics = devices[0].lastMetrics
-                    done.computeSeconds = devices.map(\.lastComputeSeconds).max()
-                    done.exposedCommunicationSeconds = devices.map(\.lastExposedSeconds).max()
-                    if m.checksum == true { done.checksums = devices.map(\.lastChecksums) }
-                    done.bytesSent = devices.map(\.lastBytesSent)
-                    done.memory = devices.compactMap(\.memorySnapshot)
-                    _ = try dealer.send(done.encoded())
-                case .checkpoint:
-                    guard let dir = m.directory else { continue }
-                    for d in devices { d.order(.checkpoint(URL(fileURLWithPath: dir))) }
-                    try pump { devices.allSatisfy(\.idle) }
-                    var c = ControlMessage(.checkpointDone)
-                    c.step = m.step
-                    c.path = devices.first { $0.setup.rank == 0 }?.lastCheckpoint
-                    _ = try dealer.send(c.encoded())
-                case .shutdown:
-                    throw ShutdownRequested(reason: m.reason ?? "")
-                default:
-                    continue
+        let wakeup = client.wakeup
+        let clock = ContinuousClock(), origin = clock.now
+        func now() -> Double { (clock.now - origin).seconds }
+
+        /// Carries out actions (and the ones a registration's outcome leads to); the exit code once the state says exit.
+        func perform(_ actions: [WorkerState.Action]) throws -> Int32? {
+            var queue = actions
+            while !queue.isEmpty {
+                switch queue.removeFirst() {
+                case let .send(m):
+                    _ = try client.send(m.encoded())
+                case let .register(m):
+                    let delivered = try client.send(m.encoded())
+                    queue += state.event(.registrationSent(delivered: delivered, now: now()))
+                case let .startDevices(a):
+                    devices = startDevices(a, links: &links, wakeup: wakeup)
+                case let .order(o):
+                    for d in devices { d.order(Self.deviceOrder(o)) }
+                case .stopDevices:
+                    for d in devices { d.order(.stop) }
+                case let .log(line):
+                    output(line)
+                case let .exit(outcome):
+                    // A last message (bye, failed) gets a moment to leave before the socket goes.
+                    client.close(linger: .seconds(1))
+                    switch outcome {
+                    case .finished: return 0
+                    case .stopped: return 130
+                    case let .refused(reason): throw ClusterError(.badInput, reason)
+                    case let .failed(reason): throw ClusterError(.runtime, reason)
+                    }
                 }
             }
-        } catch is ShutdownRequested {
-            for d in devices { d.stop() }
-            _ = try? dealer.send(ControlMessage(.bye).encoded())
-            usleep(50_000)   // let the bye leave before the socket closes
+            return nil
+        }
+
+        let stopEarly = mailbox.withLock { m -> Bool in m.wakeup = wakeup; return m.stop }
+        if let code = try perform(state.event(.start(now: now()))) { return code }
+        if stopEarly, let code = try perform(state.event(.stopRequested(now: now()))) { return code }
+        while true {
+            var actions: [WorkerState.Action] = []
+            switch try client.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+            case let .message(_, data):
+                if let m = ControlMessage.decode(data) {
+                    actions = state.event(.message(m, now: now()))
+                } else {
+                    output("ignored an unreadable control message (\(data.count) bytes)")
+                }
+            case .wakeup:
+                let (reports, stop) = mailbox.withLock { m -> ([DeviceReport], Bool) in
+                    defer { m.reports = [] }
+                    return (m.reports, m.stop)
+                }
+                for r in reports { actions += state.event(.device(r, now: now())) }
+                if stop { actions += state.event(.stopRequested(now: now())) }
+            case .deadline:
+                actions = state.event(.tick(now: now()))
+            }
+            if let code = try perform(actions) { return code }
         }
     }
 
-    struct ShutdownRequested: Error { let reason: String }
-}
+    private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink], wakeup: any Wakeup) -> [Device] {
+        let threads = options.threads ?? a.config.training.threads
+        // Several devices call BLAS concurrently: each call must stay on its caller's thread.
+        GEMM.setThreads(options.devices > 1 ? 1 : threads)
+        let mailbox = self.mailbox
+        let report: @Sendable (DeviceReport) -> Void = { r in
+            mailbox.withLock { $0.reports.append(r) }
+            wakeup.signal()
+        }
+        var devices: [Device] = []
+        for (d, rank) in a.ranks.enumerated() {
+            let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,
+                                     link: LinkHandoff(links.removeFirst()), successor: a.successors[d], threads: threads,
+                                     numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom,
+                                     partitionPlan: a.partitionPlan, afterStep: options.afterStep)
+            devices.append(Device(setup: setup, report: report))
+        }
+        return devices
+    }
 
-/// Moves a ZeroMQ transport from the thread that bound it to the device's communication thread
-/// (libzmq allows a socket to change threads across a full memory barrier; thread start is one).
-final class TransportBox: @unchecked Sendable {
-    var transport: ZMQTransport?
-    init(_ t: ZMQTransport) { transport = t }
+    private static func deviceOrder(_ o: DeviceOrder) -> Device.Order {
+        switch o {
+        case let .step(step, checksum): .step(step, checksum: checksum)
+        case let .checkpoint(directory): .checkpoint(URL(fileURLWithPath: directory))
+        }
+    }
 }

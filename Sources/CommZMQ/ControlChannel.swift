@@ -1,12 +1,18 @@
 import CZeroMQ
+import Comm
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The coordinator's end of the control plane: a ROUTER socket (ROUTER_MANDATORY, so a send to a
 /// peer that is gone fails instead of vanishing). Messages are one payload frame after the peer's
-/// identity. Use from one thread.
-public final class ControlRouter {
+/// identity. Its poll set holds the socket and an eventfd (`wakeup`), so the loop wakes for a
+/// message, a wake-up from another thread, or its deadline — nothing else. Use from one thread.
+public final class ControlRouter: ControlServer {
     private let socket: ZMQSocket
     private let identity = ZMQMessage(), payload = ZMQMessage()
+    private let events: EventWakeup
     public let endpoint: String
 
     public init(context: ZMQContext, bind endpoint: String) throws {
@@ -14,20 +20,23 @@ public final class ControlRouter {
         try socket.setOption(ZMQ_ROUTER_MANDATORY, 1, name: "ZMQ_ROUTER_MANDATORY")
         try socket.bind(endpoint)
         self.endpoint = try socket.lastEndpoint()
+        events = try EventWakeup()
     }
 
-    /// Waits up to `timeoutMs` for one message; returns the sender's identity and the payload.
-    public func receive(timeoutMs: Int) throws -> (peer: Data, payload: Data)? {
-        let ready = try ZMQSocket.poll([(socket, Int16(ZMQ_POLLIN))], timeoutMs: timeoutMs)
-        guard ready[0] & Int16(ZMQ_POLLIN) != 0, try socket.receive(identity) else { return nil }
-        let peer = Data(identity.bytes)
-        guard socket.hasMoreParts, try socket.receive(payload, dontWait: false) else { return nil }
-        var data = Data(payload.bytes)
-        while socket.hasMoreParts {   // tolerate stray extra frames
-            try socket.receive(payload, dontWait: false)
-            data = Data(payload.bytes)
+    public var wakeup: any Wakeup { events }
+
+    public func next(until deadline: ContinuousClock.Instant?) throws -> ControlEvent {
+        try events.wait(for: socket, until: deadline) {
+            guard try socket.receive(identity) else { return nil }
+            let peer = Data(identity.bytes)
+            guard socket.hasMoreParts, try socket.receive(payload, dontWait: false) else { return nil }
+            var data = Data(payload.bytes)
+            while socket.hasMoreParts {   // tolerate stray extra frames
+                try socket.receive(payload, dontWait: false)
+                data = Data(payload.bytes)
+            }
+            return .message(peer: peer, data)
         }
-        return (peer, data)
     }
 
     /// Sends `data` to `peer`; false if the peer is not connected (or its queue is full).
@@ -45,20 +54,25 @@ public final class ControlRouter {
         return try socket.send(payload)
     }
 
-    public func close() { socket.close() }
+    public func close(linger: Duration) { socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds)) }
 }
 
 /// A worker's end of the control plane: a DEALER connected to the coordinator with IMMEDIATE set,
-/// so nothing is queued before the connection is up (sends return false instead).
-public final class ControlDealer {
+/// so nothing is queued before the connection is up (sends return false instead). Polls with an
+/// eventfd like `ControlRouter`.
+public final class ControlDealer: ControlClient {
     private let socket: ZMQSocket
     private let payload = ZMQMessage()
+    private let events: EventWakeup
 
     public init(context: ZMQContext, connect endpoint: String) throws {
         socket = try ZMQSocket(context: context, kind: .dealer)
         try socket.setOption(ZMQ_IMMEDIATE, 1, name: "ZMQ_IMMEDIATE")
         try socket.connect(endpoint)
+        events = try EventWakeup()
     }
+
+    public var wakeup: any Wakeup { events }
 
     /// False when the coordinator is not connected yet or the queue is full.
     @discardableResult
@@ -68,14 +82,63 @@ public final class ControlDealer {
         return try socket.send(payload)
     }
 
-    /// Waits up to `timeoutMs` for one message.
-    public func receive(timeoutMs: Int) throws -> Data? {
-        let ready = try ZMQSocket.poll([(socket, Int16(ZMQ_POLLIN))], timeoutMs: timeoutMs)
-        guard ready[0] & Int16(ZMQ_POLLIN) != 0, try socket.receive(payload) else { return nil }
-        let data = Data(payload.bytes)
-        while socket.hasMoreParts { try socket.receive(payload, dontWait: false) }
-        return data
+    public func next(until deadline: ContinuousClock.Instant?) throws -> ControlEvent {
+        try events.wait(for: socket, until: deadline) {
+            guard try socket.receive(payload) else { return nil }
+            let data = Data(payload.bytes)
+            while socket.hasMoreParts { try socket.receive(payload, dontWait: false) }
+            return .message(peer: Data(), data)
+        }
     }
 
-    public func close() { socket.close() }
+    public func close(linger: Duration) { socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds)) }
+}
+
+/// An eventfd: `signal()` from any thread adds to its counter and makes it readable; the loop that
+/// polls it beside its socket drains it.
+final class EventWakeup: Wakeup {
+    // Sendable: `fd` never changes, and eventfd reads and writes are atomic kernel operations.
+    let fd: Int32
+
+    init() throws {
+        fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard fd >= 0 else {
+            throw CommError(.transport, "cannot create the control loop's eventfd", underlying: String(cString: strerror(errno)))
+        }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    func signal() {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
+    }
+
+    /// Polls `socket` and this eventfd until one of them has something or `deadline` passes:
+    /// `receive` is tried first (a message beats a wake-up; the wake-up stays pending).
+    func wait(for socket: ZMQSocket, until deadline: ContinuousClock.Instant?,
+              receive: () throws -> ControlEvent?) throws -> ControlEvent {
+        while true {
+            if let event = try receive() { return event }
+            var timeoutMs = -1
+            if let deadline {
+                let left = ContinuousClock.now.duration(to: deadline)
+                if left <= .zero { return .deadline }
+                // Round up: waking a moment early would only loop back here.
+                timeoutMs = Int((left + .nanoseconds(999_999)).wholeMilliseconds)
+            }
+            let ready = try ZMQSocket.poll([(socket, Int16(ZMQ_POLLIN))], fileDescriptors: [fd], timeoutMs: timeoutMs)
+            if ready.sockets[0] & Int16(ZMQ_POLLIN) != 0 { continue }
+            if ready.fileDescriptors[0] & Int16(ZMQ_POLLIN) != 0 {
+                var count: UInt64 = 0
+                _ = read(fd, &count, 8)
+                return .wakeup
+            }
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down.
+    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -32,9 +32,13 @@ public final class ZMQSocket {
     deinit { close() }
 
     /// Closes now, dropping unsent messages (their zero-copy releases still run).
-    public func close() {
+    public func close() { close(lingerMs: 0) }
+
+    /// Closes, giving unsent messages up to `lingerMs` to leave (the context's termination waits
+    /// for them that long at most).
+    public func close(lingerMs: Int32) {
         guard let h = handle else { return }
-        var linger: Int32 = 0
+        var linger = lingerMs
         zmq_setsockopt(h, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
         zmq_close(h)
         handle = nil
@@ -187,13 +191,20 @@ public final class ZMQSocket {
     /// Waits up to `timeoutMs` (-1 = forever) for any of `items` to become ready; returns the
     /// `revents` of each (ZMQ_POLLIN / ZMQ_POLLOUT bits). EINTR counts as "nothing ready".
     public static func poll(_ items: [(socket: ZMQSocket, events: Int16)], timeoutMs: Int) throws -> [Int16] {
+        try poll(items, fileDescriptors: [], timeoutMs: timeoutMs).sockets
+    }
+
+    /// As above, with plain file descriptors (an eventfd) in the same poll set, waited on for input.
+    public static func poll(_ items: [(socket: ZMQSocket, events: Int16)], fileDescriptors: [Int32],
+                            timeoutMs: Int) throws -> (sockets: [Int16], fileDescriptors: [Int16]) {
         var raw = items.map { zmq_pollitem_t(socket: $0.socket.handle, fd: 0, events: $0.events, revents: 0) }
+            + fileDescriptors.map { zmq_pollitem_t(socket: nil, fd: $0, events: Int16(ZMQ_POLLIN), revents: 0) }
         let rc = zmq_poll(&raw, Int32(raw.count), timeoutMs)
         if rc < 0 {
             let e = ZMQError.last("zmq_poll")
-            if e.interrupted { return [Int16](repeating: 0, count: items.count) }
+            if e.interrupted { return ([Int16](repeating: 0, count: items.count), [Int16](repeating: 0, count: fileDescriptors.count)) }
             throw e
         }
-        return raw.map(\.revents)
+        return (raw.prefix(items.count).map(\.revents), raw.dropFirst(items.count).map(\.revents))
     }
 }

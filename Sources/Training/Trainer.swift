@@ -188,12 +188,6 @@ public final class Trainer {
     /// All parameters (gathered from the shards at stage 3; a collective then).
     public func fullParameters() throws -> FloatBuffer { try engine.fullParameters() }
 
-    /// Fault injection for the divergence guard's test: nudges the middle parameter of this rank's shard.
-    public func perturbParameter() {
-        let part = engine.parameterShard
-        if !part.isEmpty { part[part.count / 2] += 1e-3 }
-    }
-
     // MARK: checkpoints
 
     /// Writes a checkpoint of the current state into the checkpoint directory `directory`

@@ -1,4 +1,5 @@
 import Foundation
+import Telemetry
 
 /// Drives a `Trainer` to the end of its schedule: logging, metrics file, periodic checkpoints
 /// and a checkpoint when asked to stop early.

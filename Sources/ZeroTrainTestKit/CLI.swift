@@ -19,10 +19,11 @@ public enum CLI {
 
     public struct Result: Sendable { public let status: Int32; public let stdout: String; public let stderr: String }
 
-    /// Starts the binary; the caller must wait or kill it.
-    public static func start(_ args: [String], stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
+    /// Starts the binary (or another `executable`, such as a test process); the caller must wait or kill it.
+    public static func start(_ args: [String], executable: URL? = nil, stdout: Any = FileHandle.nullDevice,
+                             stderr: Any = FileHandle.nullDevice) throws -> Process {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = executable ?? binary
         p.arguments = args
         p.currentDirectoryURL = repo
         p.standardOutput = stdout

@@ -75,7 +75,6 @@ struct BenchScaling: ParsableCommand {
                 options.coordinatorLog = dir.appendingPathComponent("coordinator.log")
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
                 let cluster = LocalCluster(options: options)
-                cluster.output = { _ in }
                 let code = try cluster.run()
                 guard code == 0 else { throw ClusterError(.runtime, "the \(n)-worker run failed (exit \(code)); see \(dir.path)") }
                 let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)

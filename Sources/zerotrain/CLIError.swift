@@ -49,3 +49,14 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         throw CLIError.exit(error)
     }
 }
+
+/// `runReportingErrors` for async commands.
+func runReportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        throw CLIError.exit(error)
+    }
+}

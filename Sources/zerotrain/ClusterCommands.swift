@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import CommZMQ
 import Foundation
 import Training
 
@@ -7,7 +8,7 @@ import Training
 import Glibc
 #endif
 
-struct CoordinatorCommand: ParsableCommand {
+struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Run a job's coordinator: admit workers, assign ranks, drive training, log metrics.")
@@ -27,23 +28,21 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory (any number of workers).")
     var resume: String?
 
-    func run() throws {
+    func run() async throws {
         LocalCluster.watchParentIfAsked()
-        try runReportingErrors {
+        try await runReportingErrors {
             var cfg = try TrainConfig.load(path: config)
             if let workers { cfg.cluster.workers = workers }
             try cfg.validate()
-            let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume)
-            coordinator.output = Console.out
-            installStopHandlers()
-            coordinator.shouldStop = { stopRequested() }
-            let code = try coordinator.run()
+            let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume,
+                                          network: try ZMQNetwork(), output: Console.out)
+            let code = try await runAsService("coordinator", body: { try coordinator.run() }, stop: { coordinator.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
     }
 }
 
-struct WorkerCommand: ParsableCommand {
+struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a worker: host CPU devices (ranks) for a coordinator's job.")
@@ -75,20 +74,17 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: .hidden)
     var protocolVersion: Int?
 
-    @Option(name: .long, help: .hidden)
-    var injectDivergenceAt: Int?
-
     func validate() throws {
         guard devices >= 1 else { throw ValidationError("--devices must be ≥ 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be ≥ 1") }
     }
 
-    func run() throws {
+    func run() async throws {
         LocalCluster.watchParentIfAsked()
         // Ctrl-C in a terminal reaches every process of the group: workers leave stopping to the
-        // coordinator, which checkpoints and then shuts them down.
+        // coordinator, which checkpoints and then shuts them down. SIGTERM makes a worker leave.
         signal(SIGINT, SIG_IGN)
-        try runReportingErrors {
+        try await runReportingErrors {
             var options = Worker.Options(coordinator: coordinator)
             options.devices = devices
             options.threads = threads
@@ -96,17 +92,16 @@ struct WorkerCommand: ParsableCommand {
             options.advertiseHost = advertise
             options.connectTimeoutSeconds = connectTimeout
             options.expectedWorldSize = worldSize
-            options.injectDivergenceAtStep = injectDivergenceAt
             if let protocolVersion { options.protocolVersion = protocolVersion }
             if let config { options.configHash = try TrainConfig.load(path: config).fingerprint }
-            let worker = Worker(options: options)
-            worker.output = Console.out
-            try worker.run()
+            let worker = Worker(options: options, network: try ZMQNetwork(), output: Console.out)
+            let code = try await runAsService("worker", signals: [.sigterm], body: { try worker.run() }, stop: { worker.requestStop() })
+            if code != 0 { throw ExitCode(code) }
         }
     }
 }
 
-struct Local: ParsableCommand {
+struct Local: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a coordinator and N workers on this host as separate processes.",
         discussion: "Exits 0 only when the job finished. Ctrl-C or SIGTERM stops the job cleanly (checkpoint first); no process is left behind.")
@@ -129,8 +124,8 @@ struct Local: ParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory.")
     var resume: String?
 
-    func run() throws {
-        try runReportingErrors {
+    func run() async throws {
+        try await runReportingErrors {
             let cfg = try TrainConfig.load(path: config)
             let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
             var options = LocalCluster.Options(configPath: config, workers: workers ?? cfg.cluster.workers,
@@ -140,10 +135,7 @@ struct Local: ParsableCommand {
             options.resume = resume
             guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
             let cluster = LocalCluster(options: options)
-            cluster.output = Console.out
-            installStopHandlers()
-            cluster.shouldStop = { stopRequested() }
-            let code = try cluster.run()
+            let code = try await runAsService("local", body: { try cluster.run() }, stop: { cluster.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
     }

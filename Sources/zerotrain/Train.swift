@@ -3,7 +3,7 @@ import Checkpoint
 import Foundation
 import Training
 
-struct Train: ParsableCommand {
+struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model in this process.",
         discussion: "Ctrl-C or SIGTERM stops at the next update, writing a checkpoint when training.checkpoint_dir is set.")
@@ -26,8 +26,8 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Override training.threads.")
     var threads: Int?
 
-    func run() throws {
-        try runReportingErrors {
+    func run() async throws {
+        try await runReportingErrors {
             var cfg: TrainConfig
             if let config {
                 cfg = try TrainConfig.load(path: config)
@@ -45,15 +45,19 @@ struct Train: ParsableCommand {
             if let checkpointDir { cfg.training.checkpointDir = checkpointDir }
             if let threads { cfg.training.threads = threads }
             try cfg.validate()
-            let trainer = try Trainer(config: cfg)
-            if let resume {
-                try trainer.resume(from: URL(fileURLWithPath: resume))
-                Console.out("resumed at step \(trainer.step) from \(resume)")
-            }
-            installStopHandlers()
-            var run = TrainingRun(trainer: trainer, output: Console.out)
-            run.shouldStop = { stopRequested() }
-            if case .stopped = try run.run() { throw ExitCode(130) }
+            let stop = StopFlag(), config = cfg, resume = self.resume
+            // Ctrl-C or SIGTERM: the run checkpoints at the next update boundary and exits 130.
+            let code = try await runAsService("train", body: {
+                let trainer = try Trainer(config: config)
+                if let resume {
+                    try trainer.resume(from: URL(fileURLWithPath: resume))
+                    Console.out("resumed at step \(trainer.step) from \(resume)")
+                }
+                var run = TrainingRun(trainer: trainer, output: Console.out)
+                run.shouldStop = { stop.isRaised }
+                return try run.run() == .finished ? 0 : 130
+            }, stop: { stop.raise() })
+            if code != 0 { throw ExitCode(code) }
         }
     }
 }

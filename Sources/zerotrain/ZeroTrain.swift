@@ -6,13 +6,13 @@ import Glibc
 
 @main
 enum Entry {
-    static func main() {
+    static func main() async {
         BLASEnvironment.prepare()
-        ZeroTrain.main()
+        await ZeroTrain.main()
     }
 }
 
-struct ZeroTrain: ParsableCommand {
+struct ZeroTrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",

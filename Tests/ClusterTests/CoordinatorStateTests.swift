@@ -135,3 +135,20 @@ import Training
         #expect(s.event(.message(from: a, ControlMessage(.bye), now: 0.4)).last == .exit(code: 130, message: "stopped at step 1"))
     }
 }
+
+extension CoordinatorStateTests {
+    /// The loop waits for messages until the earliest heartbeat to send or worker to declare
+    /// lost, and no longer; with nobody registered it waits for messages only.
+    @Test func nextDeadlineIsTheEarliestTimer() throws {
+        var cfg = try Self.config()
+        cfg.cluster.heartbeatIntervalMs = 100
+        cfg.cluster.heartbeatTimeoutMs = 1000
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        #expect(s.nextDeadline == nil)
+        _ = s.event(.message(from: a, Self.register(), now: 5))
+        _ = s.event(.tick(now: 5))   // the first heartbeat goes out at once
+        #expect(s.nextDeadline == 5.1)
+        _ = s.event(.tick(now: 5.1))
+        #expect(abs(s.nextDeadline! - 5.2) < 1e-9)
+    }
+}

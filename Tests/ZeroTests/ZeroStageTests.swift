@@ -3,6 +3,7 @@ import Model
 import Testing
 import Training
 import Zero
+import ZeroTrainTestKit
 
 /// ZeRO stages 0–3 with and without offload compute the same training as one rank: the same
 /// losses step by step and the same final weights, for a dense and an MoE model on 2 and 3 ranks.

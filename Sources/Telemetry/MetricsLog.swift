@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// Appends one JSON object per line to a metrics file (JSONL), flushed line by line so a
@@ -16,7 +17,7 @@ public final class MetricsLog {
             handle = try FileHandle(forWritingTo: url)
             try handle.seekToEnd()
         } catch {
-            throw TrainingError(.runtime, "cannot open metrics file \(path): \((error as NSError).localizedDescription)")
+            throw TelemetryError(.io, "cannot open metrics file \(path)", underlying: error)
         }
     }
 

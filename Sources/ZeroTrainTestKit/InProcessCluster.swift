@@ -1,52 +1,46 @@
 import Comm
+import Common
 import Foundation
-import Testing
 import Model
 import Tensor
 import Training
 import Zero
-import ZeroTrainTestKit
 
-/// N ranks as threads in this process, each a real `Trainer` with a real `RingDataParallel` engine
-/// over the in-memory transport: the whole ZeRO schedule (stages, shards, tiers, ledger) without
+/// N ranks as threads in this process, each a real `Trainer` built exactly as a worker's `Device`
+/// builds it (`Trainer(config:pool:ring:)`: ledger, model, collective queue, ZeRO engine) over
+/// the in-memory transport: the whole ZeRO schedule (stages, shards, tiers, ledger) without
 /// process start-up, so many stage × offload × N combinations fit in a fast test.
-enum InProcessCluster {
-    struct Run {
+public enum InProcessCluster {
+    public struct Run: Sendable {
         /// Loss and global gradient norm of every step (the same on every rank).
-        var losses: [Float]
-        var auxLosses: [Float]
-        var gradNorms: [Double]
+        public var losses: [Float]
+        public var auxLosses: [Float]
+        public var gradNorms: [Double]
         /// The final parameters, gathered (rank 0's copy).
-        var parameters: [Float]
+        public var parameters: [Float]
         /// Each rank's ledger after the last step.
-        var memory: [MemoryLedger.Snapshot]
+        public var memory: [MemoryLedger.Snapshot]
         /// Each rank's payload bytes sent in the last step, by collective.
-        var bytesSent: [[String: Int]]
+        public var bytesSent: [[String: Int]]
         /// Files of the disk tier seen while training ran.
-        var diskFiles: [String]
-    }
-
-    final class Results: @unchecked Sendable {
-        let lock = NSLock()
-        var byRank: [Int: Result<Run, any Error>] = [:]
-        func put(_ rank: Int, _ r: Result<Run, any Error>) { lock.lock(); byRank[rank] = r; lock.unlock() }
-        var count: Int { lock.lock(); defer { lock.unlock() }; return byRank.count }
+        public var diskFiles: [String]
     }
 
     /// Trains `steps` updates on `n` ranks; every rank runs `training.gradient_accumulation_steps`
     /// micro-batches per update, as in the cluster.
-    static func train(_ config: TrainConfig, ranks n: Int, steps: Int) throws -> Run {
+    public static func train(_ config: TrainConfig, ranks n: Int, steps: Int) throws -> Run {
         let fabric = InMemoryFabric(worldSize: n)
-        let results = Results()
+        let results = Monitor<[Int: Result<Run, any Error>]>([:])
         for rank in 0..<n {
             let thread = Thread {
-                results.put(rank, Result { try Self.rank(rank, of: n, config: config, steps: steps, fabric: fabric) })
+                let r = Result { try Self.rank(rank, of: n, config: config, steps: steps, fabric: fabric) }
+                results.withLock { $0[rank] = r }
             }
             thread.stackSize = 8 << 20
             thread.start()
         }
-        while results.count < n { usleep(2_000) }
-        let runs = try (0..<n).map { try results.byRank[$0]!.get() }
+        let byRank = results.wait { $0.count == n ? $0 : nil }
+        let runs = try (0..<n).map { try byRank[$0]!.get() }
         var run = runs[0]
         run.memory = runs.map { $0.memory[0] }
         run.bytesSent = runs.map { $0.bytesSent[0] }
@@ -59,7 +53,7 @@ enum InProcessCluster {
             fabric.transport(rank: rank)
         }
         let trainer = try Trainer(config: config, pool: ThreadPool(threads: 1), ring: ring)
-        let queue = try #require(trainer.engine.queue)
+        guard let queue = trainer.engine.queue else { throw CommError(.invalidArgument, "rank \(rank) has no collective queue") }
         var losses: [Float] = [], auxLosses: [Float] = [], gradNorms: [Double] = []
         var sentBefore: [String: Int] = [:]
         var diskFiles: Set<String> = []

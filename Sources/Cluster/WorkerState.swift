@@ -1,0 +1,367 @@
+import Foundation
+import Training
+import Zero
+
+/// What a device reports to its worker's loop (from the device's thread, through a wake-up).
+public enum DeviceReport: Sendable, Equatable {
+    /// The device built its model (and loaded the checkpoint) and joined the ring.
+    case ready(device: Int)
+    case stepDone(device: Int, StepReport)
+    /// A checkpoint was written (the folder, on the device that holds rank 0).
+    case checkpointDone(device: Int, path: String?)
+    /// The device failed and stopped (a collective timed out, out of memory, …).
+    case failed(device: Int, DeviceFailure)
+    /// The device's thread has ended.
+    case stopped(device: Int)
+}
+
+/// One device's step, as the worker reports it to the coordinator.
+public struct StepReport: Sendable, Equatable {
+    public var metrics: StepMetrics
+    /// Per parameter tensor, FNV-1a 64 of the bytes (when the divergence check asked for them).
+    public var checksums: [UInt64]
+    public var computeSeconds: Double
+    public var exposedCommunicationSeconds: Double
+    /// Payload bytes the rank sent in the step, by collective.
+    public var bytesSent: [String: Int]
+    public var memory: MemoryLedger.Snapshot
+
+    public init(metrics: StepMetrics, checksums: [UInt64], computeSeconds: Double, exposedCommunicationSeconds: Double,
+                bytesSent: [String: Int], memory: MemoryLedger.Snapshot) {
+        self.metrics = metrics
+        self.checksums = checksums
+        self.computeSeconds = computeSeconds
+        self.exposedCommunicationSeconds = exposedCommunicationSeconds
+        self.bytesSent = bytesSent
+        self.memory = memory
+    }
+}
+
+/// A device's failure: its rank and the error, kept whole (compared by description).
+public struct DeviceFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public let rank: Int
+    public let error: any Error
+    public init(rank: Int, error: any Error) { self.rank = rank; self.error = error }
+    public var description: String { "rank \(rank): \(error)" }
+    public static func == (a: DeviceFailure, b: DeviceFailure) -> Bool { a.description == b.description }
+}
+
+/// What a worker's devices are asked to do.
+public enum DeviceOrder: Sendable, Equatable {
+    case step(Int, checksum: Bool)
+    case checkpoint(directory: String)
+}
+
+/// The worker's protocol logic as a value type: events in, actions out. No sockets, no threads,
+/// no clock — time arrives in the events (seconds on any monotonic clock) — so every path is
+/// unit-tested directly (WorkerStateTests). `nextDeadline` says when the loop must call again
+/// with `.tick` if nothing else happens first; every event runs the timers, so heartbeats and
+/// timeouts keep working while messages stream in.
+public struct WorkerState {
+    public struct Settings: Sendable {
+        public var coordinator: String
+        public var devices: Int
+        /// The data endpoint of each device (bound before registering).
+        public var endpoints: [String]
+        public var host: String
+        public var pid: Int
+        public var protocolVersion = ControlMessage.protocolVersion
+        public var build = ControlMessage.build
+        /// When set, the coordinator refuses this worker unless its config matches.
+        public var configHash: String?
+        public var expectedWorldSize: Int?
+        /// How long to keep trying to reach the coordinator, in seconds.
+        public var connectTimeoutSeconds = 60.0
+        /// How long stopping devices may take before the worker leaves without them, in seconds.
+        public var deviceStopGraceSeconds = 2.0
+
+        public init(coordinator: String, devices: Int, endpoints: [String], host: String, pid: Int) {
+            self.coordinator = coordinator
+            self.devices = devices
+            self.endpoints = endpoints
+            self.host = host
+            self.pid = pid
+        }
+    }
+
+    public enum Event: Sendable {
+        case start(now: Double)
+        case message(ControlMessage, now: Double)
+        /// Whether a `register` the loop sent was delivered (false: no connection yet).
+        case registrationSent(delivered: Bool, now: Double)
+        case device(DeviceReport, now: Double)
+        /// SIGTERM to the worker: leave the job.
+        case stopRequested(now: Double)
+        /// A deadline (`nextDeadline`) passed.
+        case tick(now: Double)
+    }
+
+    /// What the job gave this worker.
+    public struct Assignment: Sendable, Equatable {
+        public var ranks: [Int]
+        public var worldSize: Int
+        public var jobID: UInt64
+        public var epoch: UInt64
+        public var config: TrainConfig
+        /// The data endpoint of each of this worker's ranks' ring successors.
+        public var successors: [String]
+        public var resumeFrom: String?
+        public var partitionPlan: PartitionPlan?
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        /// The coordinator shut the job down and the devices stopped: exit 0.
+        case finished
+        /// Stopped by a signal: exit 130.
+        case stopped
+        /// The coordinator refused this worker (bad input: exit 2).
+        case refused(String)
+        /// The job failed here: exit 1.
+        case failed(String)
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Send to the coordinator (a failed send of anything but `register` is not retried).
+        case send(ControlMessage)
+        /// Send a registration and report whether it was delivered (`registrationSent`).
+        case register(ControlMessage)
+        /// Build one device per rank of the assignment, in order.
+        case startDevices(Assignment)
+        /// The same order to every device.
+        case order(DeviceOrder)
+        case stopDevices
+        case log(String)
+        /// Leave: close the control connection (letting a last message out) and exit.
+        case exit(Outcome)
+    }
+
+    public enum Phase: Equatable { case idle, registering, starting, ready, stepping, checkpointing, stopping, done }
+
+    public let settings: Settings
+    public private(set) var phase = Phase.idle
+    public private(set) var assignment: Assignment?
+    private var started = 0.0
+    private var backoff = 0.05
+    private var nextRegistration = 0.0
+    private var lastHeard = 0.0
+    private var lastBeat = 0.0
+    private var readyDevices: Set<Int> = []
+    private var stoppedDevices: Set<Int> = []
+    private var stepReports: [Int: StepReport] = [:]
+    private var checkpointPaths: [Int: String?] = [:]
+    private var currentStep = 0
+    private var checksumRequested = false
+    private var stopDeadline = 0.0
+    private var outcome = Outcome.finished
+
+    public init(settings: Settings) { self.settings = settings }
+
+    private var heartbeatInterval: Double { Double(assignment?.config.cluster.heartbeatIntervalMs ?? 500) / 1000 }
+    private var heartbeatTimeout: Double { Double(assignment?.config.cluster.heartbeatTimeoutMs ?? 10_000) / 1000 }
+
+    /// When the loop must call `.tick` at the latest (nil: only on events).
+    public var nextDeadline: Double? {
+        switch phase {
+        case .idle, .done: return nil
+        case .registering: return min(nextRegistration, started + settings.connectTimeoutSeconds)
+        case .stopping: return stopDeadline
+        case .starting, .ready, .stepping, .checkpointing: return min(lastBeat + heartbeatInterval, lastHeard + heartbeatTimeout)
+        }
+    }
+
+    public mutating func event(_ event: Event) -> [Action] {
+        var actions: [Action]
+        let now: Double
+        switch event {
+        case let .start(t):
+            now = t
+            guard phase == .idle else { return [] }
+            phase = .registering
+            started = now
+            nextRegistration = now
+            actions = []
+        case let .message(m, t):
+            now = t
+            actions = received(m, now: now)
+        case let .registrationSent(delivered, t):
+            now = t
+            if delivered { backoff = min(backoff * 2, 1) }
+            actions = []
+        case let .device(report, t):
+            now = t
+            actions = deviceReported(report, now: now)
+        case let .stopRequested(t):
+            now = t
+            actions = stopRequested(now: now)
+        case let .tick(t):
+            now = t
+            actions = []
+        }
+        return actions + timers(now)
+    }
+
+    // MARK: events
+
+    private mutating func received(_ m: ControlMessage, now: Double) -> [Action] {
+        guard phase != .idle, phase != .done else { return [] }
+        lastHeard = now
+        switch (phase, m.kind) {
+        case (.registering, .refused):
+            return exit(.refused("the coordinator refused this worker: \(m.reason ?? "no reason given")"))
+        case (.registering, .shutdown):
+            return exit(.failed("the coordinator shut the job down before it started: \(m.reason ?? "")"))
+        case (.registering, .assign):
+            guard let ranks = m.ranks, let worldSize = m.worldSize, let config = m.config, let successors = m.successors,
+                  ranks.count == settings.devices, successors.count == ranks.count else {
+                return exit(.failed("malformed assignment from the coordinator"))
+            }
+            let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
+                               successors: successors, resumeFrom: m.resumeFrom, partitionPlan: m.partitionPlan)
+            assignment = a
+            phase = .starting
+            lastBeat = now
+            return [.log("worker pid \(settings.pid): ranks \(ranks.map(String.init).joined(separator: ",")) of \(worldSize)"),
+                    .startDevices(a)]
+        case (.registering, _):
+            return []
+        case (.stopping, _):
+            return []
+        case (_, .shutdown):
+            outcome = .finished
+            return stopDevices(now: now)
+        case (.ready, .step):
+            currentStep = m.step ?? 0
+            checksumRequested = m.checksum ?? false
+            stepReports = [:]
+            phase = .stepping
+            return [.order(.step(currentStep, checksum: checksumRequested))]
+        case (.ready, .checkpoint):
+            guard let directory = m.directory else { return [] }
+            currentStep = m.step ?? 0
+            checkpointPaths = [:]
+            phase = .checkpointing
+            return [.order(.checkpoint(directory: directory))]
+        default:
+            return []
+        }
+    }
+
+    private mutating func deviceReported(_ report: DeviceReport, now: Double) -> [Action] {
+        switch report {
+        case let .stopped(device):
+            stoppedDevices.insert(device)
+            if phase == .stopping && stoppedDevices.count == settings.devices { return leave() }
+            return []
+        case let .failed(_, failure):
+            guard phase != .stopping, phase != .done else { return [] }
+            var f = ControlMessage(.failed)
+            f.reason = failure.description
+            return [.send(f), .stopDevices] + exit(.failed(failure.description))
+        case let .ready(device):
+            guard phase == .starting else { return [] }
+            readyDevices.insert(device)
+            guard readyDevices.count == settings.devices else { return [] }
+            phase = .ready
+            return [.send(ControlMessage(.ready))]
+        case let .stepDone(device, r):
+            guard phase == .stepping else { return [] }
+            stepReports[device] = r
+            guard stepReports.count == settings.devices else { return [] }
+            phase = .ready
+            let reports = (0..<settings.devices).compactMap { stepReports[$0] }
+            var done = ControlMessage(.stepDone)
+            done.step = currentStep
+            done.metrics = reports[0].metrics
+            // The time split of the slowest device, so that its parts add up to its step.
+            let slowest = reports.max { $0.computeSeconds + $0.exposedCommunicationSeconds < $1.computeSeconds + $1.exposedCommunicationSeconds }
+            done.computeSeconds = slowest?.computeSeconds
+            done.exposedCommunicationSeconds = slowest?.exposedCommunicationSeconds
+            if checksumRequested { done.checksums = reports.map(\.checksums) }
+            done.bytesSent = reports.map(\.bytesSent)
+            done.memory = reports.map(\.memory)
+            return [.send(done)]
+        case let .checkpointDone(device, path):
+            guard phase == .checkpointing else { return [] }
+            checkpointPaths[device] = path
+            guard checkpointPaths.count == settings.devices else { return [] }
+            phase = .ready
+            var c = ControlMessage(.checkpointDone)
+            c.step = currentStep
+            c.path = assignment?.ranks.firstIndex(of: 0).flatMap { checkpointPaths[$0] ?? nil }
+            return [.send(c)]
+        }
+    }
+
+    private mutating func stopRequested(now: Double) -> [Action] {
+        switch phase {
+        case .idle, .registering:
+            return exit(.stopped)
+        case .starting, .ready, .stepping, .checkpointing:
+            var f = ControlMessage(.failed)
+            f.reason = "worker pid \(settings.pid) on \(settings.host) was stopped by a signal"
+            outcome = .stopped
+            return [.send(f)] + stopDevices(now: now)
+        case .stopping, .done:
+            return []
+        }
+    }
+
+    // MARK: timers
+
+    private mutating func timers(_ now: Double) -> [Action] {
+        switch phase {
+        case .registering:
+            if now >= started + settings.connectTimeoutSeconds {
+                return exit(.failed("no coordinator answered at \(settings.coordinator) within \(Int(settings.connectTimeoutSeconds)) s"))
+            }
+            guard now >= nextRegistration else { return [] }
+            nextRegistration = now + backoff
+            return [.register(registration)]
+        case .starting, .ready, .stepping, .checkpointing:
+            if now >= lastHeard + heartbeatTimeout {
+                return [.stopDevices] + exit(.failed("lost the coordinator at \(settings.coordinator): no message for \(Int(heartbeatTimeout)) s"))
+            }
+            guard now >= lastBeat + heartbeatInterval else { return [] }
+            lastBeat = now
+            return [.send(ControlMessage(.heartbeat))]
+        case .stopping:
+            return now >= stopDeadline ? leave() : []
+        case .idle, .done:
+            return []
+        }
+    }
+
+    private var registration: ControlMessage {
+        var r = ControlMessage(.register)
+        r.protocolVersion = settings.protocolVersion
+        r.build = settings.build
+        r.configHash = settings.configHash
+        r.expectedWorldSize = settings.expectedWorldSize
+        r.devices = settings.devices
+        r.endpoints = settings.endpoints
+        r.host = settings.host
+        r.pid = settings.pid
+        return r
+    }
+
+    // MARK: leaving
+
+    /// Orders the devices to stop; the worker leaves when all have stopped or the grace passed.
+    private mutating func stopDevices(now: Double) -> [Action] {
+        phase = .stopping
+        stopDeadline = now + settings.deviceStopGraceSeconds
+        if stoppedDevices.count == settings.devices { return leave() }
+        return [.stopDevices]
+    }
+
+    /// After a shutdown the coordinator waits for `bye`; after a signal it was told `failed`.
+    private mutating func leave() -> [Action] {
+        let bye: [Action] = outcome == .finished ? [.send(ControlMessage(.bye))] : []
+        return bye + exit(outcome)
+    }
+
+    private mutating func exit(_ o: Outcome) -> [Action] {
+        phase = .done
+        return [.exit(o)]
+    }
+}
