@@ -7,7 +7,7 @@ import Training
 import Zero
 import ZeroTrainTestKit
 
-/// N ranks as threads in this process, each a real `Trainer` with a real `RingDataParallel` engine
+/// N ranks as threads in this process, each a real `Trainer` with its real ZeRO engine and `CollectiveQueue`
 /// over the in-memory transport: the whole ZeRO schedule (stages, shards, tiers, ledger) without
 /// process start-up, so many stage × offload × N combinations fit in a fast test.
 enum InProcessCluster {
