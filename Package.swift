@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
         // Harnesses, not run by a user's job: the collective benchmark and the rank worker process
         // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
-        .target(name: "Bench", dependencies: ["Comm", "CommZMQ"]),
+        .target(name: "Bench", dependencies: ["Common", "Comm", "CommZMQ"]),
         .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
         .target(name: "Training", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero",
@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
         // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the
         // reference collectives and the rank test process (ZeroTrainTestRank, its executable).
-        .target(name: "ZeroTrainTestKit", dependencies: ["Comm", "CommZMQ", "Bench"], path: "Sources/ZeroTrainTestKit"),
+        .target(name: "ZeroTrainTestKit", dependencies: ["Common", "Comm", "CommZMQ", "Bench"], path: "Sources/ZeroTrainTestKit"),
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit"]),
