@@ -148,6 +148,7 @@ public final class CollectiveQueue: Sendable {
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard worldSize > 1 else { return }
         let timeout = self.timeout
+        // Safe: the caller's buffer is left to the communication thread until `wait` below returns.
         nonisolated(unsafe) let target = buffer
         try wait(submit { group in try group.allGather(target, deadline: .now + timeout) })
     }
