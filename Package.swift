@@ -29,11 +29,11 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Common", "Tensor", "Model"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
-        .target(name: "Comm", dependencies: ["CCRC32C"]),
+        .target(name: "Comm", dependencies: ["Common", "CCRC32C"]),
         .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
         // Harnesses, not run by a user's job: the collective benchmark and the rank worker process
         // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
-        .target(name: "Bench", dependencies: ["Comm", "CommZMQ"]),
+        .target(name: "Bench", dependencies: ["Common", "Comm", "CommZMQ"]),
         .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
         .target(name: "Training", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Telemetry",

@@ -1,4 +1,5 @@
 import Comm
+import Common
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -98,47 +99,45 @@ public final class RankProcess {
 }
 
 /// Lines read from a pipe on a dedicated thread (blocking reads stay off the cooperative pool).
-final class LineQueue: @unchecked Sendable {
+final class LineQueue: Sendable {
+    private struct Lines {
+        var complete: [String] = []
+        var ended = false
+    }
     private let handle: FileHandle
-    private let condition = NSCondition()
-    private var lines: [String] = []
-    private var buffer = Data()
-    private var ended = false
+    private let lines = Monitor(Lines())
 
     init(_ handle: FileHandle) { self.handle = handle }
 
     func start() {
-        let thread = Thread { [self] in
+        let handle = handle, lines = lines
+        let thread = Thread {
+            // The reader thread's own: bytes after the last newline.
+            var buffer = Data()
             while true {
                 let chunk = handle.availableData
-                condition.lock()
                 if chunk.isEmpty {
-                    ended = true
-                    condition.broadcast()
-                    condition.unlock()
+                    lines.withLock { $0.ended = true }
                     return
                 }
                 buffer.append(chunk)
+                var read: [String] = []
                 while let newline = buffer.firstIndex(of: 0x0A) {
-                    lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    read.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
                     buffer.removeSubrange(buffer.startIndex...newline)
                 }
-                condition.broadcast()
-                condition.unlock()
+                if !read.isEmpty { lines.withLock { $0.complete += read } }
             }
         }
         thread.start()
     }
 
+    /// The next line; nil when the pipe closed or `deadline` passed first.
     func next(deadline: ContinuousClock.Instant) -> String? {
-        condition.lock()
-        defer { condition.unlock() }
-        while lines.isEmpty {
-            if ended { return nil }
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            guard remaining > .zero else { return nil }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.05))
+        let line: String?? = lines.wait(until: deadline) { l in
+            if !l.complete.isEmpty { return l.complete.removeFirst() }
+            return l.ended ? .some(nil) : nil
         }
-        return lines.removeFirst()
+        return line ?? nil
     }
 }

@@ -13,7 +13,7 @@ public struct CommError: Error, Sendable, CustomStringConvertible, Equatable {
         case peerAborted
         /// A frame failed validation (magic, version, lengths, checksum ...).
         case malformedFrame
-        /// A valid frame that does not fit the schedule (different collective, size or step).
+        /// A valid frame that does not fit the schedule (different collective, size or hop).
         case protocolMismatch
         /// A frame from a newer membership epoch arrived: this group is stale.
         case epochAhead

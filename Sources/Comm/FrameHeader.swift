@@ -55,8 +55,8 @@ public struct FrameHeader: Sendable, Equatable {
     public var sequence: UInt64
     /// Rank that sent the frame.
     public var sourceRank: UInt32
-    /// Ring step of the collective (0 ..< 2(N-1) for all-reduce).
-    public var step: UInt32
+    /// Ring hop of the collective (0 ..< 2(N-1) for all-reduce).
+    public var hop: UInt32
     /// Index of the chunk of the buffer this payload belongs to (blamed rank for `.abort`).
     public var chunk: UInt32
     /// Segment index inside the chunk.
@@ -68,7 +68,7 @@ public struct FrameHeader: Sendable, Equatable {
 
     public init(kind: Kind, elementType: ElementType, flags: UInt8 = 0, operation: Operation,
                 jobID: UInt64, epoch: UInt64, sequence: UInt64, sourceRank: UInt32,
-                step: UInt32 = 0, chunk: UInt32 = 0, segment: UInt32 = 0,
+                hop: UInt32 = 0, chunk: UInt32 = 0, segment: UInt32 = 0,
                 payloadLength: UInt32 = 0, payloadCRC: UInt32 = 0) {
         self.kind = kind
         self.elementType = elementType
@@ -78,7 +78,7 @@ public struct FrameHeader: Sendable, Equatable {
         self.epoch = epoch
         self.sequence = sequence
         self.sourceRank = sourceRank
-        self.step = step
+        self.hop = hop
         self.chunk = chunk
         self.segment = segment
         self.payloadLength = payloadLength
@@ -123,7 +123,7 @@ public struct FrameHeader: Sendable, Equatable {
         out.storeBytes(of: epoch.littleEndian, toByteOffset: 16, as: UInt64.self)
         out.storeBytes(of: sequence.littleEndian, toByteOffset: 24, as: UInt64.self)
         out.storeBytes(of: sourceRank.littleEndian, toByteOffset: 32, as: UInt32.self)
-        out.storeBytes(of: step.littleEndian, toByteOffset: 36, as: UInt32.self)
+        out.storeBytes(of: hop.littleEndian, toByteOffset: 36, as: UInt32.self)
         out.storeBytes(of: chunk.littleEndian, toByteOffset: 40, as: UInt32.self)
         out.storeBytes(of: segment.littleEndian, toByteOffset: 44, as: UInt32.self)
         out.storeBytes(of: payloadLength.littleEndian, toByteOffset: 48, as: UInt32.self)
@@ -200,7 +200,7 @@ public struct FrameHeader: Sendable, Equatable {
             epoch: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
             sequence: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
             sourceRank: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 32, as: UInt32.self)),
-            step: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
+            hop: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
             chunk: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: UInt32.self)),
             segment: UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 44, as: UInt32.self)),
             payloadLength: length, payloadCRC: payloadCRC)

@@ -99,7 +99,7 @@ public final class ProcessGroup {
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
                           wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws {
         try collective(.allReduce, bytes: buffer.count * 4) { seq in
-            try ring(buffer, layout: try raggedLayout(buffer.count, evenChunks(buffer.count)), steps: 0..<(2 * (worldSize - 1)),
+            try ring(buffer, layout: try raggedLayout(buffer.count, evenChunks(buffer.count)), hops: 0..<(2 * (worldSize - 1)),
                      operation: .allReduce, sequence: seq, op: op, wire: wire, deadline: deadline)
         }
     }
@@ -120,7 +120,7 @@ public final class ProcessGroup {
                               wire: WireFormat = .float32, deadline: ContinuousClock.Instant) throws -> Range<Int> {
         let layout = try raggedLayout(buffer.count, chunks)
         try collective(.reduceScatter, bytes: buffer.count * 4) { seq in
-            try ring(buffer, layout: layout, steps: 0..<(worldSize - 1), operation: .reduceScatter, sequence: seq,
+            try ring(buffer, layout: layout, hops: 0..<(worldSize - 1), operation: .reduceScatter, sequence: seq,
                      op: op, wire: wire, deadline: deadline)
         }
         return layout.chunkRange(rank)
@@ -138,7 +138,7 @@ public final class ProcessGroup {
                           deadline: ContinuousClock.Instant) throws {
         let layout = try raggedLayout(buffer.count, chunks)
         try collective(.allGather, bytes: buffer.count * 4) { seq in
-            try ring(buffer, layout: layout, steps: (worldSize - 1)..<(2 * (worldSize - 1)), operation: .allGather,
+            try ring(buffer, layout: layout, hops: (worldSize - 1)..<(2 * (worldSize - 1)), operation: .allGather,
                      sequence: seq, op: .sum, wire: wire, deadline: deadline)
         }
     }
@@ -209,13 +209,13 @@ public final class ProcessGroup {
             for k in 0..<segments {
                 let lo = min(k * seg, send.count), hi = min(lo + seg, send.count)
                 let payload = UnsafeRawBufferPointer(rebasing: send[lo..<hi])
-                var header = dataHeader(.exchange, .bytes, sequence: seq, step: 0, chunk: 0, segment: k)
+                var header = dataHeader(.exchange, .bytes, sequence: seq, hop: 0, chunk: 0, segment: k)
                 header.seal(payload: payload, checksum: checksum)
                 try transport.send(header: header, payload: payload, release: ledger.makeRelease(), deadline: deadline)
             }
             for k in 0..<segments {
                 let lo = min(k * seg, receive.count), hi = min(lo + seg, receive.count)
-                try receiveData(.exchange, .bytes, sequence: seq, step: 0, chunk: 0, segment: k,
+                try receiveData(.exchange, .bytes, sequence: seq, hop: 0, chunk: 0, segment: k,
                                 byteCount: hi - lo, deadline: deadline) { payload in
                     if hi > lo { (receive.baseAddress! + lo).copyMemory(from: payload.baseAddress!, byteCount: hi - lo) }
                 }
@@ -304,9 +304,9 @@ public final class ProcessGroup {
     }
 
     private func dataHeader(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
-                            step: Int, chunk: Int, segment: Int) -> FrameHeader {
+                            hop: Int, chunk: Int, segment: Int) -> FrameHeader {
         FrameHeader(kind: .data, elementType: type, operation: operation, jobID: jobID, epoch: epoch,
-                    sequence: sequence, sourceRank: UInt32(rank), step: UInt32(step), chunk: UInt32(chunk),
+                    sequence: sequence, sourceRank: UInt32(rank), hop: UInt32(hop), chunk: UInt32(chunk),
                     segment: UInt32(segment))
     }
 
@@ -319,13 +319,13 @@ public final class ProcessGroup {
 
     // MARK: - Receiving
 
-    /// Receives the frame (`step`, `chunk`, `segment`) of collective `sequence` from the
+    /// Receives the frame (`hop`, `chunk`, `segment`) of collective `sequence` from the
     /// predecessor and hands its payload to `body`. Drops frames of older epochs, older sequences
     /// and other jobs; anything else unexpected is an error.
     private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
-                                step: Int, chunk: Int, segment: Int, byteCount: Int?,
+                                hop: Int, chunk: Int, segment: Int, byteCount: Int?,
                                 deadline: ContinuousClock.Instant, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try receiveData(operation, type, sequence: sequence, step: step, chunk: chunk, segment: segment,
+        try receiveData(operation, type, sequence: sequence, hop: hop, chunk: chunk, segment: segment,
                         byteCount: byteCount, deadline: deadline) { payload, _ in try body(payload) }
     }
 
@@ -336,7 +336,7 @@ public final class ProcessGroup {
     /// the payload in the pass that consumes it (`CRC32C.accumulate`, `CRC32C.copy`) and throw
     /// `payloadMismatch()` when they differ, before the bytes go anywhere else (sent on, returned).
     private func receiveData<R>(_ operation: FrameHeader.Operation, _ type: FrameHeader.ElementType, sequence: UInt64,
-                                step: Int, chunk: Int, segment: Int, byteCount: Int?, verifyPayload: Bool = true,
+                                hop: Int, chunk: Int, segment: Int, byteCount: Int?, verifyPayload: Bool = true,
                                 deadline: ContinuousClock.Instant,
                                 _ body: (UnsafeRawBufferPointer, UInt32?) throws -> R) throws -> R {
         while true {
@@ -367,13 +367,13 @@ public final class ProcessGroup {
                     return nil
                 }
                 guard h.sequence == sequence, h.operation == operation, h.elementType == type,
-                      h.step == UInt32(step), h.chunk == UInt32(chunk), h.segment == UInt32(segment),
+                      h.hop == UInt32(hop), h.chunk == UInt32(chunk), h.segment == UInt32(segment),
                       h.sourceRank == UInt32(predecessor), byteCount.map({ $0 == payload.count }) ?? true
                 else {
                     throw CommError(.protocolMismatch, """
-                        expected \(Self.name(of: operation)) #\(sequence) step \(step) chunk \(chunk) segment \(segment) \
+                        expected \(Self.name(of: operation)) #\(sequence) hop \(hop) chunk \(chunk) segment \(segment) \
                         (\(byteCount.map(String.init) ?? "any") bytes of \(type)) from rank \(predecessor), got \
-                        \(Self.name(of: h.operation)) #\(h.sequence) step \(h.step) chunk \(h.chunk) segment \(h.segment) \
+                        \(Self.name(of: h.operation)) #\(h.sequence) hop \(h.hop) chunk \(h.chunk) segment \(h.segment) \
                         (\(payload.count) bytes of \(h.elementType)) from rank \(h.sourceRank); \
                         all ranks must call the same collectives with the same sizes in the same order
                         """, peer: Int(h.sourceRank))
@@ -386,29 +386,29 @@ public final class ProcessGroup {
 
     // MARK: - Ring reduce-scatter / all-gather
 
-    /// Runs the unified ring steps `steps` over `buffer`: steps 0..<N−1 are reduce-scatter (rank r
-    /// sends chunk r−t−1 and reduces received chunk r−t−2 into its buffer), steps N−1..<2N−2 are
+    /// Runs the unified ring hops `hops` over `buffer`: hops 0..<N−1 are reduce-scatter (rank r
+    /// sends chunk r−t−1 and reduces received chunk r−t−2 into its buffer), hops N−1..<2N−2 are
     /// all-gather (rank r sends chunk r−s, copies received chunk r−s−1, s = t−(N−1)). Whatever is
-    /// received at step t is sent on at step t+1, segment by segment, so the segments pipeline.
-    private func ring(_ buffer: UnsafeMutableBufferPointer<Float>, layout: RingLayout, steps: Range<Int>,
+    /// received at hop t is sent on at hop t+1, segment by segment, so the segments pipeline.
+    private func ring(_ buffer: UnsafeMutableBufferPointer<Float>, layout: RingLayout, hops: Range<Int>,
                       operation: FrameHeader.Operation, sequence: UInt64, op: ReduceOp, wire: WireFormat,
                       deadline: ContinuousClock.Instant) throws {
         let n = worldSize, r = rank
-        guard n > 1, !steps.isEmpty else { return }
+        guard n > 1, !hops.isEmpty else { return }
         let segments = layout.segmentsPerChunk
         let type: FrameHeader.ElementType = wire == .bfloat16 ? .bfloat16 : .float32
         let ledger = newLedger()
-        // Ledger index of the borrowed send of (step, segment), -1 when the payload was copied.
-        var lent = [Int](repeating: -1, count: steps.count * segments)
+        // Ledger index of the borrowed send of (hop, segment), -1 when the payload was copied.
+        var lent = [Int](repeating: -1, count: hops.count * segments)
         // CRC of the all-gather segment received last, per segment: forwarded bytes keep their CRC.
         var forwardedCRC = [UInt32?](repeating: nil, count: segments)
-        // CRC of each segment of this rank's own chunk, computed while the last reduce-scatter step
-        // wrote it, for the first all-gather step that sends it.
+        // CRC of each segment of this rank's own chunk, computed while the last reduce-scatter hop
+        // wrote it, for the first all-gather hop that sends it.
         var ownCRC = [UInt32?](repeating: nil, count: segments)
         let mod = { (x: Int) in ((x % n) + n) % n }
         let sendChunk = { (t: Int) in t < n - 1 ? mod(r - t - 1) : mod(r - (t - (n - 1))) }
         let receiveChunk = { (t: Int) in t < n - 1 ? mod(r - t - 2) : mod(r - 1 - (t - (n - 1))) }
-        let includesReduceScatter = steps.lowerBound < n - 1
+        let includesReduceScatter = hops.lowerBound < n - 1
 
         if !includesReduceScatter, wire == .bfloat16 {
             // The owner's shard must hold exactly what the others will receive.
@@ -416,13 +416,13 @@ public final class ProcessGroup {
             for i in own { buffer[i] = BFloat16.round(buffer[i]) }
         }
 
-        func send(step t: Int, segment k: Int) throws {
+        func send(hop t: Int, segment k: Int) throws {
             let c = sendChunk(t)
             let range = layout.segmentRange(chunk: c, segment: k)
-            var header = dataHeader(operation, type, sequence: sequence, step: t, chunk: c, segment: k)
+            var header = dataHeader(operation, type, sequence: sequence, hop: t, chunk: c, segment: k)
             let values = UnsafeBufferPointer(rebasing: buffer[range])
-            // Steps after the first all-gather step forward exactly the bytes received (and checked);
-            // the first one sends the owner's chunk, whose CRC the last reduce step already computed.
+            // Hops after the first all-gather hop forward exactly the bytes received (and checked);
+            // the first one sends the owner's chunk, whose CRC the last reduce hop already computed.
             let known = !options.checksumPayloads ? nil : t > n - 1 ? forwardedCRC[k] : t == n - 1 ? ownCRC[k] : nil
             switch wire {
             case .float32:
@@ -433,7 +433,7 @@ public final class ProcessGroup {
                     header.seal(payload: payload, checksum: options.checksumPayloads)
                 }
                 let release = ledger.makeRelease()
-                lent[(t - steps.lowerBound) * segments + k] = release.index
+                lent[(t - hops.lowerBound) * segments + k] = release.index
                 try transport.send(header: header, payload: payload, release: release, deadline: deadline)
             case .bfloat16:
                 try transport.send(payloadByteCount: range.count * 2, deadline: deadline) { out in
@@ -448,16 +448,16 @@ public final class ProcessGroup {
             }
         }
 
-        for k in 0..<segments { try send(step: steps.lowerBound, segment: k) }
-        for t in steps {
+        for k in 0..<segments { try send(hop: hops.lowerBound, segment: k) }
+        for t in hops {
             let c = receiveChunk(t)
             let reducing = t < n - 1
             for k in 0..<segments {
                 let range = layout.segmentRange(chunk: c, segment: k)
                 let target = UnsafeMutableBufferPointer(rebasing: buffer[range])
                 if !reducing, includesReduceScatter {
-                    // All-gather step s overwrites the chunk this rank lent at reduce-scatter step s.
-                    let index = lent[(t - (n - 1) - steps.lowerBound) * segments + k]
+                    // All-gather hop s overwrites the chunk this rank lent at reduce-scatter hop s.
+                    let index = lent[(t - (n - 1) - hops.lowerBound) * segments + k]
                     if index >= 0, !ledger.wait(for: index, deadline: deadline) {
                         throw CommError(.timeout, "the transport still holds a sent segment at the deadline", peer: successor)
                     }
@@ -466,14 +466,14 @@ public final class ProcessGroup {
                 // instead of two). A corrupted segment has then already been written into `target`
                 // when the mismatch throws: the collective fails, and as after any failure the
                 // buffer's contents are unspecified. Nothing corrupted is ever sent on.
-                try receiveData(operation, type, sequence: sequence, step: t, chunk: c, segment: k,
+                try receiveData(operation, type, sequence: sequence, hop: t, chunk: c, segment: k,
                                 byteCount: range.count * type.stride, verifyPayload: wire != .float32,
                                 deadline: deadline) { payload, crc in
                     forwardedCRC[k] = crc
                     if wire == .float32 {
                         let last = t == n - 2
-                        // This rank sends the chunk it finishes now at the next step: CRC it while writing.
-                        let sendsResult = reducing && last && t + 1 < steps.upperBound && options.checksumPayloads
+                        // This rank sends the chunk it finishes now at the next hop: CRC it while writing.
+                        let sendsResult = reducing && last && t + 1 < hops.upperBound && options.checksumPayloads
                         if reducing, crc != nil || sendsResult {
                             let divisor: Float = last && op == .average ? Float(n) : 1
                             var result: UInt32 = 0
@@ -496,7 +496,7 @@ public final class ProcessGroup {
                         Self.copy(payload, type: type, into: target)
                     }
                 }
-                if t + 1 < steps.upperBound { try send(step: t + 1, segment: k) }
+                if t + 1 < hops.upperBound { try send(hop: t + 1, segment: k) }
             }
         }
         try waitAll(ledger, deadline: deadline)
@@ -575,7 +575,7 @@ public final class ProcessGroup {
         func send(_ k: Int) throws {
             let range = layout.segmentRange(chunk: 0, segment: k)
             let payload = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[range]))
-            var header = dataHeader(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k)
+            var header = dataHeader(.broadcast, .float32, sequence: sequence, hop: 0, chunk: root, segment: k)
             if position > 0, options.checksumPayloads, let forwardedCRC {
                 header.seal(payloadLength: payload.count, knownCRC: forwardedCRC)
             } else {
@@ -586,7 +586,7 @@ public final class ProcessGroup {
         for k in 0..<layout.segmentsPerChunk {
             if position > 0 {
                 let range = layout.segmentRange(chunk: 0, segment: k)
-                try receiveData(.broadcast, .float32, sequence: sequence, step: 0, chunk: root, segment: k,
+                try receiveData(.broadcast, .float32, sequence: sequence, hop: 0, chunk: root, segment: k,
                                 byteCount: range.count * 4, verifyPayload: false, deadline: deadline) { payload, crc in
                     let target = UnsafeMutableBufferPointer(rebasing: buffer[range])
                     if let crc {
@@ -613,24 +613,24 @@ public final class ProcessGroup {
         table[rank] = values
         guard n > 1 else { return table }
         let mod = { (x: Int) in ((x % n) + n) % n }
-        func send(step s: Int) throws {
+        func send(hop s: Int) throws {
             let owner = mod(rank - s)
             let row = table[owner]
             try transport.send(payloadByteCount: row.count * 8, deadline: deadline) { out in
                 row.withUnsafeBytes { if $0.count > 0 { out.copyMemory(from: $0) } }
-                var header = dataHeader(operation, .float64, sequence: sequence, step: s, chunk: owner, segment: 0)
+                var header = dataHeader(operation, .float64, sequence: sequence, hop: s, chunk: owner, segment: 0)
                 header.seal(payload: UnsafeRawBufferPointer(out), checksum: options.checksumPayloads)
                 return header
             }
         }
-        try send(step: 0)
+        try send(hop: 0)
         for s in 0..<(n - 1) {
             let owner = mod(rank - s - 1)
-            table[owner] = try receiveData(operation, .float64, sequence: sequence, step: s, chunk: owner, segment: 0,
+            table[owner] = try receiveData(operation, .float64, sequence: sequence, hop: s, chunk: owner, segment: 0,
                                            byteCount: values.count * 8, deadline: deadline) { payload in
                 (0..<values.count).map { payload.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self) }
             }
-            if s + 1 < n - 1 { try send(step: s + 1) }
+            if s + 1 < n - 1 { try send(hop: s + 1) }
         }
         return table
     }

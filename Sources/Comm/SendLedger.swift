@@ -1,75 +1,42 @@
-import Foundation
+import Common
 
 /// Tracks which borrowed send payloads of one collective the transport has released.
 ///
 /// Index `i` is the i-th borrowed send of the collective. Zero-copy transports release payloads
-/// from their I/O thread, so the flags sit behind a condition variable; a collective waits on a
-/// specific send before overwriting the bytes it lent, and on all of them before returning.
-final class SendLedger: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var released: [Bool] = []
-    private var outstanding = 0
+/// from their I/O thread, so the flags sit in a `Monitor`; a collective waits on a specific send
+/// before overwriting the bytes it lent, and on all of them before returning.
+final class SendLedger: Sendable {
+    private struct Flags {
+        var released: [Bool] = []
+        var outstanding = 0
+    }
+    private let flags = Monitor(Flags())
 
     /// Registers a new borrowed send and returns its release handle.
     func makeRelease() -> SendRelease {
-        condition.lock()
-        defer { condition.unlock() }
-        released.append(false)
-        outstanding += 1
-        return SendRelease(ledger: self, index: released.count - 1)
-    }
-
-    /// Number of sends registered so far (the index the next `makeRelease` will get).
-    var count: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return released.count
+        let index = flags.withLock { f in
+            f.released.append(false)
+            f.outstanding += 1
+            return f.released.count - 1
+        }
+        return SendRelease(ledger: self, index: index)
     }
 
     func markReleased(_ index: Int) {
-        condition.lock()
-        if index < released.count, !released[index] {
-            released[index] = true
-            outstanding -= 1
-            condition.broadcast()
+        flags.withLock { f in
+            guard index < f.released.count, !f.released[index] else { return }
+            f.released[index] = true
+            f.outstanding -= 1
         }
-        condition.unlock()
     }
 
     /// Waits until send `index` was released; false if `deadline` passed first.
     func wait(for index: Int, deadline: ContinuousClock.Instant) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while index < released.count, !released[index] {
-            guard let until = Self.date(for: deadline) else { return false }
-            _ = condition.wait(until: until)
-        }
-        return true
+        flags.wait(until: deadline) { f in index < f.released.count && !f.released[index] ? nil : true } ?? false
     }
 
     /// Waits until every registered send was released; false if `deadline` passed first.
     func waitAll(deadline: ContinuousClock.Instant) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while outstanding > 0 {
-            guard let until = Self.date(for: deadline) else { return false }
-            _ = condition.wait(until: until)
-        }
-        return true
-    }
-
-    /// Forgets all (released) entries so the ledger can serve the next collective.
-    func reset() {
-        condition.lock()
-        released.removeAll(keepingCapacity: true)
-        outstanding = 0
-        condition.unlock()
-    }
-
-    private static func date(for deadline: ContinuousClock.Instant) -> Date? {
-        let remaining = ContinuousClock.now.duration(to: deadline)
-        guard remaining > .zero else { return nil }
-        let (s, atto) = remaining.components
-        return Date(timeIntervalSinceNow: min(Double(s) + Double(atto) * 1e-18, 0.05))
+        flags.wait(until: deadline) { f in f.outstanding > 0 ? nil : true } ?? false
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 ///
 /// Sockets keep their context alive; the context is terminated when the last reference goes, which
 /// cannot block because every `ZMQSocket` closes with LINGER=0 first.
-public final class ZMQContext: @unchecked Sendable {
+public final class ZMQContext: @unchecked Sendable {  // Safe: `handle` never changes; libzmq contexts are thread-safe.
     let handle: UnsafeMutableRawPointer
 
     /// - Parameter ioThreads: libzmq I/O threads (zguide: about one per GB/s of traffic). 1 is best

@@ -61,7 +61,7 @@ public final class ZMQMessage {
     }
 }
 
-private final class ReleaseBox: @unchecked Sendable {
+private final class ReleaseBox: Sendable {
     let release: @Sendable () -> Void
     init(_ release: @escaping @Sendable () -> Void) { self.release = release }
 }

@@ -12,16 +12,21 @@ public struct Batch: Sendable, Equatable {
 ///
 /// A stream is cut into non-overlapping windows of seqLen + 1 tokens. Sample g (the g-th
 /// sequence the job consumes: g = (step · accumulation + micro) · batch + row) is window
-/// perm_e[g mod W] of epoch e = g / W, where perm_e is a Fisher–Yates shuffle drawn from
-/// Philox(seed) stream e. So every window is seen once per epoch, the order depends only on
-/// (seed, epoch), and the data position of a run is just the step — resuming needs no state.
-public final class BatchSampler: @unchecked Sendable {
+/// perm_p[g mod W] of pass p = g / W over the data, where perm_p is a Fisher–Yates shuffle drawn
+/// from Philox(seed) stream 0xDA7A_0000 + p. So every window is seen once per pass, the order
+/// depends only on (seed, pass), and the data position of a run is just the step — resuming needs
+/// no state.
+///
+/// Not `Sendable`: `batch` caches the current pass's permutation, so a sampler belongs to one
+/// thread at a time (the rank's training thread).
+public final class BatchSampler {
     public let source: TokenSource
     public let seqLen: Int
     public let batchSize: Int
     public let accumulation: Int
     public let seed: UInt64
-    private var epochCached = -1
+    /// The pass whose permutation `permutation` holds (-1: none yet).
+    private var passCached = -1
     private var permutation: [Int] = []
 
     public init(source: TokenSource, seqLen: Int, batchSize: Int, accumulation: Int, seed: UInt64) throws {
@@ -42,8 +47,8 @@ public final class BatchSampler: @unchecked Sendable {
         }
     }
 
-    /// Windows per epoch for a stream source.
-    public var windowsPerEpoch: Int {
+    /// Windows per pass over a stream source (W).
+    public var windowsPerPass: Int {
         if case .stream(let t) = source { return (t.count - 1) / seqLen }
         return 0
     }
@@ -76,16 +81,16 @@ public final class BatchSampler: @unchecked Sendable {
     }
 
     private func window(_ g: Int) -> Int {
-        let w = windowsPerEpoch
-        let epoch = g / w
-        if epoch != epochCached {
+        let w = windowsPerPass
+        let pass = g / w
+        if pass != passCached {
             let rng = Philox(seed: seed)
             permutation = Array(0..<w)
             for i in stride(from: w - 1, to: 0, by: -1) {
-                let j = rng.below(i + 1, index: UInt64(i), stream: 0xDA7A_0000 &+ UInt64(epoch))
+                let j = rng.below(i + 1, index: UInt64(i), stream: 0xDA7A_0000 &+ UInt64(pass))
                 permutation.swapAt(i, j)
             }
-            epochCached = epoch
+            passCached = pass
         }
         return permutation[g % w]
     }

@@ -3,7 +3,7 @@
 /// The model's parameters, gradients and optimizer states each live in one `FloatBuffer`
 /// (see DESIGN.md, "flat buffers with a named table"); activations and scratch space use
 /// them too. Hot loops take `pointer` / `buffer` and index it directly.
-public final class FloatBuffer: @unchecked Sendable {
+public final class FloatBuffer: @unchecked Sendable {  // Safe: fields immutable; users split the elements between threads.
     /// Number of `Float` elements.
     public let count: Int
     /// Base address; valid for the buffer's lifetime.

@@ -2,7 +2,7 @@
 ///
 /// Views are cheap values; the buffer owns the memory. Layers work on raw pointers with the
 /// shape contract in their doc comment; `Tensor` is what the tables, I/O and tests pass around.
-public struct Tensor: @unchecked Sendable {
+public struct Tensor: Sendable {
     public let storage: FloatBuffer
     public let offset: Int
     public let shape: [Int]

@@ -7,7 +7,10 @@ import Foundation
 /// The calling thread takes the first range. Calls must not nest. Kernels that use the pool
 /// give every row the same arithmetic regardless of the split, so results do not depend on
 /// the thread count. The threads stop when the pool is released.
-public final class ThreadPool: @unchecked Sendable {
+///
+/// Not `Sendable`: one thread at a time may run jobs on a pool (its owner, e.g. a rank's training
+/// thread); a second caller would overwrite the running job.
+public final class ThreadPool {
     public let size: Int
     private let state: State
 
@@ -44,7 +47,7 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    private final class State: @unchecked Sendable {
+    private final class State: @unchecked Sendable {  // Safe: fields are only touched with `condition` locked.
         private let condition = NSCondition()
         private var generation = 0
         private var pending = 0

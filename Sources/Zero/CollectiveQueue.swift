@@ -38,7 +38,7 @@ public final class CollectiveQueue: Sendable {
         var started = false
         var failure: (any Error)?
         var exposedSeconds = 0.0
-        var counter: CountingTransport?
+        var sent: ByteCounts?
     }
     private let state = Monitor(State())
 
@@ -67,7 +67,7 @@ public final class CollectiveQueue: Sendable {
                 state.withLock { $0.failure = error }
                 return
             }
-            state.withLock { $0.started = true; $0.counter = counter }
+            state.withLock { $0.started = true; $0.sent = counter.counts }
             Self.run(group, state: state)
             counter.close()
         }
@@ -148,6 +148,7 @@ public final class CollectiveQueue: Sendable {
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard worldSize > 1 else { return }
         let timeout = self.timeout
+        // Safe: the caller's buffer is left to the communication thread until `wait` below returns.
         nonisolated(unsafe) let target = buffer
         try wait(submit { group in try group.allGather(target, deadline: .now + timeout) })
     }
@@ -156,7 +157,7 @@ public final class CollectiveQueue: Sendable {
     public var exposedCommunicationSeconds: Double { state.withLock { $0.exposedSeconds } }
 
     /// Payload bytes sent so far, by collective (`allReduce`, `reduceScatter`, …).
-    public var bytesSent: [String: Int] { state.withLock { $0.counter?.bytesSent ?? [:] } }
+    public var bytesSent: [String: Int] { state.withLock { $0.sent }?.values ?? [:] }
 }
 
 extension Duration {

@@ -1,26 +1,20 @@
 import Comm
-import Foundation
+import Synchronization
 
 /// A transport that forwards to another and counts the payload bytes it sends, per collective
 /// operation — the communication accounting reported with each step's metrics.
-public final class CountingTransport: Transport, @unchecked Sendable {
+///
+/// Like every transport it is used by one thread, the rank's communication thread; other threads
+/// read the totals through `counts`.
+public final class CountingTransport: Transport {
     private let inner: any Transport
-    private let lock = NSLock()
-    private var sent: [String: Int] = [:]
+    /// Payload bytes sent so far, by operation name (allReduce, reduceScatter, allGather, allReduceScalars, …).
+    public let counts = ByteCounts()
 
     public init(_ inner: any Transport) { self.inner = inner }
 
-    /// Bytes sent so far, by operation name (allReduce, reduceScatter, allGather, allReduceScalars, …).
-    public var bytesSent: [String: Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        return sent
-    }
-
     private func count(_ header: FrameHeader, _ bytes: Int) {
-        lock.lock()
-        sent[ProcessGroup.name(of: header.operation), default: 0] += bytes
-        lock.unlock()
+        counts.add(bytes, to: ProcessGroup.name(of: header.operation))
     }
 
     public func send(header: FrameHeader, payload: UnsafeRawBufferPointer, release: SendRelease,
@@ -48,4 +42,16 @@ public final class CountingTransport: Transport, @unchecked Sendable {
     public func trySend(header: FrameHeader, payload: [UInt8]) { inner.trySend(header: header, payload: payload) }
     public func discardPendingSends() { inner.discardPendingSends() }
     public func close() { inner.close() }
+}
+
+/// Byte totals by name, added to by one thread and read by others.
+public final class ByteCounts: Sendable {
+    private let totals = Mutex<[String: Int]>([:])
+
+    public init() {}
+
+    public func add(_ bytes: Int, to name: String) { totals.withLock { $0[name, default: 0] += bytes } }
+
+    /// The totals so far.
+    public var values: [String: Int] { totals.withLock { $0 } }
 }

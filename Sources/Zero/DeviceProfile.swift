@@ -1,7 +1,7 @@
 import Common
 import Foundation
 
-/// A GPU tier the planner models a device on. ZeroTrain's devices are CPU threads with a memory
+/// The GPU the planner models a device on. ZeroTrain's devices are CPU threads with a memory
 /// budget; a profile gives that budget the capacity of a familiar accelerator, so a plan (and the
 /// memory ledger) behaves like the same job on that hardware would.
 public enum DeviceProfile: String, Codable, Sendable, CaseIterable {
@@ -43,10 +43,10 @@ public enum DeviceProfile: String, Codable, Sendable, CaseIterable {
 /// device:
 ///   profile: a100-40g     # a100-40g | a100-80g | h100-80g | custom
 ///   memory: 40G           # bytes (suffixes as `ByteSize.parse`); required for custom, overrides otherwise
-///   scale: 0.001          # multiplies the capacity, so tier behaviour shows on small models
+///   scale: 0.001          # multiplies the capacity, so the budget binds on small models
 /// ```
 public struct DeviceConfig: ConfigSection, Equatable {
-    /// The GPU tier, by name (validated against `DeviceProfile`).
+    /// The device profile, by name (validated against `DeviceProfile`).
     public var profile = DeviceProfile.a100_80g.rawValue
     /// Device memory in bytes; required for `custom`, replaces the profile's own size otherwise.
     public var memory: Int?

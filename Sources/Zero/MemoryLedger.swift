@@ -1,11 +1,12 @@
 import Foundation
+import Synchronization
 
 /// Accounts a rank's memory by tier and category against the device budget (`device:` in the
 /// config). Every large buffer a rank allocates is entered here before it is allocated, so a
 /// configuration that does not fit fails up front with a message naming the top consumers and
 /// what would fit, instead of swapping or being killed half-way through. Only the device tier has
 /// a budget; host and disk bytes (offloaded state) are counted separately.
-public final class MemoryLedger: @unchecked Sendable {
+public final class MemoryLedger: Sendable {
     public enum Category: String, CaseIterable, Codable, Sendable {
         /// Model states: the rank's parameters, gradients and AdamW moments (whole or its shard).
         case params, grads, optimizer
@@ -19,12 +20,17 @@ public final class MemoryLedger: @unchecked Sendable {
     /// Budget in bytes; nil = unlimited.
     public let capacity: Int?
     public let rank: Int
-    private let lock = NSLock()
-    private var current: [Category: Int] = [:]
-    private var peak: [Category: Int] = [:]
-    private var peakTotal = 0
-    private var offloaded: [MemoryTier: [Category: Int]] = [:]
-    private var offloadedPeak: [MemoryTier: Int] = [:]
+
+    /// What is entered, by tier and category. The training thread and the communication thread
+    /// (stage 2–3 working buffers) both change it.
+    private struct Entries {
+        var current: [Category: Int] = [:]
+        var peak: [Category: Int] = [:]
+        var peakTotal = 0
+        var offloaded: [MemoryTier: [Category: Int]] = [:]
+        var offloadedPeak: [MemoryTier: Int] = [:]
+    }
+    private let entries = Mutex(Entries())
 
     public init(capacity: Int?, rank: Int) {
         self.capacity = capacity
@@ -35,34 +41,32 @@ public final class MemoryLedger: @unchecked Sendable {
     /// `advice` says what would fit (from the planner's view of this job).
     public func allocate(_ bytes: Int, _ category: Category, tier: MemoryTier = .device, what: String,
                          advice: @autoclosure () -> String = "") throws {
-        lock.lock()
-        defer { lock.unlock() }
-        guard tier == .device else {
-            offloaded[tier, default: [:]][category, default: 0] += bytes
-            offloadedPeak[tier] = max(offloadedPeak[tier, default: 0], offloaded[tier]!.values.reduce(0, +))
-            return
+        try entries.withLock { e in
+            guard tier == .device else {
+                e.offloaded[tier, default: [:]][category, default: 0] += bytes
+                e.offloadedPeak[tier] = max(e.offloadedPeak[tier, default: 0], e.offloaded[tier]!.values.reduce(0, +))
+                return
+            }
+            try checkFits(e, bytes, category, what: what, advice: advice())
+            let total = e.current.values.reduce(0, +)
+            e.current[category, default: 0] += bytes
+            e.peak[category] = max(e.peak[category, default: 0], e.current[category, default: 0])
+            e.peakTotal = max(e.peakTotal, total + bytes)
         }
-        try checkFits(bytes, category, what: what, advice: advice())
-        let total = current.values.reduce(0, +)
-        current[category, default: 0] += bytes
-        peak[category] = max(peak[category, default: 0], current[category, default: 0])
-        peakTotal = max(peakTotal, total + bytes)
     }
 
     /// Throws the same out-of-memory error as `allocate` if `bytes` more of `category` would not
     /// fit now, without entering them: a pre-flight check for buffers allocated later (the stage
     /// 2–3 working set), so a configuration fails before training starts rather than at step 1.
     public func require(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String = "") throws {
-        lock.lock()
-        defer { lock.unlock() }
-        try checkFits(bytes, category, what: what, advice: advice())
+        try entries.withLock { e in try checkFits(e, bytes, category, what: what, advice: advice()) }
     }
 
-    /// Call with `lock` held.
-    private func checkFits(_ bytes: Int, _ category: Category, what: String, advice: @autoclosure () -> String) throws {
-        let total = current.values.reduce(0, +)
+    private func checkFits(_ e: Entries, _ bytes: Int, _ category: Category, what: String,
+                           advice: @autoclosure () -> String) throws {
+        let total = e.current.values.reduce(0, +)
         guard let capacity, total + bytes > capacity else { return }
-        let consumers = Category.allCases.map { ($0, current[$0, default: 0] + ($0 == category ? bytes : 0)) }
+        let consumers = Category.allCases.map { ($0, e.current[$0, default: 0] + ($0 == category ? bytes : 0)) }
             .filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
             .map { "\($0.0.rawValue) \(ByteSize.format($0.1))" }.joined(separator: ", ")
         let hint = advice()
@@ -70,13 +74,13 @@ public final class MemoryLedger: @unchecked Sendable {
     }
 
     public func release(_ bytes: Int, _ category: Category, tier: MemoryTier = .device) {
-        lock.lock()
-        if tier == .device {
-            current[category, default: 0] -= bytes
-        } else {
-            offloaded[tier, default: [:]][category, default: 0] -= bytes
+        entries.withLock { e in
+            if tier == .device {
+                e.current[category, default: 0] -= bytes
+            } else {
+                e.offloaded[tier, default: [:]][category, default: 0] -= bytes
+            }
         }
-        lock.unlock()
     }
 
     /// Current and peak bytes by category, for the metrics.
@@ -99,11 +103,10 @@ public final class MemoryLedger: @unchecked Sendable {
     }
 
     public var snapshot: Snapshot {
-        lock.lock()
-        defer { lock.unlock() }
+        let e = entries.withLock { $0 }
         func names(_ d: [Category: Int]) -> [String: Int] { Dictionary(uniqueKeysWithValues: d.map { ($0.key.rawValue, $0.value) }) }
-        return Snapshot(current: names(current), peak: names(peak), peakTotal: peakTotal, capacity: capacity,
-                        offloaded: Dictionary(uniqueKeysWithValues: offloaded.map { ($0.key.rawValue, names($0.value)) }),
-                        offloadedPeak: Dictionary(uniqueKeysWithValues: offloadedPeak.map { ($0.key.rawValue, $0.value) }))
+        return Snapshot(current: names(e.current), peak: names(e.peak), peakTotal: e.peakTotal, capacity: capacity,
+                        offloaded: Dictionary(uniqueKeysWithValues: e.offloaded.map { ($0.key.rawValue, names($0.value)) }),
+                        offloadedPeak: Dictionary(uniqueKeysWithValues: e.offloadedPeak.map { ($0.key.rawValue, $0.value) }))
     }
 }

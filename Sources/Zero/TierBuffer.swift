@@ -25,7 +25,7 @@ extension OffloadTier {
 /// An owned, zero-initialised block of `Float`s in one memory tier. Device and host buffers are
 /// ordinary anonymous memory (host buffers through `numa_alloc_local` on multi-node machines);
 /// a disk buffer is a file under `directory`, mapped shared, deleted again when the buffer goes.
-public final class TierBuffer: @unchecked Sendable {
+public final class TierBuffer: @unchecked Sendable {  // Safe: fields immutable; users split the elements between threads.
     public let tier: MemoryTier
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>

@@ -1,27 +1,28 @@
 import Comm
+import Common
 import Foundation
+import Synchronization
 
 /// N ranks' ring links in one process, for the tests.
 ///
 /// `links[r]` carries frames from rank r to rank r+1. Payloads are copied on send, so borrowed
 /// payloads are released immediately. `kill(rank:)` simulates a dead process: its peers see
 /// `.peerLost` once they drained what it sent before dying.
-public final class InMemoryFabric: @unchecked Sendable {
-    final class Link: @unchecked Sendable {
-        let condition = NSCondition()
+public final class InMemoryFabric: Sendable {
+    /// Frames queued on one link; `head` is the next to receive.
+    struct Link {
         var frames: [(header: [UInt8], payload: [UInt8])] = []
         var head = 0
     }
 
     public let worldSize: Int
-    let links: [Link]
-    private let stateLock = NSLock()
-    private var dead: Set<Int> = []
+    let links: [Monitor<Link>]
+    private let dead = Mutex<Set<Int>>([])
 
     public init(worldSize: Int) {
         precondition(worldSize >= 1, "worldSize must be at least 1")
         self.worldSize = worldSize
-        links = (0..<worldSize).map { _ in Link() }
+        links = (0..<worldSize).map { _ in Monitor(Link()) }
     }
 
     /// The transport endpoint of `rank`. Use each one from a single thread.
@@ -32,30 +33,17 @@ public final class InMemoryFabric: @unchecked Sendable {
 
     /// Marks `rank` dead: its successor's receives and its predecessor's sends fail with `.peerLost`.
     public func kill(rank: Int) {
-        stateLock.lock()
-        dead.insert(rank)
-        stateLock.unlock()
-        for link in links {
-            link.condition.lock()
-            link.condition.broadcast()
-            link.condition.unlock()
-        }
+        _ = dead.withLock { $0.insert(rank) }
+        // Wakes the receivers waiting on every link, so they see it.
+        for link in links { link.withLock { _ in } }
     }
 
-    func isDead(_ rank: Int) -> Bool {
-        stateLock.lock()
-        defer { stateLock.unlock() }
-        return dead.contains(rank)
-    }
+    func isDead(_ rank: Int) -> Bool { dead.withLock { $0.contains(rank) } }
 
     /// Appends raw bytes to the link into `rank` as if its predecessor had sent them
     /// (stale-epoch and corruption tests).
     public func inject(into rank: Int, header: [UInt8], payload: [UInt8]) {
-        let link = links[(rank - 1 + worldSize) % worldSize]
-        link.condition.lock()
-        link.frames.append((header, payload))
-        link.condition.broadcast()
-        link.condition.unlock()
+        links[(rank - 1 + worldSize) % worldSize].withLock { $0.frames.append((header, payload)) }
     }
 }
 
@@ -95,39 +83,29 @@ public final class InMemoryTransport: Transport {
         if fabric.isDead(successor) {
             throw CommError(.peerLost, "rank \(successor) is gone", peer: successor)
         }
-        let link = fabric.links[rank]
-        link.condition.lock()
-        link.frames.append((header.encoded, payload))
-        link.condition.broadcast()
-        link.condition.unlock()
+        fabric.links[rank].withLock { $0.frames.append((header.encoded, payload)) }
     }
 
     public func receive<R>(deadline: ContinuousClock.Instant,
                            _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard !isClosed else { throw CommError(.closed, "in-memory transport of rank \(rank) is closed") }
-        let link = fabric.links[predecessor]
-        link.condition.lock()
-        while link.head == link.frames.count {
-            if fabric.isDead(predecessor) {
-                link.condition.unlock()
-                throw CommError(.peerLost, "rank \(predecessor) is gone", peer: predecessor)
+        let next = fabric.links[predecessor].wait(until: deadline) { link -> Result<(header: [UInt8], payload: [UInt8]), CommError>? in
+            guard link.head < link.frames.count else {
+                return fabric.isDead(predecessor) ? .failure(CommError(.peerLost, "rank \(predecessor) is gone", peer: predecessor)) : nil
             }
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero {
-                link.condition.unlock()
-                throw CommError(.timeout, "no frame from rank \(predecessor) before the deadline", peer: predecessor)
+            let frame = link.frames[link.head]
+            link.frames[link.head] = ([], [])
+            link.head += 1
+            if link.head > 1024 {
+                link.frames.removeFirst(link.head)
+                link.head = 0
             }
-            let (s, atto) = remaining.components
-            _ = link.condition.wait(until: Date(timeIntervalSinceNow: min(Double(s) + Double(atto) * 1e-18, 0.05)))
+            return .success(frame)
         }
-        let frame = link.frames[link.head]
-        link.frames[link.head] = ([], [])
-        link.head += 1
-        if link.head > 1024 {
-            link.frames.removeFirst(link.head)
-            link.head = 0
+        guard let next else {
+            throw CommError(.timeout, "no frame from rank \(predecessor) before the deadline", peer: predecessor)
         }
-        link.condition.unlock()
+        let frame = try next.get()
         return try frame.header.withUnsafeBytes { h in
             try frame.payload.withUnsafeBytes { p in try body(h, p) }
         }

@@ -52,7 +52,7 @@ struct FrameCodecTests {
     static func sampleFrame(payloadCount: Int = 40, type: FrameHeader.ElementType = .float32) -> ([UInt8], [UInt8]) {
         let payload = (0..<payloadCount).map { UInt8(truncatingIfNeeded: $0 &* 37) }
         var header = FrameHeader(kind: .data, elementType: type, operation: .allReduce, jobID: 42, epoch: 7,
-                                 sequence: 9, sourceRank: 3, step: 2, chunk: 1, segment: 5)
+                                 sequence: 9, sourceRank: 3, hop: 2, chunk: 1, segment: 5)
         payload.withUnsafeBytes { header.seal(payload: $0, checksum: true) }
         return (header.encoded, payload)
     }
@@ -61,7 +61,7 @@ struct FrameCodecTests {
         let (h, p) = Self.sampleFrame()
         let decoded = try FrameHeader.decode(header: h, payload: p)
         #expect(decoded.jobID == 42 && decoded.epoch == 7 && decoded.sequence == 9 && decoded.sourceRank == 3)
-        #expect(decoded.step == 2 && decoded.chunk == 1 && decoded.segment == 5 && decoded.payloadLength == 40)
+        #expect(decoded.hop == 2 && decoded.chunk == 1 && decoded.segment == 5 && decoded.payloadLength == 40)
         #expect(decoded.operation == .allReduce && decoded.kind == .data && decoded.elementType == .float32)
         #expect(h.count == FrameHeader.size)
     }

@@ -94,8 +94,8 @@ struct FusedPayloadCheckTests {
         func close() { inner.close() }
     }
 
-    /// N = 3, 4 segments per chunk, so rank 0 sends 16 data frames: 0..<4 reduce-scatter step 0,
-    /// 4..<8 the last reduce step, 8..<12 its own finished chunk (CRC from the fused reduce),
+    /// N = 3, 4 segments per chunk, so rank 0 sends 16 data frames: 0..<4 reduce-scatter hop 0,
+    /// 4..<8 the last reduce hop, 8..<12 its own finished chunk (CRC from the fused reduce),
     /// 12..<16 forwarded all-gather segments (CRC passed on).
     @Test(arguments: [(0, ProcessGroup.ReduceOp.sum), (5, .average), (9, .average), (14, .sum)])
     func aCorruptedSegmentFailsTheAllReduceWithAMalformedFrameNamingTheSender(corrupt: Int, op: ProcessGroup.ReduceOp) throws {

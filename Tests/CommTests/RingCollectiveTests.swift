@@ -85,7 +85,7 @@ struct RingCollectiveTests {
             if rank == 0 {
                 // A late frame of collective #0 of this epoch (as an aborted collective leaves behind).
                 var late = FrameHeader(kind: .data, elementType: .float32, operation: .allReduce, jobID: 5, epoch: 2,
-                                       sequence: 0, sourceRank: 1, step: 1, payloadLength: 0)
+                                       sequence: 0, sourceRank: 1, hop: 1, payloadLength: 0)
                 [UInt8]().withUnsafeBytes { late.seal(payload: $0, checksum: true) }
                 fabric.inject(into: 0, header: late.encoded, payload: [])
             }

@@ -69,7 +69,7 @@ struct ZMQTransportTests {
         }
     }
 
-    @Test func manyCollectivesInOneGroupKeepSequenceNumbersInStep() throws {
+    @Test func manyCollectivesInOneGroupKeepSequenceNumbersInLockstep() throws {
         let results = try Self.withRing(2, scheme: "inproc") { group, _ -> Bool in
             var ok = true
             for i in 0..<50 {
@@ -102,7 +102,7 @@ struct ZMQTransportTests {
                 for seq: UInt64 in 0..<5 {
                     let payload = [Float](repeating: 1e9, count: 100)
                     var header = FrameHeader(kind: .data, elementType: .float32, operation: .allReduce, jobID: 3, epoch: 1,
-                                             sequence: seq, sourceRank: 1, step: 0, chunk: 0, segment: 0)
+                                             sequence: seq, sourceRank: 1, hop: 0, chunk: 0, segment: 0)
                     payload.withUnsafeBytes { header.seal(payload: $0, checksum: true) }
                     let h = ZMQMessage(), p = ZMQMessage()
                     try h.reset(byteCount: 64)

@@ -21,10 +21,10 @@ import Testing
         #expect(BuiltinCorpus.text(bytes: 5000).utf8.count >= 5000)
     }
 
-    @Test func everyWindowOncePerEpochAndDeterministic() throws {
+    @Test func everyWindowOncePerPassAndDeterministic() throws {
         let tokens = (0..<161).map { Int32($0 % 256) }   // 10 windows of 16 + 1
         let s = try BatchSampler(source: .stream(tokens), seqLen: 16, batchSize: 2, accumulation: 1, seed: 3)
-        #expect(s.windowsPerEpoch == 10)
+        #expect(s.windowsPerPass == 10)
         var starts: [Int32] = []
         for step in 0..<5 {
             let b = s.batch(step: step, micro: 0)

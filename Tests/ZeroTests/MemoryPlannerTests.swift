@@ -108,9 +108,9 @@ import Testing
         #expect(none.recommendation.option == StageOption(stage: 3, optimizer: .disk, params: .disk))
     }
 
-    /// A scaled profile shows the tiers on a small model: shrink the device until stage 0 no
-    /// longer fits and the planner moves to the least-sharded option that does.
-    @Test func scaledProfileShowsTiersOnASmallModel() throws {
+    /// A scaled profile shows the planner's stage choices on a small model: shrink the device until
+    /// stage 0 no longer fits and the planner moves to the least-sharded option that does.
+    @Test func scaledProfileShowsStageChoicesOnASmallModel() throws {
         let model = Models.dense(layers: 4, hidden: 128, heads: 4, vocab: 256)
         let base = try MemoryPlanner.plan(input(model, devices: 4, batch: 1, seqLen: 16))
         let rows = Dictionary(uniqueKeysWithValues: base.rows.map { ($0.option, $0.device.total) })

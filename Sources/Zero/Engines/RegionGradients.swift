@@ -53,6 +53,7 @@ final class RegionGradients {
         guard let buffer = buffers.removeValue(forKey: r) else { return }
         let chunks = chunks(r), own = regions[r].clamped(to: range), timeout = queue.timeout, ledger = ledger
         let offsetInRegion = own.lowerBound - regions[r].lowerBound
+        // Safe: only queued jobs (one at a time, in order) write `shard` until `finish` waits for the last.
         nonisolated(unsafe) let destination = shard.pointer + (own.lowerBound - range.lowerBound)
         let ticket = queue.submit { group in
             try group.reduceScatter(buffer.buffer, chunks: chunks, op: .average, deadline: .now + timeout)

@@ -9,8 +9,8 @@ import Tensor
 ///
 /// The next `prefetchDepth` regions of the planned order are gathered ahead on the communication
 /// thread while the current one computes, as long as the gathered elements stay within
-/// `maxLiveParameters`. Regions of at most `persistenceThreshold` elements stay whole on every rank
-/// (gathered once after each update instead of twice per micro-batch). Every decision depends
+/// `maxLiveParameters`. Regions of at most `zero.param_persistence_threshold` elements stay whole
+/// on every rank (gathered once after each update instead of twice per micro-batch). Every decision depends
 /// only on the order of the model's calls, never on timing, so all ranks queue the same
 /// collectives in the same order. Used from the training thread only.
 final class RegionParameters {
