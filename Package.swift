@@ -30,7 +30,7 @@ let package = Package(
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
         .target(name: "Comm", dependencies: ["Common", "CCRC32C"]),
-        .target(name: "CommZMQ", dependencies: ["Comm", "CZeroMQ"]),
+        .target(name: "CommZMQ", dependencies: ["Common", "Comm", "CZeroMQ"]),
         // Harnesses, not run by a user's job: the collective benchmark and the rank worker process
         // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
         .target(name: "Bench", dependencies: ["Common", "Comm", "CommZMQ"]),

@@ -29,7 +29,7 @@ public final class RankProcess {
         do {
             try process.run()
         } catch {
-            throw CommError(.transport, "could not start \(executable.path)", underlying: "\(error)")
+            throw CommError(.transport, "could not start \(executable.path)", cause: error)
         }
         lines.start()
     }
@@ -55,7 +55,7 @@ public final class RankProcess {
         do {
             try stdinPipe.fileHandleForWriting.write(contentsOf: data)
         } catch {
-            throw CommError(.closed, "rank process \(pid) does not take commands", underlying: "\(error)")
+            throw CommError(.closed, "rank process \(pid) does not take commands", cause: error)
         }
     }
 
@@ -67,7 +67,7 @@ public final class RankProcess {
         do {
             return try JSONDecoder().decode(RankReply.self, from: Data(line.utf8))
         } catch {
-            throw CommError(.malformedFrame, "rank process \(pid) answered \(line)", underlying: "\(error)")
+            throw CommError(.malformedFrame, "rank process \(pid) answered \(line)", cause: error)
         }
     }
 

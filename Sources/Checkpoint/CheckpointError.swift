@@ -13,12 +13,12 @@ public struct CheckpointError: ZeroTrainError, Sendable {
     }
     public let code: Code
     public let message: String
-    public let underlying: (any Error)?
+    public let cause: (any Error)?
 
-    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
-        self.underlying = underlying
+        self.cause = cause
     }
 
     public var kind: ErrorKind { code == .io ? .runtime : .badInput }

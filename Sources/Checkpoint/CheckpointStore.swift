@@ -71,7 +71,7 @@ public struct CheckpointStore: Sendable {
             if fm.fileExists(atPath: temp.path) { try fm.removeItem(at: temp) }
             try fm.createDirectory(at: temp, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(.io, "cannot create checkpoint folder \(temp.path)", underlying: error)
+            throw CheckpointError(.io, "cannot create checkpoint folder \(temp.path)", cause: error)
         }
         var weights = SafeTensorsWriter()
         ModelWeights.add(contents.parameters, table: contents.table, to: &weights)
@@ -92,7 +92,7 @@ public struct CheckpointStore: Sendable {
             try fm.moveItem(at: temp, to: final)
             try Data((name + "\n").utf8).write(to: directory.appendingPathComponent(Self.latestFile), options: .atomic)
         } catch {
-            throw CheckpointError(.io, "cannot write checkpoint \(final.path)", underlying: error)
+            throw CheckpointError(.io, "cannot write checkpoint \(final.path)", cause: error)
         }
         return final
     }
@@ -122,7 +122,7 @@ public struct CheckpointStore: Sendable {
         do {
             return try JSONDecoder().decode(TrainerState<Config>.self, from: data)
         } catch {
-            throw CheckpointError(.malformed, "\(path.path) is not a valid trainer state", underlying: error)
+            throw CheckpointError(.malformed, "\(path.path) is not a valid trainer state", cause: error)
         }
     }
 
@@ -170,7 +170,7 @@ public struct CheckpointStore: Sendable {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try model.config.huggingFaceJSON().write(to: folder.appendingPathComponent(huggingFaceConfigFile), options: .atomic)
         } catch {
-            throw CheckpointError(.io, "cannot write \(folder.path)", underlying: error)
+            throw CheckpointError(.io, "cannot write \(folder.path)", cause: error)
         }
         var writer = SafeTensorsWriter()
         ModelWeights.add(model.parameters, table: model.table, to: &writer)
@@ -188,7 +188,7 @@ public struct CheckpointStore: Sendable {
         do {
             return try Data(contentsOf: url)
         } catch {
-            throw CheckpointError(.io, "cannot read \(url.path)", underlying: error)
+            throw CheckpointError(.io, "cannot read \(url.path)", cause: error)
         }
     }
 

@@ -60,7 +60,7 @@ public struct SafeTensorsFile: Sendable {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw CheckpointError(.io, "cannot read \(url.path)", underlying: error)
+            throw CheckpointError(.io, "cannot read \(url.path)", cause: error)
         }
         try self.init(data: data, path: url.path)
     }
@@ -291,7 +291,7 @@ public struct SafeTensorsWriter {
         do {
             try serialized().write(to: url, options: .atomic)
         } catch {
-            throw CheckpointError(.io, "cannot write \(url.path)", underlying: error)
+            throw CheckpointError(.io, "cannot write \(url.path)", cause: error)
         }
     }
 

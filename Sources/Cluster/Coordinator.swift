@@ -49,7 +49,7 @@ public final class Coordinator: Sendable {
         do {
             try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", underlying: error)
+            throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", cause: error)
         }
         var jobConfig = config
         let tokenFile = try prepareTokens(&jobConfig)

@@ -93,7 +93,7 @@ public final class LocalCluster: Sendable {
                 try p.run()
             } catch {
                 events.withLock { $0.running -= 1 }
-                throw ClusterError(.runtime, "cannot start \(executable.path)", underlying: error)
+                throw ClusterError(.runtime, "cannot start \(executable.path)", cause: error)
             }
             lifelines.append(lifeline)
             children.append(p)

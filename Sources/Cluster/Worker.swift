@@ -103,7 +103,7 @@ public final class Worker: Sendable {
                     case .finished: return 0
                     case .stopped: return 130
                     case let .refused(reason): throw ClusterError(.badInput, reason)
-                    case let .failed(reason): throw ClusterError(.runtime, reason)
+                    case let .failed(reason, failure): throw ClusterError(.runtime, reason, cause: failure?.error)
                     }
                 }
             }

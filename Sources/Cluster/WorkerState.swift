@@ -116,8 +116,8 @@ public struct WorkerState {
         case stopped
         /// The coordinator refused this worker (bad input: exit 2).
         case refused(String)
-        /// The job failed here: exit 1.
-        case failed(String)
+        /// The job failed here: exit 1 (with the device's error when a device failed).
+        case failed(String, cause: DeviceFailure? = nil)
     }
 
     public enum Action: Sendable, Equatable {
@@ -256,7 +256,7 @@ public struct WorkerState {
             guard phase != .stopping, phase != .done else { return [] }
             var f = ControlMessage(.failed)
             f.reason = failure.description
-            return [.send(f), .stopDevices] + exit(.failed(failure.description))
+            return [.send(f), .stopDevices] + exit(.failed(failure.description, cause: failure))
         case let .ready(device):
             guard phase == .starting else { return [] }
             readyDevices.insert(device)

@@ -1,8 +1,10 @@
+import Common
+
 /// The one error type of the communication layer.
 ///
 /// Every failure of a collective names the operation, its sequence number in the epoch and the
 /// rank this rank was waiting for (`peer`), so a log line is enough to find the culprit.
-public struct CommError: Error, Sendable, CustomStringConvertible, Equatable {
+public struct CommError: ZeroTrainError, Sendable, Equatable {
     /// What went wrong, coarse enough to branch on.
     public enum Code: String, Sendable, Equatable {
         /// A deadline passed while waiting for `peer`.
@@ -38,18 +40,30 @@ public struct CommError: Error, Sendable, CustomStringConvertible, Equatable {
     public var epoch: UInt64?
     /// The rank this rank waited for, or the rank blamed for the failure.
     public var peer: Int?
-    /// Underlying cause (e.g. `zmq_msg_send: Resource temporarily unavailable (errno 11)`).
-    public var underlying: String?
+    /// What caused it (e.g. the `ZMQError` of `zmq_msg_send: Resource temporarily unavailable (errno 11)`).
+    public var cause: (any Error)?
 
     public init(_ code: Code, _ message: String, operation: String? = nil, sequence: UInt64? = nil,
-                epoch: UInt64? = nil, peer: Int? = nil, underlying: String? = nil) {
+                epoch: UInt64? = nil, peer: Int? = nil, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.operation = operation
         self.sequence = sequence
         self.epoch = epoch
         self.peer = peer
-        self.underlying = underlying
+        self.cause = cause
+    }
+
+    /// The cause as one line of text.
+    public var underlying: String? { cause.map { Self.oneLine($0) } }
+
+    /// A wrong argument is the caller's to fix; everything else is a failure while running.
+    public var kind: ErrorKind { code == .invalidArgument ? .badInput : .runtime }
+
+    /// Equal when everything but the cause is, and the causes read the same.
+    public static func == (a: CommError, b: CommError) -> Bool {
+        a.code == b.code && a.message == b.message && a.operation == b.operation && a.sequence == b.sequence
+            && a.epoch == b.epoch && a.peer == b.peer && a.underlying == b.underlying
     }
 
     public var description: String {

@@ -231,7 +231,7 @@ public final class ProcessGroup {
         if let failure {
             throw CommError(.groupFailed, "this group (epoch \(epoch)) failed earlier; form a new group with a higher epoch",
                             operation: name, sequence: sequence, epoch: epoch, peer: failure.peer,
-                            underlying: failure.description)
+                            cause: failure)
         }
         let seq = sequence
         sequence += 1

@@ -103,7 +103,7 @@ final class EventWakeup: Wakeup {
     init() throws {
         fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else {
-            throw CommError(.transport, "cannot create the control loop's eventfd", underlying: String(cString: strerror(errno)))
+            throw CommError(.transport, "cannot create the control loop's eventfd", cause: ZMQError(errno: errno, function: "eventfd", context: ""))
         }
     }
 

@@ -17,16 +17,18 @@ public protocol ZeroTrainError: Error, CustomStringConvertible {
     var code: Code { get }
     /// One line: what went wrong and what to do about it.
     var message: String { get }
-    /// What caused this error, if another error did.
-    var underlying: (any Error)? { get }
+    /// What caused this error, if another error did (kept as the error, not its text).
+    var cause: (any Error)? { get }
     var kind: ErrorKind { get }
 }
 
 extension ZeroTrainError {
-    /// The message, then the chain of causes.
+    /// The message, then the chain of causes (a cause whose text the message already holds is
+    /// not repeated: an error re-raised as another module's keeps the original's words).
     public var description: String {
-        guard let underlying else { return message }
-        return message + " (cause: \(Self.oneLine(underlying)))"
+        guard let cause else { return message }
+        let text = Self.oneLine(cause)
+        return message.contains(text) ? message : message + " (cause: \(text))"
     }
 
     /// An error as one line of text (a cause's own causes included); a Foundation error by its

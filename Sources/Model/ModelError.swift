@@ -1,14 +1,19 @@
-/// Errors of the Model module: invalid model configurations and unusable inputs.
-public struct ModelError: Error, CustomStringConvertible, Sendable {
+import Common
+
+/// Errors of the Model module: invalid model configurations and unusable inputs (both the
+/// user's to fix). The message names the field path and the rule, e.g.
+/// `model.moe_config.top_k: must be ≤ num_experts (16), got 20`.
+public struct ModelError: ZeroTrainError, Sendable {
     public enum Code: String, Sendable { case invalidConfig, invalidInput }
     public let code: Code
-    /// Names the field path and the rule, e.g. `model.moe_config.top_k: must be ≤ num_experts (16), got 20`.
     public let message: String
+    public let cause: (any Error)?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.cause = cause
     }
 
-    public var description: String { message }
+    public var kind: ErrorKind { .badInput }
 }

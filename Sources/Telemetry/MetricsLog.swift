@@ -17,7 +17,7 @@ public final class MetricsLog {
             handle = try FileHandle(forWritingTo: url)
             try handle.seekToEnd()
         } catch {
-            throw TelemetryError(.io, "cannot open metrics file \(path)", underlying: error)
+            throw TelemetryError(.io, "cannot open metrics file \(path)", cause: error)
         }
     }
 

@@ -71,7 +71,7 @@ public final class Trainer {
             try partition.validate()
             try partition.validate(against: table)
         } catch let e as ZeroError {
-            throw TrainingError(.badInput, "the partition plan does not fit this model: \(e.message)")
+            throw TrainingError(.badInput, "the partition plan does not fit this model: \(e.message)", cause: e)
         }
         guard partition.worldSize == worldSize,
               partition.shardRange(rank) == RingLayout.shardRange(count: table.count, rank: rank, worldSize: worldSize) else {

@@ -251,7 +251,7 @@ public enum MemoryPlanner {
 
     public static func plan(_ input: PlannerInput) throws -> MemoryPlan {
         try input.validate()
-        do { try input.model.validate(path: "model") } catch let e as ModelError { throw ZeroError(.badInput, e.message) }
+        do { try input.model.validate(path: "model") } catch let e as ModelError { throw ZeroError(.badInput, e.message, cause: e) }
         let table = ParameterTable(config: input.model)
         let psi = table.count, unit = largestUnit(table)
         let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen)

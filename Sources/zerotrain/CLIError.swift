@@ -1,29 +1,19 @@
 import Common
 import ArgumentParser
-import Checkpoint
-import Cluster
-import Data
 import Foundation
-import Model
-import Training
-import Zero
 
 /// Turns any error into one line on stderr and the exit code: 2 for bad input (config, data,
-/// files, arguments), 1 for failures while running.
+/// files, arguments), 1 for failures while running — the error's `kind`; its message and causes
+/// make the line.
 enum CLIError {
-    static func exit(_ error: Error) -> ExitCode {
+    static func exit(_ error: any Error) -> ExitCode {
         let (message, code): (String, Int32)
         switch error {
-        case let e as ConfigError: (message, code) = (e.message, 2)
-        case let e as ModelError: (message, code) = (e.message, 2)
-        case let e as DataError: (message, code) = (e.message, 2)
-        case let e as CheckpointError: (message, code) = (e.description, e.kind == .badInput ? 2 : 1)
-        case let e as TrainingError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
-        case let e as ClusterError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
-        case let e as ZeroError: (message, code) = (e.message, e.code == .badInput ? 2 : 1)
+        case let e as any ZeroTrainError: (message, code) = (e.description, e.kind == .badInput ? 2 : 1)
+        case let e as ValidationError: (message, code) = (e.message, 2)
         default: (message, code) = ("\(error)", 1)
         }
-        Console.error("zerotrain: error: \(message)")
+        Console.error("zerotrain: error: " + message.split(whereSeparator: \.isNewline).joined(separator: " "))
         return ExitCode(code)
     }
 }

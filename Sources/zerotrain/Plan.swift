@@ -50,7 +50,7 @@ struct Plan: ParsableCommand {
             do {
                 try report()
             } catch let e as ZeroError where e.code == .badInput {
-                throw ConfigError(e.message)
+                throw ConfigError(e)
             }
         }
     }

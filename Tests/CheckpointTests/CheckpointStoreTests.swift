@@ -66,7 +66,7 @@ import Testing
         try FileManager.default.createDirectory(at: weights, withIntermediateDirectories: false)
         #expect { _ = try CheckpointStore.parameters(of: folder, table: table) } throws: { error in
             guard let e = error as? CheckpointError else { return false }
-            return e.code == .io && e.kind == .runtime && e.underlying != nil && e.message.contains("model.safetensors")
+            return e.code == .io && e.kind == .runtime && e.cause != nil && e.message.contains("model.safetensors")
         }
     }
 }

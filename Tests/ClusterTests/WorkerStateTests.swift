@@ -171,7 +171,8 @@ import Zero
         let actions = s.event(.device(.failed(device: 1, DeviceFailure(rank: 1, error: Boom())), now: 2))
         let failed = sent(actions)
         #expect(failed.map(\.kind) == [.failed] && failed[0].reason == "rank 1: collective timed out")
-        #expect(actions.contains(.stopDevices) && actions.last == .exit(.failed("rank 1: collective timed out")))
+        #expect(actions.contains(.stopDevices)
+                && actions.last == .exit(.failed("rank 1: collective timed out", cause: DeviceFailure(rank: 1, error: Boom()))))
         // Reports that arrive afterwards change nothing.
         #expect(s.event(.device(.stopped(device: 0), now: 2.1)).isEmpty)
     }

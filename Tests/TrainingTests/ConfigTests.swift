@@ -102,6 +102,16 @@ import Zero
         #expect { try TrainConfig.parse(text: yaml) } throws: { ($0 as? ConfigError)?.message == message }
     }
 
+    /// A section's own error re-raised as a config error keeps it as its cause, and the line the
+    /// user sees does not repeat it.
+    @Test func aSectionsErrorIsKeptAsTheCause() {
+        #expect { try TrainConfig.parse(text: "model: {num_layers: 0, hidden_size: 8, num_attention_heads: 2}") } throws: { error in
+            guard let e = error as? ConfigError, let cause = e.cause as? ModelError else { return false }
+            return cause.code == .invalidConfig && e.kind == .badInput && e.description == e.message
+                && e.message == "model.num_layers: must be ≥ 1, got 0"
+        }
+    }
+
     @Test func malformedYAMLIsOneLine() {
         #expect { try TrainConfig.parse(text: "model: {num_layers: 2\n  hidden: [", source: "bad.yaml") } throws: { error in
             guard let e = error as? ConfigError else { return false }

@@ -114,9 +114,9 @@ public struct TrainConfig: ConfigSection, Equatable {
             try model.validate(path: "model")
             try data.validate(path: "data")
         } catch let e as ModelError {
-            throw ConfigError(e.message)
+            throw ConfigError(e)
         } catch let e as DataError {
-            throw ConfigError(e.message)
+            throw ConfigError(e)
         }
         try training.validate(path: "training")
         try cluster.validate(path: "cluster")
@@ -124,7 +124,7 @@ public struct TrainConfig: ConfigSection, Equatable {
         do {
             try device?.validate(path: "device")
         } catch let e as ZeroError {
-            throw ConfigError(e.message)
+            throw ConfigError(e)
         }
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
@@ -155,7 +155,7 @@ public struct TrainConfig: ConfigSection, Equatable {
                 config.data.seqLen = min(config.data.seqLen, model.maxSeqLen)
                 return config
             } catch let e as ModelError {
-                throw ConfigError(e.message)
+                throw ConfigError(e)
             }
         }
         let config = try ConfigDecoder.decode(TrainConfig.self, from: tree)
