@@ -99,10 +99,12 @@ public final class Coordinator: Sendable {
                 }
             }
             actions += state.event(.tick(now: now()))
+            // Messages first: the next step starts before this one's metrics are written.
+            for case let .send(peer, message) in actions { _ = try server.send(message.encoded(), to: peer) }
             for action in actions {
                 switch action {
-                case let .send(peer, message):
-                    _ = try server.send(message.encoded(), to: peer)
+                case .send:
+                    break
                 case let .log(line):
                     progress.log(line)
                 case let .record(m, compute, exposed, idle, bytes, memory):

@@ -8,7 +8,7 @@ struct BenchScaling: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scaling",
         abstract: "Data-parallel scaling: run the config on 1, 2, … local workers and compare tokens/s.",
-        discussion: "Weak scaling: every rank keeps the config's micro-batch and accumulation, so the global batch grows with the workers. Reports the median over the timed steps of tokens/s and of the per-step time split (compute, exposed communication, idle) from the coordinator's metrics.")
+        discussion: "Weak scaling: every rank keeps the config's micro-batch and accumulation, so the global batch grows with the workers. Reports the median over the timed steps of tokens/s and of the per-step time split (compute, exposed communication, idle) from the coordinator's metrics, and the mean and 90th percentile of the per-step overhead (seconds − compute − exposed communication).")
 
     @Option(name: .long, help: "Config file.")
     var config: String
@@ -39,9 +39,13 @@ struct BenchScaling: ParsableCommand {
         var computeSeconds: Double
         var exposedCommunicationSeconds: Double
         var idleSeconds: Double
+        /// Per step, seconds − compute − exposed communication (the orchestration's cost): mean and 90th percentile.
+        var overheadMeanSeconds: Double
+        var overheadP90Seconds: Double
         enum CodingKeys: String, CodingKey {
             case workers, speedup, tokensPerSecond = "tokens_per_second", stepSeconds = "step_seconds"
             case computeSeconds = "compute_seconds", exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
+            case overheadMeanSeconds = "overhead_mean_seconds", overheadP90Seconds = "overhead_p90_seconds"
         }
     }
 
@@ -85,9 +89,14 @@ struct BenchScaling: ParsableCommand {
                     return v[v.count / 2]
                 }
                 let tps = median("tokens_per_second")
+                let overhead = timed.map { r in
+                    ["seconds", "compute_seconds", "exposed_communication_seconds"].map { (r[$0] as! NSNumber).doubleValue }
+                }.map { $0[0] - $0[1] - $0[2] }.sorted()
                 rows.append(Row(workers: n, tokensPerSecond: tps, speedup: tps / (rows.first?.tokensPerSecond ?? tps),
                                 stepSeconds: median("seconds"), computeSeconds: median("compute_seconds"),
-                                exposedCommunicationSeconds: median("exposed_communication_seconds"), idleSeconds: median("idle_seconds")))
+                                exposedCommunicationSeconds: median("exposed_communication_seconds"), idleSeconds: median("idle_seconds"),
+                                overheadMeanSeconds: overhead.reduce(0, +) / Double(overhead.count),
+                                overheadP90Seconds: overhead[Int((0.9 * Double(overhead.count - 1)).rounded(.down))]))
             }
             if json {
                 let e = JSONEncoder()
@@ -95,10 +104,11 @@ struct BenchScaling: ParsableCommand {
                 for r in rows { Console.out(String(decoding: try e.encode(r), as: UTF8.self)) }
             } else {
                 Console.out("config \(config), ZeRO \(cfg.zero.stage), \(threads) thread(s) per worker, median of steps 3…\(steps)")
-                Console.out("workers  tokens/s  speedup  step (s)  compute (s)  exposed comm (s)  idle (s)")
+                Console.out("workers  tokens/s  speedup  step (s)  compute (s)  exposed comm (s)  idle (s)  overhead mean/p90 (ms)")
                 for r in rows {
-                    Console.out(String(format: "%7d  %8.0f  %6.2fx  %8.4f  %11.4f  %16.4f  %8.4f", r.workers, r.tokensPerSecond, r.speedup,
-                                       r.stepSeconds, r.computeSeconds, r.exposedCommunicationSeconds, r.idleSeconds))
+                    Console.out(String(format: "%7d  %8.0f  %6.2fx  %8.4f  %11.4f  %16.4f  %8.4f  %10.2f / %.2f", r.workers, r.tokensPerSecond,
+                                       r.speedup, r.stepSeconds, r.computeSeconds, r.exposedCommunicationSeconds, r.idleSeconds,
+                                       1000 * r.overheadMeanSeconds, 1000 * r.overheadP90Seconds))
                 }
             }
         }
