@@ -3,7 +3,8 @@ import Common
 /// Errors of the Checkpoint module: reading and writing safetensors files, checkpoints and
 /// Hugging Face folders. A file that cannot be read or written is a runtime failure (`io`);
 /// one that is missing or is not what it should be is bad input.
-public struct CheckpointError: ZeroTrainError, Sendable {
+public typealias CheckpointError = DomainError<CheckpointErrors>
+public enum CheckpointErrors: ErrorDomain {
     public enum Code: String, Sendable {
         /// Reading or writing failed (the file exists but the I/O did not work).
         case io
@@ -11,15 +12,5 @@ public struct CheckpointError: ZeroTrainError, Sendable {
         case notFound
         case malformed, missingTensor, shapeMismatch, unsupportedDType, incompatible
     }
-    public let code: Code
-    public let message: String
-    public let cause: (any Error)?
-
-    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
-        self.code = code
-        self.message = message
-        self.cause = cause
-    }
-
-    public var kind: ErrorKind { code == .io ? .runtime : .badInput }
+    public static func kind(of code: Code) -> ErrorKind { code == .io ? .runtime : .badInput }
 }

@@ -19,11 +19,7 @@ public final class Coordinator: Sendable {
     public let resume: String?
     public let network: any ClusterNetwork
     private let output: @Sendable (String) -> Void
-    private struct Mailbox {
-        var stop = false
-        var wakeup: (any Wakeup)?
-    }
-    private let mailbox = Monitor(Mailbox())
+    private let mailbox = Mailbox<Never>()
 
     public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil, network: any ClusterNetwork,
                 output: @escaping @Sendable (String) -> Void = { print($0) }) {
@@ -38,10 +34,7 @@ public final class Coordinator: Sendable {
     }
 
     /// SIGINT/SIGTERM: finish the current update, checkpoint, shut the job down. Safe from any thread.
-    public func requestStop() {
-        let wakeup = mailbox.withLock { m -> (any Wakeup)? in m.stop = true; return m.wakeup }
-        wakeup?.signal()
-    }
+    public func requestStop() { mailbox.requestStop() }
 
     /// Runs the job; returns the exit code (0 finished, 1 failed, 130 stopped).
     public func run() throws -> Int32 {
@@ -76,9 +69,8 @@ public final class Coordinator: Sendable {
         let clock = ContinuousClock()
         let origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
-        let wakeup = server.wakeup
         var stopSent = false
-        var stop = mailbox.withLock { m -> Bool in m.wakeup = wakeup; return m.stop }
+        var stop = mailbox.attach(server.wakeup)
         while true {
             var actions: [CoordinatorState.Action] = []
             if stop && !stopSent {
@@ -93,7 +85,7 @@ public final class Coordinator: Sendable {
                         output("ignored an unreadable control message (\(payload.count) bytes)")
                     }
                 case .wakeup:
-                    stop = mailbox.withLock { $0.stop }
+                    stop = mailbox.take().stop
                 case .deadline:
                     break
                 }

@@ -36,12 +36,7 @@ public final class Worker: Sendable {
     public let options: Options
     public let network: any ClusterNetwork
     private let output: @Sendable (String) -> Void
-    private struct Mailbox {
-        var reports: [DeviceReport] = []
-        var stop = false
-        var wakeup: (any Wakeup)?
-    }
-    private let mailbox = Monitor(Mailbox())
+    private let mailbox = Mailbox<DeviceReport>()
 
     public init(options: Options, network: any ClusterNetwork,
                 output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
@@ -52,10 +47,7 @@ public final class Worker: Sendable {
 
     /// Asks the worker to leave the job (SIGTERM): it tells the coordinator and stops its devices.
     /// Safe from any thread.
-    public func requestStop() {
-        let wakeup = mailbox.withLock { m -> (any Wakeup)? in m.stop = true; return m.wakeup }
-        wakeup?.signal()
-    }
+    public func requestStop() { mailbox.requestStop() }
 
     /// Runs until the job ends for this worker; returns the exit code (0 after a clean shutdown,
     /// 130 when stopped by `requestStop`). Throws `ClusterError`: refused (bad input) or a
@@ -89,7 +81,7 @@ public final class Worker: Sendable {
                     let delivered = try client.send(m.encoded())
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
-                    devices = startDevices(a, links: &links, wakeup: wakeup)
+                    devices = startDevices(a, links: &links)
                 case let .order(o):
                     for d in devices { d.order(Self.deviceOrder(o)) }
                 case .stopDevices:
@@ -110,7 +102,7 @@ public final class Worker: Sendable {
             return nil
         }
 
-        let stopEarly = mailbox.withLock { m -> Bool in m.wakeup = wakeup; return m.stop }
+        let stopEarly = mailbox.attach(wakeup)
         if let code = try perform(state.event(.start(now: now()))) { return code }
         if stopEarly, let code = try perform(state.event(.stopRequested(now: now()))) { return code }
         while true {
@@ -123,10 +115,7 @@ public final class Worker: Sendable {
                     output("ignored an unreadable control message (\(data.count) bytes)")
                 }
             case .wakeup:
-                let (reports, stop) = mailbox.withLock { m -> ([DeviceReport], Bool) in
-                    defer { m.reports = [] }
-                    return (m.reports, m.stop)
-                }
+                let (reports, stop) = mailbox.take()
                 for r in reports { actions += state.event(.device(r, now: now())) }
                 if stop { actions += state.event(.stopRequested(now: now())) }
             case .deadline:
@@ -136,15 +125,12 @@ public final class Worker: Sendable {
         }
     }
 
-    private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink], wakeup: any Wakeup) -> [Device] {
+    private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink]) -> [Device] {
         let threads = options.threads ?? a.config.training.threads
         // Several devices call BLAS concurrently: each call must stay on its caller's thread.
         GEMM.setThreads(options.devices > 1 ? 1 : threads)
         let mailbox = self.mailbox
-        let report: @Sendable (DeviceReport) -> Void = { r in
-            mailbox.withLock { $0.reports.append(r) }
-            wakeup.signal()
-        }
+        let report: @Sendable (DeviceReport) -> Void = { mailbox.post($0) }
         var devices: [Device] = []
         for (d, rank) in a.ranks.enumerated() {
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,

@@ -28,11 +28,8 @@ public struct DataConfig: ConfigSection, Equatable {
 
 /// Errors of the Data module: data that is missing, empty, malformed or does not fit the
 /// config (all the user's to fix).
-public struct DataError: ZeroTrainError, Sendable {
+public typealias DataError = DomainError<DataErrors>
+public enum DataErrors: ErrorDomain {
     public enum Code: String, Sendable { case invalidConfig, unreadable, empty, malformed, tooShort, mismatch }
-    public let code: Code
-    public let message: String
-    public let cause: (any Error)?
-    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) { self.code = code; self.message = message; self.cause = cause }
-    public var kind: ErrorKind { .badInput }
+    public static func kind(of code: Code) -> ErrorKind { .badInput }
 }
