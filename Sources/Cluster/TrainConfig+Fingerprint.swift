@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import Training
 
@@ -15,22 +16,11 @@ extension TrainConfig {
         c.cluster = ClusterConfig()
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        let data = (try? e.encode(c)) ?? Data()
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        return String(h, radix: 16)
+        var h = FNV1a()
+        h.add((try? e.encode(c)) ?? Data())
+        return String(h.value, radix: 16)
     }
 }
 
 /// FNV-1a 64 over a tensor's bytes (the divergence guard compares these across ranks).
-public func tensorChecksum(_ values: UnsafeBufferPointer<Float>) -> UInt64 {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325
-    for v in values {
-        var bits = v.bitPattern
-        for _ in 0..<4 {
-            h = (h ^ UInt64(bits & 0xFF)) &* 0x0000_0100_0000_01B3
-            bits >>= 8
-        }
-    }
-    return h
-}
+public func tensorChecksum(_ values: UnsafeBufferPointer<Float>) -> UInt64 { FNV1a.hash(values) }

@@ -1,3 +1,4 @@
+import Common
 import Comm
 
 /// Deterministic test inputs and the direct (non-ring) computation of every collective's result,
@@ -71,31 +72,15 @@ public enum ReferenceCollectives {
     }
 
     /// FNV-1a 64 over the bit patterns: equal digests mean bitwise-equal buffers (for the purpose of tests).
-    public static func digest(_ values: UnsafeBufferPointer<Float>) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for v in values {
-            var bits = v.bitPattern
-            for _ in 0..<4 {
-                h = (h ^ UInt64(bits & 0xFF)) &* 0x100_0000_01B3
-                bits >>= 8
-            }
-        }
-        return h
-    }
+    public static func digest(_ values: UnsafeBufferPointer<Float>) -> UInt64 { FNV1a.hash(values) }
 
     public static func digest(_ values: [Float]) -> UInt64 {
         values.withUnsafeBufferPointer { digest($0) }
     }
 
     public static func digest(_ values: [Double]) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for v in values {
-            var bits = v.bitPattern
-            for _ in 0..<8 {
-                h = (h ^ (bits & 0xFF)) &* 0x100_0000_01B3
-                bits >>= 8
-            }
-        }
-        return h
+        var h = FNV1a()
+        for v in values { h.add(littleEndian: v.bitPattern) }
+        return h.value
     }
 }

@@ -1,4 +1,5 @@
 import Checkpoint
+import Common
 import Foundation
 import Testing
 import ZeroTrainTestKit
@@ -46,15 +47,12 @@ import ZeroTrainTestKit
     /// FNV-1a 64 over every tensor's raw little-endian bytes, tensors in name order.
     static func digest(_ url: URL) throws -> String {
         let file = try SafeTensorsFile(contentsOf: url)
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = FNV1a()
         for entry in file.entries.sorted(by: { $0.name < $1.name }) {
-            for b in entry.name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-            for v in try file.floats(entry.name) {
-                var bits = v.bitPattern
-                for _ in 0..<4 { h = (h ^ UInt64(bits & 0xFF)) &* 0x100_0000_01B3; bits >>= 8 }
-            }
+            h.add(entry.name.utf8)
+            try file.floats(entry.name).withUnsafeBufferPointer { h.add($0) }
         }
-        return hex(h)
+        return hex(h.value)
     }
 
     static func run(_ name: String, workers: Int, stage: Int, root: URL) throws -> Golden {
