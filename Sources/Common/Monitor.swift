@@ -3,8 +3,9 @@ import Foundation
 /// State shared between threads behind one lock, with the ability to sleep until it changes:
 /// a `Mutex` that threads can also wait on. Every change made through `withLock` wakes the
 /// waiters, which re-check their condition.
-public final class Monitor<State>: @unchecked Sendable {
-    // Safe: `state` is read and written only while `condition` is locked.
+public final class Monitor<State: Sendable>: @unchecked Sendable {
+    // Safe: `state` is read and written only while `condition` is locked, and is Sendable, so
+    // what a caller takes out of it may go to another thread.
     private let condition = NSCondition()
     private var state: State
 
