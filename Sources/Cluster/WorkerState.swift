@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import Training
 import Zero
@@ -38,11 +39,15 @@ public struct StepReport: Sendable, Equatable {
 }
 
 /// A device's failure: its rank and the error, kept whole (compared by description).
-public struct DeviceFailure: Error, Sendable, Equatable, CustomStringConvertible {
+public struct DeviceFailure: ZeroTrainError, Sendable, Equatable {
+    public enum Code: String, Sendable { case deviceFailed }
     public let rank: Int
     public let error: any Error
     public init(rank: Int, error: any Error) { self.rank = rank; self.error = error }
-    public var description: String { "rank \(rank): \(error)" }
+    public var code: Code { .deviceFailed }
+    public var message: String { "rank \(rank): \(Self.oneLine(error))" }
+    public var cause: (any Error)? { error }
+    public var kind: ErrorKind { .runtime }
     public static func == (a: DeviceFailure, b: DeviceFailure) -> Bool { a.description == b.description }
 }
 

@@ -126,10 +126,15 @@ extension ConfigField {
 
 /// A value a custom field's `read` rejects; the decoder reports it at the field's path
 /// (`zero.offload_optimizer: must be none, host or disk, got nvme`).
-public struct InvalidConfigValue: Error, Sendable {
+public struct InvalidConfigValue: ZeroTrainError, Sendable {
+    public enum Code: String, Sendable { case invalidValue }
     /// What the value breaks, phrased to follow the path and a colon.
     public let rule: String
     public init(_ rule: String) { self.rule = rule }
+    public var code: Code { .invalidValue }
+    public var message: String { rule }
+    public var cause: (any Error)? { nil }
+    public var kind: ErrorKind { .badInput }
 }
 
 /// A key of a config mapping, or an index in a list.
