@@ -65,7 +65,7 @@ let package = Package(
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]

@@ -40,4 +40,8 @@ public enum GEMM {
     }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// The kernel family OpenBLAS chose ("Haswell", "Cooperlake", …; `OPENBLAS_CORETYPE` forces
+    /// one). Results are bitwise reproducible for one kernel family and thread count only.
+    public static var kernelName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 }

@@ -7,7 +7,10 @@ public enum CLI {
     public static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     public static let fixtures = repo.appendingPathComponent("Tests/Fixtures")
 
+    /// The binary the tests run: `$ZEROTRAIN_BIN` when set (e.g. one built before a change, to
+    /// record golden runs with it), else `zerotrain` next to the test bundle.
     public static var binary: URL {
+        if let path = ProcessInfo.processInfo.environment["ZEROTRAIN_BIN"] { return URL(fileURLWithPath: path) }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("zerotrain")
