@@ -138,6 +138,8 @@ public struct CoordinatorState {
             return actions
         case .failed:
             let who = index(of: id).map { describe(workers[$0]) } ?? "a worker"
+            // A worker that failed is leaving and will not say bye: do not wait for it.
+            if let i = index(of: id) { workers[i].gone = true }
             return finish(code: 1, message: "\(who) failed: \(m.reason ?? "unknown error")", now: now)
         case .bye:
             guard let i = index(of: id) else { return [] }

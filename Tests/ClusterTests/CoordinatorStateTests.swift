@@ -152,3 +152,22 @@ extension CoordinatorStateTests {
         #expect(abs(s.nextDeadline! - 5.2) < 1e-9)
     }
 }
+
+extension CoordinatorStateTests {
+    /// A worker that reports a failure is not waited for: the others are shut down, and once they
+    /// said bye the job exits 1 at once.
+    @Test func aFailedWorkerIsNotWaitedFor() throws {
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: b, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        _ = s.event(.message(from: b, ControlMessage(.ready), now: 0))
+        var failed = ControlMessage(.failed)
+        failed.reason = "worker pid 7 on h was stopped by a signal"
+        let out = s.event(.message(from: b, failed, now: 1))
+        #expect(sends(out).map(\.0) == [a] && sends(out).allSatisfy { $0.1.kind == .shutdown })
+        let exit = s.event(.message(from: a, ControlMessage(.bye), now: 1.1))
+        guard case let .exit(code, message)? = exit.last else { Issue.record("no exit: \(exit)"); return }
+        #expect(code == 1 && message.contains("was stopped by a signal"))
+    }
+}

@@ -327,4 +327,61 @@ import Zero
         #expect(c.stdout.contains("parameters diverged after step 5: rank 1 differs from rank 0, first in model.layers."), "\(c.stdout)")
         #expect(w.terminationStatus == 0)
     }
+
+    /// A coordinator and two workers as separate daemons; returns them once training is under way.
+    func startDaemons(_ root: URL, stdout coordinatorOut: URL) throws -> (coordinator: Process, workers: [Process], run: URL) {
+        try CLI.write(Self.config(accumulation: 1, steps: 100_000), to: root.appendingPathComponent("c.yaml"))
+        let run = root.appendingPathComponent("run")
+        _ = FileManager.default.createFile(atPath: coordinatorOut.path, contents: nil)
+        let coordinator = try CLI.start(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", "tcp://127.0.0.1:*",
+                                         "--run-dir", run.path, "--workers", "2"], stdout: try FileHandle(forWritingTo: coordinatorOut))
+        let endpointFile = run.appendingPathComponent("coordinator.endpoint")
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline { usleep(10_000) }
+        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let workers = try (0..<2).map { _ in try CLI.start(["worker", "--coordinator", endpoint]) }
+        let metrics = run.appendingPathComponent("metrics.jsonl")
+        while ((try? String(contentsOf: metrics, encoding: .utf8))?.count ?? 0) < 100 && Date() < deadline { usleep(20_000) }
+        return (coordinator, workers, run)
+    }
+
+    func waitForExit(_ processes: [Process], seconds: Double = 30) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
+    }
+
+    /// SIGINT to a coordinator (its service's graceful shutdown): the step finishes, a checkpoint
+    /// is written, the workers are shut down and exit 0, the coordinator exits 130.
+    @Test func sigintStopsACoordinatorWithACheckpoint() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (coordinator, workers, run) = try startDaemons(root, stdout: root.appendingPathComponent("coordinator.out"))
+        kill(coordinator.processIdentifier, SIGINT)
+        waitForExit([coordinator] + workers)
+        #expect(coordinator.terminationReason == .exit && coordinator.terminationStatus == 130)
+        #expect(workers.allSatisfy { $0.terminationReason == .exit && $0.terminationStatus == 0 }, "\(workers.map(\.terminationStatus))")
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+        #expect(latest.hasPrefix("step-"))
+    }
+
+    /// SIGTERM to a worker (its service's graceful shutdown): it tells the coordinator it is
+    /// leaving and exits 130; the coordinator ends the job at once (exit 1) naming why, and the
+    /// other worker is shut down cleanly.
+    @Test func sigtermToAWorkerEndsTheJobAtOnce() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let out = root.appendingPathComponent("coordinator.out")
+        let (coordinator, workers, _) = try startDaemons(root, stdout: out)
+        let start = Date()
+        kill(workers[1].processIdentifier, SIGTERM)
+        waitForExit([coordinator] + workers)
+        #expect(Date().timeIntervalSince(start) < 5, "the job should end without waiting for a heartbeat timeout")
+        #expect(workers[1].terminationReason == .exit && workers[1].terminationStatus == 130)
+        #expect(workers[0].terminationReason == .exit && workers[0].terminationStatus == 0)
+        #expect(coordinator.terminationStatus == 1)
+        let text = try String(contentsOf: out, encoding: .utf8)
+        #expect(text.contains("was stopped by a signal"), "\(text)")
+    }
 }
