@@ -90,12 +90,16 @@ import Training
         #expect(exit.last == .exit(code: 0, message: "finished 2 steps"))
     }
 
-    @Test func divergenceNamesRanksAndTensor() throws {
+    /// Workers a and b registered and ready; step 0 ordered.
+    func twoWorkersTraining() throws -> CoordinatorState {
         var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
-        _ = s.event(.message(from: a, Self.register(), now: 0))
-        _ = s.event(.message(from: b, Self.register(), now: 0))
-        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
-        _ = s.event(.message(from: b, ControlMessage(.ready), now: 0))
+        for id in [a, b] { _ = s.event(.message(from: id, Self.register(), now: 0)) }
+        for id in [a, b] { _ = s.event(.message(from: id, ControlMessage(.ready), now: 0)) }
+        return s
+    }
+
+    @Test func divergenceNamesRanksAndTensor() throws {
+        var s = try twoWorkersTraining()
         var d0 = ControlMessage(.stepDone), d1 = ControlMessage(.stepDone)
         d0.step = 0; d1.step = 0
         d0.checksums = [[1, 2, 3]]
@@ -157,11 +161,7 @@ extension CoordinatorStateTests {
     /// A worker that reports a failure is not waited for: the others are shut down, and once they
     /// said bye the job exits 1 at once.
     @Test func aFailedWorkerIsNotWaitedFor() throws {
-        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
-        _ = s.event(.message(from: a, Self.register(), now: 0))
-        _ = s.event(.message(from: b, Self.register(), now: 0))
-        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
-        _ = s.event(.message(from: b, ControlMessage(.ready), now: 0))
+        var s = try twoWorkersTraining()
         var failed = ControlMessage(.failed)
         failed.reason = "worker pid 7 on h was stopped by a signal"
         let out = s.event(.message(from: b, failed, now: 1))
