@@ -87,7 +87,7 @@ public struct TrainConfig: ConfigSection, Equatable {
     public var cluster: ClusterConfig
     /// ZeRO sharding and offload.
     public var zero: ZeroConfig
-    /// The device memory budget (GPU tier model); nil = unlimited.
+    /// The device memory budget (modelled on a GPU profile); nil = unlimited.
     public var device: DeviceConfig?
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
