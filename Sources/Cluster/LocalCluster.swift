@@ -106,7 +106,7 @@ public final class LocalCluster: Sendable {
             let allExited = events.wait(until: .now + Self.childExitGrace) { $0.running == 0 ? true : nil } ?? false
             if !allExited {
                 for p in children where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-                events.wait { $0.running == 0 ? true : nil }
+                _ = events.wait { $0.running == 0 ? true : nil }
             }
             try? fm.removeItem(at: control)
         }

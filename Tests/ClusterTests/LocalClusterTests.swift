@@ -317,8 +317,8 @@ import Zero
         try CLI.write(Self.config(accumulation: 1, steps: 20), to: root.appendingPathComponent("c.yaml"))
         let endpoint = "tcp://127.0.0.1:\(21_000 + Int(getpid() % 20_000))"
         // Rank 1 of this worker perturbs one parameter after step 3 (1-based); the guard compares at step 5.
-        let w = try CLI.start(["--coordinator", endpoint, "--devices", "2", "--inject-divergence-at", "2"],
-                              executable: try #require(TestWorker.executable()))
+        let testWorker: URL = try #require(TestWorker.executable())
+        let w = try CLI.start(["--coordinator", endpoint, "--devices", "2", "--inject-divergence-at", "2"], executable: testWorker)
         defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
         let c = try CLI.run(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", endpoint,
                              "--run-dir", root.appendingPathComponent("run").path, "--workers", "1"], timeout: 60)
