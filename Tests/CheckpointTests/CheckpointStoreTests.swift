@@ -69,7 +69,23 @@ import Testing
             return e.code == .io && e.kind == .runtime && e.cause != nil && e.message.contains("model.safetensors")
         }
     }
+
+    /// A model exported as a Hugging Face folder (config.json + model.safetensors) imports back
+    /// with the same config and the same parameters.
+    @Test func huggingFaceExportImportsBack() throws {
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pool = ThreadPool(threads: 1)
+        let model = try Transformer(config: Self.model, pool: pool)
+        model.initializeParameters(seed: 3)
+        try CheckpointStore.exportHuggingFace(model, to: dir)
+        let back = try CheckpointStore.importHuggingFace(dir, pool: pool)
+        #expect(back.config.numLayers == model.config.numLayers && back.config.hiddenSize == model.config.hiddenSize
+                && back.config.vocabSize == model.config.vocabSize && back.table.count == model.table.count)
+        #expect(back.parameters.toArray() == model.parameters.toArray())
+    }
 }
+
 
 extension ModelConfig {
     static func decodeForTests(_ json: String) throws -> ModelConfig { try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)) }
