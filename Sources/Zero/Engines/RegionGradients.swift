@@ -12,11 +12,8 @@ import Tensor
 /// `maxInFlight` reductions are queued; backward waits for the oldest beyond that. Used from the
 /// training thread only.
 final class RegionGradients {
-    let regions: [Range<Int>]
-    /// This rank's slice of the flat buffer, and every rank's.
-    let range: Range<Int>
-    private let shards: [Range<Int>]
-    /// Reduced gradients of `range`, summed over the step's micro-batches.
+    let layout: RegionShards
+    /// Reduced gradients of `layout.range`, summed over the step's micro-batches.
     let shard: FloatBuffer
     private let queue: CollectiveQueue
     private let ledger: MemoryLedger
@@ -25,22 +22,17 @@ final class RegionGradients {
     private var inFlight: [Int] = []
     private var last: Int?
 
-    init(table: ParameterTable, plan: PartitionPlan, queue: CollectiveQueue, ledger: MemoryLedger) {
-        regions = table.regions
-        shards = (0..<plan.worldSize).map(plan.shardRange)
-        range = shards[queue.rank]
-        shard = FloatBuffer(count: range.count)
+    init(layout: RegionShards, queue: CollectiveQueue, ledger: MemoryLedger) {
+        self.layout = layout
+        shard = FloatBuffer(count: layout.range.count)
         self.queue = queue
         self.ledger = ledger
     }
 
-    /// The pieces of region `r` each rank owns.
-    func chunks(_ r: Int) -> [Int] { shards.map { regions[r].clamped(to: $0).count } }
-
     /// Where backward adds region `r`'s gradient of this micro-batch (zeroed).
     func buffer(for r: Int) throws -> UnsafeMutablePointer<Float> {
         if let buffer = buffers[r] { return buffer.pointer }
-        let count = regions[r].count
+        let count = layout.regions[r].count
         try ledger.allocate(4 * count, .comm, what: "the gradient bucket of region \(r)",
                             advice: "ZeRO frees each bucket once it is reduce-scattered; a smaller model region (fewer parameters per layer) needs less")
         let buffer = FloatBuffer(count: count)
@@ -51,10 +43,10 @@ final class RegionGradients {
     /// Backward is done with region `r` in this micro-batch: queues its reduction.
     func done(_ r: Int) throws {
         guard let buffer = buffers.removeValue(forKey: r) else { return }
-        let chunks = chunks(r), own = regions[r].clamped(to: range), timeout = queue.timeout, ledger = ledger
-        let offsetInRegion = own.lowerBound - regions[r].lowerBound
+        let chunks = layout.chunks(r), own = layout.ownPart(r), timeout = queue.timeout, ledger = ledger
+        let offsetInRegion = own.lowerBound - layout.regions[r].lowerBound
         // Safe: only queued jobs (one at a time, in order) write `shard` until `finish` waits for the last.
-        nonisolated(unsafe) let destination = shard.pointer + (own.lowerBound - range.lowerBound)
+        nonisolated(unsafe) let destination = shard.pointer + (own.lowerBound - layout.range.lowerBound)
         let ticket = queue.submit { group in
             try group.reduceScatter(buffer.buffer, chunks: chunks, op: .average, deadline: .now + timeout)
             Kernels.add(buffer.pointer + offsetInRegion, into: destination, count: own.count)

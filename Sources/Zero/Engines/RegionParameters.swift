@@ -14,11 +14,8 @@ import Tensor
 /// only on the order of the model's calls, never on timing, so all ranks queue the same
 /// collectives in the same order. Used from the training thread only.
 final class RegionParameters {
-    let regions: [Range<Int>]
-    /// This rank's slice of the flat buffer.
-    let range: Range<Int>
-    private let shards: [Range<Int>]
-    /// The parameters of `range`.
+    let layout: RegionShards
+    /// The parameters of `layout.range`.
     let shard: TierBuffer
     private let queue: CollectiveQueue
     private let ledger: MemoryLedger
@@ -30,17 +27,15 @@ final class RegionParameters {
     private var persistent: [Int: FloatBuffer] = [:]
     private var liveElements = 0
 
-    init(config: ZeroConfig, table: ParameterTable, plan: PartitionPlan, queue: CollectiveQueue, ledger: MemoryLedger) throws {
-        regions = table.regions
-        shards = (0..<plan.worldSize).map(plan.shardRange)
-        range = shards[queue.rank]
+    init(config: ZeroConfig, layout: RegionShards, queue: CollectiveQueue, ledger: MemoryLedger) throws {
+        self.layout = layout
         self.queue = queue
         self.ledger = ledger
         prefetchDepth = config.prefetchDepth
         maxLiveParameters = config.maxLiveParameters
-        shard = try TierBuffer(count: range.count, tier: config.parameterTier, directory: config.offloadDirectory,
+        shard = try TierBuffer(count: layout.range.count, tier: config.parameterTier, directory: config.offloadDirectory,
                                name: "params-rank\(queue.rank)")
-        for (r, region) in regions.enumerated() where region.count <= config.paramPersistenceThreshold {
+        for (r, region) in layout.regions.enumerated() where region.count <= config.paramPersistenceThreshold {
             try ledger.allocate(4 * region.count, .params, what: "the persistent parameters of region \(r)")
             persistent[r] = FloatBuffer(count: region.count)
         }
@@ -49,10 +44,10 @@ final class RegionParameters {
     /// Places this rank's part of region `r` from `shard` into `whole` (the region's full buffer)
     /// and queues the all-gather that fills in the other ranks' parts; returns its ticket.
     private func queueGather(_ r: Int, into whole: FloatBuffer) -> Int {
-        let region = regions[r], own = region.clamped(to: range)
-        (whole.pointer + (own.lowerBound - region.lowerBound)).update(from: shard.pointer + (own.lowerBound - range.lowerBound),
+        let region = layout.regions[r], own = layout.ownPart(r)
+        (whole.pointer + (own.lowerBound - region.lowerBound)).update(from: shard.pointer + (own.lowerBound - layout.range.lowerBound),
                                                                       count: own.count)
-        let chunks = shards.map { region.clamped(to: $0).count }, timeout = queue.timeout
+        let chunks = layout.chunks(r), timeout = queue.timeout
         return queue.submit { group in try group.allGather(whole.buffer, chunks: chunks, deadline: .now + timeout) }
     }
 
@@ -61,7 +56,7 @@ final class RegionParameters {
         if let whole = persistent[region] { return whole.pointer }
         if gathered[region] == nil { try startGather(region) }
         for next in upcoming.prefix(prefetchDepth) where persistent[next] == nil && gathered[next] == nil {
-            guard liveElements + regions[next].count <= maxLiveParameters else { break }
+            guard liveElements + layout.regions[next].count <= maxLiveParameters else { break }
             try startGather(next)
         }
         let g = gathered[region]!
@@ -77,7 +72,7 @@ final class RegionParameters {
     }
 
     private func startGather(_ r: Int) throws {
-        let region = regions[r]
+        let region = layout.regions[r]
         try ledger.allocate(4 * region.count, .gathered, what: "the gathered parameters of region \(r)",
                             advice: "lower zero.prefetch_depth or zero.max_live_parameters")
         let buffer = FloatBuffer(count: region.count)

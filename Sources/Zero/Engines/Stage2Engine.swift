@@ -18,7 +18,7 @@ public final class Stage2Engine: ZeroEngine, ParameterResidency {
         self.parameters = parameters
         self.optimizer = optimizer
         peers = queue
-        regionGradients = RegionGradients(table: table, plan: plan, queue: queue, ledger: ledger)
+        regionGradients = RegionGradients(layout: RegionShards(table: table, plan: plan, rank: queue.rank), queue: queue, ledger: ledger)
     }
 
     public var queue: CollectiveQueue? { peers }
@@ -44,7 +44,7 @@ public final class Stage2Engine: ZeroEngine, ParameterResidency {
     // MARK: ParameterResidency — parameters from the model's own buffer, gradients per region.
 
     public func acquire(_ region: Int, upcoming: ArraySlice<Int>) throws -> UnsafeMutablePointer<Float> {
-        parameters.pointer + regionGradients.regions[region].lowerBound
+        parameters.pointer + regionGradients.layout.regions[region].lowerBound
     }
 
     public func release(_ region: Int) {}

@@ -18,9 +18,10 @@ public final class Stage3Engine: ZeroEngine, ParameterResidency {
          ledger: MemoryLedger, initialParameters: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
         self.optimizer = optimizer
         peers = queue
-        regionParameters = try RegionParameters(config: config, table: table, plan: plan, queue: queue, ledger: ledger)
-        regionGradients = RegionGradients(table: table, plan: plan, queue: queue, ledger: ledger)
-        try initialParameters(regionParameters.range, regionParameters.shard.pointer)
+        let layout = RegionShards(table: table, plan: plan, rank: queue.rank)
+        regionParameters = try RegionParameters(config: config, layout: layout, queue: queue, ledger: ledger)
+        regionGradients = RegionGradients(layout: layout, queue: queue, ledger: ledger)
+        try initialParameters(regionParameters.layout.range, regionParameters.shard.pointer)
         try regionParameters.shardUpdated()
     }
 
@@ -43,7 +44,7 @@ public final class Stage3Engine: ZeroEngine, ParameterResidency {
     public func fullParameters() throws -> FloatBuffer { try gathered(parameterShard) }
 
     public func load(parameters full: FloatBuffer) throws {
-        let s = regionParameters.range
+        let s = regionParameters.layout.range
         _ = parameterShard.update(fromContentsOf: full.slice(s.lowerBound, s.count))
         try regionParameters.shardUpdated()
     }
