@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit"]),
         // The rank test processes spawn the ZeroTrainTestRank binary next to the test bundle.
-        .testTarget(name: "CommTests", dependencies: ["Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
+        .testTarget(name: "CommTests", dependencies: ["Common", "Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
         // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the
         // reference collectives and the rank test process (ZeroTrainTestRank, its executable).
         .target(name: "ZeroTrainTestKit", dependencies: ["Common", "Comm", "CommZMQ", "Bench", "Training", "Zero", "Tensor"],

@@ -1,3 +1,4 @@
+import Common
 import Comm
 
 /// Times a collective the way nccl-tests does: warm-up runs, then timed runs, each started right
@@ -36,19 +37,13 @@ public enum CollectiveBenchmark {
             case .exchange:
                 try group.exchange(send: UnsafeRawBufferPointer(buffer), receive: received, deadline: deadline)
             }
-            if i >= warmup { times.append(seconds(since: start)) }
+            if i >= warmup { times.append((ContinuousClock.now - start).seconds) }
             if kind == .allReduce, i % 4 == 3 {
                 // Keep the values bounded (sums of N copies grow every run).
                 fill(buffer, rank: group.rank)
             }
         }
         return times
-    }
-
-    /// Seconds from `start` to now.
-    public static func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = start.duration(to: .now).components
-        return Double(d.seconds) + Double(d.attoseconds) * 1e-18
     }
 
     /// Fills `buffer` with finite values in [-1, 1) that differ from rank to rank: the timing does

@@ -1,3 +1,4 @@
+import Common
 import CZeroMQ
 import Comm
 import Foundation
@@ -136,9 +137,4 @@ final class EventWakeup: Wakeup {
             }
         }
     }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -1,3 +1,4 @@
+import Common
 import CZeroMQ
 import Synchronization
 
@@ -46,8 +47,7 @@ final class ZMQMonitor {
                 _ = try socket.receive(endpointPart, dontWait: false)
                 endpoint = String(decoding: endpointPart.bytes, as: UTF8.self)
             }
-            let ms = created.duration(to: .now).components
-            let at = Int(ms.seconds) * 1000 + Int(ms.attoseconds / 1_000_000_000_000_000)
+            let at = created.duration(to: .now).wholeMilliseconds
             history.append("\(Self.name(of: Int32(event)))(\(value)) \(endpoint) at +\(at) ms")
             if history.count > 8 { history.removeFirst() }
             switch Int32(event) {

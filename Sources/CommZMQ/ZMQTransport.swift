@@ -1,3 +1,4 @@
+import Common
 import CZeroMQ
 import Comm
 import Foundation
@@ -281,8 +282,6 @@ public final class ZMQTransport: Transport {
 
     /// Poll at most 20 ms at a time so monitor grace periods and deadlines are checked promptly.
     private static func pollSlice(_ remaining: Duration) -> Int {
-        let (s, atto) = remaining.components
-        let ms = Int(s) * 1000 + Int(atto / 1_000_000_000_000_000) + 1
-        return max(1, min(ms, 20))
+        max(1, min(Int(remaining.wholeMilliseconds) + 1, 20))
     }
 }

@@ -38,8 +38,7 @@ public final class Monitor<State: Sendable>: @unchecked Sendable {
             if let result = try body(&state) { return result }
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return nil }
-            let c = remaining.components
-            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(c.seconds) + Double(c.attoseconds) * 1e-18))
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
         }
     }
 }

@@ -159,8 +159,3 @@ public final class CollectiveQueue: Sendable {
     /// Payload bytes sent so far, by collective (`allReduce`, `reduceScatter`, …).
     public var bytesSent: [String: Int] { state.withLock { $0.sent }?.values ?? [:] }
 }
-
-extension Duration {
-    /// The duration in seconds, as a Double.
-    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}

@@ -1,3 +1,4 @@
+import Common
 import Bench
 import Comm
 
@@ -26,11 +27,11 @@ public enum CollectiveCheck {
             let values = (0..<count).map { ReferenceCollectives.scalarInput(seed: seed, rank: rank, index: $0) }
             let start = ContinuousClock.now
             let result = try group.allReduceScalars(values, op: op, deadline: deadline)
-            return Outcome(digest: ReferenceCollectives.digest(result), seconds: CollectiveBenchmark.seconds(since: start))
+            return Outcome(digest: ReferenceCollectives.digest(result), seconds: (ContinuousClock.now - start).seconds)
         case .barrier:
             let start = ContinuousClock.now
             try group.barrier(deadline: deadline)
-            return Outcome(digest: 0, seconds: CollectiveBenchmark.seconds(since: start))
+            return Outcome(digest: 0, seconds: (ContinuousClock.now - start).seconds)
         default:
             break
         }
@@ -56,7 +57,7 @@ public enum CollectiveCheck {
         case .scalars, .barrier:
             break
         }
-        let elapsed = CollectiveBenchmark.seconds(since: start)
+        let elapsed = (ContinuousClock.now - start).seconds
         return Outcome(digest: ReferenceCollectives.digest(UnsafeBufferPointer(rebasing: buffer[specified])), seconds: elapsed)
     }
 

@@ -1,3 +1,4 @@
+import Common
 import Comm
 import Foundation
 import Synchronization
@@ -32,11 +33,4 @@ func quietOptions(_ log: CapturedLog = CapturedLog()) -> ProcessGroup.Options {
     var options = ProcessGroup.Options()
     options.log = log.sink
     return options
-}
-
-extension Duration {
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-    }
 }
