@@ -21,6 +21,3 @@ extension TrainConfig {
         return String(h.value, radix: 16)
     }
 }
-
-/// FNV-1a 64 over a tensor's bytes (the divergence guard compares these across ranks).
-public func tensorChecksum(_ values: UnsafeBufferPointer<Float>) -> UInt64 { FNV1a.hash(values) }

@@ -125,7 +125,7 @@ public final class Trainer {
     /// The model of a fresh run: initialised from `training.init_from` or from the seed. At ZeRO
     /// stage 3 it holds no parameters — the trainer initialises the rank's shard — and at stages
     /// 2–3 no gradients. `stage` as for `reserveMemory`.
-    public static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage = .replicated) throws -> Transformer {
+    static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage) throws -> Transformer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
                                     ownsGradients: !stage.shardsGradients)
         if !stage.shardsParameters {

@@ -246,14 +246,11 @@ public enum MemoryPlanner {
     /// Device counts the planner tries when nothing fits at the requested count.
     public static let maxDevices = 65_536
 
-    /// Elements of the largest unit stage 3 gathers at once: a block, the embedding, or the head.
-    public static func largestUnit(_ table: ParameterTable) -> Int { table.largestRegion }
-
     public static func plan(_ input: PlannerInput) throws -> MemoryPlan {
         try input.validate()
         do { try input.model.validate(path: "model") } catch let e as ModelError { throw ZeroError(.badInput, e.message, cause: e) }
         let table = ParameterTable(config: input.model)
-        let psi = table.count, unit = largestUnit(table)
+        let psi = table.count, unit = table.largestRegion
         let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen)
         let rows = self.rows(input: input, parameters: psi, largestUnit: unit, activations: activations)
         let sizeClass = ModelSizeClass(parameters: psi)

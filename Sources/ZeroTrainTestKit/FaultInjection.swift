@@ -1,5 +1,3 @@
-import Bench
-import Foundation
 import Training
 
 /// Faults the tests inject into real training: a rank whose parameters drift from the others
@@ -9,13 +7,5 @@ public enum FaultInjection {
     public static func perturbParameter(of trainer: Trainer) {
         let part = trainer.engine.parameterShard
         if !part.isEmpty { part[part.count / 2] += 1e-3 }
-    }
-}
-
-/// The worker test process (`ZeroTrainTestWorker`): `zerotrain worker` with fault injection.
-public enum TestWorker {
-    /// The built `ZeroTrainTestWorker` next to the test bundle, or `$ZEROTRAIN_TEST_WORKER_BIN`.
-    public static func executable() -> URL? {
-        RankProcess.executable(named: "ZeroTrainTestWorker", environmentVariable: "ZEROTRAIN_TEST_WORKER_BIN")
     }
 }
