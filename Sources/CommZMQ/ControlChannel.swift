@@ -60,13 +60,17 @@ public final class ControlRouter: ControlServer {
 
 /// A worker's end of the control plane: a DEALER connected to the coordinator with IMMEDIATE set,
 /// so nothing is queued before the connection is up (sends return false instead). Polls with an
-/// eventfd like `ControlRouter`.
+/// eventfd like `ControlRouter`. It has a ZeroMQ context of its own, so that `close` can wait for
+/// the worker's last message (`bye`, `failed`) to leave — by terminating that context — without
+/// waiting for the data plane's sockets, and a worker that exits right after never loses it.
 public final class ControlDealer: ControlClient {
+    private let context: ZMQContext
     private let socket: ZMQSocket
     private let payload = ZMQMessage()
     private let events: EventWakeup
 
-    public init(context: ZMQContext, connect endpoint: String) throws {
+    public init(connect endpoint: String) throws {
+        context = try ZMQContext(ioThreads: 1)
         socket = try ZMQSocket(context: context, kind: .dealer)
         try socket.setOption(ZMQ_IMMEDIATE, 1, name: "ZMQ_IMMEDIATE")
         try socket.connect(endpoint)
@@ -92,7 +96,11 @@ public final class ControlDealer: ControlClient {
         }
     }
 
-    public func close(linger: Duration) { socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds)) }
+    /// Closes the socket and waits until its unsent messages have left, at most `linger`.
+    public func close(linger: Duration) {
+        socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds))
+        context.terminate()
+    }
 }
 
 /// An eventfd: `signal()` from any thread adds to its counter and makes it readable; the loop that

@@ -1,4 +1,5 @@
 import CZeroMQ
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,7 +46,14 @@ public final class ZMQContext: @unchecked Sendable {  // Safe: `handle` never ch
         #endif
     }()
 
-    deinit {
+    private let terminated = Atomic<Bool>(false)
+
+    deinit { terminate() }
+
+    /// Terminates the context now (once): returns when every socket of it is closed and their
+    /// unsent messages have left or their linger has run out.
+    public func terminate() {
+        guard !terminated.exchange(true, ordering: .acquiringAndReleasing) else { return }
         while zmq_ctx_term(handle) != 0, zmq_errno() == EINTR {}
     }
 

@@ -4,9 +4,10 @@ import Foundation
 import Glibc
 #endif
 
-/// The cluster's network over ZeroMQ: one context per process (inproc ring links between the
-/// devices of a worker need a shared one), a ROUTER/DEALER control plane (`ControlRouter`,
-/// `ControlDealer`) and PUSH/PULL ring links (`ZMQTransport`). See docs/protocol.md.
+/// The cluster's network over ZeroMQ: one context for the process's ring links (inproc links
+/// between the devices of a worker need a shared one) and the coordinator's ROUTER, a DEALER with
+/// a context of its own for a worker (`ControlDealer`), PUSH/PULL ring links (`ZMQTransport`).
+/// See docs/protocol.md.
 public final class ZMQNetwork: ClusterNetwork {
     public let context: ZMQContext
 
@@ -17,7 +18,7 @@ public final class ZMQNetwork: ClusterNetwork {
     }
 
     public func connect(coordinator endpoint: String) throws -> any ControlClient {
-        try ControlDealer(context: context, connect: endpoint)
+        try ControlDealer(connect: endpoint)
     }
 
     /// Device 0 binds `tcp://ADVERTISE:*` (its predecessor is on another worker); the others bind
