@@ -1,3 +1,5 @@
+import Bench
+import Common
 import Foundation
 
 /// Runs the built `zerotrain` binary (next to the test bundle) as a real process, for the tests
@@ -10,14 +12,26 @@ public enum CLI {
     /// The binary the tests run: `$ZEROTRAIN_BIN` when set (e.g. one built before a change, to
     /// record golden runs with it), else `zerotrain` next to the test bundle.
     public static var binary: URL {
-        if let path = ProcessInfo.processInfo.environment["ZEROTRAIN_BIN"] { return URL(fileURLWithPath: path) }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("zerotrain")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        return repo.appendingPathComponent(".build/release/zerotrain")
+        RankProcess.executable(named: "zerotrain", environmentVariable: "ZEROTRAIN_BIN")
+            ?? repo.appendingPathComponent(".build/release/zerotrain")
+    }
+
+    /// Processes started here that have exited, recorded by their termination handlers.
+    private static let exited = Monitor<Set<ObjectIdentifier>>([])
+
+    private static func launch(_ p: Process) throws {
+        let id = ObjectIdentifier(p)
+        exited.withLock { _ = $0.remove(id) }
+        p.terminationHandler = { _ in exited.withLock { _ = $0.insert(id) } }
+        try p.run()
+    }
+
+    /// Waits until all of `processes` (started by `start`) have exited, for at most `timeout`
+    /// seconds; true if they all did. Woken by their exits, not by polling.
+    @discardableResult
+    public static func wait(for processes: [Process], timeout: Double) -> Bool {
+        let ids = Set(processes.map(ObjectIdentifier.init))
+        return exited.wait(until: .now + .milliseconds(Int(timeout * 1000))) { $0.isSuperset(of: ids) ? true : nil } ?? false
     }
 
     public struct Result: Sendable { public let status: Int32; public let stdout: String; public let stderr: String }
@@ -31,7 +45,7 @@ public enum CLI {
         p.currentDirectoryURL = repo
         p.standardOutput = stdout
         p.standardError = stderr
-        try p.run()
+        try launch(p)
         return p
     }
 
@@ -50,10 +64,8 @@ public enum CLI {
         p.currentDirectoryURL = repo
         p.standardOutput = out
         p.standardError = err
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        try launch(p)
+        if !wait(for: [p], timeout: timeout) { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
         try out.close()
         try err.close()

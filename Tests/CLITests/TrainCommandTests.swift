@@ -67,8 +67,7 @@ import Testing
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("latest").path) && Date() < deadline { usleep(5_000) }
         kill(p.processIdentifier, SIGTERM)
-        let stop = Date().addingTimeInterval(30)
-        while p.isRunning && Date() < stop { usleep(5_000) }
+        CLI.wait(for: [p], timeout: 30)
         #expect(!p.isRunning, "SIGTERM did not stop the run")
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()

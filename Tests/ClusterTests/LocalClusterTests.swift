@@ -255,10 +255,7 @@ import Zero
         let coordinator = try CLI.start(["coordinator", "--config", root.appendingPathComponent("c.yaml").path,
                                          "--listen", "tcp://127.0.0.1:*", "--run-dir", root.appendingPathComponent("run").path, "--workers", "1"])
         defer { if coordinator.isRunning { kill(coordinator.processIdentifier, SIGKILL) }; coordinator.waitUntilExit() }
-        let endpointFile = root.appendingPathComponent("run/coordinator.endpoint")
-        let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline { usleep(10_000) }
-        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let endpoint = try Self.coordinatorEndpoint(root.appendingPathComponent("run"))
         let wrongConfig = try CLI.run(["worker", "--coordinator", endpoint, "--config", root.appendingPathComponent("other.yaml").path], timeout: 30)
         #expect(wrongConfig.status == 2)
         #expect(wrongConfig.stderr.contains("the coordinator refused this worker: config hash"), "\(wrongConfig.stderr)")
@@ -280,12 +277,9 @@ import Zero
         let run = root.appendingPathComponent("run")
         let p = try CLI.start(["local", "--config", root.appendingPathComponent("c.yaml").path, "--workers", "2", "--run-dir", run.path])
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-        let metrics = run.appendingPathComponent("metrics.jsonl")
-        let deadline = Date().addingTimeInterval(60)
-        while ((try? String(contentsOf: metrics, encoding: .utf8))?.count ?? 0) < 100 && Date() < deadline { usleep(20_000) }
+        Self.waitForTraining(run)
         kill(p.processIdentifier, SIGTERM)
-        let stop = Date().addingTimeInterval(30)
-        while p.isRunning && Date() < stop { usleep(20_000) }
+        CLI.wait(for: [p], timeout: 30)
         #expect(!p.isRunning, "SIGTERM did not stop the cluster")
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
@@ -328,6 +322,21 @@ import Zero
         #expect(w.terminationStatus == 0)
     }
 
+    /// The endpoint a coordinator started with run directory `run` listens on, once it wrote it.
+    static func coordinatorEndpoint(_ run: URL) throws -> String {
+        let endpointFile = run.appendingPathComponent("coordinator.endpoint")
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline { usleep(10_000) }
+        return try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Returns once the job in `run` has logged a few steps (or after a minute).
+    static func waitForTraining(_ run: URL) {
+        let metrics = run.appendingPathComponent("metrics.jsonl")
+        let deadline = Date().addingTimeInterval(60)
+        while ((try? String(contentsOf: metrics, encoding: .utf8))?.count ?? 0) < 100 && Date() < deadline { usleep(20_000) }
+    }
+
     /// A coordinator and two workers as separate daemons; returns them once training is under way.
     func startDaemons(_ root: URL, stdout coordinatorOut: URL) throws -> (coordinator: Process, workers: [Process], run: URL) {
         try CLI.write(Self.config(accumulation: 1, steps: 100_000), to: root.appendingPathComponent("c.yaml"))
@@ -335,20 +344,16 @@ import Zero
         _ = FileManager.default.createFile(atPath: coordinatorOut.path, contents: nil)
         let coordinator = try CLI.start(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", "tcp://127.0.0.1:*",
                                          "--run-dir", run.path, "--workers", "2"], stdout: try FileHandle(forWritingTo: coordinatorOut))
-        let endpointFile = run.appendingPathComponent("coordinator.endpoint")
-        let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline { usleep(10_000) }
-        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let endpoint = try Self.coordinatorEndpoint(run)
         let workers = try (0..<2).map { _ in try CLI.start(["worker", "--coordinator", endpoint]) }
-        let metrics = run.appendingPathComponent("metrics.jsonl")
-        while ((try? String(contentsOf: metrics, encoding: .utf8))?.count ?? 0) < 100 && Date() < deadline { usleep(20_000) }
+        Self.waitForTraining(run)
         return (coordinator, workers, run)
     }
 
     func waitForExit(_ processes: [Process], seconds: Double = 30) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        if !CLI.wait(for: processes, timeout: seconds) {
+            for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
         for p in processes { p.waitUntilExit() }
     }
 
@@ -377,11 +382,12 @@ import Zero
         let start = Date()
         kill(workers[1].processIdentifier, SIGTERM)
         waitForExit([coordinator] + workers)
-        #expect(Date().timeIntervalSince(start) < 5, "the job should end without waiting for a heartbeat timeout")
+        let elapsed = Date().timeIntervalSince(start)
+        let text = try String(contentsOf: out, encoding: .utf8)
+        #expect(elapsed < 5, "the job should end without waiting for a heartbeat timeout: \(text)")
         #expect(workers[1].terminationReason == .exit && workers[1].terminationStatus == 130)
         #expect(workers[0].terminationReason == .exit && workers[0].terminationStatus == 0)
         #expect(coordinator.terminationStatus == 1)
-        let text = try String(contentsOf: out, encoding: .utf8)
         #expect(text.contains("was stopped by a signal"), "\(text)")
     }
 }
