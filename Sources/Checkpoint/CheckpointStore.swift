@@ -129,8 +129,13 @@ public struct CheckpointStore: Sendable {
     /// The parameters of a step folder, as one flat buffer in `table`'s layout.
     public static func parameters(of folder: URL, table: ParameterTable) throws -> FloatBuffer {
         let full = FloatBuffer(count: table.count)
-        try ModelWeights.load(SafeTensorsFile(contentsOf: folder.appendingPathComponent(modelFile)), table: table, into: full)
+        try loadParameters(of: folder, table: table, into: full)
         return full
+    }
+
+    /// The parameters of a step folder, into `buffer` (`table.count` elements), e.g. a model's own.
+    public static func loadParameters(of folder: URL, table: ParameterTable, into buffer: FloatBuffer) throws {
+        try ModelWeights.load(SafeTensorsFile(contentsOf: folder.appendingPathComponent(modelFile)), table: table, into: buffer)
     }
 
     /// The AdamW moments of a step folder, in `table`'s layout.

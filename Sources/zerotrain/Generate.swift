@@ -35,7 +35,7 @@ struct Generate: ParsableCommand {
             let threads = min(config.training.threads, 2)
             GEMM.setThreads(threads)
             let model = try Transformer(config: config.model, pool: ThreadPool(threads: threads))
-            model.parameters.copy(from: try CheckpointStore.parameters(of: folder, table: model.table))
+            try CheckpointStore.loadParameters(of: folder, table: model.table, into: model.parameters)
             let tokenizer = ByteTokenizer()
             let out = try TextGenerator(model: model).generate(
                 prompt: tokenizer.encode(prompt), count: maxNewTokens, temperature: temperature, topK: topK, seed: seed)
