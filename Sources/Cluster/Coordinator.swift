@@ -91,8 +91,13 @@ public final class Coordinator: Sendable {
                 }
             }
             actions += state.event(.tick(now: now()))
-            // Messages first: the next step starts before this one's metrics are written.
-            for case let .send(peer, message) in actions { _ = try server.send(message.encoded(), to: peer) }
+            // Messages first: the next step starts before this one's metrics are written. A message
+            // broadcast to every worker (step, checkpoint, shutdown) is encoded once.
+            var encoded: (message: ControlMessage, data: Data)?
+            for case let .send(peer, message) in actions {
+                if encoded?.message != message { encoded = (message, message.encoded()) }
+                _ = try server.send(encoded!.data, to: peer)
+            }
             for action in actions {
                 switch action {
                 case .send:
