@@ -186,12 +186,12 @@ public struct CheckpointStore: Sendable {
 
     /// A file's bytes: a missing file is the caller's mistake (`notFound`), a file that exists
     /// but cannot be read is an I/O failure (`io`).
-    static func readData(_ url: URL) throws -> Data {
+    static func readData(_ url: URL, options: Data.ReadingOptions = []) throws -> Data {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CheckpointError(.notFound, "cannot read \(url.path): no such file")
         }
         do {
-            return try Data(contentsOf: url)
+            return try Data(contentsOf: url, options: options)
         } catch {
             throw CheckpointError(.io, "cannot read \(url.path)", cause: error)
         }

@@ -53,16 +53,7 @@ public struct SafeTensorsFile: Sendable {
     private let dataStart: Int
 
     public init(contentsOf url: URL) throws {
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CheckpointError(.notFound, "cannot read \(url.path): no such file")
-        }
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw CheckpointError(.io, "cannot read \(url.path)", cause: error)
-        }
-        try self.init(data: data, path: url.path)
+        try self.init(data: CheckpointStore.readData(url, options: .alwaysMapped), path: url.path)
     }
 
     public init(data: Data, path: String = "<memory>") throws {
