@@ -27,8 +27,12 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         case shutdown
         /// worker → coordinator: stopped cleanly.
         case bye
-        /// worker → coordinator: a device failed (`reason`); the job cannot go on.
+        /// worker → coordinator: a device failed (`reason`, `epoch`); the coordinator decides
+        /// (fault_tolerance.policy): recover, or shut the job down.
         case failed
+        /// coordinator → workers: the membership ends (`epoch` is the next one, `reason`): stop the
+        /// devices, bind new ring links and register again.
+        case reset
     }
 
     public var kind: Kind
@@ -80,7 +84,7 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public static func decode(_ data: Data) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: data) }
 
     /// Version of this control protocol; a worker with another is refused.
-    public static let protocolVersion = 1
+    public static let protocolVersion = 2
     /// The build; coordinator and workers must run the same one.
     public static let build = "zerotrain-0.1.0"
 }

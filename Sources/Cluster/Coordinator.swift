@@ -48,8 +48,7 @@ public final class Coordinator: Sendable {
         let tokenFile = try prepareTokens(&jobConfig)
         var startStep = 0
         var resumeFolder: String?
-        if let resume {
-            let folder = try CheckpointStore.resolve(URL(fileURLWithPath: resume))
+        if let folder = try checkpointToResume() {
             let state = try CheckpointStore.state(of: folder, as: TrainConfig.self)
             guard state.config.model == config.model else {
                 throw ClusterError(.badInput, "checkpoint \(folder.path) was written for a different model config")
@@ -118,6 +117,22 @@ public final class Coordinator: Sendable {
                 }
             }
         }
+    }
+
+    /// The checkpoint to resume from: `--resume DIR` (a step folder, or a checkpoint directory's
+    /// newest), or with `--resume auto` the newest in the job's checkpoint directory if there is
+    /// one (a fresh start otherwise: what a restarted coordinator does).
+    private func checkpointToResume() throws -> URL? {
+        guard let resume else { return nil }
+        guard resume == "auto" else { return try CheckpointStore.resolve(URL(fileURLWithPath: resume)) }
+        let directory = URL(fileURLWithPath: config.training.checkpointDir!)
+        guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(CheckpointStore.latestFile).path) else {
+            output("--resume auto: no checkpoint in \(directory.path) yet; starting from the beginning")
+            return nil
+        }
+        let folder = try CheckpointStore.resolve(directory)
+        output("--resume auto: resuming from \(folder.path)")
+        return folder
     }
 
     /// Tokenises the configured data once into run-dir/tokens.safetensors (1-D int32) that workers

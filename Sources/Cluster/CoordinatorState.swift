@@ -38,7 +38,10 @@ public struct CoordinatorState {
         public var gone = false
     }
 
-    public enum Phase: Equatable { case admitting, starting, running, checkpointing, stopping, finished }
+    /// admitting → starting → running ⇄ checkpointing → stopping → finished; a failure while
+    /// starting, running or checkpointing goes to recovering (fault_tolerance.policy restart or
+    /// elastic), which admits the next membership and goes back to starting.
+    public enum Phase: Equatable { case admitting, starting, running, checkpointing, recovering, stopping, finished }
 
     public let config: TrainConfig
     public let configHash: String
@@ -49,6 +52,24 @@ public struct CoordinatorState {
     public private(set) var phase = Phase.admitting
     public private(set) var workers: [WorkerRecord] = []
     public private(set) var step: Int
+    /// The membership: 1 for the first, one more at every recovery. Every assignment, step and
+    /// failure report carries it, so messages of an aborted membership are recognised.
+    public private(set) var epoch: UInt64 = 1
+    /// The newest checkpoint written in this job (or the one it resumed from): where a recovery restarts.
+    public private(set) var lastCheckpoint: (path: String, step: Int)?
+    /// Workers that registered while the job was running: admitted at the next recovery.
+    public private(set) var standby: [WorkerRecord] = []
+    /// Recoveries so far (their times, for fault_tolerance.max_restarts within restart_window_s).
+    public private(set) var recoveries: [Double] = []
+    /// Sequences per step of the first membership (ranks × accumulation × micro-batch), kept across recoveries when the numbers allow.
+    public private(set) var globalBatch: Int?
+    /// The config the current membership runs (accumulation adjusted for its world size).
+    public private(set) var membershipConfig: TrainConfig
+    private var recoveryDeadline = 0.0
+    /// Workers told to reset that have not registered again (they get the shutdown if the job ends first).
+    private var resetting: [Data] = []
+    /// elastic: a worker is standing by and the world is below `cluster.workers`: grow at the next step boundary.
+    private var growRequested = false
     private var stepStartedAt = 0.0
     private var checkpointPath: String?
     private var stopAfterStep = false
@@ -65,8 +86,12 @@ public struct CoordinatorState {
         self.checkpointDir = config.training.checkpointDir
         self.resumeFrom = resumeFrom
         self.step = startStep
+        self.membershipConfig = config
+        if let resumeFrom { lastCheckpoint = (resumeFrom, startStep) }
         self.names = ParameterTable(config: config.model).entries.map(\.name)
     }
+
+    private var faultTolerance: FaultToleranceConfig { config.faultTolerance }
 
     public var worldSize: Int { workers.reduce(0) { $0 + $1.devices } }
 
@@ -77,6 +102,9 @@ public struct CoordinatorState {
         switch phase {
         case .finished: return nil
         case .stopping: return stepStartedAt + heartbeatTimeout
+        case .recovering:
+            let live = workers.filter { !$0.gone }
+            return (live.map { $0.lastSeen + heartbeatTimeout } + [recoveryDeadline]).min()
         default:
             let live = workers.filter { !$0.gone }
             return live.flatMap { [$0.lastSent + heartbeatInterval, $0.lastSeen + heartbeatTimeout] }.min()
@@ -95,6 +123,8 @@ public struct CoordinatorState {
             switch phase {
             case .admitting, .starting:
                 return finish(code: 130, message: "stopped before training started", now: now)
+            case .recovering:
+                return finish(code: 130, message: "stopped while recovering, at step \(step)", now: now)
             case .running, .checkpointing:
                 if !stopAfterStep {
                     stopAfterStep = true
@@ -115,15 +145,18 @@ public struct CoordinatorState {
         case .register:
             return register(m, from: id, now: now)
         case .ready:
-            guard let i = index(of: id), phase == .starting else { return [] }
+            guard let i = index(of: id), phase == .starting, (m.epoch ?? epoch) == epoch else { return [] }
             workers[i].ready = true
             if workers.allSatisfy(\.ready) {
+                if step >= config.training.totalSteps {
+                    return finish(code: 0, message: "the job has already finished: step \(step) of \(config.training.totalSteps)", now: now)
+                }
                 phase = .running
                 return [.log("all \(worldSize) ranks ready on \(workers.count) worker(s); training from step \(step)")] + startStep(now: now)
             }
             return []
         case .stepDone:
-            guard let i = index(of: id), phase == .running, m.step == step else { return [] }
+            guard let i = index(of: id), phase == .running, m.step == step, (m.epoch ?? epoch) == epoch else { return [] }
             workers[i].done = m
             guard workers.allSatisfy({ $0.done != nil }) else { return [] }
             return stepFinished(now: now)
@@ -133,15 +166,23 @@ public struct CoordinatorState {
             if workers[i].ranks.contains(0) { checkpointPath = m.path }
             guard workers.allSatisfy(\.checkpointed) else { return [] }
             phase = .running
+            if let checkpointPath { lastCheckpoint = (checkpointPath, step) }
             var actions: [Action] = [.log("checkpoint \(checkpointPath ?? "?")")]
             actions += afterCheckpoint(now: now)
             return actions
         case .failed:
-            let who = index(of: id).map { describe(workers[$0]) } ?? "a worker"
+            guard let i = index(of: id) else { return [] }
+            let reason = "\(describe(workers[i])) failed: \(m.reason ?? "unknown error")"
+            if faultTolerance.recovers {
+                // Reports of a membership already aborted (every survivor reports the lost peer) change nothing.
+                guard (m.epoch ?? epoch) == epoch, [.starting, .running, .checkpointing].contains(phase) else { return [] }
+                return recover(reason, now: now)
+            }
             // A worker that failed is leaving and will not say bye: do not wait for it.
-            if let i = index(of: id) { workers[i].gone = true }
-            return finish(code: 1, message: "\(who) failed: \(m.reason ?? "unknown error")", now: now)
+            workers[i].gone = true
+            return finish(code: 1, message: reason, now: now)
         case .bye:
+            resetting.removeAll { $0 == id }
             guard let i = index(of: id) else { return [] }
             workers[i].gone = true
             if phase == .stopping && workers.allSatisfy(\.gone) {
@@ -172,11 +213,25 @@ public struct CoordinatorState {
         if let h = m.configHash, h != configHash {
             return refuse("config hash \(h) differs from the job's \(configHash) (the worker was given another config file)")
         }
-        guard phase == .admitting else { return refuse("the job already has its \(config.cluster.workers) worker(s)") }
         guard let devices = m.devices, devices >= 1, let endpoints = m.endpoints, endpoints.count == devices else {
             return refuse("malformed registration (devices and endpoints do not match)")
         }
-        workers.append(WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now))
+        let record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
+        switch phase {
+        case .admitting, .recovering:
+            break
+        case .starting, .running, .checkpointing:
+            guard faultTolerance.recovers else { return refuse("the job already has its \(config.cluster.workers) worker(s)") }
+            // A replacement that arrived before the failure was noticed, or (elastic) a worker that grows the world.
+            guard !standby.contains(where: { $0.id == id }) else { return [] }
+            standby.append(record)
+            if faultTolerance.policy == "elastic" && workers.count < config.cluster.workers { growRequested = true }
+            return [.log("worker pid \(m.pid ?? 0) on \(m.host ?? "?") is standing by for the next membership")]
+        case .stopping, .finished:
+            return refuse("the job is ending")
+        }
+        resetting.removeAll { $0 == id }
+        workers.append(record)
         var actions: [Action] = [.log("worker \(workers.count)/\(config.cluster.workers) joined: pid \(m.pid ?? 0) on \(m.host ?? "?"), \(devices) device(s)")]
         guard workers.count == config.cluster.workers else { return actions }
         // World size is known: refuse the job if a worker expected another.
@@ -184,6 +239,32 @@ public struct CoordinatorState {
             workers.removeLast()
             return refuse("world size \(expected) expected by the worker, but the job has \(worldSize + devices)")
         }
+        return actions + assign(now: now)
+    }
+
+    /// Gives the admitted workers their ranks: the next membership starts.
+    private mutating func assign(now: Double) -> [Action] {
+        var actions: [Action] = []
+        // The global batch of the first membership is kept when the new world size divides it.
+        var jobConfig = config
+        let micro = config.training.microBatchSize
+        if let g = globalBatch {
+            let perStep = worldSize * micro
+            let accumulation = max(1, Int((Double(g) / Double(perStep)).rounded()))
+            jobConfig.training.gradientAccumulationSteps = accumulation
+            if accumulation * perStep == g {
+                if accumulation != config.training.gradientAccumulationSteps {
+                    actions.append(.log("\(worldSize) ranks × accumulation \(accumulation) keep the global batch of \(g) sequences"))
+                }
+            } else {
+                actions.append(.log("the global batch changes from \(g) to \(accumulation * perStep) sequences (\(worldSize) ranks × accumulation \(accumulation) × micro-batch \(micro)); the sample order continues where it stood"))
+            }
+        } else {
+            globalBatch = worldSize * micro * config.training.gradientAccumulationSteps
+        }
+        membershipConfig = jobConfig
+        let resumeFolder = lastCheckpoint?.path
+        step = lastCheckpoint?.step ?? 0
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.
         var rank = 0
         var all: [String] = []
@@ -199,17 +280,62 @@ public struct CoordinatorState {
             a.ranks = w.ranks
             a.worldSize = worldSize
             a.jobID = jobID
-            a.epoch = 1
-            a.config = config
+            a.epoch = epoch
+            a.config = jobConfig
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
             a.tokenFile = tokenFile
-            a.resumeFrom = resumeFrom
+            a.resumeFrom = resumeFolder
             a.partitionPlan = plan
             a.step = step
             actions.append(.send(to: w.id, a))
         }
-        actions.append(.log("assigned \(worldSize) ranks; global batch \(worldSize * config.training.microBatchSize * config.training.gradientAccumulationSteps) sequences"))
+        actions.append(.log("assigned \(worldSize) ranks (membership \(epoch)); global batch \(worldSize * micro * jobConfig.training.gradientAccumulationSteps) sequences"
+                            + (resumeFolder.map { "; from \($0) at step \(step)" } ?? "")))
         return actions
+    }
+
+    // MARK: recovery
+
+    /// A worker was lost or a device failed: under `fault_tolerance.policy` restart or elastic the
+    /// membership ends — every step in flight is abandoned on every rank, so no update is applied
+    /// on some ranks and not others — the workers are told to reset, and the next membership
+    /// (survivors, a returning worker, replacements) restarts from the last checkpoint.
+    private mutating func recover(_ reason: String, now: Double) -> [Action] {
+        let window = faultTolerance.restartWindowSeconds
+        recoveries = recoveries.filter { now - $0 < window } + [now]
+        if recoveries.count > faultTolerance.maxRestarts {
+            return finish(code: 1, message: "\(reason); giving up after \(faultTolerance.maxRestarts) recoveries within \(Int(window)) s (fault_tolerance.max_restarts)", now: now)
+        }
+        epoch += 1
+        phase = .recovering
+        recoveryDeadline = now + faultTolerance.rejoinTimeoutSeconds
+        growRequested = false
+        var reset = ControlMessage(.reset)
+        reset.epoch = epoch
+        reset.reason = reason
+        var actions: [Action] = [.log("recovery \(recoveries.count): \(reason); membership \(epoch) restarts from "
+                                      + (lastCheckpoint.map { "\($0.path) (step \($0.step))" } ?? "the initial state (no checkpoint yet)")
+                                      + "; waiting up to \(Int(faultTolerance.rejoinTimeoutSeconds)) s for \(config.cluster.workers) worker(s)")]
+        for w in workers where !w.gone {
+            actions.append(.send(to: w.id, reset))
+            resetting.append(w.id)
+        }
+        workers = standby
+        standby = []
+        for i in workers.indices { workers[i].lastSeen = now }
+        if workers.count == config.cluster.workers { return actions + assign(now: now) }
+        return actions
+    }
+
+    /// The rejoin window ended without a full membership.
+    private mutating func recoveryTimedOut(now: Double) -> [Action] {
+        let have = workers.filter { !$0.gone }.count
+        if faultTolerance.policy == "elastic" && have >= faultTolerance.minWorkers && have >= 1 {
+            workers.removeAll(where: \.gone)
+            return [.log("no replacement within \(Int(faultTolerance.rejoinTimeoutSeconds)) s: continuing on \(have) worker(s) (fault_tolerance.policy elastic)")]
+                + assign(now: now)
+        }
+        return finish(code: 1, message: "no replacement worker registered within \(Int(faultTolerance.rejoinTimeoutSeconds)) s (fault_tolerance.rejoin_timeout_s); \(have) of \(config.cluster.workers) worker(s) present", now: now)
     }
 
     private mutating func startStep(now: Double) -> [Action] {
@@ -217,6 +343,7 @@ public struct CoordinatorState {
         let interval = config.cluster.divergenceCheckInterval
         var m = ControlMessage(.step)
         m.step = step
+        m.epoch = epoch
         m.checksum = interval > 0 && ((step + 1) % interval == 0 || step + 1 == config.training.totalSteps)
         var actions: [Action] = []
         for i in workers.indices {
@@ -257,7 +384,7 @@ public struct CoordinatorState {
         }
         step += 1
         let interval = config.training.checkpointInterval
-        let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || (interval > 0 && step % interval == 0))
+        let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || growRequested || (interval > 0 && step % interval == 0))
         if due, let dir = checkpointDir {
             // Every rank takes part (sharded optimizer state is gathered); rank 0 writes.
             phase = .checkpointing
@@ -277,6 +404,9 @@ public struct CoordinatorState {
         if stopAfterStep {
             return finish(code: 130, message: "stopped at step \(step)", now: now)
         }
+        if growRequested && (checkpointDir == nil || lastCheckpoint?.step == step) {
+            return recover("\(standby.count) worker(s) standing by: growing the world", now: now)
+        }
         return startStep(now: now)
     }
 
@@ -287,6 +417,10 @@ public struct CoordinatorState {
         var s = ControlMessage(.shutdown)
         s.reason = message
         for w in workers where !w.gone { actions.append(.send(to: w.id, s)) }
+        for id in resetting where index(of: id) == nil { actions.append(.send(to: id, s)) }
+        for w in standby { actions.append(.send(to: w.id, s)) }
+        resetting = []
+        standby = []
         if workers.allSatisfy(\.gone) || workers.isEmpty {
             phase = .finished
             return actions + [.exit(code: code, message: message)]
@@ -311,10 +445,20 @@ public struct CoordinatorState {
             return []
         }
         guard phase != .finished else { return [] }
+        if phase == .recovering {
+            for i in workers.indices where !workers[i].gone && now >= workers[i].lastSeen + heartbeatTimeout {
+                workers[i].gone = true
+                actions.append(.log("lost \(describe(workers[i])) while recovering"))
+            }
+            workers.removeAll(where: \.gone)
+            return now >= recoveryDeadline ? actions + recoveryTimedOut(now: now) : actions
+        }
         for i in workers.indices where !workers[i].gone {
             if now >= workers[i].lastSeen + heartbeatTimeout {
                 workers[i].gone = true
-                return finish(code: 1, message: "lost \(describe(workers[i])): no message for \(String(format: "%.1f", now - workers[i].lastSeen)) s", now: now)
+                let reason = "lost \(describe(workers[i])): no message for \(String(format: "%.1f", now - workers[i].lastSeen)) s"
+                if faultTolerance.recovers && phase != .admitting { return recover(reason, now: now) }
+                return finish(code: 1, message: reason, now: now)
             }
             if now >= workers[i].lastSent + heartbeatInterval {
                 workers[i].lastSent = now

@@ -1,5 +1,6 @@
 import Common
 import Foundation
+import Training
 
 /// `zerotrain local`: a coordinator and N workers on this host, as separate processes of this
 /// executable. The control plane runs over a Unix socket (ipc) whose name the launcher picks, so
@@ -31,7 +32,9 @@ public final class LocalCluster: Sendable {
     public static let childExitGrace: Duration = .seconds(10)
 
     private struct Events {
-        var coordinatorStatus: Int32?
+        var coordinatorStatus: (status: Int32, signalled: Bool)?
+        /// Workers (by slot) that exited since the loop last looked, with how.
+        var workerExits: [(slot: Int, status: Int32, signalled: Bool)] = []
         var running = 0
         var stop = false
     }
@@ -70,7 +73,9 @@ public final class LocalCluster: Sendable {
         var children: [Process] = []
         var lifelines: [Pipe] = []
         let events = self.events
-        func spawn(_ args: [String], stdout: Any) throws -> Process {
+        /// Role of a child: the coordinator, or the worker of a slot (0..<workers).
+        enum Role { case coordinator, worker(Int) }
+        func spawn(_ args: [String], stdout: Any, role: Role) throws -> Process {
             let p = Process()
             p.executableURL = executable
             p.arguments = args
@@ -81,11 +86,14 @@ public final class LocalCluster: Sendable {
             p.standardInput = lifeline
             p.standardOutput = stdout
             p.standardError = FileHandle.standardError
-            let isCoordinator = children.isEmpty
             p.terminationHandler = { p in
+                let signalled = p.terminationReason == .uncaughtSignal
                 events.withLock { e in
                     e.running -= 1
-                    if isCoordinator { e.coordinatorStatus = p.terminationStatus }
+                    switch role {
+                    case .coordinator: e.coordinatorStatus = (p.terminationStatus, signalled)
+                    case let .worker(slot): e.workerExits.append((slot, p.terminationStatus, signalled))
+                    }
                 }
             }
             events.withLock { $0.running += 1 }
@@ -118,26 +126,47 @@ public final class LocalCluster: Sendable {
             _ = fm.createFile(atPath: log.path, contents: nil)
             coordinatorOut = try FileHandle(forWritingTo: log)
         }
-        let coordinator = try spawn(coordinatorArgs, stdout: coordinatorOut)
-        for i in 0..<options.workers {
-            let log = options.runDirectory.appendingPathComponent("worker-\(i).log")
-            _ = fm.createFile(atPath: log.path, contents: nil)
+        var coordinator = try spawn(coordinatorArgs, stdout: coordinatorOut, role: .coordinator)
+        func startWorker(_ slot: Int) throws -> Process {
+            let log = options.runDirectory.appendingPathComponent("worker-\(slot).log")
+            if !fm.fileExists(atPath: log.path) { _ = fm.createFile(atPath: log.path, contents: nil) }
             let handle = try FileHandle(forWritingTo: log)
+            handle.seekToEndOfFile()
             var args = ["worker", "--coordinator", endpoint, "--devices", String(options.devices)]
             if let t = options.threads { args += ["--threads", String(t)] }
-            _ = try spawn(args, stdout: handle)
+            return try spawn(args, stdout: handle, role: .worker(slot))
         }
-        // A worker that dies is noticed by the coordinator (heartbeats), which fails the job.
+        var workers = try (0..<options.workers).map(startWorker)
+        // With fault_tolerance.policy restart or elastic, dead children are replaced: a worker
+        // that died (a signal, or exit 1) by a new worker, a coordinator killed by a signal by a
+        // new coordinator that resumes from the newest checkpoint (`--resume auto`). The job's
+        // coordinator decides what the new membership is; the launcher only keeps processes alive.
+        let faultTolerance = (try? TrainConfig.load(path: options.configPath))?.faultTolerance ?? FaultToleranceConfig()
+        var replacements = 0
+        func mayReplace() -> Bool { faultTolerance.recovers && replacements < faultTolerance.maxRestarts * max(1, options.workers) }
+        func say(_ line: String) { FileHandle.standardError.write(Data(("local: " + line + "\n").utf8)) }
         var forwarded = false
         while true {
-            enum Next { case exited(Int32), stop }
+            enum Next { case exited(Int32, signalled: Bool), workers([(slot: Int, status: Int32, signalled: Bool)]), stop }
             let next = events.wait { e -> Next? in
-                if let status = e.coordinatorStatus { return .exited(status) }
+                if let c = e.coordinatorStatus { e.coordinatorStatus = nil; return .exited(c.status, signalled: c.signalled) }
+                if !e.workerExits.isEmpty { defer { e.workerExits = [] }; return .workers(e.workerExits) }
                 return e.stop && !forwarded ? .stop : nil
             }
             switch next {
-            case let .exited(status):
-                return status
+            case let .exited(status, signalled):
+                guard signalled && !forwarded && mayReplace() else { return signalled ? 128 + status : status }
+                replacements += 1
+                say("the coordinator (pid \(coordinator.processIdentifier)) was killed by signal \(status); starting a new one that resumes from the newest checkpoint")
+                var args = coordinatorArgs
+                if let i = args.firstIndex(of: "--resume") { args.removeSubrange(i...(i + 1)) }
+                coordinator = try spawn(args + ["--resume", "auto"], stdout: coordinatorOut, role: .coordinator)
+            case let .workers(exits):
+                for exit in exits where !forwarded && (exit.signalled || exit.status == 1) && mayReplace() {
+                    replacements += 1
+                    say("worker \(exit.slot) (pid \(workers[exit.slot].processIdentifier)) " + (exit.signalled ? "was killed by signal \(exit.status)" : "exited with status 1") + "; starting a replacement")
+                    workers[exit.slot] = try startWorker(exit.slot)
+                }
             case .stop:
                 forwarded = true
                 kill(coordinator.processIdentifier, SIGTERM)

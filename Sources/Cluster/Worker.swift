@@ -36,7 +36,7 @@ public final class Worker: Sendable {
     public let options: Options
     public let network: any ClusterNetwork
     private let output: @Sendable (String) -> Void
-    private let mailbox = Mailbox<DeviceReport>()
+    private let mailbox = Mailbox<(generation: Int, report: DeviceReport)>()
 
     public init(options: Options, network: any ClusterNetwork,
                 output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
@@ -66,6 +66,8 @@ public final class Worker: Sendable {
         settings.connectTimeoutSeconds = options.connectTimeoutSeconds
         var state = WorkerState(settings: settings)
         var devices: [Device] = []
+        /// Devices of each assignment are one generation; reports of an older one are dropped.
+        var generation = 0
         let wakeup = client.wakeup
         let clock = ContinuousClock(), origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
@@ -81,7 +83,18 @@ public final class Worker: Sendable {
                     let delivered = try client.send(m.encoded())
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
-                    devices = startDevices(a, links: &links)
+                    generation += 1
+                    devices = startDevices(a, links: &links, generation: generation)
+                case .rebindLinks:
+                    // The old devices own (and closed) their links; unused ones are reused.
+                    let missing = options.devices - links.count
+                    if missing > 0 {
+                        links += try (0..<missing).map {
+                            try network.bindRingLink(device: links.count + $0, devices: options.devices, advertiseHost: options.advertiseHost)
+                        }
+                    }
+                    devices = []
+                    queue += state.event(.linksBound(links.map(\.boundEndpoint), now: now()))
                 case let .order(o):
                     for d in devices { d.order(Self.deviceOrder(o)) }
                 case .stopDevices:
@@ -116,7 +129,7 @@ public final class Worker: Sendable {
                 }
             case .wakeup:
                 let (reports, stop) = mailbox.take()
-                for r in reports { actions += state.event(.device(r, now: now())) }
+                for r in reports where r.generation == generation { actions += state.event(.device(r.report, now: now())) }
                 if stop { actions += state.event(.stopRequested(now: now())) }
             case .deadline:
                 actions = state.event(.tick(now: now()))
@@ -125,12 +138,12 @@ public final class Worker: Sendable {
         }
     }
 
-    private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink]) -> [Device] {
+    private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink], generation: Int) -> [Device] {
         let threads = options.threads ?? a.config.training.threads
         // Several devices call BLAS concurrently: each call must stay on its caller's thread.
         GEMM.setThreads(options.devices > 1 ? 1 : threads)
         let mailbox = self.mailbox
-        let report: @Sendable (DeviceReport) -> Void = { mailbox.post($0) }
+        let report: @Sendable (DeviceReport) -> Void = { mailbox.post((generation, $0)) }
         var devices: [Device] = []
         for (d, rank) in a.ranks.enumerated() {
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,

@@ -99,6 +99,8 @@ public struct WorkerState {
         case stopRequested(now: Double)
         /// A deadline (`nextDeadline`) passed.
         case tick(now: Double)
+        /// New ring links are bound (after `rebindLinks`), with their data endpoints.
+        case linksBound([String], now: Double)
     }
 
     /// What the job gave this worker.
@@ -135,14 +137,22 @@ public struct WorkerState {
         /// The same order to every device.
         case order(DeviceOrder)
         case stopDevices
+        /// The devices have stopped for a new membership: bind fresh ring links (`linksBound`).
+        case rebindLinks
         case log(String)
         /// Leave: close the control connection (letting a last message out) and exit.
         case exit(Outcome)
     }
 
-    public enum Phase: Equatable { case idle, registering, starting, ready, stepping, checkpointing, stopping, done }
+    /// idle → registering → starting → ready ⇄ stepping / checkpointing → stopping → done. With
+    /// fault tolerance (the job's `fault_tolerance.policy` restart or elastic), a failed device
+    /// leads to `awaiting` (the coordinator decides), and a reset or a lost coordinator to
+    /// `resetting` (devices stop, new links are bound) and back to `registering`.
+    public enum Phase: Equatable { case idle, registering, starting, ready, stepping, checkpointing, awaiting, resetting, stopping, done }
 
     public let settings: Settings
+    /// The data endpoints registered: the settings' at first, new ones after every reset.
+    public private(set) var endpoints: [String]
     public private(set) var phase = Phase.idle
     public private(set) var assignment: Assignment?
     private var started = 0.0
@@ -157,9 +167,21 @@ public struct WorkerState {
     private var currentStep = 0
     private var checksumRequested = false
     private var stopDeadline = 0.0
+    /// Devices built for the current assignment (0 before one).
+    private var startedDevices = 0
     private var outcome = Outcome.finished
 
-    public init(settings: Settings) { self.settings = settings }
+    /// How long registering may take: `connectTimeoutSeconds` at first; after a reset, at least the job's rejoin window.
+    private var connectWindow: Double
+
+    public init(settings: Settings) {
+        self.settings = settings
+        self.endpoints = settings.endpoints
+        self.connectWindow = settings.connectTimeoutSeconds
+    }
+
+    /// Whether the job recovers from failures (known once assigned).
+    private var recovers: Bool { assignment?.config.faultTolerance.recovers ?? false }
 
     private var heartbeatInterval: Double { Double(assignment?.config.cluster.heartbeatIntervalMs ?? 500) / 1000 }
     private var heartbeatTimeout: Double { Double(assignment?.config.cluster.heartbeatTimeoutMs ?? 10_000) / 1000 }
@@ -168,9 +190,9 @@ public struct WorkerState {
     public var nextDeadline: Double? {
         switch phase {
         case .idle, .done: return nil
-        case .registering: return min(nextRegistration, started + settings.connectTimeoutSeconds)
-        case .stopping: return stopDeadline
-        case .starting, .ready, .stepping, .checkpointing: return min(lastBeat + heartbeatInterval, lastHeard + heartbeatTimeout)
+        case .registering: return min(nextRegistration, started + connectWindow)
+        case .stopping, .resetting: return stopDeadline
+        case .starting, .ready, .stepping, .checkpointing, .awaiting: return min(lastBeat + heartbeatInterval, lastHeard + heartbeatTimeout)
         }
     }
 
@@ -201,6 +223,9 @@ public struct WorkerState {
         case let .tick(t):
             now = t
             actions = []
+        case let .linksBound(e, t):
+            now = t
+            actions = linksBound(e, now: now)
         }
         return actions + timers(now)
     }
@@ -224,13 +249,16 @@ public struct WorkerState {
                                successors: successors, resumeFrom: m.resumeFrom, partitionPlan: m.partitionPlan)
             assignment = a
             phase = .starting
+            startedDevices = settings.devices
             lastBeat = now
             return [.log("worker pid \(settings.pid): ranks \(ranks.map(String.init).joined(separator: ",")) of \(worldSize)"),
                     .startDevices(a)]
         case (.registering, _):
             return []
-        case (.stopping, _):
+        case (.stopping, _), (.resetting, _):
             return []
+        case (_, .reset):
+            return reset("the coordinator started membership \(m.epoch.map(String.init) ?? "?"): \(m.reason ?? "")", now: now)
         case (_, .shutdown):
             outcome = .finished
             return stopDevices(now: now)
@@ -255,19 +283,29 @@ public struct WorkerState {
         switch report {
         case let .stopped(device):
             stoppedDevices.insert(device)
-            if phase == .stopping && stoppedDevices.count == settings.devices { return leave() }
+            guard stoppedDevices.count == settings.devices else { return [] }
+            if phase == .stopping { return leave() }
+            if phase == .resetting { return [.rebindLinks] }
             return []
         case let .failed(_, failure):
-            guard phase != .stopping, phase != .done else { return [] }
+            guard phase != .stopping, phase != .done, phase != .resetting, phase != .awaiting else { return [] }
             var f = ControlMessage(.failed)
             f.reason = failure.description
+            f.epoch = assignment?.epoch
+            if recovers {
+                // The coordinator decides: a reset (recovery) or a shutdown.
+                phase = .awaiting
+                return [.send(f), .stopDevices, .log("device failed: \(failure.description); waiting for the coordinator")]
+            }
             return [.send(f), .stopDevices] + exit(.failed(failure.description, cause: failure))
         case let .ready(device):
             guard phase == .starting else { return [] }
             readyDevices.insert(device)
             guard readyDevices.count == settings.devices else { return [] }
             phase = .ready
-            return [.send(ControlMessage(.ready))]
+            var r = ControlMessage(.ready)
+            r.epoch = assignment?.epoch
+            return [.send(r)]
         case let .stepDone(device, r):
             guard phase == .stepping else { return [] }
             stepReports[device] = r
@@ -276,6 +314,7 @@ public struct WorkerState {
             let reports = (0..<settings.devices).compactMap { stepReports[$0] }
             var done = ControlMessage(.stepDone)
             done.step = currentStep
+            done.epoch = assignment?.epoch
             done.metrics = reports[0].metrics
             // The time split of the slowest device, so that its parts add up to its step.
             let slowest = reports.max { $0.computeSeconds + $0.exposedCommunicationSeconds < $1.computeSeconds + $1.exposedCommunicationSeconds }
@@ -301,7 +340,7 @@ public struct WorkerState {
         switch phase {
         case .idle, .registering:
             return exit(.stopped)
-        case .starting, .ready, .stepping, .checkpointing:
+        case .starting, .ready, .stepping, .checkpointing, .awaiting, .resetting:
             var f = ControlMessage(.failed)
             f.reason = "worker pid \(settings.pid) on \(settings.host) was stopped by a signal"
             outcome = .stopped
@@ -316,24 +355,63 @@ public struct WorkerState {
     private mutating func timers(_ now: Double) -> [Action] {
         switch phase {
         case .registering:
-            if now >= started + settings.connectTimeoutSeconds {
-                return exit(.failed("no coordinator answered at \(settings.coordinator) within \(Int(settings.connectTimeoutSeconds)) s"))
+            if now >= started + connectWindow {
+                return exit(.failed("no coordinator answered at \(settings.coordinator) within \(Int(connectWindow)) s"))
             }
             guard now >= nextRegistration else { return [] }
             nextRegistration = now + backoff
             return [.register(registration)]
-        case .starting, .ready, .stepping, .checkpointing:
+        case .starting, .ready, .stepping, .checkpointing, .awaiting:
             if now >= lastHeard + heartbeatTimeout {
-                return [.stopDevices] + exit(.failed("lost the coordinator at \(settings.coordinator): no message for \(Int(heartbeatTimeout)) s"))
+                let why = "lost the coordinator at \(settings.coordinator): no message for \(Int(heartbeatTimeout)) s"
+                // With fault tolerance, wait for it to come back (a restarted coordinator re-admits the workers).
+                if recovers { return reset(why + "; registering again", now: now) }
+                return [.stopDevices] + exit(.failed(why))
             }
             guard now >= lastBeat + heartbeatInterval else { return [] }
             lastBeat = now
             return [.send(ControlMessage(.heartbeat))]
         case .stopping:
             return now >= stopDeadline ? leave() : []
+        case .resetting:
+            guard now >= stopDeadline else { return [] }
+            stopDeadline = .infinity
+            return [.log("not every device stopped within \(settings.deviceStopGraceSeconds) s; binding new links anyway"), .rebindLinks]
         case .idle, .done:
             return []
         }
+    }
+
+    // MARK: new memberships
+
+    /// Stops the devices for a new membership; the links are rebound once they have stopped.
+    private mutating func reset(_ why: String, now: Double) -> [Action] {
+        phase = .resetting
+        stopDeadline = now + settings.deviceStopGraceSeconds
+        var actions: [Action] = [.log(why)]
+        if assignment == nil || stoppedDevices.count == settings.devices || startedDevices == 0 {
+            actions.append(.rebindLinks)
+        } else {
+            actions.append(.stopDevices)
+        }
+        return actions
+    }
+
+    private mutating func linksBound(_ e: [String], now: Double) -> [Action] {
+        guard phase == .resetting else { return [] }
+        endpoints = e
+        connectWindow = max(settings.connectTimeoutSeconds, assignment?.config.faultTolerance.rejoinTimeoutSeconds ?? 0)
+        assignment = nil
+        readyDevices = []
+        stoppedDevices = []
+        stepReports = [:]
+        checkpointPaths = [:]
+        startedDevices = 0
+        phase = .registering
+        started = now
+        backoff = 0.05
+        nextRegistration = now
+        return []
     }
 
     private var registration: ControlMessage {
@@ -343,7 +421,7 @@ public struct WorkerState {
         r.configHash = settings.configHash
         r.expectedWorldSize = settings.expectedWorldSize
         r.devices = settings.devices
-        r.endpoints = settings.endpoints
+        r.endpoints = endpoints
         r.host = settings.host
         r.pid = settings.pid
         return r

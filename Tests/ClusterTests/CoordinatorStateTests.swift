@@ -54,9 +54,16 @@ import Training
         #expect(second.partitionPlan == plan && plan.worldSize == 3)
         #expect(plan.totalCount == ParameterTable(config: try Self.config().model).count)
         #expect(plan.shardRange(0).lowerBound == 0 && plan.shardRange(2).upperBound == plan.totalCount)
-        // A third worker is refused: the job is full.
+        // A third worker stands by for the next membership (fault_tolerance.policy restart) …
         let late = sends(s.event(.message(from: c, Self.register(), now: 0)))
-        #expect(late.first?.1.kind == .refused)
+        #expect(late.isEmpty && s.standby.count == 1)
+        // … and without fault tolerance it is refused: the job is full.
+        var cfg = try Self.config()
+        cfg.faultTolerance.policy = "stop"
+        var strict = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        _ = strict.event(.message(from: a, Self.register(devices: 2), now: 0))
+        _ = strict.event(.message(from: b, Self.register(devices: 1), now: 0))
+        #expect(sends(strict.event(.message(from: c, Self.register(), now: 0))).first?.1.kind == .refused)
     }
 
     @Test func drivesStepsCheckpointsAndShutsDown() throws {
@@ -91,8 +98,10 @@ import Training
     }
 
     /// Workers a and b registered and ready; step 0 ordered.
-    func twoWorkersTraining() throws -> CoordinatorState {
-        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+    func twoWorkersTraining(policy: String = "restart") throws -> CoordinatorState {
+        var cfg = try Self.config()
+        cfg.faultTolerance.policy = policy
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
         for id in [a, b] { _ = s.event(.message(from: id, Self.register(), now: 0)) }
         for id in [a, b] { _ = s.event(.message(from: id, ControlMessage(.ready), now: 0)) }
         return s
@@ -112,6 +121,7 @@ import Training
 
     @Test func silentWorkerFailsTheJobAfterTheTimeout() throws {
         var cfg = try Self.config()
+        cfg.faultTolerance.policy = "stop"
         cfg.cluster.heartbeatIntervalMs = 100
         cfg.cluster.heartbeatTimeoutMs = 1000
         var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
@@ -161,7 +171,7 @@ extension CoordinatorStateTests {
     /// A worker that reports a failure is not waited for: the others are shut down, and once they
     /// said bye the job exits 1 at once.
     @Test func aFailedWorkerIsNotWaitedFor() throws {
-        var s = try twoWorkersTraining()
+        var s = try twoWorkersTraining(policy: "stop")
         var failed = ControlMessage(.failed)
         failed.reason = "worker pid 7 on h was stopped by a signal"
         let out = s.event(.message(from: b, failed, now: 1))

@@ -14,20 +14,22 @@ import Zero
         return s
     }
 
-    static func config() throws -> TrainConfig {
+    /// The policy "stop" by default: these tests pin the behaviour without recovery (WorkerRecoveryTests has the rest).
+    static func config(policy: String = "stop") throws -> TrainConfig {
         var c = try TrainConfig.parse(text: "model: {num_layers: 1, hidden_size: 8, num_attention_heads: 2}")
         c.cluster.heartbeatIntervalMs = 100
         c.cluster.heartbeatTimeoutMs = 1000
+        c.faultTolerance.policy = policy
         return c
     }
 
-    static func assign(ranks: [Int] = [0, 1]) throws -> ControlMessage {
+    static func assign(ranks: [Int] = [0, 1], policy: String = "stop") throws -> ControlMessage {
         var a = ControlMessage(.assign)
         a.ranks = ranks
         a.worldSize = 4
         a.jobID = 9
         a.epoch = 1
-        a.config = try config()
+        a.config = try config(policy: policy)
         a.successors = ranks.map { "tcp://next:\($0)" }
         return a
     }

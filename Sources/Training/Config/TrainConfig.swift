@@ -89,6 +89,8 @@ public struct TrainConfig: ConfigSection, Equatable {
     public var zero: ZeroConfig
     /// The device memory budget (modelled on a GPU profile); nil = unlimited.
     public var device: DeviceConfig?
+    /// What the job does when a worker or the coordinator fails.
+    public var faultTolerance = FaultToleranceConfig()
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
                 cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil) {
@@ -106,6 +108,7 @@ public struct TrainConfig: ConfigSection, Equatable {
     public static let fields: [ConfigField<Self>] = [
         .required("model", \.model), .init("training", \.training), .init("data", \.data),
         .init("cluster", \.cluster), .init("zero", \.zero), .init("device", \.device),
+        .init("fault_tolerance", \.faultTolerance),
     ]
 
     /// Cross-section rules plus each section's own.
@@ -120,6 +123,7 @@ public struct TrainConfig: ConfigSection, Equatable {
         }
         try training.validate(path: "training")
         try cluster.validate(path: "cluster")
+        try faultTolerance.validate(path: "fault_tolerance")
         try zero.validate(path: "zero")
         do {
             try device?.validate(path: "device")
