@@ -17,9 +17,11 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         case step
         /// worker → coordinator: update `step` finished (`metrics`, `checksums`, timings).
         case stepDone = "step_done"
-        /// coordinator → worker hosting rank 0: write a checkpoint into `directory`.
+        /// coordinator → workers: every rank snapshots its shard of the state after update `step`
+        /// and writes it into `directory`'s pending folder in the background.
         case checkpoint
-        /// worker → coordinator: checkpoint written at `path`.
+        /// worker → coordinator: its ranks' shards of checkpoint `step` are written (`shards`);
+        /// once every rank's is in, the coordinator writes the manifest and commits.
         case checkpointDone = "checkpoint_done"
         /// both ways, every heartbeat interval.
         case heartbeat
@@ -45,6 +47,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var endpoints: [String]?
     public var host: String?
     public var pid: Int?
+    /// register: the shards the worker holds in memory (in-memory replicas).
+    public var replicas: [ReplicaInfo]?
     // refused, shutdown, failed
     public var reason: String?
     // assign
@@ -56,11 +60,15 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var successors: [String]?
     public var tokenFile: String?
     public var resumeFrom: String?
+    /// assign: restore from the workers' in-memory replicas instead of `resumeFrom`.
+    public var restore: ReplicaRestore?
     /// Which rank owns which elements of the flat buffers (ZeRO shards), computed by the coordinator.
     public var partitionPlan: PartitionPlan?
     // step, step_done, checkpoint
     public var step: Int?
     public var checksum: Bool?
+    /// step: after the update, refresh the in-memory replicas (fault_tolerance.replica_interval).
+    public var replicate: Bool?
     public var metrics: StepMetrics?
     /// Per device of the worker (in rank order), per parameter tensor.
     public var checksums: [[UInt64]]?
@@ -72,6 +80,12 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var memory: [MemoryLedger.Snapshot]?
     public var directory: String?
     public var path: String?
+    /// checkpoint_done: per device (rank order), its shard file and rank 0's data cursor and schedule.
+    public var shards: [ShardRecord]?
+    /// step_done: seconds the slowest device spent on checkpoint snapshots since its previous step.
+    public var checkpointSeconds: Double?
+    /// step_done: seconds the slowest device spent on its replica snapshot after the step.
+    public var replicaSeconds: Double?
 
     public init(_ kind: Kind) { self.kind = kind }
 

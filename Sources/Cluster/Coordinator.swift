@@ -3,6 +3,7 @@ import Comm
 import Common
 import Data
 import Foundation
+import Model
 import Telemetry
 import Training
 import Zero
@@ -49,11 +50,11 @@ public final class Coordinator: Sendable {
         var startStep = 0
         var resumeFolder: String?
         if let folder = try checkpointToResume() {
-            let state = try CheckpointStore.state(of: folder, as: TrainConfig.self)
-            guard state.config.model == config.model else {
-                throw ClusterError(.badInput, "checkpoint \(folder.path) was written for a different model config")
+            let manifest = try CheckpointReader<TrainConfig>(folder).manifest
+            guard manifest.config.model == config.model else {
+                throw ClusterError(.badInput, "checkpoint \(folder.path) was written for a different model config (\(manifest.config.model.numLayers) layers, hidden \(manifest.config.model.hiddenSize)); the job's has \(config.model.numLayers) layers, hidden \(config.model.hiddenSize)")
             }
-            startStep = state.step
+            startStep = manifest.step
             resumeFolder = folder.path
         }
         let server = try network.listen(listen)
@@ -90,32 +91,67 @@ public final class Coordinator: Sendable {
                 }
             }
             actions += state.event(.tick(now: now()))
+            if let code = try perform(actions, state: &state, server: server, metrics: metrics, progress: progress, now: now) {
+                return code
+            }
+        }
+    }
+
+    /// Carries out the state's actions, and those its follow-up events (a commit's outcome) lead
+    /// to; the exit code once the state says exit.
+    private func perform(_ initial: [CoordinatorState.Action], state: inout CoordinatorState, server: any ControlServer,
+                         metrics: MetricsLog, progress: ProgressLine, now: () -> Double) throws -> Int32? {
+        var actions = initial
+        while !actions.isEmpty {
+            let batch = actions
+            actions = []
             // Messages first: the next step starts before this one's metrics are written. A message
             // broadcast to every worker (step, checkpoint, shutdown) is encoded once.
             var encoded: (message: ControlMessage, data: Data)?
-            for case let .send(peer, message) in actions {
+            for case let .send(peer, message) in batch {
                 if encoded?.message != message { encoded = (message, message.encoded()) }
                 _ = try server.send(encoded!.data, to: peer)
             }
-            for action in actions {
+            for action in batch {
                 switch action {
                 case .send:
                     break
                 case let .log(line):
                     progress.log(line)
-                case let .record(m, compute, exposed, idle, bytes, memory):
+                case let .record(m, compute, exposed, idle, checkpointSeconds, bytes, memory):
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
+                                                         checkpointSeconds: checkpointSeconds,
                                                          bytesSentPerRank: bytes, memoryPerRank: memory))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
+                case let .prepareCheckpoint(step):
+                    let pending = CheckpointStore(directory: URL(fileURLWithPath: config.training.checkpointDir!)).pendingFolder(step: step)
+                    try? FileManager.default.removeItem(at: pending)
+                case let .commit(step, jobConfig, shards):
+                    actions += state.event(commit(step: step, config: jobConfig, shards: shards, now: now()))
                 case let .exit(code, message):
                     progress.finish()
                     if code != 0 && code != 130 { output("job failed: \(message)") }
                     return code
                 }
             }
+        }
+        return nil
+    }
+
+    /// Writes the manifest of a checkpoint whose shards are all written, and commits it.
+    private func commit(step: Int, config jobConfig: TrainConfig, shards: [ShardRecord], now: Double) -> CoordinatorState.Event {
+        do {
+            let store = CheckpointStore(directory: URL(fileURLWithPath: jobConfig.training.checkpointDir!))
+            let extra = try store.writeHuggingFaceConfig(jobConfig.model, step: step)
+            let manifest = try CheckpointManifest(config: jobConfig, stage: jobConfig.zero.stage, table: ParameterTable(config: jobConfig.model),
+                                                  shards: shards, extraFiles: [extra].compactMap { $0 })
+            let folder = try store.commit(manifest, keep: jobConfig.training.checkpointKeep)
+            return .committed(step: step, path: folder.path, error: nil, now: now)
+        } catch {
+            return .committed(step: step, path: nil, error: "\(error)", now: now)
         }
     }
 
@@ -125,12 +161,11 @@ public final class Coordinator: Sendable {
     private func checkpointToResume() throws -> URL? {
         guard let resume else { return nil }
         guard resume == "auto" else { return try CheckpointStore.resolve(URL(fileURLWithPath: resume)) }
-        let directory = URL(fileURLWithPath: config.training.checkpointDir!)
-        guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(CheckpointStore.latestFile).path) else {
-            output("--resume auto: no checkpoint in \(directory.path) yet; starting from the beginning")
+        let store = CheckpointStore(directory: URL(fileURLWithPath: config.training.checkpointDir!))
+        guard let folder = try store.latestVerified(as: TrainConfig.self, warn: { output("--resume auto: " + $0) }) else {
+            output("--resume auto: no checkpoint in \(store.directory.path) yet; starting from the beginning")
             return nil
         }
-        let folder = try CheckpointStore.resolve(directory)
         output("--resume auto: resuming from \(folder.path)")
         return folder
     }
@@ -162,6 +197,8 @@ struct ClusterStepRecord: Encodable {
     let computeSeconds: Double
     let exposedCommunicationSeconds: Double
     let idleSeconds: Double
+    /// Seconds the slowest rank spent on checkpoint snapshots before this step (the writes run in the background).
+    let checkpointSeconds: Double
     /// Per rank: payload bytes sent in the step by collective.
     let bytesSentPerRank: [[String: Int]]
     /// Per rank: the device-memory ledger (current and peak bytes by category).
@@ -170,6 +207,7 @@ struct ClusterStepRecord: Encodable {
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", computeSeconds = "compute_seconds"
         case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
+        case checkpointSeconds = "checkpoint_seconds"
         case bytesSentPerRank = "bytes_sent_per_rank", memoryPerRank = "memory_per_rank"
     }
 
@@ -180,6 +218,7 @@ struct ClusterStepRecord: Encodable {
         try c.encode(computeSeconds, forKey: .computeSeconds)
         try c.encode(exposedCommunicationSeconds, forKey: .exposedCommunicationSeconds)
         try c.encode(idleSeconds, forKey: .idleSeconds)
+        try c.encode(checkpointSeconds, forKey: .checkpointSeconds)
         try c.encode(bytesSentPerRank, forKey: .bytesSentPerRank)
         try c.encode(memoryPerRank, forKey: .memoryPerRank)
     }

@@ -11,6 +11,8 @@ public struct CoordinatorState {
         case tick(now: Double)
         /// SIGINT/SIGTERM: finish the current update, checkpoint if configured, stop.
         case stopRequested(now: Double)
+        /// The daemon carried out `.commit`: the checkpoint of `step` is in `path` (nil: it failed, `error`).
+        case committed(step: Int, path: String?, error: String?, now: Double)
     }
 
     public enum Action: Equatable {
@@ -18,7 +20,12 @@ public struct CoordinatorState {
         case log(String)
         /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
         case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
-                    bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
+                    checkpointSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
+        /// A checkpoint's files are being written: clear what an aborted earlier attempt at the same step left in its pending folder.
+        case prepareCheckpoint(step: Int)
+        /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
+        /// membership's `config`, rank 0's record first) and commit; then report `.committed`.
+        case commit(step: Int, config: TrainConfig, shards: [ShardRecord])
         /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
@@ -29,16 +36,19 @@ public struct CoordinatorState {
         public var endpoints: [String]
         public var host: String
         public var pid: Int
+        /// Shards the worker holds in its memory (in-memory replicas), as it registered.
+        public var replicas: [ReplicaInfo] = []
         public var ranks: [Int] = []
         public var lastSeen: Double
         public var lastSent: Double = 0
         public var ready = false
         public var done: ControlMessage?
-        public var checkpointed = false
         public var gone = false
     }
 
-    /// admitting → starting → running ⇄ checkpointing → stopping → finished; a failure while
+    /// admitting → starting → running → stopping → finished; `checkpointing` after the last step
+    /// (or a stop, or before growing) until that checkpoint is committed — other checkpoints are
+    /// written in the background while the next steps run. A failure while
     /// starting, running or checkpointing goes to recovering (fault_tolerance.policy restart or
     /// elastic), which admits the next membership and goes back to starting.
     public enum Phase: Equatable { case admitting, starting, running, checkpointing, recovering, stopping, finished }
@@ -71,7 +81,8 @@ public struct CoordinatorState {
     /// elastic: a worker is standing by and the world is below `cluster.workers`: grow at the next step boundary.
     private var growRequested = false
     private var stepStartedAt = 0.0
-    private var checkpointPath: String?
+    /// Checkpoints being written: shard records received so far, by step.
+    private var pendingCheckpoints: [Int: [ShardRecord]] = [:]
     private var stopAfterStep = false
     private var exitCode: Int32 = 0
     private var exitMessage = ""
@@ -119,6 +130,8 @@ public struct CoordinatorState {
             return received(message, from: from, now: now)
         case let .tick(now):
             return tick(now)
+        case let .committed(step, path, error, now):
+            return committed(step: step, path: path, error: error, now: now)
         case let .stopRequested(now):
             switch phase {
             case .admitting, .starting:
@@ -161,15 +174,12 @@ public struct CoordinatorState {
             guard workers.allSatisfy({ $0.done != nil }) else { return [] }
             return stepFinished(now: now)
         case .checkpointDone:
-            guard phase == .checkpointing, let i = index(of: id) else { return [] }
-            workers[i].checkpointed = true
-            if workers[i].ranks.contains(0) { checkpointPath = m.path }
-            guard workers.allSatisfy(\.checkpointed) else { return [] }
-            phase = .running
-            if let checkpointPath { lastCheckpoint = (checkpointPath, step) }
-            var actions: [Action] = [.log("checkpoint \(checkpointPath ?? "?")")]
-            actions += afterCheckpoint(now: now)
-            return actions
+            guard index(of: id) != nil, (m.epoch ?? epoch) == epoch, let shardStep = m.step,
+                  pendingCheckpoints[shardStep] != nil, let shards = m.shards else { return [] }
+            pendingCheckpoints[shardStep]! += shards
+            guard pendingCheckpoints[shardStep]!.count == worldSize else { return [] }
+            let all = pendingCheckpoints.removeValue(forKey: shardStep)!
+            return [.commit(step: shardStep, config: membershipConfig, shards: all)]
         case .failed:
             guard let i = index(of: id) else { return [] }
             let reason = "\(describe(workers[i])) failed: \(m.reason ?? "unknown error")"
@@ -216,7 +226,8 @@ public struct CoordinatorState {
         guard let devices = m.devices, devices >= 1, let endpoints = m.endpoints, endpoints.count == devices else {
             return refuse("malformed registration (devices and endpoints do not match)")
         }
-        let record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
+        var record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
+        record.replicas = m.replicas ?? []
         switch phase {
         case .admitting, .recovering:
             break
@@ -263,8 +274,11 @@ public struct CoordinatorState {
             globalBatch = worldSize * micro * config.training.gradientAccumulationSteps
         }
         membershipConfig = jobConfig
-        let resumeFolder = lastCheckpoint?.path
-        step = lastCheckpoint?.step ?? 0
+        // The newest consistent state: the workers' in-memory shards when they cover every rank
+        // at a step no older than the last checkpoint, else the checkpoint.
+        let restore = replicaRestore()
+        let resumeFolder = restore == nil ? lastCheckpoint?.path : nil
+        step = restore?.step ?? lastCheckpoint?.step ?? 0
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.
         var rank = 0
         var all: [String] = []
@@ -285,13 +299,66 @@ public struct CoordinatorState {
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
             a.tokenFile = tokenFile
             a.resumeFrom = resumeFolder
+            a.restore = restore
             a.partitionPlan = plan
             a.step = step
             actions.append(.send(to: w.id, a))
         }
         actions.append(.log("assigned \(worldSize) ranks (membership \(epoch)); global batch \(worldSize * micro * jobConfig.training.gradientAccumulationSteps) sequences"
                             + (resumeFolder.map { "; from \($0) at step \(step)" } ?? "")))
+        if let restore {
+            let moved = restore.transfers.map { "rank \($0.rank) from rank \($0.root)" }
+            actions.append(.log("membership \(epoch) restores step \(restore.step) from the workers' in-memory replicas, no checkpoint file read ("
+                                + (moved.isEmpty ? "every rank's shard is local" : moved.joined(separator: ", ") + "; the others local") + ")"))
+        }
         return actions
+    }
+
+    /// Whether the admitted workers' in-memory shards cover every rank of this world size at a
+    /// step no older than the last checkpoint; if so, orders the workers so that each keeps the
+    /// ranks whose shards it holds, and says where every other rank's shard comes from.
+    private mutating func replicaRestore() -> ReplicaRestore? {
+        let n = worldSize
+        let held = workers.map { w in w.replicas.filter { $0.worldSize == n } }
+        let floor = lastCheckpoint?.step ?? 1
+        for s in Set(held.flatMap { $0.map(\.step) }).sorted(by: >) where s >= floor {
+            guard (0..<n).allSatisfy({ r in held.contains { $0.contains { $0.step == s && $0.rank == r } } }) else { continue }
+            // Workers whose own shards at s form the block starting at r keep it; the others fill the gaps.
+            var byStart: [Int: Int] = [:]
+            for (i, h) in held.enumerated() {
+                let own = h.filter { $0.step == s && $0.own }.map(\.rank).sorted()
+                if own.count == workers[i].devices, let first = own.first, own == Array(first..<(first + own.count)), byStart[first] == nil {
+                    byStart[first] = i
+                }
+            }
+            var order: [Int] = [], rest = workers.indices.filter { !byStart.values.contains($0) }
+            var next = 0
+            while order.count < workers.count {
+                let i: Int
+                if let w = byStart[next], !order.contains(w) { i = w } else if !rest.isEmpty { i = rest.removeFirst() } else {
+                    i = byStart.values.sorted().first { !order.contains($0) }!
+                }
+                order.append(i)
+                next += workers[i].devices
+            }
+            workers = order.map { workers[$0] }
+            var first = 0, rankHolders: [[ReplicaInfo]] = []
+            var workerOfRank: [Int] = []
+            for (w, i) in order.enumerated() {
+                rankHolders.append(held[i])
+                workerOfRank += Array(repeating: w, count: workers[w].devices)
+                first += workers[w].devices
+            }
+            var firstRank: [Int] = [], r0 = 0
+            for w in workers { firstRank.append(r0); r0 += w.devices }
+            let sources: [Int?] = (0..<n).map { r in
+                if rankHolders[workerOfRank[r]].contains(where: { $0.step == s && $0.rank == r }) { return nil }
+                let holder = rankHolders.firstIndex { $0.contains { $0.step == s && $0.rank == r } }!
+                return firstRank[holder]
+            }
+            return ReplicaRestore(step: s, sources: sources)
+        }
+        return nil
     }
 
     // MARK: recovery
@@ -301,6 +368,8 @@ public struct CoordinatorState {
     /// on some ranks and not others — the workers are told to reset, and the next membership
     /// (survivors, a returning worker, replacements) restarts from the last checkpoint.
     private mutating func recover(_ reason: String, now: Double) -> [Action] {
+        // Checkpoints not yet committed are abandoned (their pending folders are never used).
+        pendingCheckpoints = [:]
         let window = faultTolerance.restartWindowSeconds
         recoveries = recoveries.filter { now - $0 < window } + [now]
         if recoveries.count > faultTolerance.maxRestarts {
@@ -344,6 +413,8 @@ public struct CoordinatorState {
         var m = ControlMessage(.step)
         m.step = step
         m.epoch = epoch
+        let replicas = faultTolerance.replicaInterval
+        m.replicate = replicas > 0 && (step + 1) % replicas == 0 && step + 1 < config.training.totalSteps ? true : nil
         m.checksum = interval > 0 && ((step + 1) % interval == 0 || step + 1 == config.training.totalSteps)
         var actions: [Action] = []
         for i in workers.indices {
@@ -379,6 +450,7 @@ public struct CoordinatorState {
             m.seconds = now - stepStartedAt
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
                                    idleSeconds: max(0, m.seconds - compute - exposed),
+                                   checkpointSeconds: reports.compactMap(\.checkpointSeconds).max() ?? 0,
                                    bytesSent: reports.flatMap { $0.bytesSent ?? [] },
                                    memory: reports.flatMap { $0.memory ?? [] }))
         }
@@ -386,15 +458,34 @@ public struct CoordinatorState {
         let interval = config.training.checkpointInterval
         let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || growRequested || (interval > 0 && step % interval == 0))
         if due, let dir = checkpointDir {
-            // Every rank takes part (sharded optimizer state is gathered); rank 0 writes.
-            phase = .checkpointing
+            // Every rank snapshots its own shard and writes it in the background; nothing is
+            // gathered. Training goes on unless the job waits for this checkpoint.
             var c = ControlMessage(.checkpoint)
             c.step = step
+            c.epoch = epoch
             c.directory = dir
-            for i in workers.indices { workers[i].checkpointed = false }
-            return actions + workers.map { .send(to: $0.id, c) }
+            pendingCheckpoints[step] = []
+            actions.append(.prepareCheckpoint(step: step))
+            actions += workers.map { .send(to: $0.id, c) }
+            if step >= config.training.totalSteps || stopAfterStep || growRequested {
+                phase = .checkpointing
+                return actions
+            }
         }
         return actions + afterCheckpoint(now: now)
+    }
+
+    private mutating func committed(step committedStep: Int, path: String?, error: String?, now: Double) -> [Action] {
+        guard let path else {
+            return finish(code: 1, message: "cannot commit the checkpoint of step \(committedStep): \(error ?? "unknown error")", now: now)
+        }
+        if committedStep >= lastCheckpoint?.step ?? -1 { lastCheckpoint = (path, committedStep) }
+        var actions: [Action] = [.log("checkpoint \(path)")]
+        if phase == .checkpointing && committedStep == step {
+            phase = .running
+            actions += afterCheckpoint(now: now)
+        }
+        return actions
     }
 
     private mutating func afterCheckpoint(now: Double) -> [Action] {

@@ -1,3 +1,4 @@
+import Checkpoint
 import Comm
 import Common
 import Foundation
@@ -18,11 +19,13 @@ final class Device: Sendable {
         let threads: Int
         let numaNode: Int
         let resumeFrom: String?
+        let restore: ReplicaRestore?
+        let replicas: ReplicaStore
         let partitionPlan: PartitionPlan?
         let afterStep: Worker.StepHook?
     }
 
-    enum Order: Sendable { case step(Int, checksum: Bool), checkpoint(URL), stop }
+    enum Order: Sendable { case step(Int, checksum: Bool, replicate: Bool), checkpoint(URL), stop }
 
     let setup: Setup
     private let orders = Monitor<[Order]>([])
@@ -55,24 +58,65 @@ final class Device: Sendable {
             }
             let trainer = try Trainer(config: s.config, pool: ThreadPool(threads: s.threads), ring: ring)
             if let resume = s.resumeFrom { try trainer.resume(from: URL(fileURLWithPath: resume)) }
+            if let restore = s.restore {
+                let store = s.replicas, worldSize = s.worldSize
+                try trainer.restore(step: restore.step, transfers: restore.transfers) { store.snapshot(rank: $0, worldSize: worldSize, step: restore.step) }
+            }
+            let writer = CheckpointWriter(rank: s.rank)
+            defer { writer.waitIdle(); writer.close() }
+            var checkpointSeconds = 0.0
             report(.ready(device: s.index))
             while true {
                 let next = orders.wait { $0.isEmpty ? nil : $0.removeFirst() }
                 switch next {
                 case .stop:
                     return
-                case let .step(step, checksum):
+                case let .step(step, checksum, replicate):
                     guard trainer.step == step else {
                         throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
                     }
-                    report(.stepDone(device: s.index, try runStep(trainer, checksum: checksum)))
+                    var r = try runStep(trainer, checksum: checksum)
+                    if replicate { r.replicaSeconds = refreshReplica(trainer) }
+                    r.checkpointSeconds = checkpointSeconds
+                    checkpointSeconds = 0
+                    report(.stepDone(device: s.index, r))
                 case let .checkpoint(directory):
-                    report(.checkpointDone(device: s.index, path: try trainer.saveCheckpoint(in: directory).path))
+                    // The snapshot is the only part on the step's path; the shard is written in the background.
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    let snapshot = trainer.snapshot()
+                    let (index, rank, report) = (s.index, s.rank, self.report)
+                    writer.submit(snapshot, into: CheckpointStore(directory: directory).pendingFolder(step: snapshot.step)) { result in
+                        switch result {
+                        case let .success(record): report(.checkpointWritten(device: index, record))
+                        case let .failure(error): report(.failed(device: index, DeviceFailure(rank: rank, error: error)))
+                        }
+                    }
+                    checkpointSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 }
             }
         } catch {
             report(.failed(device: s.index, DeviceFailure(rank: s.rank, error: error)))
         }
+    }
+
+    /// Puts the rank's shard into the worker's replica store and sends a copy to the ring
+    /// successor (whose worker stores it), in the background on the communication thread;
+    /// returns the seconds taken on the training thread (the snapshot).
+    private func refreshReplica(_ trainer: Trainer) -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let own = trainer.snapshot(capacity: trainer.partitionPlan.largestShardCount)
+        let store = setup.replicas
+        store.put(own, own: true)
+        if let queue = trainer.engine.queue {
+            let predecessor = (trainer.rank - 1 + trainer.worldSize) % trainer.worldSize
+            let r = trainer.partitionPlan.shardRange(predecessor)
+            let incoming = ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: own)
+            queue.exchangeInBackground(send: UnsafeRawBufferPointer(own.storage.buffer),
+                                       receive: UnsafeMutableRawBufferPointer(incoming.storage.buffer)) {
+                withExtendedLifetime(own) { store.put(incoming, own: false) }
+            }
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
     /// One update with its accounting: compute and exposed communication time, bytes sent,

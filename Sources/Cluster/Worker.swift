@@ -37,6 +37,8 @@ public final class Worker: Sendable {
     public let network: any ClusterNetwork
     private let output: @Sendable (String) -> Void
     private let mailbox = Mailbox<(generation: Int, report: DeviceReport)>()
+    /// Shards kept in this worker's memory across memberships (fault_tolerance.replica_interval).
+    private let replicas = ReplicaStore()
 
     public init(options: Options, network: any ClusterNetwork,
                 output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
@@ -80,6 +82,9 @@ public final class Worker: Sendable {
                 case let .send(m):
                     _ = try client.send(m.encoded())
                 case let .register(m):
+                    // The registration tells what this worker holds in memory, for a recovery.
+                    var m = m
+                    m.replicas = replicas.catalogue
                     let delivered = try client.send(m.encoded())
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
@@ -148,8 +153,8 @@ public final class Worker: Sendable {
         for (d, rank) in a.ranks.enumerated() {
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,
                                      link: LinkHandoff(links.removeFirst()), successor: a.successors[d], threads: threads,
-                                     numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom,
-                                     partitionPlan: a.partitionPlan, afterStep: options.afterStep)
+                                     numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom, restore: a.restore,
+                                     replicas: replicas, partitionPlan: a.partitionPlan, afterStep: options.afterStep)
             devices.append(Device(setup: setup, report: report))
         }
         return devices
@@ -157,7 +162,7 @@ public final class Worker: Sendable {
 
     private static func deviceOrder(_ o: DeviceOrder) -> Device.Order {
         switch o {
-        case let .step(step, checksum): .step(step, checksum: checksum)
+        case let .step(step, checksum, replicate): .step(step, checksum: checksum, replicate: replicate)
         case let .checkpoint(directory): .checkpoint(URL(fileURLWithPath: directory))
         }
     }

@@ -1,3 +1,4 @@
+import Checkpoint
 import Common
 import Foundation
 import Training
@@ -8,8 +9,8 @@ public enum DeviceReport: Sendable, Equatable {
     /// The device built its model (and loaded the checkpoint) and joined the ring.
     case ready(device: Int)
     case stepDone(device: Int, StepReport)
-    /// A checkpoint was written (the folder, on the device that holds rank 0).
-    case checkpointDone(device: Int, path: String?)
+    /// The device's shard of a checkpoint is written (in the background, while training went on).
+    case checkpointWritten(device: Int, ShardRecord)
     /// The device failed and stopped (a collective timed out, out of memory, …).
     case failed(device: Int, DeviceFailure)
     /// The device's thread has ended.
@@ -26,6 +27,11 @@ public struct StepReport: Sendable, Equatable {
     /// Payload bytes the rank sent in the step, by collective.
     public var bytesSent: [String: Int]
     public var memory: MemoryLedger.Snapshot
+    /// Seconds the device spent on checkpoints since its previous step: taking the snapshot, and
+    /// waiting for the previous shard write to end (the write itself runs in the background).
+    public var checkpointSeconds: Double = 0
+    /// Seconds the device spent on the in-memory replica after the step (its snapshot; the transfer runs in the background).
+    public var replicaSeconds: Double = 0
 
     public init(metrics: StepMetrics, checksums: [UInt64], computeSeconds: Double, exposedCommunicationSeconds: Double,
                 bytesSent: [String: Int], memory: MemoryLedger.Snapshot) {
@@ -53,7 +59,7 @@ public struct DeviceFailure: ZeroTrainError, Sendable, Equatable {
 
 /// What a worker's devices are asked to do.
 public enum DeviceOrder: Sendable, Equatable {
-    case step(Int, checksum: Bool)
+    case step(Int, checksum: Bool, replicate: Bool)
     case checkpoint(directory: String)
 }
 
@@ -113,6 +119,8 @@ public struct WorkerState {
         /// The data endpoint of each of this worker's ranks' ring successors.
         public var successors: [String]
         public var resumeFrom: String?
+        /// Restore from the workers' in-memory replicas instead (then `resumeFrom` is nil).
+        public var restore: ReplicaRestore?
         public var partitionPlan: PartitionPlan?
     }
 
@@ -144,11 +152,12 @@ public struct WorkerState {
         case exit(Outcome)
     }
 
-    /// idle → registering → starting → ready ⇄ stepping / checkpointing → stopping → done. With
+    /// idle → registering → starting → ready ⇄ stepping → stopping → done (checkpoints are
+    /// ordered between steps and written in the background: their reports come in any phase). With
     /// fault tolerance (the job's `fault_tolerance.policy` restart or elastic), a failed device
     /// leads to `awaiting` (the coordinator decides), and a reset or a lost coordinator to
     /// `resetting` (devices stop, new links are bound) and back to `registering`.
-    public enum Phase: Equatable { case idle, registering, starting, ready, stepping, checkpointing, awaiting, resetting, stopping, done }
+    public enum Phase: Equatable { case idle, registering, starting, ready, stepping, awaiting, resetting, stopping, done }
 
     public let settings: Settings
     /// The data endpoints registered: the settings' at first, new ones after every reset.
@@ -163,7 +172,8 @@ public struct WorkerState {
     private var readyDevices: Set<Int> = []
     private var stoppedDevices: Set<Int> = []
     private var stepReports: [Int: StepReport] = [:]
-    private var checkpointPaths: [Int: String?] = [:]
+    /// Shards written, by checkpoint step and device, until every device's is in.
+    private var shardsWritten: [Int: [Int: ShardRecord]] = [:]
     private var currentStep = 0
     private var checksumRequested = false
     private var stopDeadline = 0.0
@@ -192,7 +202,7 @@ public struct WorkerState {
         case .idle, .done: return nil
         case .registering: return min(nextRegistration, started + connectWindow)
         case .stopping, .resetting: return stopDeadline
-        case .starting, .ready, .stepping, .checkpointing, .awaiting: return min(lastBeat + heartbeatInterval, lastHeard + heartbeatTimeout)
+        case .starting, .ready, .stepping, .awaiting: return min(lastBeat + heartbeatInterval, lastHeard + heartbeatTimeout)
         }
     }
 
@@ -246,7 +256,8 @@ public struct WorkerState {
                 return exit(.failed("malformed assignment from the coordinator"))
             }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
-                               successors: successors, resumeFrom: m.resumeFrom, partitionPlan: m.partitionPlan)
+                               successors: successors, resumeFrom: m.resumeFrom, restore: m.restore,
+                               partitionPlan: m.partitionPlan)
             assignment = a
             phase = .starting
             startedDevices = settings.devices
@@ -267,12 +278,9 @@ public struct WorkerState {
             checksumRequested = m.checksum ?? false
             stepReports = [:]
             phase = .stepping
-            return [.order(.step(currentStep, checksum: checksumRequested))]
-        case (.ready, .checkpoint):
+            return [.order(.step(currentStep, checksum: checksumRequested, replicate: m.replicate ?? false))]
+        case (.ready, .checkpoint), (.stepping, .checkpoint):
             guard let directory = m.directory else { return [] }
-            currentStep = m.step ?? 0
-            checkpointPaths = [:]
-            phase = .checkpointing
             return [.order(.checkpoint(directory: directory))]
         default:
             return []
@@ -322,16 +330,19 @@ public struct WorkerState {
             done.exposedCommunicationSeconds = slowest?.exposedCommunicationSeconds
             if checksumRequested { done.checksums = reports.map(\.checksums) }
             done.bytesSent = reports.map(\.bytesSent)
+            done.checkpointSeconds = reports.map(\.checkpointSeconds).max()
+            done.replicaSeconds = reports.map(\.replicaSeconds).max()
             done.memory = reports.map(\.memory)
             return [.send(done)]
-        case let .checkpointDone(device, path):
-            guard phase == .checkpointing else { return [] }
-            checkpointPaths[device] = path
-            guard checkpointPaths.count == settings.devices else { return [] }
-            phase = .ready
+        case let .checkpointWritten(device, record):
+            guard [.ready, .stepping].contains(phase) else { return [] }
+            shardsWritten[record.step, default: [:]][device] = record
+            guard let all = shardsWritten[record.step], all.count == settings.devices else { return [] }
+            shardsWritten[record.step] = nil
             var c = ControlMessage(.checkpointDone)
-            c.step = currentStep
-            c.path = assignment?.ranks.firstIndex(of: 0).flatMap { checkpointPaths[$0] ?? nil }
+            c.step = record.step
+            c.epoch = assignment?.epoch
+            c.shards = (0..<settings.devices).compactMap { all[$0] }
             return [.send(c)]
         }
     }
@@ -340,7 +351,7 @@ public struct WorkerState {
         switch phase {
         case .idle, .registering:
             return exit(.stopped)
-        case .starting, .ready, .stepping, .checkpointing, .awaiting, .resetting:
+        case .starting, .ready, .stepping, .awaiting, .resetting:
             var f = ControlMessage(.failed)
             f.reason = "worker pid \(settings.pid) on \(settings.host) was stopped by a signal"
             outcome = .stopped
@@ -361,7 +372,7 @@ public struct WorkerState {
             guard now >= nextRegistration else { return [] }
             nextRegistration = now + backoff
             return [.register(registration)]
-        case .starting, .ready, .stepping, .checkpointing, .awaiting:
+        case .starting, .ready, .stepping, .awaiting:
             if now >= lastHeard + heartbeatTimeout {
                 let why = "lost the coordinator at \(settings.coordinator): no message for \(Int(heartbeatTimeout)) s"
                 // With fault tolerance, wait for it to come back (a restarted coordinator re-admits the workers).
@@ -405,7 +416,7 @@ public struct WorkerState {
         readyDevices = []
         stoppedDevices = []
         stepReports = [:]
-        checkpointPaths = [:]
+        shardsWritten = [:]
         startedDevices = 0
         phase = .registering
         started = now

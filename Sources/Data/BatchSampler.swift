@@ -11,11 +11,14 @@ public struct Batch: Sendable, Equatable {
 /// Deterministic sampling of micro-batches from a `TokenSource`.
 ///
 /// A stream is cut into non-overlapping windows of seqLen + 1 tokens. Sample g (the g-th
-/// sequence the job consumes: g = (step · accumulation + micro) · batch + row) is window
-/// perm_p[g mod W] of pass p = g / W over the data, where perm_p is a Fisher–Yates shuffle drawn
-/// from Philox(seed) stream 0xDA7A_0000 + p. So every window is seen once per pass, the order
-/// depends only on (seed, pass), and the data position of a run is just the step — resuming needs
-/// no state.
+/// sequence the job consumes: g = origin.samples + ((step − origin.step) · accumulation + micro)
+/// · batch + row) is window perm_p[g mod W] of pass p = g / W over the data, where perm_p is a
+/// Fisher–Yates shuffle drawn from Philox(seed) stream 0xDA7A_0000 + p. So every window is seen
+/// once per pass and the order depends only on (seed, pass): the data position of a run is one
+/// number, the samples consumed (the checkpoint's data cursor). A run resumed with another global
+/// batch (another world size or accumulation) sets `origin` to the checkpoint's (step, samples)
+/// and continues the same sample order from the same place; with the same global batch every
+/// step sees exactly the samples of the uninterrupted run.
 ///
 /// Not `Sendable`: `batch` caches the current pass's permutation, so a sampler belongs to one
 /// thread at a time (the rank's training thread).
@@ -25,6 +28,9 @@ public final class BatchSampler {
     public let batchSize: Int
     public let accumulation: Int
     public let seed: UInt64
+    /// Where this run's data order starts: sample `samples` is the first of step `step` (a
+    /// resumed run's checkpoint; (0, 0) for a fresh one).
+    public var origin: (step: Int, samples: Int) = (0, 0)
     /// The pass whose permutation `permutation` holds (-1: none yet).
     private var passCached = -1
     private var permutation: [Int] = []
@@ -53,8 +59,8 @@ public final class BatchSampler {
         return 0
     }
 
-    /// Sequences consumed before `step` (the data position stored in checkpoints).
-    public func position(step: Int) -> Int { step * accumulation * batchSize }
+    /// Sequences consumed before `step` (the data cursor stored in checkpoints).
+    public func position(step: Int) -> Int { origin.samples + (step - origin.step) * accumulation * batchSize }
 
     /// The micro-batch `micro` of update `step`.
     public func batch(step: Int, micro: Int) -> Batch {
@@ -64,7 +70,7 @@ public final class BatchSampler {
         switch source {
         case .stream(let tokens):
             for row in 0..<batchSize {
-                let g = (step * accumulation + micro) * batchSize + row
+                let g = position(step: step) + micro * batchSize + row
                 let start = window(g) * seqLen
                 inputs += tokens[start..<(start + seqLen)]
                 targets += tokens[(start + 1)..<(start + seqLen + 1)]

@@ -190,41 +190,158 @@ public final class Trainer {
 
     // MARK: checkpoints
 
-    /// Writes a checkpoint of the current state into the checkpoint directory `directory`
-    /// (`CheckpointStore`: step folder renamed into place, then `latest`). With sharded state
-    /// (ZeRO 1–3) every rank must call this (the state is gathered first); only rank 0 writes.
-    /// The files always hold the full state, so a checkpoint resumes at any stage and on any
-    /// number of ranks.
-    @discardableResult
-    public func saveCheckpoint(in directory: URL) throws -> URL {
-        let parameters = try fullParameters()
-        let (expAvg, expAvgSq) = try engine.fullOptimizerState()
-        let store = CheckpointStore(directory: directory)
-        guard rank == 0 else { return store.folder(step: step) }
-        var plan: Data?
-        if worldSize > 1 {
-            // Which rank held which piece of every tensor when this was written (the files
-            // themselves hold the full, gathered state).
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            plan = try encoder.encode(partitionPlan)
-        }
-        let state = TrainerState(step: step, dataPosition: sampler.position(step: step), seed: config.training.seed, config: config)
-        return try store.save(CheckpointStore.Contents(model: config.model, table: model.table, parameters: parameters,
-                                                       expAvg: expAvg, expAvgSq: expAvgSq, state: state, partitionPlan: plan))
+    /// Updates skipped because the loss or the gradients were not finite (AdamW's t counts the others).
+    public var skippedSteps = 0
+
+    /// The elements of the flat buffers this rank writes to a checkpoint: its ring shard, at every
+    /// stage (at stage 0 every rank holds everything and writes its slice), so the shards of all
+    /// ranks tile the buffers and nothing is gathered onto one rank.
+    public var checkpointShard: Range<Int> { partitionPlan.shardRange(rank) }
+
+    /// The rank's shard of the current state, copied to host memory (the synchronous part of a
+    /// save or a replica refresh). `capacity`: elements to allocate per part (≥ the shard's).
+    public func snapshot(capacity: Int? = nil) -> ShardSnapshot {
+        let s = checkpointShard, t = config.training
+        let snap = ShardSnapshot(step: step, rank: rank, worldSize: worldSize, start: s.lowerBound, count: s.count, capacity: capacity,
+                                 seed: t.seed,
+                                 dataCursor: DataCursor(samplesConsumed: sampler.position(step: step),
+                                                        globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
+                                 schedule: scheduleState(at: step), skippedSteps: skippedSteps)
+        // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
+        let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
+        snap.parameters.baseAddress!.update(from: parameters, count: s.count)
+        // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
+        let o = engine.optimizer, offset = s.lowerBound - o.shard.lowerBound
+        snap.expAvg.baseAddress!.update(from: o.expAvg.pointer + offset, count: s.count)
+        snap.expAvgSq.baseAddress!.update(from: o.expAvgSq.pointer + offset, count: s.count)
+        return snap
     }
 
-    /// Restores weights, optimizer state and step from a checkpoint folder (a step-N folder, or
-    /// a checkpoint directory whose `latest` file names one). The model config must match.
-    public func resume(from url: URL) throws {
-        let folder = try CheckpointStore.resolve(url)
-        let state = try CheckpointStore.state(of: folder, as: TrainConfig.self)
-        guard state.config.model == config.model else {
-            throw TrainingError(.badInput, "checkpoint \(folder.path) was written for a different model config")
+    /// Restores the state from this rank's shard snapshot of the same world size (an in-memory
+    /// replica: no file is read): every rank calls it with its own shard, and the parts a rank
+    /// keeps beyond its shard (all parameters at stages 0–2, all moments at stage 0) are
+    /// all-gathered from the other ranks' shards.
+    public func restore(from snap: ShardSnapshot) throws {
+        guard snap.worldSize == worldSize, snap.rank == rank, snap.start == checkpointShard.lowerBound, snap.count == checkpointShard.count else {
+            throw TrainingError(.runtime, "the replica of rank \(snap.rank) of \(snap.worldSize) does not fit rank \(rank) of \(worldSize)")
         }
-        try engine.load(parameters: try CheckpointStore.parameters(of: folder, table: model.table))
-        let moments = try CheckpointStore.optimizerState(of: folder, table: model.table)
-        engine.load(expAvg: moments.expAvg, expAvgSq: moments.expAvgSq)
-        step = state.step
+        let full = worldSize > 1 ? FloatBuffer(count: model.table.count) : nil
+        /// `part` (this rank's shard) written to `out`, which holds `elements` of the flat buffer.
+        func place(_ part: UnsafeMutableBufferPointer<Float>, elements: Range<Int>, into out: UnsafeMutablePointer<Float>) throws {
+            if elements == checkpointShard {
+                out.update(from: part.baseAddress!, count: part.count)
+                return
+            }
+            guard let full, let queue = engine.queue else { preconditionFailure("a partial restore needs the ring") }
+            (full.pointer + snap.start).update(from: part.baseAddress!, count: part.count)
+            try queue.allGather(full.buffer)
+            out.update(from: full.pointer + elements.lowerBound, count: elements.count)
+        }
+        try engine.loadParameters { elements, out in try place(snap.parameters, elements: elements, into: out) }
+        try engine.loadOptimizerState { first, elements, out in
+            try place(first ? snap.expAvg : snap.expAvgSq, elements: elements, into: out)
+        }
+        step = snap.step
+        skippedSteps = snap.skippedSteps
+        sampler.origin = (snap.step, snap.dataCursor.samplesConsumed)
+    }
+
+    /// Restores the state after update `step` from shards held in memory by the ranks' workers
+    /// (in-memory replicas), with the same world size: `local(r)` is shard r if this rank's worker
+    /// holds it. Each `transfers` entry is a shard whose rank's worker does not hold it: its `root`
+    /// broadcasts it on the ring. Every rank calls this, with the same transfers.
+    public func restore(step: Int, transfers: [(rank: Int, root: Int)], local: (Int) -> ShardSnapshot?) throws {
+        let own = local(rank)
+        // The job's data cursor and skipped count are the same in every shard: a rank that holds none takes them from the others.
+        let known = own ?? transfers.lazy.compactMap { local($0.rank) }.first
+        var meta = [Double(known?.dataCursor.samplesConsumed ?? 0), Double(known?.skippedSteps ?? 0), known == nil ? 0 : 1]
+        if let queue = engine.queue { meta = try queue.allReduceScalars(meta) }
+        guard meta[2] > 0 else { throw TrainingError(.runtime, "no rank holds a replica of step \(step)") }
+        let samples = Int((meta[0] / meta[2]).rounded()), skipped = Int((meta[1] / meta[2]).rounded())
+        var mine = own
+        for t in transfers {
+            let r = partitionPlan.shardRange(t.rank)
+            let buffer: ShardSnapshot
+            if rank == t.root {
+                guard let held = local(t.rank) else {
+                    throw TrainingError(.runtime, "rank \(rank) was to send the replica of rank \(t.rank) at step \(step) but does not hold it")
+                }
+                buffer = held
+            } else {
+                let t0 = config.training
+                buffer = ShardSnapshot(step: step, rank: t.rank, worldSize: worldSize, start: r.lowerBound, count: r.count,
+                                       capacity: partitionPlan.largestShardCount, seed: t0.seed,
+                                       dataCursor: DataCursor(samplesConsumed: samples, globalBatch: worldSize * t0.gradientAccumulationSteps * t0.microBatchSize, seed: t0.seed),
+                                       schedule: scheduleState(at: step), skippedSteps: skipped)
+            }
+            try engine.queue?.broadcast(buffer.storage.buffer, root: t.root)
+            if t.rank == rank { mine = buffer }
+        }
+        guard let mine else { throw TrainingError(.runtime, "rank \(rank) has no replica of its shard at step \(step)") }
+        try restore(from: mine)
+    }
+
+    /// The learning-rate schedule as a checkpoint records it, before update `step`.
+    func scheduleState(at step: Int) -> ScheduleState {
+        let t = config.training
+        return ScheduleState(kind: t.optim.schedule, peakLR: t.optim.lr, warmupSteps: t.optim.warmupSteps, totalSteps: t.totalSteps,
+                             numCycles: t.optim.numCycles, nextLR: t.schedule.rate(step: step, peak: t.optim.lr))
+    }
+
+    /// Writes a checkpoint of a rank training alone into the checkpoint directory `directory`
+    /// (its one shard, then the manifest: `CheckpointStore.commit`), keeping the newest
+    /// `training.checkpoint_keep`. Under a cluster every rank writes its shard and the
+    /// coordinator commits (`Device`).
+    @discardableResult
+    public func saveCheckpoint(in directory: URL) throws -> URL {
+        precondition(worldSize == 1, "with several ranks the coordinator commits the checkpoint")
+        let store = CheckpointStore(directory: directory)
+        let record = try snapshot().write(into: store.pendingFolder(step: step))
+        let manifest = try CheckpointManifest(config: config, stage: engine.stage, table: model.table, shards: [record],
+                                              extraFiles: [store.writeHuggingFaceConfig(config.model, step: step)].compactMap { $0 })
+        return try store.commit(manifest, keep: config.training.checkpointKeep)
+    }
+
+    /// Restores weights, optimizer state, step, skipped updates and the data position from a
+    /// checkpoint (a step folder, or a checkpoint directory whose `latest` names one), written
+    /// with any number of ranks at any ZeRO stage: the rank reads only the byte ranges of the
+    /// shard files its own state needs, verifying their checksums. The model config must match.
+    /// Every rank of a cluster calls it (stage 3 gathers afterwards).
+    public func resume(from url: URL) throws {
+        let reader = try CheckpointReader<TrainConfig>(url)
+        try resume(from: reader)
+    }
+
+    public func resume(from reader: CheckpointReader<TrainConfig>) throws {
+        let m = reader.manifest
+        guard m.config.model == config.model else {
+            throw TrainingError(.badInput, "checkpoint \(reader.folder.path) was written for a different model config (\(m.config.model.numLayers) layers, hidden \(m.config.model.hiddenSize)); this run has \(config.model.numLayers) layers, hidden \(config.model.hiddenSize)")
+        }
+        guard reader.elementCount == model.table.count,
+              m.tensors.map(\.name) == model.table.entries.map(\.name) else {
+            throw TrainingError(.badInput, "checkpoint \(reader.folder.path) holds \(reader.elementCount) parameters in \(m.tensors.count) tensors; the model has \(model.table.count) in \(model.table.entries.count)")
+        }
+        try engine.loadParameters { elements, out in try reader.read(.parameters, elements: elements, into: out) }
+        try engine.loadOptimizerState { first, elements, out in
+            try reader.read(first ? .expAvg : .expAvgSq, elements: elements, into: out)
+        }
+        step = m.step
+        skippedSteps = m.skippedSteps
+        sampler.origin = (m.step, m.dataCursor.samplesConsumed)
+    }
+}
+
+extension CheckpointManifest where Config == TrainConfig {
+    /// The manifest of a checkpoint whose shards `shards` (one per rank, any order) are written:
+    /// the job's config, the stage in effect, the flat-buffer layout, rank 0's data cursor and schedule.
+    public init(config: TrainConfig, stage: ZeroStage, table: ParameterTable, shards: [ShardRecord], extraFiles: [CheckpointFile]) throws {
+        let sorted = shards.sorted { $0.rank < $1.rank }
+        guard let first = sorted.first, sorted.map(\.rank) == Array(0..<sorted.count), Set(sorted.map(\.step)).count == 1 else {
+            throw TrainingError(.runtime, "a checkpoint needs one shard per rank of the same step; got ranks \(sorted.map(\.rank)) of steps \(Set(sorted.map(\.step)).sorted())")
+        }
+        self.init(formatVersion: Self.currentFormatVersion, step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
+                  config: config, tensors: table.entries.map { TensorLayout(name: $0.name, shape: $0.shape, offset: $0.offset) },
+                  dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps,
+                  files: sorted.map(\.file) + extraFiles)
     }
 }

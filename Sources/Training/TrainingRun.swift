@@ -21,6 +21,10 @@ public struct TrainingRun {
         let checkpointDir = t.checkpointDir.map { URL(fileURLWithPath: $0) }
         let metricsPath = t.metricsFile ?? t.checkpointDir.map { $0 + "/metrics.jsonl" }
         let metrics = try metricsPath.map { try MetricsLog(path: $0) }
+        if trainer.isFinished {
+            output("the job has already finished: step \(trainer.step) of \(t.totalSteps) (raise training.total_steps to train on)")
+            return .finished
+        }
         output("training \(trainer.model.table.count) parameters (\(trainer.config.model.numLayers) layers, hidden \(trainer.config.model.hiddenSize)"
                + (trainer.config.model.isMoE ? ", \(trainer.config.model.moeConfig!.numExperts) experts top-\(trainer.config.model.moeConfig!.topK)" : "")
                + ") for \(t.totalSteps) steps from step \(trainer.step), \(t.threads) thread(s)")

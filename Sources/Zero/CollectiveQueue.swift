@@ -153,6 +153,31 @@ public final class CollectiveQueue: Sendable {
         try wait(submit { group in try group.allGather(target, deadline: .now + timeout) })
     }
 
+    /// In place: every rank's `buffer` becomes `root`'s.
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {
+        guard worldSize > 1 else { return }
+        let timeout = self.timeout
+        // Safe: the caller's buffer is left to the communication thread until `wait` below returns.
+        nonisolated(unsafe) let target = buffer
+        try wait(submit { group in try group.broadcast(target, root: root, deadline: .now + timeout) })
+    }
+
+    /// Queues a ring exchange — `send` to the successor, the predecessor's bytes into `receive`
+    /// (equal sizes) — and returns at once: it runs on the communication thread behind the
+    /// collectives queued before and ahead of those queued after, overlapping the caller's
+    /// compute. `done` runs there when it has completed (a failure fails the queue, so the
+    /// rank's next collective reports it). The caller keeps both buffers alive until then.
+    public func exchangeInBackground(send: UnsafeRawBufferPointer, receive: UnsafeMutableRawBufferPointer,
+                                     done: @escaping @Sendable () -> Void) {
+        let timeout = self.timeout
+        // Safe: the caller's buffers are left to the communication thread until `done` runs.
+        nonisolated(unsafe) let (out, into) = (send, receive)
+        submit { group in
+            try group.exchange(send: out, receive: into, checksum: true, deadline: .now + timeout)
+            done()
+        }
+    }
+
     /// Seconds the training thread has waited for collectives so far.
     public var exposedCommunicationSeconds: Double { state.withLock { $0.exposedSeconds } }
 

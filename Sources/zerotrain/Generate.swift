@@ -30,12 +30,12 @@ struct Generate: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard maxNewTokens >= 0 else { throw TrainingError(.badInput, "--max-new-tokens must be ≥ 0") }
-            let folder = try CheckpointStore.resolve(URL(fileURLWithPath: checkpoint))
-            let config = try CheckpointStore.state(of: folder, as: TrainConfig.self).config
+            let reader = try CheckpointReader<TrainConfig>(URL(fileURLWithPath: checkpoint))
+            let config = reader.manifest.config
             let threads = min(config.training.threads, 2)
             GEMM.setThreads(threads)
             let model = try Transformer(config: config.model, pool: ThreadPool(threads: threads))
-            try CheckpointStore.loadParameters(of: folder, table: model.table, into: model.parameters)
+            try reader.read(.parameters, elements: 0..<model.table.count, into: model.parameters.pointer)
             let tokenizer = ByteTokenizer()
             let out = try TextGenerator(model: model).generate(
                 prompt: tokenizer.encode(prompt), count: maxNewTokens, temperature: temperature, topK: topK, seed: seed)

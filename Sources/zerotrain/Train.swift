@@ -31,8 +31,8 @@ struct Train: AsyncParsableCommand {
             var cfg: TrainConfig
             if let config {
                 cfg = try TrainConfig.load(path: config)
-            } else if let resume {
-                cfg = try CheckpointStore.state(of: try CheckpointStore.resolve(URL(fileURLWithPath: resume)), as: TrainConfig.self).config
+            } else if let resume, resume != "auto" {
+                cfg = try CheckpointReader<TrainConfig>(URL(fileURLWithPath: resume)).manifest.config
             } else {
                 throw ValidationError("give --config FILE (or --resume DIR)")
             }
@@ -45,7 +45,17 @@ struct Train: AsyncParsableCommand {
             if let checkpointDir { cfg.training.checkpointDir = checkpointDir }
             if let threads { cfg.training.threads = threads }
             try cfg.validate()
-            let stop = StopFlag(), config = cfg, resume = self.resume
+            var resume = self.resume
+            if resume == "auto" {
+                // The newest checkpoint of training.checkpoint_dir that verifies, or a fresh start.
+                guard let dir = cfg.training.checkpointDir else {
+                    throw ValidationError("--resume auto needs training.checkpoint_dir (or --checkpoint-dir)")
+                }
+                resume = try CheckpointStore(directory: URL(fileURLWithPath: dir))
+                    .latestVerified(as: TrainConfig.self, warn: { Console.out("--resume auto: " + $0) })?.path
+                if resume == nil { Console.out("--resume auto: no checkpoint in \(dir) yet; starting from the beginning") }
+            }
+            let stop = StopFlag(), config = cfg
             // Ctrl-C or SIGTERM: the run checkpoints at the next update boundary and exits 130.
             let code = try await runAsService("train", body: {
                 let trainer = try Trainer(config: config)

@@ -338,8 +338,8 @@ import Zero
     }
 
     /// A coordinator and two workers as separate daemons; returns them once training is under way.
-    func startDaemons(_ root: URL, stdout coordinatorOut: URL) throws -> (coordinator: Process, workers: [Process], run: URL) {
-        try CLI.write(Self.config(accumulation: 1, steps: 100_000), to: root.appendingPathComponent("c.yaml"))
+    func startDaemons(_ root: URL, stdout coordinatorOut: URL, extra: String = "") throws -> (coordinator: Process, workers: [Process], run: URL) {
+        try CLI.write(Self.config(accumulation: 1, steps: 100_000) + extra, to: root.appendingPathComponent("c.yaml"))
         let run = root.appendingPathComponent("run")
         _ = FileManager.default.createFile(atPath: coordinatorOut.path, contents: nil)
         let coordinator = try CLI.start(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", "tcp://127.0.0.1:*",
@@ -372,13 +372,14 @@ import Zero
     }
 
     /// SIGTERM to a worker (its service's graceful shutdown): it tells the coordinator it is
-    /// leaving and exits 130; the coordinator ends the job at once (exit 1) naming why, and the
-    /// other worker is shut down cleanly.
+    /// leaving and exits 130; under `fault_tolerance.policy: stop` the coordinator ends the job at
+    /// once (exit 1) naming why, and the other worker is shut down cleanly. (Under restart it
+    /// waits for the worker to come back: RecoveryTests.)
     @Test func sigtermToAWorkerEndsTheJobAtOnce() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let out = root.appendingPathComponent("coordinator.out")
-        let (coordinator, workers, _) = try startDaemons(root, stdout: out)
+        let (coordinator, workers, _) = try startDaemons(root, stdout: out, extra: "fault_tolerance: {policy: stop}\n")
         let start = Date()
         kill(workers[1].processIdentifier, SIGTERM)
         waitForExit([coordinator] + workers)

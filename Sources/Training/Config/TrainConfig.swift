@@ -20,8 +20,10 @@ public struct TrainingConfig: ConfigSection, Equatable {
     public var seed: UInt64 = 1234
     /// Compute threads (and OpenBLAS threads) per process.
     public var threads = 1
-    /// Write a checkpoint every N updates (0 = only at the end when checkpoint_dir is set).
-    public var checkpointInterval = 0
+    /// Write a checkpoint every N updates (0 = only at the end), when checkpoint_dir is set.
+    public var checkpointInterval = 1000
+    /// Checkpoints kept: the newest N (older ones are deleted after each commit).
+    public var checkpointKeep = 3
     /// Directory of checkpoints (step-NNNNNNNN/ folders and a `latest` file); nil = no checkpoints.
     public var checkpointDir: String?
     /// Print and record metrics every N updates.
@@ -37,7 +39,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
     public static let fields: [ConfigField<Self>] = OptimizerConfig.fields.map { $0.inlined(at: \.optim) } + [
         .init("total_steps", \.totalSteps), .init("micro_batch_size", \.microBatchSize),
         .init("gradient_accumulation_steps", \.gradientAccumulationSteps), .init("seed", \.seed),
-        .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval),
+        .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval), .init("checkpoint_keep", \.checkpointKeep),
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
     ]
@@ -71,6 +73,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
         }
         guard threads >= 1 && threads <= 256 else { throw fail("threads", "must be in 1…256, got \(threads)") }
         guard checkpointInterval >= 0 else { throw fail("checkpoint_interval", "must be ≥ 0, got \(checkpointInterval)") }
+        guard checkpointKeep >= 1 else { throw fail("checkpoint_keep", "must be ≥ 1, got \(checkpointKeep)") }
         guard logInterval >= 1 else { throw fail("log_interval", "must be ≥ 1, got \(logInterval)") }
     }
 }

@@ -81,5 +81,7 @@ public final class Stage0Engine: ZeroEngine {
 
     public func fullParameters() throws -> FloatBuffer { parameters }
 
-    public func load(parameters full: FloatBuffer) throws { parameters.copy(from: full) }
+    public func loadParameters(_ fill: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
+        try fill(0..<parameters.count, parameters.pointer)
+    }
 }

@@ -39,7 +39,9 @@ public final class Stage2Engine: ZeroEngine, ParameterResidency {
 
     public func fullParameters() throws -> FloatBuffer { parameters }
 
-    public func load(parameters full: FloatBuffer) throws { parameters.copy(from: full) }
+    public func loadParameters(_ fill: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
+        try fill(0..<parameters.count, parameters.pointer)
+    }
 
     // MARK: ParameterResidency — parameters from the model's own buffer, gradients per region.
 

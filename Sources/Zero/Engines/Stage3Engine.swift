@@ -43,9 +43,8 @@ public final class Stage3Engine: ZeroEngine, ParameterResidency {
 
     public func fullParameters() throws -> FloatBuffer { try gathered(parameterShard) }
 
-    public func load(parameters full: FloatBuffer) throws {
-        let s = regionParameters.layout.range
-        _ = parameterShard.update(fromContentsOf: full.slice(s.lowerBound, s.count))
+    public func loadParameters(_ fill: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
+        try fill(regionParameters.layout.range, regionParameters.shard.pointer)
         try regionParameters.shardUpdated()
     }
 

@@ -11,8 +11,9 @@ import Tensor
 /// 2–3, reading parameters and writing gradients region by region through the engine, which is
 /// the model's `residency`); `reduce` (the reduction, the loss terms and the global gradient norm
 /// across ranks); `clip`; `update` (AdamW on the rank's shard); `parametersUpdated` (the gathers
-/// after the update). `fullParameters` and `fullOptimizerState` gather the whole state for a
-/// checkpoint; `load` puts a checkpoint's state back. Every call that communicates is a
+/// after the update). A checkpoint holds each rank's shard (`parameterShard`'s elements of the
+/// flat buffer, and the optimizer's moments); `loadParameters` and `loadOptimizerState` put a
+/// checkpoint's state back, whatever the stage and world size it was written with. Every call that communicates is a
 /// collective: every rank makes it, in the same order.
 public protocol ZeroEngine: AnyObject {
     var stage: ZeroStage { get }
@@ -41,8 +42,10 @@ public protocol ZeroEngine: AnyObject {
     func parametersUpdated() throws
     /// All parameters, gathered where they are sharded (a collective then).
     func fullParameters() throws -> FloatBuffer
-    /// Replaces the parameters with `full` (every rank passes the whole buffer).
-    func load(parameters full: FloatBuffer) throws
+    /// Replaces the parameters the rank keeps: `fill(elements, destination)` writes the flat
+    /// elements `elements` (all of them, or the rank's shard at stage 3) to `destination`.
+    /// Every rank calls it (stage 3 gathers its persistent regions afterwards: a collective).
+    func loadParameters(_ fill: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws
 }
 
 /// The loss terms and gradient norm of a step, the same on every rank.
@@ -79,11 +82,11 @@ extension ZeroEngine {
         (try gathered(optimizer.expAvg.buffer), try gathered(optimizer.expAvgSq.buffer))
     }
 
-    /// Takes this rank's shard of full moments.
-    public func load(expAvg: FloatBuffer, expAvgSq: FloatBuffer) {
-        let s = optimizer.shard
-        _ = optimizer.expAvg.buffer.update(fromContentsOf: expAvg.slice(s.lowerBound, s.count))
-        _ = optimizer.expAvgSq.buffer.update(fromContentsOf: expAvgSq.slice(s.lowerBound, s.count))
+    /// Replaces the moments of the rank's optimizer shard: `fill(expAvg?, elements, destination)`
+    /// writes the flat elements `elements` (`optimizer.shard`) of the first moment (true) or the second (false).
+    public func loadOptimizerState(_ fill: (_ expAvg: Bool, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
+        try fill(true, optimizer.shard, optimizer.expAvg.pointer)
+        try fill(false, optimizer.shard, optimizer.expAvgSq.pointer)
     }
 
     /// The whole of a sharded flat buffer: `part` (this rank's shard) placed in a full-size buffer

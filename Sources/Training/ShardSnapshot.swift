@@ -1,0 +1,83 @@
+import Checkpoint
+import Foundation
+import Tensor
+
+/// What a rank contributes to a checkpoint besides its shard file, and what the manifest takes
+/// from rank 0's: where the data order stands, the schedule, the skipped updates.
+public struct ShardRecord: Codable, Sendable, Equatable {
+    public var step: Int
+    public var rank: Int
+    public var file: CheckpointFile
+    public var dataCursor: DataCursor
+    public var schedule: ScheduleState
+    public var skippedSteps: Int
+
+    public init(step: Int, rank: Int, file: CheckpointFile, dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int) {
+        self.step = step
+        self.rank = rank
+        self.file = file
+        self.dataCursor = dataCursor
+        self.schedule = schedule
+        self.skippedSteps = skippedSteps
+    }
+}
+
+/// A rank's shard of the training state at a step boundary, copied to host memory so that a
+/// background thread can write it (a checkpoint) or send it to the ring successor (a replica)
+/// while training goes on: the rank's contiguous slice `start ..< start + count` of the flat
+/// parameter buffer and of AdamW's two moments, held in one buffer of three `capacity`-element
+/// parts (capacity ≥ count: replicas of neighbouring shards have equal sizes on the wire).
+public final class ShardSnapshot: @unchecked Sendable {
+    // Safe: filled once (by the trainer's thread, or by the collective that receives a replica)
+    // before it is shared, then only read.
+    public let step: Int
+    public let rank: Int
+    public let worldSize: Int
+    public let start: Int
+    public let count: Int
+    public let capacity: Int
+    public let seed: UInt64
+    /// [parameters | exp_avg | exp_avg_sq], `capacity` elements each.
+    public let storage: FloatBuffer
+    public let dataCursor: DataCursor
+    public let schedule: ScheduleState
+    public let skippedSteps: Int
+
+    public init(step: Int, rank: Int, worldSize: Int, start: Int, count: Int, capacity: Int? = nil, seed: UInt64,
+         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int) {
+        self.step = step
+        self.rank = rank
+        self.worldSize = worldSize
+        self.start = start
+        self.count = count
+        self.capacity = max(count, capacity ?? count)
+        self.seed = seed
+        storage = FloatBuffer(count: 3 * self.capacity)
+        self.dataCursor = dataCursor
+        self.schedule = schedule
+        self.skippedSteps = skippedSteps
+    }
+
+    /// An empty snapshot for the shard `start ..< start + count` of rank `rank` at the same step
+    /// as `own` (the data cursor, schedule and skipped updates are the job's, the same on every
+    /// rank), to receive a neighbour's replica into.
+    public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot) {
+        self.init(step: own.step, rank: rank, worldSize: own.worldSize, start: start, count: count, capacity: own.capacity,
+                  seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps)
+    }
+
+    public var parameters: UnsafeMutableBufferPointer<Float> { storage.slice(0, count) }
+    public var expAvg: UnsafeMutableBufferPointer<Float> { storage.slice(capacity, count) }
+    public var expAvgSq: UnsafeMutableBufferPointer<Float> { storage.slice(2 * capacity, count) }
+
+    /// Bytes held in host memory.
+    public var bytes: Int { 4 * storage.count }
+
+    /// Writes the shard file into `folder` (fsynced) and returns its record.
+    public func write(into folder: URL) throws -> ShardRecord {
+        let file = try ShardWriter.write(into: folder, rank: rank, worldSize: worldSize, start: start, step: step, seed: seed,
+                                         parameters: UnsafeBufferPointer(parameters), expAvg: UnsafeBufferPointer(expAvg),
+                                         expAvgSq: UnsafeBufferPointer(expAvgSq))
+        return ShardRecord(step: step, rank: rank, file: file, dataCursor: dataCursor, schedule: schedule, skippedSteps: skippedSteps)
+    }
+}
