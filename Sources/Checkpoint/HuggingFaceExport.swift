@@ -21,8 +21,8 @@ public enum HuggingFaceExport {
     /// `model.safetensors.index.json` ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}), as transformers
     /// writes them. A tensor larger than maxShardBytes gets a file of its own. Returns the files written.
     ///
-    /// Every file is written under a temporary name and renamed when complete; the index comes after
-    /// the shards and config.json last. Weight files of an earlier export in `folder` that this one
+    /// Every file is written under a temporary name; the shards are renamed once all are complete,
+    /// then the index and config.json are written. Weight files of an earlier export in `folder` that this one
     /// does not replace (a `model.safetensors` that would shadow the index, surplus shards) are removed.
     public static func write(model: ModelConfig, table: ParameterTable, to folder: URL, dtype: ExportDType, maxShardBytes: Int,
                              read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) throws -> [URL] {
@@ -41,20 +41,24 @@ public enum HuggingFaceExport {
         }
         let largest = table.entries.map(\.count).max() ?? 0
         let tensor = FloatBuffer(count: largest)
-        var written: [URL] = []
         var weightMap: [String: String] = [:]
+        // All shards are complete under temporary names before any is renamed: a failed export
+        // leaves the folder as it was (the writers remove their temporary files).
+        var writers: [SafeTensorsStreamWriter] = []
         for (entries, name) in zip(shards, names) {
-            let url = folder.appendingPathComponent(name)
             let writer = try SafeTensorsStreamWriter(
-                to: url, tensors: entries.map { SafeTensorsStreamWriter.Tensor(name: $0.name, dtype: dtype.safeTensors, shape: $0.shape) })
+                to: folder.appendingPathComponent(name),
+                tensors: entries.map { SafeTensorsStreamWriter.Tensor(name: $0.name, dtype: dtype.safeTensors, shape: $0.shape) })
             for e in entries {
                 try read(e, tensor.pointer)
                 try writer.append(UnsafeBufferPointer(start: tensor.pointer, count: e.count))
                 weightMap[e.name] = name
             }
-            try writer.finish()
-            written.append(url)
+            try writer.complete()
+            writers.append(writer)
         }
+        for w in writers { try w.commit() }
+        var written = writers.map(\.url)
         do {
             if shards.count > 1 {
                 let index: [String: Any] = ["metadata": ["total_size": totalBytes(table: table, dtype: dtype)], "weight_map": weightMap]

@@ -6,8 +6,8 @@ import Glibc
 /// Writes one safetensors file tensor by tensor, for files larger than memory: the header is
 /// computed from the tensors' names, dtypes and shapes and written first, then each tensor's data
 /// in the order given (`append`), converted from Float to the tensor's dtype through one fixed
-/// write buffer. The file is written as `NAME.tmp` and renamed by `finish()`; a writer dropped
-/// before `finish()` removes its temporary file.
+/// write buffer. The file is written as `NAME.tmp` and renamed by `finish()` (or `complete()`
+/// then `commit()`); a writer dropped before that removes its temporary file.
 ///
 /// The header is what Hugging Face loaders expect: `{"format": "pt"}` metadata first, tensors in
 /// data order with contiguous `data_offsets`, JSON padded with spaces to a multiple of 8 bytes.
@@ -35,8 +35,9 @@ public final class SafeTensorsStreamWriter {
     private let tempPath: String
     private var fd: Int32
     private var next = 0
-    private let buffer: UnsafeMutableRawBufferPointer
+    private var buffer: UnsafeMutableRawBufferPointer
     private var used = 0
+    private var committed = false
 
     /// The padded JSON header (without the 8-byte length) for `tensors` in this order.
     public static func header(for tensors: [Tensor], metadata: [String: String] = ["format": "pt"]) -> Data {
@@ -77,11 +78,9 @@ public final class SafeTensorsStreamWriter {
     }
 
     deinit {
-        buffer.deallocate()
-        if fd >= 0 {
-            close(fd)
-            unlink(tempPath)
-        }
+        releaseBuffer()
+        if fd >= 0 { close(fd) }
+        if !committed { unlink(tempPath) }
     }
 
     /// The data of the next tensor, `tensors[k].count` values, converted to its dtype.
@@ -113,20 +112,35 @@ public final class SafeTensorsStreamWriter {
 
     /// Writes what is buffered, checks that every tensor was appended, and renames the file into place.
     public func finish() throws {
+        try complete()
+        try commit()
+    }
+
+    /// Writes what is buffered, checks that every tensor was appended, syncs and closes the
+    /// temporary file; `commit()` then renames it (so several files can be renamed together once
+    /// all are complete). Dropped before `commit()`, the writer removes the temporary file.
+    public func complete() throws {
         precondition(next == tensors.count, "\(tensors.count - next) tensors were not appended")
+        guard fd >= 0 else { return }
         try flush()
+        releaseBuffer()
         if fsync(fd) != 0 { throw ioError("cannot write") }
         let closed = close(fd)
         fd = -1
-        if closed != 0 {
-            unlink(tempPath)
-            throw ioError("cannot write")
-        }
-        if rename(tempPath, url.path) != 0 {
-            let error = ioError("cannot rename \(tempPath) to")
-            unlink(tempPath)
-            throw error
-        }
+        if closed != 0 { throw ioError("cannot write") }
+    }
+
+    private func releaseBuffer() {
+        if buffer.baseAddress != nil { buffer.deallocate() }
+        buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// Renames the completed temporary file to `url`.
+    public func commit() throws {
+        precondition(fd < 0 && next == tensors.count, "commit before complete")
+        guard !committed else { return }
+        if rename(tempPath, url.path) != 0 { throw ioError("cannot rename \(tempPath) to") }
+        committed = true
     }
 
     private func flush() throws {

@@ -169,6 +169,31 @@ import Testing
         #expect((0..<table.count).allSatisfy { back.parameters.pointer[$0] == Self.bf16(params.pointer[$0]) })
     }
 
+    /// An export that fails part-way (here the source throws at the last tensor) leaves the folder
+    /// as it was: no shard of the new export is renamed into place, no temporary file remains.
+    @Test func aFailedExportLeavesTheFolderAsItWas() throws {
+        struct SourceFailed: Error {}
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try Self.config("dense")
+        let table = ParameterTable(config: model)
+        _ = try Self.export(Self.randomParameters(table, seed: 5), model: model, table: table, to: dir, dtype: .f32, maxShardBytes: 3000)
+        func snapshot() throws -> [String: Data] {
+            var out: [String: Data] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) { out[name] = try Data(contentsOf: dir.appendingPathComponent(name)) }
+            return out
+        }
+        let before = try snapshot()
+        let params = Self.randomParameters(table, seed: 6)
+        #expect(throws: SourceFailed.self) {
+            _ = try HuggingFaceExport.write(model: model, table: table, to: dir, dtype: .bf16, maxShardBytes: 3000) { e, dst in
+                if e.name == table.entries.last!.name { throw SourceFailed() }
+                dst.update(from: params.pointer + e.offset, count: e.count)
+            }
+        }
+        #expect(try snapshot() == before)
+    }
+
     @Test func bf16RoundsToNearestEven() {
         #expect(floatToBFloat16(1.0) == 0x3F80)
         #expect(floatToBFloat16(Float(bitPattern: 0x3F80_8000)) == 0x3F80)   // tie, even below
