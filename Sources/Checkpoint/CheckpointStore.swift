@@ -25,6 +25,8 @@ public struct CheckpointStore: Sendable {
 
     public static let latestFile = "latest"
     public static let modelFile = "model.safetensors"
+    /// A sharded Hugging Face folder's index: `{"metadata": {"total_size": bytes}, "weight_map": {tensor: file}}`.
+    public static let modelIndexFile = "model.safetensors.index.json"
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
     public static let huggingFaceConfigFile = "config.json"
@@ -147,39 +149,37 @@ public struct CheckpointStore: Sendable {
         return (m, v)
     }
 
-    // MARK: Hugging Face folders (config.json + model.safetensors)
+    // MARK: Hugging Face folders (config.json + model.safetensors, or an index and shard files)
 
-    /// Reads a Hugging Face model folder into a new model.
+    /// Reads a Hugging Face model folder into a new model: config.json and the weights, from one
+    /// model.safetensors or from the shard files of model.safetensors.index.json (see
+    /// `HuggingFaceFolder`); BF16/F16 weights are converted to F32.
     public static func importHuggingFace(_ folder: URL, pool: ThreadPool) throws -> Transformer {
-        let configURL = folder.appendingPathComponent(huggingFaceConfigFile)
-        let config = try ModelConfig(huggingFaceJSON: try readData(configURL), path: configURL.path)
+        let config = try huggingFaceConfig(folder)
+        let weights = try HuggingFaceFolder(folder)
         let model = try Transformer(config: config, pool: pool)
-        try ModelWeights.load(SafeTensorsFile(contentsOf: folder.appendingPathComponent(modelFile)), table: model.table,
-                              into: model.parameters)
+        try weights.read(table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         return model
     }
 
-    /// Elements `elements` of the parameters in a Hugging Face folder's model.safetensors
-    /// (the folder's model must have `table`'s layout), written to `out[0…]`.
-    public static func huggingFaceParameters(_ folder: URL, table: ParameterTable, elements: Range<Int>,
-                                             into out: UnsafeMutablePointer<Float>) throws {
-        let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent(modelFile))
-        let full = elements.count == table.count ? nil : FloatBuffer(count: table.count)
-        try ModelWeights.load(file, table: table, into: full?.pointer ?? out)
-        if let full { out.update(from: full.pointer + elements.lowerBound, count: elements.count) }
+    /// The model config of a Hugging Face folder's config.json.
+    public static func huggingFaceConfig(_ folder: URL) throws -> ModelConfig {
+        let configURL = folder.appendingPathComponent(huggingFaceConfigFile)
+        return try ModelConfig(huggingFaceJSON: try readData(configURL), path: configURL.path)
     }
 
-    /// Writes `model` as a Hugging Face folder: config.json and model.safetensors.
+    /// Elements `elements` of the parameters in a Hugging Face folder (the folder's model must
+    /// have `table`'s layout), written to `out[0…]`; only the shard files holding them are read.
+    public static func huggingFaceParameters(_ folder: URL, table: ParameterTable, elements: Range<Int>,
+                                             into out: UnsafeMutablePointer<Float>) throws {
+        try HuggingFaceFolder(folder).read(table: table, elements: elements, into: out)
+    }
+
+    /// Writes `model` as a Hugging Face folder: config.json and one F32 model.safetensors.
     public static func exportHuggingFace(_ model: Transformer, to folder: URL) throws {
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try model.config.huggingFaceJSON().write(to: folder.appendingPathComponent(huggingFaceConfigFile), options: .atomic)
-        } catch {
-            throw CheckpointError(.io, "cannot write \(folder.path)", cause: error)
+        _ = try HuggingFaceExport.write(model: model.config, table: model.table, to: folder, dtype: .f32, maxShardBytes: .max) { e, dst in
+            dst.update(from: model.parameters.pointer + e.offset, count: e.count)
         }
-        var writer = SafeTensorsWriter()
-        ModelWeights.add(model.parameters, table: model.table, to: &writer)
-        try writer.write(to: folder.appendingPathComponent(modelFile))
     }
 
     // MARK: files

@@ -68,8 +68,10 @@ extension ModelConfig {
         norm == "rmsnorm" && activation == "swiglu" && (moeConfig?.numSharedExperts ?? 0) == 0
     }
 
-    /// The Hugging Face `config.json` for this model (meaningful when `isHuggingFaceCompatible`).
-    public func huggingFaceJSON() -> Data {
+    /// The Hugging Face `config.json` for this model (meaningful when `isHuggingFaceCompatible`);
+    /// `torchDType` is the weights' type as transformers names it ("float32", "bfloat16"), written
+    /// as `torch_dtype` (transformers 4) and `dtype` (its name since transformers 4.56).
+    public func huggingFaceJSON(torchDType: String = "float32") -> Data {
         let modelType = isMoE ? "mixtral" : (window != nil ? "mistral" : "llama")
         let arch = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM"][modelType]!
         var o: [String: Any] = [
@@ -77,7 +79,7 @@ extension ModelConfig {
             "intermediate_size": ffnSize, "num_hidden_layers": numLayers, "num_attention_heads": numAttentionHeads,
             "num_key_value_heads": kvHeads, "head_dim": headSize, "hidden_act": "silu",
             "max_position_embeddings": maxSeqLen, "rms_norm_eps": normEps, "rope_theta": ropeTheta,
-            "tie_word_embeddings": tieEmbeddings, "attention_dropout": 0.0, "torch_dtype": "float32",
+            "tie_word_embeddings": tieEmbeddings, "attention_dropout": 0.0, "torch_dtype": torchDType, "dtype": torchDType,
         ]
         if modelType == "llama" { o["attention_bias"] = false; o["mlp_bias"] = false }
         if modelType != "llama" { o["sliding_window"] = window.map { $0 as Any } ?? NSNull() }

@@ -52,4 +52,23 @@ import Training
             #expect(worst <= 1e-4, "final \(e.name): max abs error \(worst)")
         }
     }
+
+    /// `training.init_from` a sharded Hugging Face folder (index + shard files) starts from the
+    /// same parameters as from the single file, and trains identically.
+    @Test func initFromAShardedFolderEqualsTheSingleFile() throws {
+        let sharded = FileManager.default.temporaryDirectory.appendingPathComponent("zt-init-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: sharded) }
+        let source = Fixtures.reference("train_dense")
+        let model = try CheckpointStore.huggingFaceConfig(source)
+        let weights = try HuggingFaceFolder(source)
+        let files = try HuggingFaceExport.write(model: model, table: ParameterTable(config: model), to: sharded, dtype: .f32,
+                                                maxShardBytes: 4096) { try weights.read($0, into: $1) }
+        #expect(files.count > 4)
+        var config = try Self.referenceConfig()
+        let single = try Trainer(config: config)
+        config.training.initFrom = sharded.path
+        let split = try Trainer(config: config)
+        #expect(single.model.parameters.toArray() == split.model.parameters.toArray())
+        for _ in 0..<2 { #expect(try single.trainStep().loss == split.trainStep().loss) }
+    }
 }

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Checkpoint
+import Common
+import Foundation
+import Model
+import Training
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a checkpoint as a Hugging Face model folder (config.json, sharded safetensors, index).",
+        discussion: """
+            --checkpoint is a checkpoint directory (its latest step), one step folder, or a Hugging Face folder \
+            (to re-shard it or change its dtype). The weights are written tensor by tensor; a model larger than \
+            --max-shard-size is split into model-00001-of-0000K.safetensors … with model.safetensors.index.json.
+            """)
+
+    @Option(name: .long, help: "Checkpoint directory, step folder, or Hugging Face folder.")
+    var checkpoint: String
+
+    @Option(name: .long, help: "Output folder (created if needed).")
+    var out: String
+
+    @Option(name: .long, help: "Weight type: f32 or bf16 (round to nearest even).")
+    var dtype: String = "f32"
+
+    @Option(name: .long, help: "Largest weight file: bytes, or with a unit (500MB, 5GB = 5·10^9, 2GiB = 2·2^30).")
+    var maxShardSize: String = "5GB"
+
+    func run() throws {
+        try runReportingErrors {
+            guard let dtype = ExportDType(rawValue: dtype.lowercased()) else {
+                throw ValidationError("--dtype must be f32 or bf16, got \"\(self.dtype)\"")
+            }
+            guard let maxShardBytes = HuggingFaceExport.byteCount(maxShardSize) else {
+                throw ValidationError("--max-shard-size must be a positive size such as 5GB, 500MB, 2GiB or a number of bytes, got \"\(maxShardSize)\"")
+            }
+            let source = URL(fileURLWithPath: checkpoint).standardizedFileURL
+            let folder = URL(fileURLWithPath: out).standardizedFileURL
+            guard source.resolvingSymlinksInPath().path != folder.resolvingSymlinksInPath().path else {
+                throw ValidationError("--out must differ from --checkpoint (the export replaces the folder's weight files)")
+            }
+            let tensors = try tensorSource(source)
+            let table = ParameterTable(config: tensors.model)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let files = try HuggingFaceExport.write(model: tensors.model, table: table, to: folder, dtype: dtype,
+                                                    maxShardBytes: maxShardBytes, read: tensors.read)
+            let seconds = (clock.now - start).seconds
+            var total = 0
+            for f in files {
+                let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
+                total += size
+                Console.out("\(f.path)  \(Self.format(bytes: size))")
+            }
+            Console.out("\(files.count) files, \(Self.format(bytes: total)) (\(table.count) parameters, \(dtype.rawValue)) in "
+                        + String(format: "%.2f s (%.0f MB/s)", seconds, Double(total) / 1e6 / max(seconds, 1e-9)))
+        }
+    }
+
+    /// Where the tensors come from: the model config, and a function that fills one tensor.
+    /// The one place that knows the checkpoint format.
+    private func tensorSource(_ url: URL) throws -> (model: ModelConfig, read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) {
+        let fm = FileManager.default
+        let isHuggingFace = fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.huggingFaceConfigFile).path)
+            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.stateFile).path)
+        if isHuggingFace {
+            let model = try CheckpointStore.huggingFaceConfig(url)
+            let weights = try HuggingFaceFolder(url)
+            return (model, { entry, dst in try weights.read(entry, into: dst) })
+        }
+        let step = try CheckpointStore.resolve(url)
+        let model = try CheckpointStore.state(of: step, as: TrainConfig.self).config.model
+        let parameters = try CheckpointStore.parameters(of: step, table: ParameterTable(config: model))
+        return (model, { entry, dst in dst.update(from: parameters.pointer + entry.offset, count: entry.count) })
+    }
+
+    static func format(bytes: Int) -> String {
+        bytes >= 1_000_000 ? String(format: "%.1f MB", Double(bytes) / 1e6)
+            : bytes >= 1000 ? String(format: "%.1f kB", Double(bytes) / 1e3) : "\(bytes) B"
+    }
+}
