@@ -62,16 +62,18 @@ struct Export: ParsableCommand {
     private func tensorSource(_ url: URL) throws -> (model: ModelConfig, read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) {
         let fm = FileManager.default
         let isHuggingFace = fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.huggingFaceConfigFile).path)
-            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.stateFile).path)
+            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.manifestFile).path)
+            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.latestFile).path)
         if isHuggingFace {
             let model = try CheckpointStore.huggingFaceConfig(url)
             let weights = try HuggingFaceFolder(url)
             return (model, { entry, dst in try weights.read(entry, into: dst) })
         }
-        let step = try CheckpointStore.resolve(url)
-        let model = try CheckpointStore.state(of: step, as: TrainConfig.self).config.model
-        let parameters = try CheckpointStore.parameters(of: step, table: ParameterTable(config: model))
-        return (model, { entry, dst in dst.update(from: parameters.pointer + entry.offset, count: entry.count) })
+        // A sharded checkpoint: each tensor is read from the shard files it spans (verified), one at a time.
+        let reader = try CheckpointReader<TrainConfig>(url)
+        return (reader.manifest.config.model, { entry, dst in
+            try reader.read(.parameters, elements: entry.offset..<(entry.offset + entry.count), into: dst)
+        })
     }
 
     static func format(bytes: Int) -> String {
