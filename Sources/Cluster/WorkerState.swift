@@ -112,6 +112,8 @@ public struct WorkerState {
         public var successors: [String]
         public var resumeFrom: String?
         public var partitionPlan: PartitionPlan?
+        /// Where a failed collective writes the rank's flight recorder.
+        public var forensicsDirectory: String? = nil
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -221,7 +223,8 @@ public struct WorkerState {
                 return exit(.failed("malformed assignment from the coordinator"))
             }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
-                               successors: successors, resumeFrom: m.resumeFrom, partitionPlan: m.partitionPlan)
+                               successors: successors, resumeFrom: m.resumeFrom, partitionPlan: m.partitionPlan,
+                               forensicsDirectory: m.forensicsDirectory)
             assignment = a
             phase = .starting
             lastBeat = now

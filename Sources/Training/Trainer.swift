@@ -14,11 +14,14 @@ public struct RingConnection: Sendable {
     public var partitionPlan: PartitionPlan?
     /// Opens the rank's ring link; runs on the rank's communication thread, which then owns it.
     public var openTransport: @Sendable () throws -> any Transport
+    /// Where a failed collective writes the rank's flight recorder (`rank-<r>.json`); nil = the log only.
+    public var forensicsDirectory: URL?
 
-    public init(membership: CollectiveQueue.Membership, partitionPlan: PartitionPlan? = nil,
+    public init(membership: CollectiveQueue.Membership, partitionPlan: PartitionPlan? = nil, forensicsDirectory: URL? = nil,
                 openTransport: @escaping @Sendable () throws -> any Transport) {
         self.membership = membership
         self.partitionPlan = partitionPlan
+        self.forensicsDirectory = forensicsDirectory
         self.openTransport = openTransport
     }
 }
@@ -88,8 +91,10 @@ public final class Trainer {
         }
         partitionPlan = partition
         let queue = ring.map {
-            CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
-                            openTransport: $0.openTransport)
+            var options = ProcessGroup.Options()
+            options.forensicsDirectory = $0.forensicsDirectory
+            return CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
+                                   options: options, openTransport: $0.openTransport)
         }
         do {
             try queue?.waitUntilReady()
