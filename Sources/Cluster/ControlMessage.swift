@@ -64,6 +64,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var restore: ReplicaRestore?
     /// Which rank owns which elements of the flat buffers (ZeRO shards), computed by the coordinator.
     public var partitionPlan: PartitionPlan?
+    /// Where a rank whose collective fails writes its flight recorder (run directory/forensics).
+    public var forensicsDirectory: String?
     // step, step_done, checkpoint
     public var step: Int?
     public var checksum: Bool?

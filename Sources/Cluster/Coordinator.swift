@@ -37,6 +37,9 @@ public final class Coordinator: Sendable {
     /// SIGINT/SIGTERM: finish the current update, checkpoint, shut the job down. Safe from any thread.
     public func requestStop() { mailbox.requestStop() }
 
+    /// Where ranks write their flight recorders when a collective fails (`zerotrain trace`).
+    public var forensicsDirectory: URL { runDirectory.appendingPathComponent("forensics") }
+
     /// Runs the job; returns the exit code (0 finished, 1 failed, 130 stopped).
     public func run() throws -> Int32 {
         let fm = FileManager.default
@@ -108,7 +111,8 @@ public final class Coordinator: Sendable {
             // Messages first: the next step starts before this one's metrics are written. A message
             // broadcast to every worker (step, checkpoint, shutdown) is encoded once.
             var encoded: (message: ControlMessage, data: Data)?
-            for case let .send(peer, message) in batch {
+            for case .send(let peer, var message) in batch {
+                if message.kind == .assign { message.forensicsDirectory = forensicsDirectory.path }
                 if encoded?.message != message { encoded = (message, message.encoded()) }
                 _ = try server.send(encoded!.data, to: peer)
             }

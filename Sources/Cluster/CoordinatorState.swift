@@ -236,7 +236,7 @@ public struct CoordinatorState {
             // A replacement that arrived before the failure was noticed, or (elastic) a worker that grows the world.
             guard !standby.contains(where: { $0.id == id }) else { return [] }
             standby.append(record)
-            if faultTolerance.policy == "elastic" && workers.count < config.cluster.workers { growRequested = true }
+            if faultTolerance.policy == .elastic && workers.count < config.cluster.workers { growRequested = true }
             return [.log("worker pid \(m.pid ?? 0) on \(m.host ?? "?") is standing by for the next membership")]
         case .stopping, .finished:
             return refuse("the job is ending")
@@ -399,7 +399,7 @@ public struct CoordinatorState {
     /// The rejoin window ended without a full membership.
     private mutating func recoveryTimedOut(now: Double) -> [Action] {
         let have = workers.filter { !$0.gone }.count
-        if faultTolerance.policy == "elastic" && have >= faultTolerance.minWorkers && have >= 1 {
+        if faultTolerance.policy == .elastic && have >= faultTolerance.minWorkers && have >= 1 {
             workers.removeAll(where: \.gone)
             return [.log("no replacement within \(Int(faultTolerance.rejoinTimeoutSeconds)) s: continuing on \(have) worker(s) (fault_tolerance.policy elastic)")]
                 + assign(now: now)

@@ -23,6 +23,7 @@ final class Device: Sendable {
         let replicas: ReplicaStore
         let partitionPlan: PartitionPlan?
         let afterStep: Worker.StepHook?
+        var forensicsDirectory: String? = nil
     }
 
     enum Order: Sendable { case step(Int, checksum: Bool, replicate: Bool), checkpoint(URL), stop }
@@ -51,7 +52,8 @@ final class Device: Sendable {
         do {
             let link = s.link
             let ring = RingConnection(membership: CollectiveQueue.Membership(rank: s.rank, worldSize: s.worldSize, epoch: s.epoch, jobID: s.jobID),
-                                      partitionPlan: s.partitionPlan) {
+                                      partitionPlan: s.partitionPlan,
+                                      forensicsDirectory: s.forensicsDirectory.map { URL(fileURLWithPath: $0) }) {
                 let transport = try link.take()
                 try transport.connect(successor: s.successor)
                 return transport

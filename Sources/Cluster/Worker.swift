@@ -154,7 +154,8 @@ public final class Worker: Sendable {
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,
                                      link: LinkHandoff(links.removeFirst()), successor: a.successors[d], threads: threads,
                                      numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom, restore: a.restore,
-                                     replicas: replicas, partitionPlan: a.partitionPlan, afterStep: options.afterStep)
+                                     replicas: replicas, partitionPlan: a.partitionPlan, afterStep: options.afterStep,
+                                     forensicsDirectory: a.forensicsDirectory)
             devices.append(Device(setup: setup, report: report))
         }
         return devices

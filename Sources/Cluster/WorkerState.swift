@@ -122,6 +122,8 @@ public struct WorkerState {
         /// Restore from the workers' in-memory replicas instead (then `resumeFrom` is nil).
         public var restore: ReplicaRestore?
         public var partitionPlan: PartitionPlan?
+        /// Where a failed collective writes the rank's flight recorder.
+        public var forensicsDirectory: String? = nil
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -257,7 +259,7 @@ public struct WorkerState {
             }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
                                successors: successors, resumeFrom: m.resumeFrom, restore: m.restore,
-                               partitionPlan: m.partitionPlan)
+                               partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory)
             assignment = a
             phase = .starting
             startedDevices = settings.devices

@@ -21,14 +21,17 @@ public struct FlightRecord: Sendable {
     public var receivesFrom: Int
     public var sendsTo: Int
     public var start: ContinuousClock.Instant
+    /// The same moment on the wall clock, unix seconds (for dumps compared across hosts).
+    public var startedAt: Double = Date().timeIntervalSince1970
     /// nil while running.
     public var duration: Duration?
     /// "running", "ok" or an error code.
     public var outcome: String
 }
 
-/// The last `capacity` collectives of a group, kept in memory and dumped to the log when one fails,
-/// so a hang or crash report shows what every rank was doing.
+/// The last `capacity` collectives of a group, kept in memory and dumped to the log when one fails
+/// (and to `<forensics dir>/rank-<r>.json`, `FlightDump`), so a hang or crash report shows what
+/// every rank was doing.
 public final class FlightRecorder: Sendable {
     private struct State {
         var records: [FlightRecord] = []

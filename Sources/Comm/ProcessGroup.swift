@@ -1,3 +1,5 @@
+import Foundation
+
 /// The ranks of one membership epoch, and the ring collectives they run together.
 ///
 /// Every rank of the group creates one `ProcessGroup` with the same `worldSize`, `epoch` and
@@ -12,7 +14,7 @@
 /// Failure: every call takes a deadline. When a peer dies or goes silent, the call throws a
 /// `CommError` naming the operation, its sequence number and the rank waited for (or blamed); the
 /// rank also sends an abort frame down the ring so later ranks fail fast with the same blame, and
-/// dumps its flight recorder to the log. A failed group stays failed (`.groupFailed`): form a new
+/// dumps its flight recorder to the log (and to `options.forensicsDirectory`, `FlightDump`). A failed group stays failed (`.groupFailed`): form a new
 /// one with a higher epoch and the surviving ranks.
 public final class ProcessGroup {
     public enum ReduceOp: String, Sendable, CaseIterable {
@@ -41,6 +43,9 @@ public final class ProcessGroup {
         public var flightRecorderCapacity: Int = 64
         /// Where failures and dropped frames are reported.
         public var log: CommLog = standardErrorCommLog
+        /// Where a failed collective writes this rank's flight recorder (`rank-<r>.json`, a
+        /// `FlightDump`); nil = the log only.
+        public var forensicsDirectory: URL?
 
         public init() {}
     }
@@ -254,7 +259,22 @@ public final class ProcessGroup {
             spreadAbort(failure, sequence: seq, operation: operation)
             reclaimBorrowedBuffers()
             options.log("zerotrain comm: rank \(rank) failed: \(failure)\n\(recorder.dump(rank: rank))")
+            writeForensics(failure)
             throw failure
+        }
+    }
+
+    /// Writes the flight recorder to the forensics directory, once: a failed group runs nothing
+    /// more. An I/O error is logged, never thrown, so the collective's own error surfaces.
+    private func writeForensics(_ failure: CommError) {
+        guard let directory = options.forensicsDirectory else { return }
+        let line = "\(failure)".split(whereSeparator: \.isNewline).joined(separator: " ")
+        let dump = FlightDump(rank: rank, worldSize: worldSize, epoch: epoch, jobID: jobID, error: line,
+                              writtenAt: Date().timeIntervalSince1970, records: recorder.records.map(FlightDump.Record.init))
+        do {
+            try dump.write(in: directory)
+        } catch {
+            options.log("zerotrain comm: rank \(rank): cannot write the flight recorder to \(directory.path): \(error)")
         }
     }
 

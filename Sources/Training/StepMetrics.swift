@@ -14,11 +14,13 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     public var tokens: Int
     /// Wall time of the update in seconds.
     public var seconds: Double
+    /// The update was skipped on every rank: the loss or gradient norm was not finite.
+    public var skipped = false
 
     public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second"
+        case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second", skipped
     }
 
     public init(step: Int, loss: Float, auxLoss: Float, lr: Double, gradNorm: Double, tokens: Int, seconds: Double) {
@@ -34,29 +36,57 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         step = try c.decode(Int.self, forKey: .step)
-        loss = try c.decode(Float.self, forKey: .loss)
+        loss = Float(try Self.decodeNumber(c, .loss))
         auxLoss = try c.decodeIfPresent(Float.self, forKey: .auxLoss) ?? 0
         lr = try c.decode(Double.self, forKey: .lr)
-        gradNorm = try c.decode(Double.self, forKey: .gradNorm)
+        gradNorm = try Self.decodeNumber(c, .gradNorm)
         tokens = try c.decode(Int.self, forKey: .tokens)
         seconds = try c.decode(Double.self, forKey: .seconds)
+        skipped = try c.decodeIfPresent(Bool.self, forKey: .skipped) ?? false
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(step, forKey: .step)
-        try c.encode(loss, forKey: .loss)
+        try Self.encodeNumber(Double(loss), &c, .loss)
         try c.encode(auxLoss, forKey: .auxLoss)
         try c.encode(lr, forKey: .lr)
-        try c.encode(gradNorm, forKey: .gradNorm)
+        try Self.encodeNumber(gradNorm, &c, .gradNorm)
         try c.encode(tokens, forKey: .tokens)
         try c.encode(seconds, forKey: .seconds)
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
+        // Only when true, so the records of applied updates are unchanged.
+        if skipped { try c.encode(true, forKey: .skipped) }
+    }
+
+    /// A skipped update's loss or norm is NaN or infinite, which JSON has no number for: it is
+    /// written as the string "NaN", "Infinity" or "-Infinity" (JSONEncoder's convertToString names).
+    private static func encodeNumber(_ x: Double, _ c: inout KeyedEncodingContainer<CodingKeys>, _ key: CodingKeys) throws {
+        if x.isFinite {
+            key == .loss ? try c.encode(Float(x), forKey: key) : try c.encode(x, forKey: key)
+        } else {
+            try c.encode(x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity", forKey: key)
+        }
+    }
+
+    private static func decodeNumber(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double {
+        if let text = try? c.decode(String.self, forKey: key) {
+            switch text {
+            case "NaN": return .nan
+            case "Infinity": return .infinity
+            case "-Infinity": return -.infinity
+            default: throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not a number: \(text)")
+            }
+        }
+        return key == .loss ? Double(try c.decode(Float.self, forKey: key)) : try c.decode(Double.self, forKey: key)
     }
 
     /// The human log line.
     public func line(totalSteps: Int) -> String {
         var s = "step \(step + 1)/\(totalSteps) | loss \(String(format: "%.4f", loss))"
+        if skipped {
+            return s + " | grad_norm \(String(format: "%.4f", gradNorm)) | skipped (non-finite loss/gradients)"
+        }
         if auxLoss != 0 { s += " | aux \(String(format: "%.4f", auxLoss))" }
         s += " | lr \(String(format: "%.3e", lr)) | grad_norm \(String(format: "%.4f", gradNorm))"
         s += " | tok/s \(Int(tokensPerSecond.rounded()))"

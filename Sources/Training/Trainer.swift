@@ -14,11 +14,14 @@ public struct RingConnection: Sendable {
     public var partitionPlan: PartitionPlan?
     /// Opens the rank's ring link; runs on the rank's communication thread, which then owns it.
     public var openTransport: @Sendable () throws -> any Transport
+    /// Where a failed collective writes the rank's flight recorder (`rank-<r>.json`); nil = the log only.
+    public var forensicsDirectory: URL?
 
-    public init(membership: CollectiveQueue.Membership, partitionPlan: PartitionPlan? = nil,
+    public init(membership: CollectiveQueue.Membership, partitionPlan: PartitionPlan? = nil, forensicsDirectory: URL? = nil,
                 openTransport: @escaping @Sendable () throws -> any Transport) {
         self.membership = membership
         self.partitionPlan = partitionPlan
+        self.forensicsDirectory = forensicsDirectory
         self.openTransport = openTransport
     }
 }
@@ -42,8 +45,17 @@ public final class Trainer {
     public let memory: MemoryLedger
     public let sampler: BatchSampler
     public let pool: ThreadPool
-    /// Updates completed.
+    /// Updates completed (applied or skipped).
     public private(set) var step = 0
+    /// Updates skipped because the loss or gradient norm was not finite, in total. AdamW's bias
+    /// correction counts the applied ones, `step + 1 − skippedSteps`; settable for resume.
+    public var skippedSteps = 0
+    /// Consecutive skipped updates up to now (0 after an applied one).
+    public internal(set) var nonFiniteStreak = 0
+    /// Instrumentation and tests: asked before each micro-batch's backward with (step, micro-batch
+    /// of this rank); the factor returned multiplies the backward pass's loss scale. A non-finite
+    /// factor makes that micro-batch's gradients non-finite on this rank, as an overflow would.
+    public var backwardScaleHook: ((_ step: Int, _ microBatch: Int) -> Float)?
     /// This rank and the number of ranks (0 and 1 when training alone).
     public let rank: Int
     public let worldSize: Int
@@ -79,8 +91,10 @@ public final class Trainer {
         }
         partitionPlan = partition
         let queue = ring.map {
-            CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
-                            openTransport: $0.openTransport)
+            var options = ProcessGroup.Options()
+            options.forensicsDirectory = $0.forensicsDirectory
+            return CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
+                                   options: options, openTransport: $0.openTransport)
         }
         do {
             try queue?.waitUntilReady()
@@ -147,7 +161,10 @@ public final class Trainer {
 
     public var isFinished: Bool { step >= config.training.totalSteps }
 
-    /// Runs one update and returns its metrics.
+    /// Runs one update and returns its metrics. An update whose loss or gradient norm is not
+    /// finite is skipped on every rank (`StepMetrics.skipped`); the one that makes
+    /// `fault_tolerance.max_skipped_steps` consecutive skips is counted too, then this throws
+    /// `TrainingError` `.nonFiniteStreak`.
     public func trainStep() throws -> StepMetrics {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
@@ -162,26 +179,38 @@ public final class Trainer {
                 : nil
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
-            try model.backward(scale: 1 / Float(accumulation),
+            let factor = backwardScaleHook?(step, local) ?? 1
+            try model.backward(scale: factor / Float(accumulation),
                                gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
         }
         let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
         let gradNorm = totals.gradNorm
-        engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip)
         let loss = Float(totals.lossSum / Double(accumulation))
-        guard loss.isFinite, gradNorm.isFinite else {
-            throw TrainingError(.runtime, "training diverged at step \(step + 1): loss \(loss), grad_norm \(gradNorm); lower training.lr or raise warmup_steps")
-        }
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
-        engine.update(lr: lr, t: step + 1)
-        try engine.parametersUpdated()
+        // The totals are all-reduced, so every rank takes the same decision. A skipped update
+        // changes nothing: no clipping, no AdamW, no gathers; the next beginStep zeroes the gradients.
+        let skipped = !loss.isFinite || !gradNorm.isFinite
+        if skipped {
+            skippedSteps += 1
+            nonFiniteStreak += 1
+        } else {
+            nonFiniteStreak = 0
+            engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip)
+            engine.update(lr: lr, t: step + 1 - skippedSteps)
+            try engine.parametersUpdated()
+        }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(totals.auxSum / Double(accumulation)), lr: lr,
+        var metrics = StepMetrics(step: step, loss: loss, auxLoss: Float(totals.auxSum / Double(accumulation)), lr: lr,
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
+        metrics.skipped = skipped
         step += 1
+        let limit = config.faultTolerance.maxSkippedSteps
+        if skipped, nonFiniteStreak >= limit {
+            throw TrainingError(.nonFiniteStreak, "step \(step): \(nonFiniteStreak) consecutive updates skipped for a non-finite loss or gradient norm (loss \(loss), grad_norm \(gradNorm)), fault_tolerance.max_skipped_steps is \(limit); lower training.lr, raise warmup_steps or lower grad_clip")
+        }
         return metrics
     }
 

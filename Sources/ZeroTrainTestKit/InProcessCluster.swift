@@ -24,16 +24,26 @@ public enum InProcessCluster {
         public var bytesSent: [[String: Int]]
         /// Files of the disk tier seen while training ran.
         public var diskFiles: [String]
+        /// Which steps were skipped for a non-finite loss or gradient norm (rank 0's view).
+        public var skipped: [Bool] = []
+        /// The final parameters as each rank gathered them.
+        public var parametersPerRank: [[Float]] = []
     }
+
+    /// Called on each rank's thread: once after its trainer is built, and after each of its steps.
+    public typealias Prepare = @Sendable (Trainer) -> Void
+    public typealias AfterStep = @Sendable (Trainer, StepMetrics) throws -> Void
 
     /// Trains `steps` updates on `n` ranks; every rank runs `training.gradient_accumulation_steps`
     /// micro-batches per update, as in the cluster.
-    public static func train(_ config: TrainConfig, ranks n: Int, steps: Int) throws -> Run {
+    public static func train(_ config: TrainConfig, ranks n: Int, steps: Int, prepare: Prepare? = nil,
+                             afterStep: AfterStep? = nil) throws -> Run {
         let fabric = InMemoryFabric(worldSize: n)
         let results = Monitor<[Int: Result<Run, any Error>]>([:])
         for rank in 0..<n {
             let thread = Thread {
-                let r = Result { try Self.rank(rank, of: n, config: config, steps: steps, fabric: fabric) }
+                let r = Result { try Self.rank(rank, of: n, config: config, steps: steps, fabric: fabric,
+                                                   prepare: prepare, afterStep: afterStep) }
                 results.withLock { $0[rank] = r }
             }
             thread.stackSize = 8 << 20
@@ -45,15 +55,19 @@ public enum InProcessCluster {
         run.memory = runs.map { $0.memory[0] }
         run.bytesSent = runs.map { $0.bytesSent[0] }
         run.diskFiles = runs.flatMap(\.diskFiles)
+        run.parametersPerRank = runs.map(\.parameters)
         return run
     }
 
-    private static func rank(_ rank: Int, of n: Int, config: TrainConfig, steps: Int, fabric: InMemoryFabric) throws -> Run {
+    private static func rank(_ rank: Int, of n: Int, config: TrainConfig, steps: Int, fabric: InMemoryFabric,
+                             prepare: Prepare?, afterStep: AfterStep?) throws -> Run {
         let ring = RingConnection(membership: CollectiveQueue.Membership(rank: rank, worldSize: n, epoch: 1, jobID: 7)) {
             fabric.transport(rank: rank)
         }
         let trainer = try Trainer(config: config, pool: ThreadPool(threads: 1), ring: ring)
         guard let queue = trainer.engine.queue else { throw CommError(.invalidArgument, "rank \(rank) has no collective queue") }
+        prepare?(trainer)
+        var skipped: [Bool] = []
         var losses: [Float] = [], auxLosses: [Float] = [], gradNorms: [Double] = []
         var sentBefore: [String: Int] = [:]
         var diskFiles: Set<String> = []
@@ -63,6 +77,8 @@ public enum InProcessCluster {
             losses.append(m.loss)
             auxLosses.append(m.auxLoss)
             gradNorms.append(m.gradNorm)
+            skipped.append(m.skipped)
+            try afterStep?(trainer, m)
             for b in trainer.engine.offloadedState {
                 if let f = b.file, FileManager.default.fileExists(atPath: f.path) { diskFiles.insert(f.path) }
             }
@@ -71,6 +87,6 @@ public enum InProcessCluster {
         for (op, total) in queue.bytesSent { sent[op] = total - (sentBefore[op] ?? 0) }
         let parameters = try trainer.fullParameters().toArray()
         return Run(losses: losses, auxLosses: auxLosses, gradNorms: gradNorms, parameters: parameters, memory: [trainer.memory.snapshot], bytesSent: [sent],
-                   diskFiles: diskFiles.sorted())
+                   diskFiles: diskFiles.sorted(), skipped: skipped)
     }
 }

@@ -3,29 +3,35 @@ import CommZMQ
 import Foundation
 import ZeroTrainTestKit
 
-// `zerotrain worker` for the divergence guard's test: the highest rank perturbs one of its
-// parameters after the step given by --inject-divergence-at (0-based).
-//   ZeroTrainTestWorker --coordinator ENDPOINT [--devices K] --inject-divergence-at STEP
+// `zerotrain worker` with a fault in its highest rank: it perturbs one of its parameters after the
+// step given by --inject-divergence-at (the divergence guard's test), or stalls for an hour inside
+// the step given by --stall-at (the flight recorder's test); steps are 0-based.
+//   ZeroTrainTestWorker --coordinator ENDPOINT [--devices K] (--inject-divergence-at STEP | --stall-at STEP)
 var arguments = ArraySlice(CommandLine.arguments.dropFirst())
-var coordinator: String?, devices = 1, injectAt: Int?
+var coordinator: String?, devices = 1, injectAt: Int?, stallAt: Int?
 while let flag = arguments.popFirst() {
     switch flag {
     case "--coordinator": coordinator = arguments.popFirst()
     case "--devices": devices = arguments.popFirst().flatMap(Int.init) ?? 1
     case "--inject-divergence-at": injectAt = arguments.popFirst().flatMap(Int.init)
+    case "--stall-at": stallAt = arguments.popFirst().flatMap(Int.init)
     default:
         FileHandle.standardError.write(Data("ZeroTrainTestWorker: unknown argument \(flag)\n".utf8))
         exit(2)
     }
 }
-guard let coordinator, let injectAt else {
-    FileHandle.standardError.write(Data("usage: ZeroTrainTestWorker --coordinator ENDPOINT [--devices K] --inject-divergence-at STEP\n".utf8))
+guard let coordinator, (injectAt == nil) != (stallAt == nil) else {
+    FileHandle.standardError.write(Data("usage: ZeroTrainTestWorker --coordinator ENDPOINT [--devices K] (--inject-divergence-at STEP | --stall-at STEP)\n".utf8))
     exit(2)
 }
+let divergeAt = injectAt, stallStep = stallAt
 var options = Worker.Options(coordinator: coordinator)
 options.devices = devices
 options.afterStep = { trainer in
-    if trainer.rank == trainer.worldSize - 1 && trainer.step - 1 == injectAt { FaultInjection.perturbParameter(of: trainer) }
+    guard trainer.rank == trainer.worldSize - 1 else { return }
+    if trainer.step - 1 == divergeAt { FaultInjection.perturbParameter(of: trainer) }
+    // Installed after the first step, on the device's own thread.
+    if let stallStep, trainer.step == 1 { FaultInjection.stall(trainer, atStep: stallStep, seconds: 3600) }
 }
 do {
     exit(try Worker(options: options, network: try ZMQNetwork()).run())

@@ -7,7 +7,7 @@ import Training
 @Suite struct CoordinatorRecoveryTests {
     let a = Data([1]), b = Data([2]), c = Data([3])
 
-    static func config(policy: String = "restart", workers: Int = 2, steps: Int = 10, accumulation: Int = 2) throws -> TrainConfig {
+    static func config(policy: FaultToleranceConfig.Policy = .restart, workers: Int = 2, steps: Int = 10, accumulation: Int = 2) throws -> TrainConfig {
         var cfg = try CoordinatorStateTests.config(workers: workers, steps: steps, checkpointDir: "/ck")
         cfg.faultTolerance.policy = policy
         cfg.faultTolerance.rejoinTimeoutSeconds = 5
@@ -96,7 +96,7 @@ import Training
     }
 
     @Test func withoutAReplacementRestartGivesUpAndElasticShrinks() throws {
-        var stop = training(try Self.config(policy: "restart"), [a, b])
+        var stop = training(try Self.config(policy: .restart), [a, b])
         _ = stop.event(.message(from: a, ControlMessage(.heartbeat), now: 1.2))
         _ = stop.event(.tick(now: 1.6))   // b lost
         _ = stop.event(.message(from: a, CoordinatorStateTests.register(), now: 2))
@@ -106,7 +106,7 @@ import Training
         #expect(sends(gaveUp).map(\.1.kind) == [.shutdown])
 
         // elastic: the survivor continues alone with twice the accumulation (global batch 2 × 2 × 8 kept).
-        var shrink = training(try Self.config(policy: "elastic"), [a, b])
+        var shrink = training(try Self.config(policy: .elastic), [a, b])
         _ = shrink.event(.message(from: a, ControlMessage(.heartbeat), now: 1.2))
         _ = shrink.event(.tick(now: 1.6))
         _ = shrink.event(.message(from: a, CoordinatorStateTests.register(), now: 2))
@@ -120,7 +120,7 @@ import Training
 
     @Test func elasticSaysWhenTheGlobalBatchCannotBeKept() throws {
         // 3 ranks × accumulation 1 × 8 = 24 sequences; 2 ranks cannot make 24 with micro-batch 8 … they can: 2 × ? = 3 — no.
-        var s = training(try Self.config(policy: "elastic", workers: 3, accumulation: 1), [a, b, c])
+        var s = training(try Self.config(policy: .elastic, workers: 3, accumulation: 1), [a, b, c])
         _ = s.event(.message(from: a, ControlMessage(.heartbeat), now: 1.2))
         _ = s.event(.message(from: b, ControlMessage(.heartbeat), now: 1.2))
         _ = s.event(.tick(now: 1.6))   // c lost
@@ -161,7 +161,7 @@ import Training
     }
 
     @Test func elasticGrowsBackAfterACheckpoint() throws {
-        var s = training(try Self.config(policy: "elastic"), [a, b])
+        var s = training(try Self.config(policy: .elastic), [a, b])
         _ = s.event(.message(from: a, ControlMessage(.heartbeat), now: 1.2))
         _ = s.event(.tick(now: 1.6))
         _ = s.event(.message(from: a, CoordinatorStateTests.register(), now: 2))
@@ -184,7 +184,7 @@ import Training
 
     @Test func aFinishedJobSaysSoAndDoesNotTrainAgain() throws {
         var cfg = try Self.config(workers: 1, steps: 30)
-        cfg.faultTolerance.policy = "stop"
+        cfg.faultTolerance.policy = .stop
         var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t", startStep: 30, resumeFrom: "/ck/step-30")
         _ = s.event(.message(from: a, CoordinatorStateTests.register(), now: 0))
         let out = s.event(.message(from: a, ControlMessage(.ready), now: 0.1))

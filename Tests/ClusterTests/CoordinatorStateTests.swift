@@ -59,7 +59,7 @@ import Training
         #expect(late.isEmpty && s.standby.count == 1)
         // … and without fault tolerance it is refused: the job is full.
         var cfg = try Self.config()
-        cfg.faultTolerance.policy = "stop"
+        cfg.faultTolerance.policy = .stop
         var strict = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
         _ = strict.event(.message(from: a, Self.register(devices: 2), now: 0))
         _ = strict.event(.message(from: b, Self.register(devices: 1), now: 0))
@@ -98,7 +98,7 @@ import Training
     }
 
     /// Workers a and b registered and ready; step 0 ordered.
-    func twoWorkersTraining(policy: String = "restart") throws -> CoordinatorState {
+    func twoWorkersTraining(policy: FaultToleranceConfig.Policy = .restart) throws -> CoordinatorState {
         var cfg = try Self.config()
         cfg.faultTolerance.policy = policy
         var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
@@ -121,7 +121,7 @@ import Training
 
     @Test func silentWorkerFailsTheJobAfterTheTimeout() throws {
         var cfg = try Self.config()
-        cfg.faultTolerance.policy = "stop"
+        cfg.faultTolerance.policy = .stop
         cfg.cluster.heartbeatIntervalMs = 100
         cfg.cluster.heartbeatTimeoutMs = 1000
         var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
@@ -171,7 +171,7 @@ extension CoordinatorStateTests {
     /// A worker that reports a failure is not waited for: the others are shut down, and once they
     /// said bye the job exits 1 at once.
     @Test func aFailedWorkerIsNotWaitedFor() throws {
-        var s = try twoWorkersTraining(policy: "stop")
+        var s = try twoWorkersTraining(policy: .stop)
         var failed = ControlMessage(.failed)
         failed.reason = "worker pid 7 on h was stopped by a signal"
         let out = s.event(.message(from: b, failed, now: 1))

@@ -391,4 +391,45 @@ import Zero
         #expect(coordinator.terminationStatus == 1)
         #expect(text.contains("was stopped by a signal"), "\(text)")
     }
+
+    /// Rank 1 stalls inside step 3: rank 0's collective times out after 2 s and it writes its
+    /// flight recorder to run/forensics; the job fails, the worker exits with rank 1 still asleep,
+    /// and `zerotrain trace` names rank 1 as missing from the collective and without a dump.
+    @Test func traceNamesTheRankThatStalled() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write("""
+            model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64}
+            training: {lr: 0.003, total_steps: 20, micro_batch_size: 2, threads: 1}
+            data: {seq_len: 32}
+            cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 30000, collective_timeout_s: 2, divergence_check_interval: 0}
+            """, to: root.appendingPathComponent("c.yaml"))
+        let run = root.appendingPathComponent("run")
+        let endpoint = "tcp://127.0.0.1:\(22_000 + Int(getpid() % 20_000))"
+        let testWorker: URL = try #require(TestWorker.executable())
+        let w = try CLI.start(["--coordinator", endpoint, "--devices", "2", "--stall-at", "3"], executable: testWorker)
+        defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        let start = Date()
+        let c = try CLI.run(["coordinator", "--config", root.appendingPathComponent("c.yaml").path, "--listen", endpoint,
+                             "--run-dir", run.path, "--workers", "1"], timeout: 60)
+        waitForExit([w], seconds: 10)
+        #expect(c.status == 1, "\(c.stdout)")
+        #expect(Date().timeIntervalSince(start) < 25)
+
+        let dumps = try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("forensics").path)
+        #expect(dumps == ["rank-0.json"])
+        let r = try CLI.run(["trace", run.path], timeout: 30)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("not all ranks joined; missing ranks: {1}; started by {0}, completed by {}"), "\(r.stdout)")
+        #expect(r.stdout.contains("rank 1 wrote no dump: it died or was killed"), "\(r.stdout)")
+        #expect(r.stdout.contains("rank 0: ") && r.stdout.contains("timeout"), "\(r.stdout)")
+    }
+
+    @Test func traceWithoutDumpsIsAnError() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let r = try CLI.run(["trace", root.path], timeout: 30)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("no flight-recorder dumps (rank-*.json)") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    }
 }

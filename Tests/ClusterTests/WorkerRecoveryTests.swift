@@ -12,7 +12,7 @@ import Training
     func running() throws -> WorkerState {
         var s = WorkerState(settings: WorkerStateTests.settings())
         _ = s.event(.start(now: 0))
-        _ = s.event(.message(try WorkerStateTests.assign(policy: "restart"), now: 0.1))
+        _ = s.event(.message(try WorkerStateTests.assign(policy: .restart), now: 0.1))
         _ = s.event(.device(.ready(device: 0), now: 0.2))
         _ = s.event(.device(.ready(device: 1), now: 0.2))
         #expect(s.phase == .ready)
@@ -46,7 +46,7 @@ import Training
         guard case let .register(r)? = again.first else { Issue.record("no registration: \(again)"); return }
         #expect(r.endpoints == ["tcp://w:7", "tcp://w:8"] && s.phase == .registering)
         // The next assignment starts the next generation of devices.
-        var next = try WorkerStateTests.assign(policy: "restart")
+        var next = try WorkerStateTests.assign(policy: .restart)
         next.epoch = 2
         let started = s.event(.message(next, now: 1.4))
         guard case let .startDevices(a)? = started.last else { Issue.record("no devices: \(started)"); return }

@@ -15,7 +15,7 @@ import Zero
     }
 
     /// The policy "stop" by default: these tests pin the behaviour without recovery (WorkerRecoveryTests has the rest).
-    static func config(policy: String = "stop") throws -> TrainConfig {
+    static func config(policy: FaultToleranceConfig.Policy = .stop) throws -> TrainConfig {
         var c = try TrainConfig.parse(text: "model: {num_layers: 1, hidden_size: 8, num_attention_heads: 2}")
         c.cluster.heartbeatIntervalMs = 100
         c.cluster.heartbeatTimeoutMs = 1000
@@ -23,7 +23,7 @@ import Zero
         return c
     }
 
-    static func assign(ranks: [Int] = [0, 1], policy: String = "stop") throws -> ControlMessage {
+    static func assign(ranks: [Int] = [0, 1], policy: FaultToleranceConfig.Policy = .stop) throws -> ControlMessage {
         var a = ControlMessage(.assign)
         a.ranks = ranks
         a.worldSize = 4

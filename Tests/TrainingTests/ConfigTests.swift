@@ -94,6 +94,26 @@ import Zero
          "model.num_attention_heads: is required"),
         ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, moe_config: {top_k: 2}}",
          "model.moe_config.num_experts: is required"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {policy: pause}",
+         "fault_tolerance.policy: must be restart, elastic or stop, got pause"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {rejoin_timeout_s: 0}",
+         "fault_tolerance.rejoin_timeout_s: must be > 0, got 0.0"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {min_workers: 0}",
+         "fault_tolerance.min_workers: must be ≥ 1, got 0"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {max_restarts: -1}",
+         "fault_tolerance.max_restarts: must be ≥ 0, got -1"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {restart_window_s: -5}",
+         "fault_tolerance.restart_window_s: must be > 0, got -5.0"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {replica_interval: -1}",
+         "fault_tolerance.replica_interval: must be ≥ 0 (0 = off), got -1"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {max_skipped_steps: 0}",
+         "fault_tolerance.max_skipped_steps: must be ≥ 1, got 0"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {on_non_finite_streak: ignore}",
+         "fault_tolerance.on_non_finite_streak: must be rollback or stop, got ignore"),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {max_skipped_steps: three}",
+         "fault_tolerance.max_skipped_steps: expected an integer, got \"three\""),
+        ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nfault_tolerance: {retries: 3}",
+         "fault_tolerance.retries: unknown key"),
     ]
 
     @Test(arguments: 0..<invalid.count)
@@ -184,6 +204,14 @@ import Zero
         c.zero.paramPersistenceThreshold = 10
         c.zero.offloadDir = "/tmp/offload"
         c.device = DeviceConfig(profile: "a100-40g", memory: 1 << 30, scale: 0.5)
+        c.faultTolerance.policy = .elastic
+        c.faultTolerance.rejoinTimeoutSeconds = 5
+        c.faultTolerance.minWorkers = 2
+        c.faultTolerance.maxRestarts = 4
+        c.faultTolerance.restartWindowSeconds = 60
+        c.faultTolerance.replicaInterval = 8
+        c.faultTolerance.maxSkippedSteps = 5
+        c.faultTolerance.onNonFiniteStreak = .stop
         return c
     }
 
@@ -213,6 +241,24 @@ import Zero
         let set = Self.leaves(Self.everyField), defaults = Self.leaves(TrainConfig())
         #expect(set.count > 60)
         #expect(set.filter { defaults[$0.key] == $0.value }.map(\.key).sorted() == [])
+    }
+
+    @Test func faultToleranceDefaults() throws {
+        let c = try TrainConfig.parse(text: "model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}")
+        let f = c.faultTolerance
+        #expect(f == FaultToleranceConfig())
+        #expect(f.policy == .restart && f.rejoinTimeoutSeconds == 30 && f.minWorkers == 1 && f.maxRestarts == 10)
+        #expect(f.restartWindowSeconds == 600 && f.replicaInterval == 0 && f.maxSkippedSteps == 3 && f.onNonFiniteStreak == .rollback)
+        let set = try TrainConfig.parse(text: """
+            model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}
+            fault_tolerance: {policy: stop, max_skipped_steps: 1, on_non_finite_streak: stop, rejoin_timeout_s: 2.5}
+            """)
+        #expect(set.faultTolerance.policy == .stop && set.faultTolerance.maxSkippedSteps == 1)
+        #expect(set.faultTolerance.onNonFiniteStreak == .stop && set.faultTolerance.rejoinTimeoutSeconds == 2.5)
+        #expect(set.faultTolerance.minWorkers == 1)
+        let json = String(decoding: try Self.jsonEncoder().encode(TrainConfig()), as: UTF8.self)
+        #expect(json.contains(#""fault_tolerance":{"max_restarts":10,"max_skipped_steps":3"#))
+        #expect(json.contains(#""on_non_finite_streak":"rollback","policy":"restart""#))
     }
 
     @Test func missingKeysTakeTheDefaults() throws {

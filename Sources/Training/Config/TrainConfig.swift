@@ -78,7 +78,8 @@ public struct TrainingConfig: ConfigSection, Equatable {
     }
 }
 
-/// A whole config file: `model:` (required), `training:`, `data:`, `cluster:`, `zero:` and `device:`.
+/// A whole config file: `model:` (required), `training:`, `data:`, `cluster:`, `zero:`, `device:`
+/// and `fault_tolerance:`.
 public struct TrainConfig: ConfigSection, Equatable {
     /// The network: architecture, sizes, initialisation.
     public var model: ModelConfig
@@ -92,17 +93,19 @@ public struct TrainConfig: ConfigSection, Equatable {
     public var zero: ZeroConfig
     /// The device memory budget (modelled on a GPU profile); nil = unlimited.
     public var device: DeviceConfig?
-    /// What the job does when a worker or the coordinator fails.
-    public var faultTolerance = FaultToleranceConfig()
+    /// What the job does when a worker dies or training diverges.
+    public var faultTolerance: FaultToleranceConfig
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
-                cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil) {
+                cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil,
+                faultTolerance: FaultToleranceConfig = FaultToleranceConfig()) {
         self.model = model
         self.training = training
         self.data = data
         self.cluster = cluster
         self.zero = zero
         self.device = device
+        self.faultTolerance = faultTolerance
     }
 
     /// Every section at its defaults.
@@ -126,8 +129,8 @@ public struct TrainConfig: ConfigSection, Equatable {
         }
         try training.validate(path: "training")
         try cluster.validate(path: "cluster")
-        try faultTolerance.validate(path: "fault_tolerance")
         try zero.validate(path: "zero")
+        try faultTolerance.validate(path: "fault_tolerance")
         do {
             try device?.validate(path: "device")
         } catch let e as ZeroError {
