@@ -1,6 +1,7 @@
 import Comm
 import Foundation
 import Testing
+import ZeroTrainTestKit
 
 /// `FlightTrace` over synthetic dumps, and the dump's file format.
 @Suite struct FlightTraceTests {
@@ -79,5 +80,57 @@ import Testing
         let text = try String(contentsOf: dir.appendingPathComponent("rank-1.json"), encoding: .utf8)
         #expect(text.contains(#""duration_ms" : null"#) && text.contains(#""state" : "started""#) && text.contains(#""world_size" : 3"#))
         #expect(text.contains(#""job_id" : 9"#) && text.contains(#""started_at" : 1002"#) && text.contains(#""written_at" : 1000"#))
+    }
+
+    /// Real groups over the in-memory transport: rank 1 leaves after the first collective, rank 0's
+    /// second one times out and writes rank-0.json, once; the analysis names rank 1.
+    @Test func aFailedCollectiveWritesTheDumpOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-forensics-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fabric = InMemoryFabric(worldSize: 2)
+        let log = CapturedLog()
+        let results = onThreads(2) { rank -> CommError? in
+            var options = quietOptions(log)
+            options.forensicsDirectory = dir
+            let group = try ProcessGroup(rank: rank, worldSize: 2, transport: fabric.transport(rank: rank), epoch: 3, jobID: 8, options: options)
+            _ = try group.allReduceScalars([1, 2], deadline: .now + .seconds(5))
+            guard rank == 0 else { return nil }
+            do {
+                _ = try group.allReduceScalars([3], deadline: .now + .milliseconds(300))
+                return nil
+            } catch let e as CommError {
+                let first = try Data(contentsOf: dir.appendingPathComponent("rank-0.json"))
+                #expect(throws: CommError.self) { try group.barrier(deadline: .now + .seconds(1)) }
+                #expect(try Data(contentsOf: dir.appendingPathComponent("rank-0.json")) == first)
+                return e
+            }
+        }
+        #expect(try results[0].get()?.code == .timeout)
+        let dumps = try FlightDump.load(directory: dir)
+        #expect(dumps.map(\.rank) == [0])
+        let d = try #require(dumps.first)
+        #expect(d.worldSize == 2 && d.epoch == 3 && d.jobID == 8 && d.error.contains("[timeout]") && !d.error.contains("\n"))
+        #expect(d.records.map(\.sequence) == [0, 1] && d.records.map(\.state) == [.completed, .failed])
+        #expect(d.records.map(\.operation) == ["allReduceScalars", "allReduceScalars"] && d.records.map(\.bytes) == [16, 8])
+        #expect(d.records[1].outcome == "timeout" && d.records.allSatisfy { $0.durationMs != nil })
+        #expect(abs(d.records[0].startedAt - Date().timeIntervalSince1970) < 60 && d.writtenAt >= d.records[1].startedAt)
+        #expect(FlightTrace.report(FlightTrace.analyze(dumps)) == [
+            "epoch 3, collective 1 (allReduceScalars, 8 bytes): not all ranks joined; missing ranks: {1}; started by {0}, completed by {}",
+            "rank 1 wrote no dump: it died or was killed",
+        ])
+    }
+
+    /// A dump that cannot be written is a log line; the collective's own error still surfaces.
+    @Test func anUnwritableForensicsFolderIsLoggedNotThrown() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("zt-forensics-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data("not a folder".utf8).write(to: file)
+        let fabric = InMemoryFabric(worldSize: 2)
+        let log = CapturedLog()
+        var options = quietOptions(log)
+        options.forensicsDirectory = file.appendingPathComponent("forensics")
+        let group = try ProcessGroup(rank: 0, worldSize: 2, transport: fabric.transport(rank: 0), epoch: 1, jobID: 1, options: options)
+        #expect { try group.barrier(deadline: .now + .milliseconds(100)) } throws: { ($0 as? CommError)?.code == .timeout }
+        #expect(log.text.contains("rank 0: cannot write the flight recorder to \(file.path)/forensics"), "\(log.text)")
     }
 }

@@ -88,7 +88,7 @@ import ZeroTrainTestKit
     }
 
     /// Rank 1 alone is poisoned; the all-reduced totals make both ranks skip, and they stay equal.
-    @Test(arguments: [0, 3])
+    @Test(arguments: [0, 1, 2, 3])
     func everyRankSkipsWhenOneIsPoisoned(stage: Int) throws {
         let shards = Monitor<[Int: [[Float]]]>([:])
         let skipped = Monitor<[Int: [Bool]]>([:])
