@@ -1,3 +1,5 @@
+import Common
+
 /// The ranks of one membership epoch, and the ring collectives they run together.
 ///
 /// Every rank of the group creates one `ProcessGroup` with the same `worldSize`, `epoch` and
