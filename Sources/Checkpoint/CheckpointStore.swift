@@ -4,20 +4,21 @@ import Tensor
 
 /// A checkpoint directory (`training.checkpoint_dir`), and everything that reads or writes
 /// checkpoints and Hugging Face folders: the trainer, the coordinator and `zerotrain generate`
-/// all go through it. Layout (docs/checkpoint-format.md):
+/// all go through it. Layout, format 2 (docs/checkpoint-format.md):
 ///
 /// ```
-/// DIR/latest                       "step-00000200\n", the newest complete checkpoint
+/// DIR/latest                                  "step-00000200\n", the newest committed checkpoint
 /// DIR/step-00000200/
-///     model.safetensors            parameters, Hugging Face names
-///     optimizer.safetensors        exp_avg.<name>, exp_avg_sq.<name>
-///     config.json                  Hugging Face config (llama/mistral/mixtral-compatible models)
-///     trainer_state.json           TrainerState: step, data position, seed, config
-///     partition_plan.json          with several ranks: how the state was sharded
+///     manifest.json                           CheckpointManifest, written last by `commit`
+///     shard-00000-of-00002.safetensors        rank 0's slice of parameters, exp_avg, exp_avg_sq
+///     shard-00001-of-00002.safetensors
+///     config.json                             Hugging Face config (llama/mistral/mixtral-compatible models)
 /// ```
 ///
-/// A step folder is written as `step-N.tmp/` and renamed when complete, then `latest` is
-/// replaced atomically, so a crash mid-write never leaves a partial checkpoint behind a valid name.
+/// Ranks write their shards into `step-N.tmp/` (`ShardWriter`), then `commit` writes the manifest,
+/// renames the folder and replaces `latest`; `CheckpointReader` reads any element range back.
+/// `save`, `state`, `loadParameters`, `optimizerState`, `Contents` and `TrainerState` are the
+/// format-1 API (one rank writing the gathered state), kept until their callers move to format 2.
 public struct CheckpointStore: Sendable {
     public let directory: URL
 
@@ -99,20 +100,31 @@ public struct CheckpointStore: Sendable {
 
     // MARK: reading
 
-    /// The step folder `url` refers to: a step folder itself, or a checkpoint directory whose
-    /// `latest` file names one.
+    /// The step folder `url` refers to: a step folder with a manifest.json, or a checkpoint
+    /// directory whose `latest` file names one. A folder without a manifest (an interrupted
+    /// save's `step-N.tmp`) is never a checkpoint.
     public static func resolve(_ url: URL) throws -> URL {
         let fm = FileManager.default
-        if fm.fileExists(atPath: url.appendingPathComponent(stateFile).path) { return url }
+        if fm.fileExists(atPath: url.appendingPathComponent(manifestFile).path) { return url }
         let latest = url.appendingPathComponent(latestFile)
-        guard fm.fileExists(atPath: latest.path) else {
-            throw CheckpointError(.notFound, "\(url.path) is not a checkpoint (no \(stateFile) and no \(latestFile) file)")
+        if fm.fileExists(atPath: latest.path) {
+            let name = try readText(latest).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !name.isEmpty, !name.contains("/") else {
+                throw CheckpointError(.malformed, "\(latest.path) does not name a step folder (it holds \"\(name)\")")
+            }
+            let folder = url.appendingPathComponent(name)
+            guard fm.fileExists(atPath: folder.appendingPathComponent(manifestFile).path) else { throw noManifest(folder) }
+            return folder
         }
-        let folder = url.appendingPathComponent(try readText(latest).trimmingCharacters(in: .whitespacesAndNewlines))
-        guard fm.fileExists(atPath: folder.appendingPathComponent(stateFile).path) else {
-            throw CheckpointError(.notFound, "\(latest.path) names \(folder.lastPathComponent), which is not a complete checkpoint")
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError(.notFound, "\(url.path) is not a checkpoint: no such folder")
         }
-        return folder
+        let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
+        if url.lastPathComponent.hasPrefix("step-") || names.contains(where: { $0.hasPrefix("shard-") && $0.hasSuffix(".safetensors") }) {
+            throw noManifest(url)
+        }
+        throw CheckpointError(.notFound, "\(url.path) holds no checkpoint (no \(manifestFile) and no \(latestFile) file)")
     }
 
     /// The trainer state of a step folder.
@@ -126,10 +138,14 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// The parameters of a step folder, as one flat buffer in `table`'s layout.
+    /// The parameters of a checkpoint (a step folder, or a directory whose `latest` names one) as
+    /// one flat buffer in `table`'s layout, assembled from the shard files; the checkpoint's
+    /// tensor layout must be `table`'s.
     public static func parameters(of folder: URL, table: ParameterTable) throws -> FloatBuffer {
+        let reader = try CheckpointReader<IgnoredConfig>(folder)
+        try reader.requireLayout(of: table)
         let full = FloatBuffer(count: table.count)
-        try loadParameters(of: folder, table: table, into: full)
+        try reader.read(.parameters, elements: 0..<table.count, into: full.pointer)
         return full
     }
 
