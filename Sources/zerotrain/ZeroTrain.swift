@@ -16,13 +16,13 @@ struct ZeroTrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",
-        subcommands: [Train.self, Local.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Grads.self, Plan.self, Bench.self])
+        subcommands: [Train.self, Local.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Grads.self, Plan.self, CheckpointCommand.self, Bench.self])
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure performance (results go into docs/benchmarks.md).",
-        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self])
+        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self, BenchCheckpoint.self])
 }
 
 /// OpenBLAS reads its settings once, when the library loads — before `main`. Its idle worker
