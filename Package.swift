@@ -21,7 +21,7 @@ let package = Package(
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
 
         // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
-        .target(name: "Common"),
+        .target(name: "Common", dependencies: ["CCRC32C"]),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         .target(name: "Model", dependencies: ["Common", "Tensor"]),
         .target(name: "Optim", dependencies: ["Common", "Tensor"]),
@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Common", "Tensor", "Model"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
-        .target(name: "Comm", dependencies: ["Common", "CCRC32C"]),
+        .target(name: "Comm", dependencies: ["Common"]),
         .target(name: "CommZMQ", dependencies: ["Common", "Comm", "CZeroMQ"]),
         // Harnesses, not run by a user's job: the collective benchmark and the rank worker process
         // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),

@@ -11,6 +11,14 @@ public enum CheckpointErrors: ErrorDomain {
         /// A file or checkpoint the user named does not exist.
         case notFound
         case malformed, missingTensor, shapeMismatch, unsupportedDType, incompatible
+        /// A checkpoint folder without its manifest, or a file its manifest lists is missing.
+        case incomplete
+        /// A file's size or checksum differs from what the manifest records.
+        case corrupted
+        /// A manifest of a format version this build does not read.
+        case unsupportedVersion
+        /// An argument outside its range (e.g. `keep` < 1).
+        case invalidArgument
     }
     public static func kind(of code: Code) -> ErrorKind { code == .io ? .runtime : .badInput }
 }

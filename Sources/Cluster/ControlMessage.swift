@@ -51,6 +51,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var replicas: [ReplicaInfo]?
     // refused, shutdown, failed
     public var reason: String?
+    /// failed: a device stopped after fault_tolerance.max_skipped_steps non-finite updates in a row.
+    public var nonFinite: Bool?
     // assign
     public var ranks: [Int]?
     public var worldSize: Int?

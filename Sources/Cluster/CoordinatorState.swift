@@ -76,6 +76,10 @@ public struct CoordinatorState {
     /// The config the current membership runs (accumulation adjusted for its world size).
     public private(set) var membershipConfig: TrainConfig
     private var recoveryDeadline = 0.0
+    /// Checkpoint steps the job rolled back to after non-finite streaks (once each).
+    private var rolledBack: Set<Int> = []
+    /// A rollback is under way: the replicas the workers register with are not used.
+    private var discardReplicas = false
     /// Workers told to reset that have not registered again (they get the shutdown if the job ends first).
     private var resetting: [Data] = []
     /// elastic: a worker is standing by and the world is below `cluster.workers`: grow at the next step boundary.
@@ -183,6 +187,20 @@ public struct CoordinatorState {
         case .failed:
             guard let i = index(of: id) else { return [] }
             let reason = "\(describe(workers[i])) failed: \(m.reason ?? "unknown error")"
+            if m.nonFinite == true {
+                // fault_tolerance.max_skipped_steps non-finite updates in a row: roll back to the last
+                // checkpoint (not to replicas, which may hold the diverging state), once per checkpoint.
+                guard (m.epoch ?? epoch) == epoch, [.starting, .running, .checkpointing].contains(phase) else { return [] }
+                let target = lastCheckpoint?.step ?? 0
+                guard faultTolerance.onNonFiniteStreak == .rollback, faultTolerance.recovers, !rolledBack.contains(target) else {
+                    return finish(code: 1, message: reason + (faultTolerance.onNonFiniteStreak == .rollback
+                        ? "; the job already rolled back to step \(target) once and diverged again" : ""), now: now)
+                }
+                rolledBack.insert(target)
+                for j in workers.indices { workers[j].replicas = [] }
+                discardReplicas = true
+                return recover(reason + "; rolling back to the last checkpoint", now: now)
+            }
             if faultTolerance.recovers {
                 // Reports of a membership already aborted (every survivor reports the lost peer) change nothing.
                 guard (m.epoch ?? epoch) == epoch, [.starting, .running, .checkpointing].contains(phase) else { return [] }
@@ -243,7 +261,7 @@ public struct CoordinatorState {
         }
         resetting.removeAll { $0 == id }
         workers.append(record)
-        var actions: [Action] = [.log("worker \(workers.count)/\(config.cluster.workers) joined: pid \(m.pid ?? 0) on \(m.host ?? "?"), \(devices) device(s)")]
+        let actions: [Action] = [.log("worker \(workers.count)/\(config.cluster.workers) joined: pid \(m.pid ?? 0) on \(m.host ?? "?"), \(devices) device(s)")]
         guard workers.count == config.cluster.workers else { return actions }
         // World size is known: refuse the job if a worker expected another.
         if let expected = m.expectedWorldSize, expected != worldSize {
@@ -276,7 +294,8 @@ public struct CoordinatorState {
         membershipConfig = jobConfig
         // The newest consistent state: the workers' in-memory shards when they cover every rank
         // at a step no older than the last checkpoint, else the checkpoint.
-        let restore = replicaRestore()
+        let restore = discardReplicas ? nil : replicaRestore()
+        discardReplicas = false
         let resumeFolder = restore == nil ? lastCheckpoint?.path : nil
         step = restore?.step ?? lastCheckpoint?.step ?? 0
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.

@@ -302,6 +302,7 @@ public struct WorkerState {
             var f = ControlMessage(.failed)
             f.reason = failure.description
             f.epoch = assignment?.epoch
+            if (failure.error as? TrainingError)?.code == .nonFiniteStreak { f.nonFinite = true }
             if recovers {
                 // The coordinator decides: a reset (recovery) or a shutdown.
                 phase = .awaiting

@@ -1,3 +1,5 @@
+import Common
+
 /// The fixed 64-byte header that starts every frame on the wire (little-endian; see docs/protocol.md).
 ///
 /// A frame is two parts on the transport: this header, then the payload (possibly empty).

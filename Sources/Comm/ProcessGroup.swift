@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// The ranks of one membership epoch, and the ring collectives they run together.

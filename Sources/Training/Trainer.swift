@@ -219,9 +219,6 @@ public final class Trainer {
 
     // MARK: checkpoints
 
-    /// Updates skipped because the loss or the gradients were not finite (AdamW's t counts the others).
-    public var skippedSteps = 0
-
     /// The elements of the flat buffers this rank writes to a checkpoint: its ring shard, at every
     /// stage (at stage 0 every rank holds everything and writes its slice), so the shards of all
     /// ranks tile the buffers and nothing is gathered onto one rank.
@@ -282,7 +279,7 @@ public final class Trainer {
     public func restore(step: Int, transfers: [(rank: Int, root: Int)], local: (Int) -> ShardSnapshot?) throws {
         let own = local(rank)
         // The job's data cursor and skipped count are the same in every shard: a rank that holds none takes them from the others.
-        let known = own ?? transfers.lazy.compactMap { local($0.rank) }.first
+        let known = own ?? transfers.compactMap { local($0.rank) }.first
         var meta = [Double(known?.dataCursor.samplesConsumed ?? 0), Double(known?.skippedSteps ?? 0), known == nil ? 0 : 1]
         if let queue = engine.queue { meta = try queue.allReduceScalars(meta) }
         guard meta[2] > 0 else { throw TrainingError(.runtime, "no rank holds a replica of step \(step)") }
@@ -368,7 +365,7 @@ extension CheckpointManifest where Config == TrainConfig {
         guard let first = sorted.first, sorted.map(\.rank) == Array(0..<sorted.count), Set(sorted.map(\.step)).count == 1 else {
             throw TrainingError(.runtime, "a checkpoint needs one shard per rank of the same step; got ranks \(sorted.map(\.rank)) of steps \(Set(sorted.map(\.step)).sorted())")
         }
-        self.init(formatVersion: Self.currentFormatVersion, step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
+        self.init(step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
                   config: config, tensors: table.entries.map { TensorLayout(name: $0.name, shape: $0.shape, offset: $0.offset) },
                   dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps,
                   files: sorted.map(\.file) + extraFiles)

@@ -29,10 +29,8 @@ public struct TrainingRun {
         output("training \(trainer.model.table.count) parameters (\(trainer.config.model.numLayers) layers, hidden \(trainer.config.model.hiddenSize)"
                + (trainer.config.model.isMoE ? ", \(trainer.config.model.moeConfig!.numExperts) experts top-\(trainer.config.model.moeConfig!.topK)" : "")
                + ") for \(t.totalSteps) steps from step \(trainer.step), \(t.threads) thread(s)")
-        // Checkpoint steps rolled back to already, and the skipped-update count at each checkpoint
-        // this run wrote (until checkpoints record it themselves).
+        // Checkpoint steps rolled back to already.
         var rolledBackTo: Set<Int> = []
-        var skippedAt: [Int: Int] = [:]
         while !trainer.isFinished {
             if shouldStop() {
                 if let checkpointDir {
@@ -47,7 +45,7 @@ public struct TrainingRun {
             do {
                 m = try trainer.trainStep()
             } catch let e as TrainingError where e.code == .nonFiniteStreak {
-                try rollBack(after: e, checkpointDir: checkpointDir, rolledBackTo: &rolledBackTo, skippedAt: skippedAt)
+                try rollBack(after: e, checkpointDir: checkpointDir, rolledBackTo: &rolledBackTo)
                 continue
             }
             if m.step % t.logInterval == 0 || trainer.isFinished || m.skipped {
@@ -56,7 +54,6 @@ public struct TrainingRun {
             }
             if let checkpointDir, t.checkpointInterval > 0, trainer.step % t.checkpointInterval == 0 || trainer.isFinished {
                 try trainer.saveCheckpoint(in: checkpointDir)
-                skippedAt[trainer.step] = trainer.skippedSteps
             } else if let checkpointDir, trainer.isFinished {
                 try trainer.saveCheckpoint(in: checkpointDir)
             }
@@ -68,26 +65,24 @@ public struct TrainingRun {
     /// `fault_tolerance.on_non_finite_streak`: rethrows `streak` for `stop`; for `rollback`
     /// reloads the latest checkpoint of `checkpointDir` — once per checkpoint step, so a streak
     /// that comes back after rolling back to the same checkpoint stops the run.
-    private func rollBack(after streak: TrainingError, checkpointDir: URL?, rolledBackTo: inout Set<Int>,
-                          skippedAt: [Int: Int]) throws {
+    private func rollBack(after streak: TrainingError, checkpointDir: URL?, rolledBackTo: inout Set<Int>) throws {
         guard trainer.config.faultTolerance.onNonFiniteStreak == .rollback else { throw streak }
         guard let checkpointDir else {
             throw TrainingError(.nonFiniteStreak, "\(streak.message); no checkpoint to roll back to (training.checkpoint_dir is not set)", cause: streak)
         }
-        let folder: URL, step: Int
+        let reader: CheckpointReader<TrainConfig>
         do {
-            folder = try CheckpointStore.resolve(checkpointDir)
-            step = try CheckpointStore.state(of: folder, as: TrainConfig.self).step
+            reader = try CheckpointReader(checkpointDir)
         } catch {
             throw TrainingError(.nonFiniteStreak, "\(streak.message); no checkpoint to roll back to in \(checkpointDir.path)", cause: streak)
         }
+        let step = reader.manifest.step
         guard rolledBackTo.insert(step).inserted else {
             throw TrainingError(.nonFiniteStreak, "\(streak.message); already rolled back to the checkpoint of step \(step) once, stopping", cause: streak)
         }
         let skippedBefore = trainer.skippedSteps
-        try trainer.resume(from: folder)
-        if let skipped = skippedAt[step] { trainer.skippedSteps = skipped }
+        try trainer.resume(from: reader)
         trainer.nonFiniteStreak = 0
-        output("\(streak.message); rolled back to the checkpoint of step \(step) (\(folder.path)), \(skippedBefore) update(s) skipped so far")
+        output("\(streak.message); rolled back to the checkpoint of step \(step) (\(reader.folder.path)), \(skippedBefore) update(s) skipped so far")
     }
 }

@@ -55,13 +55,13 @@ struct Train: AsyncParsableCommand {
                     .latestVerified(as: TrainConfig.self, warn: { Console.out("--resume auto: " + $0) })?.path
                 if resume == nil { Console.out("--resume auto: no checkpoint in \(dir) yet; starting from the beginning") }
             }
-            let stop = StopFlag(), config = cfg
+            let stop = StopFlag(), config = cfg, resumeFrom = resume
             // Ctrl-C or SIGTERM: the run checkpoints at the next update boundary and exits 130.
             let code = try await runAsService("train", body: {
                 let trainer = try Trainer(config: config)
-                if let resume {
-                    try trainer.resume(from: URL(fileURLWithPath: resume))
-                    Console.out("resumed at step \(trainer.step) from \(resume)")
+                if let resumeFrom {
+                    try trainer.resume(from: URL(fileURLWithPath: resumeFrom))
+                    Console.out("resumed at step \(trainer.step) from \(resumeFrom)")
                 }
                 var run = TrainingRun(trainer: trainer, output: Console.out)
                 run.shouldStop = { stop.isRaised }

@@ -50,9 +50,13 @@ import Training
             var out: [CoordinatorState.Action] = []
             for id in ids { out = s.event(.message(from: id, done(step, epoch: epoch), now: now)) }
             if sends(out).first?.1.kind == .checkpoint {
-                var saved = ControlMessage(.checkpointDone)
-                saved.path = "/ck/step-\(step + 1)"
-                for id in ids { _ = s.event(.message(from: id, saved, now: now)) }
+                // Shards written in the background, then the commit, while the next step runs.
+                var commit: [CoordinatorState.Action] = []
+                for (r, id) in ids.enumerated() {
+                    commit = s.event(.message(from: id, CoordinatorStateTests.shardsDone(step: step + 1, ranks: [r], epoch: epoch), now: now))
+                }
+                #expect(commit.contains { if case .commit = $0 { return true }; return false })
+                _ = s.event(.committed(step: step + 1, path: "/ck/step-\(step + 1)", error: nil, now: now))
             }
         }
     }
@@ -173,13 +177,59 @@ import Training
         _ = s.event(.message(from: c, CoordinatorStateTests.register(), now: 7))
         let afterStep = sends(s.event(.message(from: a, done(0, epoch: 2), now: 7.1)))
         #expect(afterStep.map(\.1.kind) == [.checkpoint])
-        var saved = ControlMessage(.checkpointDone)
-        saved.path = "/ck/step-1"
-        let grow = s.event(.message(from: a, saved, now: 7.2))
+        _ = s.event(.message(from: a, CoordinatorStateTests.shardsDone(step: 1, ranks: [0], epoch: 2), now: 7.2))
+        let grow = s.event(.committed(step: 1, path: "/ck/step-1", error: nil, now: 7.2))
         #expect(sends(grow).map(\.1.kind) == [.reset])
         let assigned = sends(s.event(.message(from: a, CoordinatorStateTests.register(), now: 7.3)))
         #expect(assigned.count == 2 && assigned.allSatisfy { $0.1.worldSize == 2 && $0.1.step == 1 })
         #expect(assigned[0].1.config?.training.gradientAccumulationSteps == 2)
+    }
+
+    @Test func aNonFiniteStreakRollsBackToTheCheckpointOnceThenStops() throws {
+        var s = training(try Self.config(), [a, b])
+        run(&s, [a, b], steps: 0..<3, epoch: 1, now: 0.5)   // checkpoint at step 2
+        var diverged = ControlMessage(.failed)
+        diverged.reason = "rank 0: step 3: 3 consecutive updates skipped"
+        diverged.nonFinite = true
+        diverged.epoch = 1
+        let out = s.event(.message(from: a, diverged, now: 1))
+        #expect(logs(out).contains { $0.contains("rolling back to the last checkpoint") })
+        // The workers' replicas (newer than the checkpoint) are not used: the checkpoint is.
+        var withReplicas = CoordinatorStateTests.register()
+        withReplicas.replicas = [ReplicaInfo(rank: 0, worldSize: 2, step: 3, own: true), ReplicaInfo(rank: 1, worldSize: 2, step: 3, own: false)]
+        _ = s.event(.message(from: a, withReplicas, now: 1.1))
+        let assigned = sends(s.event(.message(from: b, withReplicas, now: 1.1)))
+        #expect(assigned.allSatisfy { $0.1.restore == nil && $0.1.resumeFrom == "/ck/step-2" && $0.1.step == 2 })
+        for id in [a, b] { _ = s.event(.message(from: id, ControlMessage(.ready), now: 1.2)) }
+        // Diverging again after rolling back to the same checkpoint ends the job.
+        diverged.epoch = 2
+        let again = s.event(.message(from: b, diverged, now: 2))
+        #expect(logs(again).contains { $0.contains("already rolled back to step 2 once") })
+        #expect(sends(again).allSatisfy { $0.1.kind == .shutdown })
+    }
+
+    @Test func replicasCoveringEveryRankAreUsedAndTheSurvivorsKeepTheirRanks() throws {
+        var s = training(try Self.config(workers: 3), [a, b, c])
+        run(&s, [a, b, c], steps: 0..<3, epoch: 1, now: 0.5)   // checkpoint at step 2
+        var failed = ControlMessage(.failed)
+        failed.epoch = 1
+        failed.reason = "peer lost"
+        _ = s.event(.message(from: a, failed, now: 1))
+        // Rank 1's worker (b) died; a held rank 0 and a copy of rank 2, c held rank 2 and a copy of rank 1 — at step 3.
+        func reg(_ infos: [ReplicaInfo]) -> ControlMessage { var m = CoordinatorStateTests.register(); m.replicas = infos; return m }
+        let d = Data([4])
+        _ = s.event(.message(from: d, reg([]), now: 1.1))   // the replacement registers first
+        _ = s.event(.message(from: c, reg([ReplicaInfo(rank: 2, worldSize: 3, step: 3, own: true), ReplicaInfo(rank: 1, worldSize: 3, step: 3, own: false)]), now: 1.1))
+        let out = s.event(.message(from: a, reg([ReplicaInfo(rank: 0, worldSize: 3, step: 3, own: true), ReplicaInfo(rank: 2, worldSize: 3, step: 3, own: false)]), now: 1.1))
+        let assigned = sends(out)
+        #expect(assigned.count == 3)
+        let ranks = Dictionary(uniqueKeysWithValues: assigned.map { ($0.0, $0.1.ranks ?? []) })
+        #expect(ranks[a] == [0] && ranks[d] == [1] && ranks[c] == [2])
+        let restore = try #require(assigned.first?.1.restore)
+        // Rank 1's shard comes from c (rank 2); ranks 0 and 2 are local. Step 3 is newer than the checkpoint.
+        #expect(restore.step == 3 && restore.sources == [nil, 2, nil])
+        #expect(assigned.allSatisfy { $0.1.resumeFrom == nil && $0.1.step == 3 })
+        #expect(logs(out).contains { $0.contains("restores step 3 from the workers' in-memory replicas, no checkpoint file read (rank 1 from rank 2") })
     }
 
     @Test func aFinishedJobSaysSoAndDoesNotTrainAgain() throws {

@@ -1,3 +1,4 @@
+import Checkpoint
 import Cluster
 import Foundation
 import Model
@@ -26,6 +27,15 @@ import Training
     }
 
     let a = Data([1]), b = Data([2]), c = Data([3])
+
+    /// A worker's checkpoint_done: its ranks' shards of checkpoint `step` are written.
+    static func shardsDone(step: Int, ranks: [Int], epoch: UInt64 = 1) -> ControlMessage {
+        var m = ControlMessage(.checkpointDone)
+        m.step = step
+        m.epoch = epoch
+        m.shards = ranks.map { WorkerStateTests.shard(step: step, rank: $0) }
+        return m
+    }
 
     func sends(_ actions: [CoordinatorState.Action]) -> [(Data, ControlMessage)] {
         actions.compactMap { if case let .send(to, m) = $0 { return (to, m) } else { return nil } }
@@ -85,13 +95,19 @@ import Training
         #expect(next.contains { if case .record = $0 { return true }; return false })
         #expect(sends(next).map(\.1.step) == [1, 1])
         _ = s.event(.message(from: a, done(1), now: 2))
-        let last = sends(s.event(.message(from: b, done(1), now: 2)))
-        #expect(last.map(\.1.kind) == [.checkpoint, .checkpoint] && last[0].1.directory == "/ck")
-        var saved = ControlMessage(.checkpointDone)
-        saved.path = "/ck/step-00000002"
-        #expect(s.event(.message(from: b, ControlMessage(.checkpointDone), now: 3)).isEmpty)
-        let shutdown = sends(s.event(.message(from: a, saved, now: 3)))
+        let lastActions = s.event(.message(from: b, done(1), now: 2))
+        let last = sends(lastActions)
+        // The last step's checkpoint: every rank writes its shard; the job waits for the commit.
+        #expect(last.map(\.1.kind) == [.checkpoint, .checkpoint] && last[0].1.directory == "/ck" && last[0].1.step == 2)
+        #expect(lastActions.contains(.prepareCheckpoint(step: 2)))
+        #expect(s.phase == .checkpointing)
+        #expect(s.event(.message(from: b, Self.shardsDone(step: 2, ranks: [1]), now: 3)).isEmpty)
+        let commit = s.event(.message(from: a, Self.shardsDone(step: 2, ranks: [0]), now: 3))
+        guard case let .commit(step, _, shards)? = commit.first else { Issue.record("no commit: \(commit)"); return }
+        #expect(step == 2 && Set(shards.map(\.rank)) == [0, 1])
+        let shutdown = sends(s.event(.committed(step: 2, path: "/ck/step-00000002", error: nil, now: 3)))
         #expect(shutdown.map(\.1.kind) == [.shutdown, .shutdown])
+        #expect(s.lastCheckpoint?.path == "/ck/step-00000002")
         _ = s.event(.message(from: a, ControlMessage(.bye), now: 3))
         let exit = s.event(.message(from: b, ControlMessage(.bye), now: 3))
         #expect(exit.last == .exit(code: 0, message: "finished 2 steps"))
@@ -144,7 +160,8 @@ import Training
         d.step = 0
         let out = sends(s.event(.message(from: a, d, now: 0.2)))
         #expect(out.map(\.1.kind) == [.checkpoint])
-        let end = sends(s.event(.message(from: a, ControlMessage(.checkpointDone), now: 0.3)))
+        #expect(s.event(.message(from: a, Self.shardsDone(step: 1, ranks: [0]), now: 0.3)).contains { if case .commit = $0 { return true }; return false })
+        let end = sends(s.event(.committed(step: 1, path: "/ck/step-00000001", error: nil, now: 0.3)))
         #expect(end.map(\.1.kind) == [.shutdown])
         #expect(s.event(.message(from: a, ControlMessage(.bye), now: 0.4)).last == .exit(code: 130, message: "stopped at step 1"))
     }

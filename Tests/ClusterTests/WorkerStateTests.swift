@@ -1,3 +1,4 @@
+import Checkpoint
 import Cluster
 import Foundation
 import Testing
@@ -142,7 +143,7 @@ import Zero
         var step = ControlMessage(.step)
         step.step = 0
         step.checksum = true
-        #expect(s.event(.message(step, now: 1)).contains(.order(.step(0, checksum: true))))
+        #expect(s.event(.message(step, now: 1)).contains(.order(.step(0, checksum: true, replicate: false))))
         #expect(sent(s.event(.device(.stepDone(device: 1, Self.report(loss: 2, compute: 0.3, exposed: 0.05, sums: [3, 4])), now: 1.1))).isEmpty)
         let done = sent(s.event(.device(.stepDone(device: 0, Self.report(loss: 2, compute: 0.2, exposed: 0.1)), now: 1.1)))
         #expect(done.count == 1)
@@ -154,15 +155,31 @@ import Zero
         #expect(s.phase == .ready)
     }
 
-    @Test func aCheckpointReportsRankZerosFolder() throws {
+    static func shard(step: Int, rank: Int) -> ShardRecord {
+        ShardRecord(step: step, rank: rank, file: CheckpointFile(name: ShardWriter.fileName(rank: rank, worldSize: 4), rank: rank, start: rank * 10,
+                                                                  count: 10, bytes: 100, crc32c: 7),
+                    dataCursor: DataCursor(samplesConsumed: 40, globalBatch: 8, seed: 1),
+                    schedule: ScheduleState(kind: "cosine", peakLR: 0.1, warmupSteps: 0, totalSteps: 9, numCycles: 0.5, nextLR: 0.05),
+                    skippedSteps: 0)
+    }
+
+    /// A checkpoint is ordered between steps and written in the background: the next step may
+    /// run meanwhile, and the worker reports its ranks' shards once every device's is written.
+    @Test func aCheckpointReportsEveryDevicesShardWhenWritten() throws {
         var s = try running()
         var c = ControlMessage(.checkpoint)
         c.step = 5
         c.directory = "/ck"
         #expect(s.event(.message(c, now: 1)).contains(.order(.checkpoint(directory: "/ck"))))
-        _ = s.event(.device(.checkpointDone(device: 1, path: "/ck/step-00000005"), now: 1.2))
-        let done = sent(s.event(.device(.checkpointDone(device: 0, path: "/ck/step-00000005"), now: 1.3)))
-        #expect(done.map(\.kind) == [.checkpointDone] && done[0].path == "/ck/step-00000005" && done[0].step == 5)
+        #expect(s.phase == .ready)
+        var step = ControlMessage(.step)
+        step.step = 5
+        #expect(s.event(.message(step, now: 1.1)).contains(.order(.step(5, checksum: false, replicate: false))))
+        #expect(sent(s.event(.device(.checkpointWritten(device: 1, Self.shard(step: 5, rank: 1)), now: 1.2))).isEmpty)
+        let done = sent(s.event(.device(.checkpointWritten(device: 0, Self.shard(step: 5, rank: 0)), now: 1.3)))
+        #expect(done.map(\.kind) == [.checkpointDone] && done[0].step == 5 && done[0].epoch == 1)
+        #expect(done[0].shards?.map(\.rank) == [0, 1])
+        #expect(s.phase == .stepping)
     }
 
     // MARK: device failure

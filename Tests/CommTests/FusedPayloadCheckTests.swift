@@ -1,4 +1,5 @@
 import Comm
+import Common
 import Testing
 import ZeroTrainTestKit
 

@@ -182,6 +182,7 @@ import Zero
         c.training.seed = 42
         c.training.threads = 2
         c.training.checkpointInterval = 5
+        c.training.checkpointKeep = 7
         c.training.checkpointDir = "/tmp/ck"
         c.training.logInterval = 2
         c.training.metricsFile = "/tmp/metrics.jsonl"

@@ -136,6 +136,13 @@ public enum CRC32C {
         return result
     }
 
+    /// The CRC-32C of `A‖B` from `crcA` = CRC-32C(A), `crcB` = CRC-32C(B) and B's length: lets
+    /// pieces checksummed separately (e.g. a file's blocks) give the whole's CRC without a second pass.
+    public static func combine(_ crcA: UInt32, _ crcB: UInt32, lengthB: Int) -> UInt32 {
+        guard lengthB > 0 else { return crcA }
+        return multiplyModP(powerOfX8(bytes: lengthB), crcA) ^ crcB
+    }
+
     /// CRC-32C of a byte array (convenience for tests and small frames).
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
