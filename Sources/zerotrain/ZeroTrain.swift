@@ -16,7 +16,7 @@ struct ZeroTrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",
-        subcommands: [Train.self, Local.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Grads.self, Plan.self, Bench.self])
+        subcommands: [Train.self, Local.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Grads.self, Plan.self, CheckpointCommand.self, Bench.self])
 }
 
 struct Bench: ParsableCommand {
