@@ -46,6 +46,7 @@ public final class CheckpointReader<Config: Codable & Sendable>: Sendable {
         guard elements.lowerBound >= 0, elements.upperBound <= elementCount else {
             throw CheckpointError(.invalidArgument, "elements \(elements) lie outside the \(elementCount) elements of \(folder.path)")
         }
+        guard !elements.isEmpty else { return }
         for shard in shards {
             let start = shard.start!, end = start + shard.count!
             guard start < elements.upperBound, end > elements.lowerBound else { continue }

@@ -46,6 +46,12 @@ extension CheckpointStore {
             }
             guard size == file.bytes else { throw Self.sizeMismatch(url, size: size, expected: file.bytes) }
         }
+        // Files the manifest does not list (e.g. shards of an earlier, abandoned attempt at this
+        // step with another world size) do not belong to the checkpoint.
+        let listed = Set(manifest.files.map(\.name))
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: pending.path)) ?? [] where !listed.contains(name) {
+            try? FileManager.default.removeItem(at: pending.appendingPathComponent(name))
+        }
         try FileIO.writeDurably(try manifest.encoded(), to: pending.appendingPathComponent(Self.manifestFile))
         try FileIO.fsyncDirectory(pending)
 

@@ -60,7 +60,7 @@ public struct CheckpointStore: Sendable {
         if url.lastPathComponent.hasPrefix("step-") || names.contains(where: { $0.hasPrefix("shard-") && $0.hasSuffix(".safetensors") }) {
             throw noManifest(url)
         }
-        throw CheckpointError(.notFound, "\(url.path) holds no checkpoint (no \(manifestFile) and no \(latestFile) file)")
+        throw CheckpointError(.notFound, "\(url.path) is not a checkpoint: it has no \(manifestFile) and no \(latestFile) file")
     }
 
     /// The parameters of a checkpoint (a step folder, or a directory whose `latest` names one) as

@@ -38,6 +38,8 @@ import Testing
         let state = ShardFixture.state(count: 64, salt: 2)
         try ShardFixture.save(state, store: store, step: 1, ranks: 2)
         #expect(try String(contentsOf: dir.appendingPathComponent("latest"), encoding: .utf8) == "step-00000001\n")
+        // An abandoned attempt at step 2 with three ranks left a shard behind: not part of the checkpoint.
+        _ = try ShardFixture.writeShards(state, store: store, step: 2, ranks: 3)
         let files = try ShardFixture.writeShards(state, store: store, step: 2, ranks: 2)
         // Before the commit: no manifest in the pending folder, latest unchanged.
         #expect(!fm.fileExists(atPath: store.pendingFolder(step: 2).appendingPathComponent("manifest.json").path))

@@ -114,6 +114,8 @@ import Testing
         // Nothing verifies: an error, not a fresh start.
         try ShardFixture.flipByte(store.folder(step: 1).appendingPathComponent("shard-00000-of-00002.safetensors"), at: 300)
         #expect { _ = try store.latestVerified(as: ShardFixture.Config.self) { _ in } } throws: { ($0 as? CheckpointError)?.code == .corrupted }
-        #expect(try CheckpointStore(directory: ShardFixture.tempDir()).latestVerified(as: ShardFixture.Config.self) { _ in } == nil)
+        let empty = ShardFixture.tempDir()
+        defer { try? fm.removeItem(at: empty) }
+        #expect(try CheckpointStore(directory: empty).latestVerified(as: ShardFixture.Config.self) { _ in } == nil)
     }
 }

@@ -67,6 +67,9 @@ import Testing
         let start = count / 2 + 1_000_000
         #expect(try ShardFixture.read(reader, .expAvg, start..<(start + 1000), pieces: 1) == state.bits(.expAvg, start..<(start + 1000)))
         #expect(reader.bytesRead == CheckpointStore.blockBytes)
+        var none: Float = 0
+        try reader.read(.expAvg, elements: start..<start, into: &none)
+        #expect(reader.bytesRead == CheckpointStore.blockBytes, "an empty range reads nothing")
         // Across the two shards: one block of each.
         #expect(try ShardFixture.read(reader, .parameters, (count / 2 - 10)..<(count / 2 + 10), pieces: 1)
                 == state.bits(.parameters, (count / 2 - 10)..<(count / 2 + 10)))
