@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Chaos test of recovery: a local cluster trains while workers, and once the coordinator, are
-# killed with SIGKILL at random moments (one kill while a checkpoint is being written); the job
+# killed with SIGKILL at random moments (one while a checkpoint is being written, one while the
+# in-memory replicas are being exchanged); the job
 # must finish with the final loss and weights of an uninterrupted run, every committed checkpoint
 # must verify, and no process may be left behind.
 #
@@ -32,7 +33,7 @@ say() { echo "chaos: $*"; }
 # The last record of every step (a step redone after a recovery is logged again; the last wins):
 # "step loss" lines, sorted by step.
 losses() { sed -n 's/.*"loss":\([^,}]*\).*"step":\([0-9]*\).*/\2 \1/p' "$1/metrics.jsonl" | awk '{last[$1]=$2} END {for (s in last) print s, last[s]}' | sort -n; }
-last_step() { [ -f "$1/metrics.jsonl" ] && sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$1/metrics.jsonl" | tail -1 || echo -1; }
+last_step() { local s=""; [ -f "$1/metrics.jsonl" ] && s=$(sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$1/metrics.jsonl" | tail -1); echo "${s:--1}"; }
 children() { pgrep -P "$1" 2>/dev/null || true; }
 role_pids() {  # launcher-pid role -> pids of its children running that subcommand
   for p in $(children "$1"); do
@@ -47,12 +48,17 @@ say "seed $seed; reference run with $workers workers"
 total=$(losses "$out/reference" | wc -l)
 [ "$total" -gt 20 ] || fail "the reference run logged only $total steps"
 
-export ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS=400   # widens the window of a checkpoint write, for the kill during one
+# Fault-injection hooks that widen two windows for the kills aimed at them: a checkpoint's shard
+# write, and the replica exchange after a step whose number is a multiple of replica_interval.
+export ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS=400 ZEROTRAIN_FAULT_SLOW_REPLICA_MS=200
+replica_interval=$(sed -n 's/^ *replica_interval: *\([0-9]*\).*/\1/p' "$config" | head -1)
 "$zerotrain" local --config "$config" --workers "$workers" --run-dir "$out/chaos" > "$out/chaos.log" 2>&1 &
 launcher=$!
 trap 'kill -9 $launcher 2>/dev/null || true' EXIT
-# The kinds of kill, in a random order: always one coordinator and one during a checkpoint write.
+# The kinds of kill, in a random order: always one coordinator, one during a checkpoint write and
+# (with replicas) one during a replica exchange.
 plan=(coordinator checkpoint)
+[ "${replica_interval:-0}" -gt 0 ] && plan+=(replica)
 while [ ${#plan[@]} -lt "$kills" ]; do plan+=(worker); done
 plan=($(printf '%s\n' "${plan[@]}" | awk -v s="$seed" 'BEGIN{srand(s)} {print rand() "\t" $0}' | sort -n | cut -f2))
 done_kills=0
@@ -74,6 +80,13 @@ for kind in "${plan[@]}"; do
         sleep 0.01
       done
       victim=$(role_pids $launcher worker | shuf -n 1 --random-source=<(yes $seed)) ;;
+    replica)
+      # Right after a step that refreshes the replicas: the exchange is in flight for the next 200 ms.
+      until [ $(( ($(last_step "$out/chaos") + 1) % replica_interval )) -eq 0 ]; do
+        kill -0 $launcher 2>/dev/null || break 2
+        sleep 0.005
+      done
+      victim=$(role_pids $launcher worker | shuf -n 1 --random-source=<(yes $RANDOM)) ;;
     worker)
       victim=$(role_pids $launcher worker | shuf -n 1 --random-source=<(yes $RANDOM)) ;;
   esac

@@ -110,6 +110,11 @@ public final class Coordinator: Sendable {
             actions = []
             // Messages first: the next step starts before this one's metrics are written. A message
             // broadcast to every worker (step, checkpoint, shutdown) is encoded once.
+            // A checkpoint's pending folder is cleared before the orders to write into it go out.
+            for case let .prepareCheckpoint(step) in batch {
+                let pending = CheckpointStore(directory: URL(fileURLWithPath: config.training.checkpointDir!)).pendingFolder(step: step)
+                try? FileManager.default.removeItem(at: pending)
+            }
             var encoded: (message: ControlMessage, data: Data)?
             for case .send(let peer, var message) in batch {
                 if message.kind == .assign { message.forensicsDirectory = forensicsDirectory.path }
@@ -130,9 +135,8 @@ public final class Coordinator: Sendable {
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
-                case let .prepareCheckpoint(step):
-                    let pending = CheckpointStore(directory: URL(fileURLWithPath: config.training.checkpointDir!)).pendingFolder(step: step)
-                    try? FileManager.default.removeItem(at: pending)
+                case .prepareCheckpoint:
+                    break
                 case let .commit(step, jobConfig, shards):
                     actions += state.event(commit(step: step, config: jobConfig, shards: shards, now: now()))
                 case let .exit(code, message):

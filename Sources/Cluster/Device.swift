@@ -113,6 +113,10 @@ final class Device: Sendable {
             let predecessor = (trainer.rank - 1 + trainer.worldSize) % trainer.worldSize
             let r = trainer.partitionPlan.shardRange(predecessor)
             let incoming = ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: own)
+            if Self.slowReplicaMilliseconds > 0 {
+                let pause = Self.slowReplicaMilliseconds
+                queue.submit { _ in usleep(useconds_t(pause * 1000)) }
+            }
             queue.exchangeInBackground(send: UnsafeRawBufferPointer(own.storage.buffer),
                                        receive: UnsafeMutableRawBufferPointer(incoming.storage.buffer)) {
                 withExtendedLifetime(own) { store.put(incoming, own: false) }
@@ -120,6 +124,10 @@ final class Device: Sendable {
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
+
+    /// Fault injection for the chaos test (`ZEROTRAIN_FAULT_SLOW_REPLICA_MS`): a pause on the
+    /// communication thread before each replica exchange, widening the window of a kill during one.
+    static let slowReplicaMilliseconds = Int(ProcessInfo.processInfo.environment["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
 
     /// One update with its accounting: compute and exposed communication time, bytes sent,
     /// memory, and (for the divergence guard) per-tensor parameter checksums.

@@ -94,7 +94,7 @@ import Testing
             """, to: config)
         let trained = try CLI.run(["train", "--config", config.path])
         try #require(trained.status == 0, "\(trained.stderr)")
-        let weights = dir.appendingPathComponent("ck/step-00000001/model.safetensors")
+        let weights = dir.appendingPathComponent("ck/step-00000001/shard-00000-of-00001.safetensors")
         try FileManager.default.removeItem(at: weights)
         try FileManager.default.createDirectory(at: weights, withIntermediateDirectories: false)
         for args in [["generate", "--checkpoint", dir.appendingPathComponent("ck").path, "--prompt", "a"],
@@ -102,7 +102,7 @@ import Testing
             let r = try CLI.run(args)
             #expect(r.status == 1, "exit \(r.status) for \(args): \(r.stderr)")
             #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasPrefix("zerotrain: error: cannot read ")
-                    && r.stderr.contains("model.safetensors"), "stderr: \(r.stderr)")
+                    && r.stderr.contains("shard-00000-of-00001.safetensors"), "stderr: \(r.stderr)")
         }
     }
 }

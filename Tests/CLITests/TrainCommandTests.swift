@@ -41,7 +41,7 @@ import Testing
 
         let p = try CLI.start(["train", "--config", root.appendingPathComponent("killed.yaml").path])
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-        let checkpoint = killedDir.appendingPathComponent("step-00000050/trainer_state.json").path
+        let checkpoint = killedDir.appendingPathComponent("step-00000050/manifest.json").path
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: checkpoint) && p.isRunning && Date() < deadline { usleep(2_000) }
         kill(p.processIdentifier, SIGKILL)
@@ -76,7 +76,8 @@ import Testing
         let text = try String(contentsOf: log, encoding: .utf8)
         #expect(text.contains("stopped at step"))
         let latest = try String(contentsOf: dir.appendingPathComponent("latest"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(latest).appendingPathComponent("optimizer.safetensors").path))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(latest).appendingPathComponent("manifest.json").path))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(latest).appendingPathComponent("shard-00000-of-00001.safetensors").path))
     }
 
     @Test func trainsOnATextFileAndGenerates() throws {

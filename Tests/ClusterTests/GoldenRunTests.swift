@@ -1,8 +1,10 @@
 import Checkpoint
 import Common
 import Foundation
+import Model
 import Tensor
 import Testing
+import Training
 import ZeroTrainTestKit
 
 /// Bit-for-bit guard for refactors that do not change the math (DESIGN decision 6): fixed runs of
@@ -50,15 +52,31 @@ import ZeroTrainTestKit
 
     static func hex<T: FixedWidthInteger>(_ bits: T) -> String { String(bits, radix: 16) }
 
-    /// FNV-1a 64 over every tensor's raw little-endian bytes, tensors in name order.
-    static func digest(_ url: URL) throws -> String {
-        let file = try SafeTensorsFile(contentsOf: url)
+    /// FNV-1a 64 over named tensors' raw little-endian bytes, in name order: the digest of a
+    /// safetensors file of them (the golden runs were recorded from format-1 checkpoints, whose
+    /// model.safetensors held the parameters and optimizer.safetensors exp_avg.<name> and
+    /// exp_avg_sq.<name>; format 2 holds the same numbers in shards).
+    static func digest(_ tensors: [(name: String, values: UnsafeMutableBufferPointer<Float>)]) -> String {
         var h = FNV1a()
-        for entry in file.entries.sorted(by: { $0.name < $1.name }) {
-            h.add(entry.name.utf8)
-            try file.floats(entry.name).withUnsafeBufferPointer { h.add($0) }
+        for t in tensors.sorted(by: { $0.name < $1.name }) {
+            h.add(t.name.utf8)
+            h.add(UnsafeBufferPointer(t.values))
         }
         return hex(h.value)
+    }
+
+    /// The digests of a checkpoint's parameters and of its AdamW moments.
+    static func digests(_ folder: URL) throws -> (weights: String, optimizer: String) {
+        let reader = try CheckpointReader<TrainConfig>(folder)
+        let table = ParameterTable(config: reader.manifest.config.model)
+        let p = FloatBuffer(count: table.count), m = FloatBuffer(count: table.count), v = FloatBuffer(count: table.count)
+        try reader.read(.parameters, elements: 0..<table.count, into: p.pointer)
+        try reader.read(.expAvg, elements: 0..<table.count, into: m.pointer)
+        try reader.read(.expAvgSq, elements: 0..<table.count, into: v.pointer)
+        let weights = digest(table.entries.map { ($0.name, p.slice($0.offset, $0.count)) })
+        let optimizer = digest(table.entries.map { ("exp_avg." + $0.name, m.slice($0.offset, $0.count)) }
+                               + table.entries.map { ("exp_avg_sq." + $0.name, v.slice($0.offset, $0.count)) })
+        return (weights, optimizer)
     }
 
     static func run(_ name: String, workers: Int, stage: Int, root: URL) throws -> Golden {
@@ -72,14 +90,13 @@ import ZeroTrainTestKit
         let text = try String(contentsOf: runDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         func number(_ r: [String: Any], _ key: String) -> Double { (r[key] as! NSNumber).doubleValue }
-        let final = checkpoints.appendingPathComponent("step-00000020")
+        let final = try digests(checkpoints.appendingPathComponent("step-00000020"))
         return Golden(config: name, workers: workers, stage: stage,
                       loss: records.map { hex(Float(number($0, "loss")).bitPattern) },
                       auxLoss: records.map { hex(Float(number($0, "aux_loss")).bitPattern) },
                       gradNorm: records.map { hex(number($0, "grad_norm").bitPattern) },
                       lr: records.map { hex(number($0, "lr").bitPattern) },
-                      weights: try digest(final.appendingPathComponent("model.safetensors")),
-                      optimizer: try digest(final.appendingPathComponent("optimizer.safetensors")))
+                      weights: final.weights, optimizer: final.optimizer)
     }
 
     @Test(.enabled(if: haveFixtures, "no golden runs recorded for OpenBLAS kernel \(GEMM.kernelName) (Tests/Fixtures/golden)"),

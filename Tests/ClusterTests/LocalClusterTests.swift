@@ -379,7 +379,7 @@ import Zero
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let out = root.appendingPathComponent("coordinator.out")
-        let (coordinator, workers, _) = try startDaemons(root, stdout: out, extra: "fault_tolerance: {policy: stop}\n")
+        let (coordinator, workers, _) = try startDaemons(root, stdout: out, extra: "\nfault_tolerance: {policy: stop}\n")
         let start = Date()
         kill(workers[1].processIdentifier, SIGTERM)
         waitForExit([coordinator] + workers)

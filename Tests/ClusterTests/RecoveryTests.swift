@@ -92,10 +92,13 @@ import ZeroTrainTestKit
         let (status, run, output) = try chaos(root, config: config, atStep: 27) { launcher, run in
             let workers = Self.children(of: launcher, role: "worker")
             #expect(workers.count == 2)
-            linesAtKill = Self.lineCount(run)
             killedAt = Date()
             kill(workers[1], SIGKILL)
-            // The first step completed after the kill is one of the recovered membership.
+            // The first step completed once the new membership is assigned (conservative: a step
+            // that ends between the assignment and the line count is not counted).
+            let log = root.appendingPathComponent("chaos.out")
+            guard Self.waitUntil(30, { ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("assigned 2 ranks (membership 2)") }) else { return }
+            linesAtKill = Self.lineCount(run)
             if Self.waitUntil(30, { Self.lineCount(run) > linesAtKill }) { recoverySeconds = Date().timeIntervalSince(killedAt) }
         }
         #expect(status == 0, "\(output)")
@@ -103,9 +106,7 @@ import ZeroTrainTestKit
         #expect(output.contains("starting a replacement"), "\(output)")
         #expect(recoverySeconds >= 0 && recoverySeconds <= 5, "from the kill to the first step after recovery: \(recoverySeconds) s")
         print("recovery through replicas: \(String(format: "%.2f", recoverySeconds)) s from the SIGKILL to the first completed step")
-        let got = try Self.losses(run)
-        #expect(got.count == expected.count)
-        for (step, loss) in expected { #expect(got[step] == loss, "step \(step): \(got[step] ?? .nan) vs \(loss)") }
+        #expect(try Self.losses(run) == expected, "the losses differ from the uninterrupted run's")
         #expect(LocalClusterTests.leftovers(root).isEmpty)
     }
 
@@ -120,8 +121,7 @@ import ZeroTrainTestKit
         }
         #expect(status == 0, "\(output)")
         #expect(output.contains("restarts from") && output.contains("step-00000020 (step 20)"), "\(output)")
-        let got = try Self.losses(run)
-        for (step, loss) in expected { #expect(got[step] == loss, "step \(step): \(got[step] ?? .nan) vs \(loss)") }
+        #expect(try Self.losses(run) == expected, "the losses differ from the uninterrupted run's")
         #expect(LocalClusterTests.leftovers(root).isEmpty)
     }
 
@@ -139,8 +139,7 @@ import ZeroTrainTestKit
         }
         #expect(status == 0, "\(output)")
         #expect(output.contains("the coordinator (pid") && output.contains("--resume auto: resuming from"), "\(output)")
-        let got = try Self.losses(run)
-        for (step, loss) in expected { #expect(got[step] == loss, "step \(step): \(got[step] ?? .nan) vs \(loss)") }
+        #expect(try Self.losses(run) == expected, "the losses differ from the uninterrupted run's")
         #expect(LocalClusterTests.leftovers(root).isEmpty)
     }
 
@@ -151,8 +150,8 @@ import ZeroTrainTestKit
         defer { try? FileManager.default.removeItem(at: root) }
         let r = try CLI.runTool("/bin/bash", [CLI.repo.appendingPathComponent("scripts/chaos.sh").path, "--zerotrain", CLI.binary.path,
                                               "--config", CLI.repo.appendingPathComponent("configs/chaos.yaml").path,
-                                              "--out", root.path, "--workers", "3", "--kills", "4", "--seed", "7"])
+                                              "--out", root.path, "--workers", "3", "--kills", "5", "--seed", "7"])
         #expect(r.contains("chaos: ok"), "\(r)")
-        print(r.split(separator: "\n").last ?? "")
+        print(r.split(separator: "\n").last.map(String.init) ?? "")
     }
 }
