@@ -67,7 +67,8 @@ public final class Coordinator: Sendable {
         let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
         let metrics = try MetricsLog(path: metricsPath)
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
-                                     tokenFile: tokenFile, startStep: startStep, resumeFrom: resumeFolder)
+                                     tokenFile: tokenFile, startStep: startStep, resumeFrom: resumeFolder,
+                                     recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath))
         let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
         let clock = ContinuousClock()
         let origin = clock.now
@@ -161,6 +162,18 @@ public final class Coordinator: Sendable {
         } catch {
             return .committed(step: step, path: nil, error: "\(error)", now: now)
         }
+    }
+
+    /// Steps 0..<n recorded in a metrics log (n = the highest step recorded + 1; 0 when none).
+    static func recordedSteps(_ path: String) -> Int {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        var highest = -1
+        for line in text.split(separator: "\n") {
+            if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let step = o["step"] as? Int {
+                highest = max(highest, step)
+            }
+        }
+        return highest + 1
     }
 
     /// The checkpoint to resume from: `--resume DIR` (a step folder, or a checkpoint directory's

@@ -76,6 +76,8 @@ public struct CoordinatorState {
     /// The config the current membership runs (accumulation adjusted for its world size).
     public private(set) var membershipConfig: TrainConfig
     private var recoveryDeadline = 0.0
+    /// Steps recorded by an earlier coordinator of this run (see `init`); nil: all steps are this one's.
+    private let recordedSteps: Int?
     /// Checkpoint steps the job rolled back to after non-finite streaks (once each).
     private var rolledBack: Set<Int> = []
     /// A rollback is under way: the replicas the workers register with are not used.
@@ -92,8 +94,13 @@ public struct CoordinatorState {
     private var exitMessage = ""
     private let names: [String]
 
+    /// - Parameter recordedSteps: for a coordinator started on an existing run, the steps the run's
+    ///   metrics log already records (0..<recordedSteps): in-memory replicas newer than that are
+    ///   not used, since the steps between would have no record (the previous coordinator died
+    ///   after the workers finished them but before it wrote them down).
     public init(config: TrainConfig, configHash: String, jobID: UInt64, tokenFile: String, startStep: Int = 0,
-                resumeFrom: String? = nil) {
+                resumeFrom: String? = nil, recordedSteps: Int? = nil) {
+        self.recordedSteps = recordedSteps
         self.config = config
         self.configHash = configHash
         self.jobID = jobID
@@ -339,8 +346,8 @@ public struct CoordinatorState {
     private mutating func replicaRestore() -> ReplicaRestore? {
         let n = worldSize
         let held = workers.map { w in w.replicas.filter { $0.worldSize == n } }
-        let floor = lastCheckpoint?.step ?? 1
-        for s in Set(held.flatMap { $0.map(\.step) }).sorted(by: >) where s >= floor {
+        let floor = lastCheckpoint?.step ?? 1, ceiling = recordedSteps ?? .max
+        for s in Set(held.flatMap { $0.map(\.step) }).sorted(by: >) where s >= floor && s <= ceiling {
             guard (0..<n).allSatisfy({ r in held.contains { $0.contains { $0.step == s && $0.rank == r } } }) else { continue }
             // Workers whose own shards at s form the block starting at r keep it; the others fill the gaps.
             var byStart: [Int: Int] = [:]

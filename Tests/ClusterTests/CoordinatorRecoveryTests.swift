@@ -243,3 +243,19 @@ import Training
         #expect(s.event(.message(from: a, ControlMessage(.bye), now: 0.2)).last == .exit(code: 0, message: "the job has already finished: step 30 of 30"))
     }
 }
+
+extension CoordinatorRecoveryTests {
+    /// A restarted coordinator does not resume past the steps its run's metrics record: a replica
+    /// generation newer than that would leave steps without a record.
+    @Test func aRestartedCoordinatorUsesNoReplicaNewerThanTheRecordedSteps() throws {
+        func reg(_ infos: [ReplicaInfo]) -> ControlMessage { var m = CoordinatorStateTests.register(); m.replicas = infos; return m }
+        let held = { (rank: Int) in [50, 55].map { ReplicaInfo(rank: rank, worldSize: 2, step: $0, own: true) } }
+        for (recorded, expected) in [(54, 50), (55, 55), (60, 55)] {
+            var s = CoordinatorState(config: try Self.config(steps: 100), configHash: "abc", jobID: 1, tokenFile: "t", startStep: 40,
+                                     resumeFrom: "/ck/step-40", recordedSteps: recorded)
+            _ = s.event(.message(from: a, reg(held(0)), now: 0))
+            let assigned = sends(s.event(.message(from: b, reg(held(1)), now: 0)))
+            #expect(assigned.allSatisfy { $0.1.restore?.step == expected && $0.1.step == expected }, "recorded \(recorded)")
+        }
+    }
+}

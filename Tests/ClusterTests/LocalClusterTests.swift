@@ -403,6 +403,7 @@ import Zero
             training: {lr: 0.003, total_steps: 20, micro_batch_size: 2, threads: 1}
             data: {seq_len: 32}
             cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 30000, collective_timeout_s: 2, divergence_check_interval: 0}
+            fault_tolerance: {policy: stop}
             """, to: root.appendingPathComponent("c.yaml"))
         let run = root.appendingPathComponent("run")
         let endpoint = "tcp://127.0.0.1:\(22_000 + Int(getpid() % 20_000))"
