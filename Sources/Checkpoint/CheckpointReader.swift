@@ -28,6 +28,10 @@ public final class CheckpointReader<Config: Codable & Sendable>: Sendable {
         for file in manifest.files {
             let url = folder.appendingPathComponent(file.name)
             guard let size = FileIO.size(url) else {
+                // Something is there but cannot be read as a file (a directory, no permission): an I/O failure.
+                if FileManager.default.fileExists(atPath: url.path) {
+                    throw CheckpointError(.io, "cannot read \(url.path): not a readable regular file")
+                }
                 throw CheckpointError(.incomplete, "\(url.path) is missing (\(path.path) lists it)")
             }
             guard size == file.bytes else { throw CheckpointStore.sizeMismatch(url, size: size, expected: file.bytes) }
