@@ -128,10 +128,10 @@ public final class Coordinator: Sendable {
                     break
                 case let .log(line):
                     progress.log(line)
-                case let .record(m, compute, exposed, idle, checkpointSeconds, bytes, memory):
+                case let .record(m, compute, exposed, idle, checkpointSeconds, replicaSeconds, bytes, memory):
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
-                                                         checkpointSeconds: checkpointSeconds,
+                                                         checkpointSeconds: checkpointSeconds, replicaSeconds: replicaSeconds,
                                                          bytesSentPerRank: bytes, memoryPerRank: memory))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
@@ -220,6 +220,8 @@ struct ClusterStepRecord: Encodable {
     let idleSeconds: Double
     /// Seconds the slowest rank spent on checkpoint snapshots before this step (the writes run in the background).
     let checkpointSeconds: Double
+    /// Seconds the slowest rank spent on its replica snapshot after this step (the exchange runs in the background).
+    let replicaSeconds: Double
     /// Per rank: payload bytes sent in the step by collective.
     let bytesSentPerRank: [[String: Int]]
     /// Per rank: the device-memory ledger (current and peak bytes by category).
@@ -228,7 +230,7 @@ struct ClusterStepRecord: Encodable {
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", computeSeconds = "compute_seconds"
         case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
-        case checkpointSeconds = "checkpoint_seconds"
+        case checkpointSeconds = "checkpoint_seconds", replicaSeconds = "replica_seconds"
         case bytesSentPerRank = "bytes_sent_per_rank", memoryPerRank = "memory_per_rank"
     }
 
@@ -240,6 +242,7 @@ struct ClusterStepRecord: Encodable {
         try c.encode(exposedCommunicationSeconds, forKey: .exposedCommunicationSeconds)
         try c.encode(idleSeconds, forKey: .idleSeconds)
         try c.encode(checkpointSeconds, forKey: .checkpointSeconds)
+        try c.encode(replicaSeconds, forKey: .replicaSeconds)
         try c.encode(bytesSentPerRank, forKey: .bytesSentPerRank)
         try c.encode(memoryPerRank, forKey: .memoryPerRank)
     }

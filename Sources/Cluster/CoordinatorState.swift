@@ -20,7 +20,7 @@ public struct CoordinatorState {
         case log(String)
         /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
         case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
-                    checkpointSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
+                    checkpointSeconds: Double, replicaSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
         /// A checkpoint's files are being written: clear what an aborted earlier attempt at the same step left in its pending folder.
         case prepareCheckpoint(step: Int)
         /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
@@ -477,6 +477,7 @@ public struct CoordinatorState {
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
                                    idleSeconds: max(0, m.seconds - compute - exposed),
                                    checkpointSeconds: reports.compactMap(\.checkpointSeconds).max() ?? 0,
+                                   replicaSeconds: reports.compactMap(\.replicaSeconds).max() ?? 0,
                                    bytesSent: reports.flatMap { $0.bytesSent ?? [] },
                                    memory: reports.flatMap { $0.memory ?? [] }))
         }
