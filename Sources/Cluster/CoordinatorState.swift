@@ -86,6 +86,9 @@ public struct CoordinatorState {
     private var resetting: [Data] = []
     /// elastic: a worker is standing by and the world is below `cluster.workers`: grow at the next step boundary.
     private var growRequested = false
+    /// While recovering to grow the world: the workers expected (the members and those standing
+    /// by), so the next membership starts as soon as they are back instead of at the window's end.
+    private var growTarget: Int?
     private var stepStartedAt = 0.0
     /// Checkpoints being written: shard records received so far, by step.
     private var pendingCheckpoints: [Int: [ShardRecord]] = [:]
@@ -269,7 +272,7 @@ public struct CoordinatorState {
         resetting.removeAll { $0 == id }
         workers.append(record)
         let actions: [Action] = [.log("worker \(workers.count)/\(config.cluster.workers) joined: pid \(m.pid ?? 0) on \(m.host ?? "?"), \(devices) device(s)")]
-        guard workers.count == config.cluster.workers else { return actions }
+        guard workers.count == (growTarget ?? config.cluster.workers) else { return actions }
         // World size is known: refuse the job if a worker expected another.
         if let expected = m.expectedWorldSize, expected != worldSize {
             workers.removeLast()
@@ -280,6 +283,7 @@ public struct CoordinatorState {
 
     /// Gives the admitted workers their ranks: the next membership starts.
     private mutating func assign(now: Double) -> [Action] {
+        growTarget = nil
         var actions: [Action] = []
         // The global batch of the first membership is kept when the new world size divides it.
         var jobConfig = config
@@ -404,21 +408,25 @@ public struct CoordinatorState {
         epoch += 1
         phase = .recovering
         recoveryDeadline = now + faultTolerance.rejoinTimeoutSeconds
+        growTarget = growRequested ? min(workers.filter { !$0.gone }.count + standby.count, config.cluster.workers) : nil
         growRequested = false
         var reset = ControlMessage(.reset)
         reset.epoch = epoch
         reset.reason = reason
+        let fallback = lastCheckpoint.map { "\($0.path) (step \($0.step))" } ?? "the initial state (no checkpoint yet)"
         var actions: [Action] = [.log("recovery \(recoveries.count): \(reason); membership \(epoch) restarts from "
-                                      + (lastCheckpoint.map { "\($0.path) (step \($0.step))" } ?? "the initial state (no checkpoint yet)")
+                                      + (faultTolerance.replicaInterval > 0 && !discardReplicas ? "the workers' in-memory replicas if they cover every rank, else " : "")
+                                      + fallback
                                       + "; waiting up to \(Int(faultTolerance.rejoinTimeoutSeconds)) s for \(config.cluster.workers) worker(s)")]
         for w in workers where !w.gone {
             actions.append(.send(to: w.id, reset))
             resetting.append(w.id)
         }
-        workers = standby
-        standby = []
+        // Workers standing by join the next membership, up to the job's size.
+        workers = Array(standby.prefix(config.cluster.workers))
+        standby = Array(standby.dropFirst(config.cluster.workers))
         for i in workers.indices { workers[i].lastSeen = now }
-        if workers.count == config.cluster.workers { return actions + assign(now: now) }
+        if workers.count == (growTarget ?? config.cluster.workers) { return actions + assign(now: now) }
         return actions
     }
 

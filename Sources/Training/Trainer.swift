@@ -235,11 +235,15 @@ public final class Trainer {
                                  schedule: scheduleState(at: step), skippedSteps: skippedSteps)
         // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
         let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
-        snap.parameters.baseAddress!.update(from: parameters, count: s.count)
         // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
         let o = engine.optimizer, offset = s.lowerBound - o.shard.lowerBound
-        snap.expAvg.baseAddress!.update(from: o.expAvg.pointer + offset, count: s.count)
-        snap.expAvgSq.baseAddress!.update(from: o.expAvgSq.pointer + offset, count: s.count)
+        let parts = [(parameters, snap.parameters.baseAddress!), (o.expAvg.pointer + offset, snap.expAvg.baseAddress!),
+                     (o.expAvgSq.pointer + offset, snap.expAvgSq.baseAddress!)]
+        // Safe: the copies write disjoint ranges of the snapshot and only read the state.
+        nonisolated(unsafe) let copies = parts
+        pool.parallelFor(s.count, minChunk: 1 << 18) { r in
+            for (from, to) in copies { (to + r.lowerBound).update(from: from + r.lowerBound, count: r.count) }
+        }
         return snap
     }
 

@@ -143,6 +143,43 @@ import ZeroTrainTestKit
         #expect(LocalClusterTests.leftovers(root).isEmpty)
     }
 
+    /// `policy: elastic` with separate daemons (nobody restarts the dead worker): the job shrinks
+    /// to the survivor with twice the accumulation — the global batch and sample order kept, so
+    /// the losses stay within 1e-5 of the uninterrupted run — and grows back to 2 workers after a
+    /// checkpoint when a new worker registers.
+    @Test func elasticShrinksToTheSurvivorAndGrowsBack() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let config = try Self.config(steps: 100, replicas: 0).replacingOccurrences(of: "policy: restart, rejoin_timeout_s: 30", with: "policy: elastic, rejoin_timeout_s: 2")
+            .replacingOccurrences(of: "micro_batch_size: 4,", with: "micro_batch_size: 2, gradient_accumulation_steps: 2,")
+        let expected = try reference(root, config: config)
+        let file = root.appendingPathComponent("elastic.yaml")
+        try CLI.write(config, to: file)
+        let run = root.appendingPathComponent("elastic")
+        let out = root.appendingPathComponent("coordinator.out")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        let coordinator = try CLI.start(["coordinator", "--config", file.path, "--listen", "tcp://127.0.0.1:*", "--run-dir", run.path],
+                                        stdout: try FileHandle(forWritingTo: out))
+        let endpoint = try LocalClusterTests.coordinatorEndpoint(run)
+        var workers = try (0..<2).map { _ in try CLI.start(["worker", "--coordinator", endpoint]) }
+        defer { for p in [coordinator] + workers where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        func log() -> String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
+        #expect(Self.waitUntil(60) { Self.lastStep(run) >= 15 })
+        kill(workers[1].processIdentifier, SIGKILL)
+        #expect(Self.waitUntil(30) { log().contains("continuing on 1 worker(s)") }, "\(log())")
+        #expect(log().contains("1 ranks × accumulation 4 keep the global batch of 8 sequences"), "\(log())")
+        let shrunkAt = Self.lastStep(run)
+        #expect(Self.waitUntil(60) { Self.lastStep(run) >= max(shrunkAt, 25) + 5 })
+        workers.append(try CLI.start(["worker", "--coordinator", endpoint]))
+        #expect(Self.waitUntil(60) { log().contains("standing by: growing the world") }, "\(log())")
+        #expect(CLI.wait(for: [coordinator], timeout: 120), "\(log())")
+        #expect(coordinator.terminationStatus == 0, "\(log())")
+        #expect(log().components(separatedBy: "assigned 2 ranks").count == 3, "\(log())")   // the first membership and the grown one
+        let got = try Self.losses(run)
+        #expect(got.count == expected.count)
+        for (step, loss) in expected { #expect(abs((got[step] ?? .nan) - loss) <= 1e-5 * abs(loss), "step \(step)") }
+    }
+
     /// scripts/chaos.sh: 3 workers at stage 2, four SIGKILLs at random moments (one during a
     /// checkpoint write, one of the coordinator); losses, final weights and checkpoints checked.
     @Test func chaosScript() throws {
