@@ -66,6 +66,7 @@ final class Device: Sendable {
             }
             let writer = CheckpointWriter(rank: s.rank)
             defer { writer.waitIdle(); writer.close() }
+            Self.prewarmSnapshots(capacity: trainer.partitionPlan.largestShardCount, replicas: s.config.faultTolerance.replicaInterval > 0)
             var checkpointSeconds = 0.0
             report(.ready(device: s.index))
             while true {
@@ -85,6 +86,8 @@ final class Device: Sendable {
                 case let .checkpoint(directory):
                     // The snapshot is the only part on the step's path; the shard is written in the background.
                     let start = DispatchTime.now().uptimeNanoseconds
+                    // One snapshot buffer suffices: the previous save's is free once it is written.
+                    writer.waitIdle()
                     let snapshot = trainer.snapshot()
                     let (index, rank, report) = (s.index, s.rank, self.report)
                     writer.submit(snapshot, into: CheckpointStore(directory: directory).pendingFolder(step: snapshot.step)) { result in
@@ -106,7 +109,7 @@ final class Device: Sendable {
     /// returns the seconds taken on the training thread (the snapshot).
     private func refreshReplica(_ trainer: Trainer) -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
-        let own = trainer.snapshot(capacity: trainer.partitionPlan.largestShardCount)
+        let own = trainer.snapshot()
         let store = setup.replicas
         store.put(own, own: true)
         if let queue = trainer.engine.queue {
@@ -123,6 +126,18 @@ final class Device: Sendable {
             }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// Faults in the snapshot buffers this rank will need — one for checkpoints; with replicas,
+    /// the two generations of its own and its predecessor's shard plus the next one's — on a
+    /// low-priority thread, so that neither the start-up nor the first saves wait for it.
+    private static func prewarmSnapshots(capacity: Int, replicas: Bool) {
+        let thread = Thread {
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+            ShardSnapshot.prewarm(capacity: capacity, buffers: replicas ? 6 : 1)
+        }
+        thread.name = "zerotrain-prewarm"
+        thread.start()
     }
 
     /// Fault injection for the chaos test (`ZEROTRAIN_FAULT_SLOW_REPLICA_MS`): a pause on the

@@ -79,7 +79,15 @@ public final class ShardSnapshot: @unchecked Sendable {
     /// Snapshot buffers are recycled: a fresh multi-hundred-megabyte allocation costs its page
     /// faults and its zeroing on the training thread every time (≈ 1 s for bench-medium's shard),
     /// a recycled one only the copy. At most `idle` buffers of each size wait for reuse.
-    static let buffers = BufferPool(idle: 4)
+    static let buffers = BufferPool(idle: 6)
+
+    /// Allocates (and so faults in) `buffers` snapshot buffers of `capacity` elements per part
+    /// ahead of use, so that the first checkpoints and replica refreshes do not pay for it on the
+    /// training thread. Run it on a background thread.
+    public static func prewarm(capacity: Int, buffers n: Int) {
+        let fresh = (0..<n).map { _ in FloatBuffer(count: 3 * capacity) }
+        for b in fresh { buffers.give(b) }
+    }
 
     final class BufferPool: Sendable {
         private let free = Mutex<[Int: [FloatBuffer]]>([:])

@@ -225,8 +225,10 @@ public final class Trainer {
     public var checkpointShard: Range<Int> { partitionPlan.shardRange(rank) }
 
     /// The rank's shard of the current state, copied to host memory (the synchronous part of a
-    /// save or a replica refresh). `capacity`: elements to allocate per part (≥ the shard's).
-    public func snapshot(capacity: Int? = nil) -> ShardSnapshot {
+    /// save or a replica refresh). Every part is allocated with the largest shard's size, so that
+    /// neighbours' replicas have equal sizes on the wire and snapshot buffers are recycled.
+    public func snapshot() -> ShardSnapshot {
+        let capacity = partitionPlan.largestShardCount
         let s = checkpointShard, t = config.training
         let snap = ShardSnapshot(step: step, rank: rank, worldSize: worldSize, start: s.lowerBound, count: s.count, capacity: capacity,
                                  seed: t.seed,
