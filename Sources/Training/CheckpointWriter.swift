@@ -19,9 +19,6 @@ public final class CheckpointWriter: Sendable {
         slowWrite = Double(ProcessInfo.processInfo.environment["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
         let state = self.state, pause = slowWrite
         let thread = Thread {
-            // Below the training threads: the write uses the CPU the ranks leave idle (waits on
-            // communication), not theirs. On Linux the nice value is per thread, and 0 is the calling one.
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             while let job = state.wait({ s -> Job?? in
                 if let j = s.job { s.job = nil; s.busy = true; return .some(j) }
                 return s.closed ? .some(nil) : nil

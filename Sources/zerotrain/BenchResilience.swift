@@ -12,7 +12,7 @@ struct BenchResilience: ParsableCommand {
         discussion: """
             Runs the config on --workers local workers three ways, interleaved --repeats times: with neither \
             (checkpoint_interval 0, replica_interval 0), with a checkpoint every --every steps, and with a replica \
-            refresh every --every steps. For each run, the mean step time over the steps after the first two; the \
+            refresh every --every steps. For each run, the mean step time over the steps after --warmup; the \
             cost of one save (or refresh) is (mean with − mean without) × every / mean without, as a fraction of a \
             step. Medians over the repeats. Also the median snapshot time the ranks spent on the training thread \
             (checkpoint_seconds, replica_seconds in metrics.jsonl).
@@ -27,11 +27,14 @@ struct BenchResilience: ParsableCommand {
     @Option(name: .long, help: "Compute threads per worker.")
     var threads: Int = 1
 
-    @Option(name: .long, help: "Steps per run; the first two are warm-up and not counted.")
-    var steps: Int = 12
+    @Option(name: .long, help: "Steps per run.")
+    var steps: Int = 14
+
+    @Option(name: .long, help: "Warm-up steps, not counted (start-up, snapshot buffers faulted in).")
+    var warmup: Int = 4
 
     @Option(name: .long, help: "A checkpoint (or a replica refresh) every N steps.")
-    var every: Int = 2
+    var every: Int = 4
 
     @Option(name: .long, help: "Runs of each variant (interleaved).")
     var repeats: Int = 3
@@ -61,8 +64,8 @@ struct BenchResilience: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard workers >= 1, steps >= 4, every >= 1, every < steps, repeats >= 1 else {
-                throw ClusterError(.badInput, "--workers ≥ 1, --steps ≥ 4, 1 ≤ --every < --steps and --repeats ≥ 1")
+            guard workers >= 1, warmup >= 0, steps >= warmup + 2, every >= 1, every < steps, repeats >= 1 else {
+                throw ClusterError(.badInput, "--workers ≥ 1, --warmup ≥ 0, --steps ≥ warmup + 2, 1 ≤ --every < --steps and --repeats ≥ 1")
             }
             let base = try TrainConfig.load(path: config)
             let root = URL(fileURLWithPath: runDir)
@@ -91,7 +94,7 @@ struct BenchResilience: ParsableCommand {
                     guard code == 0 else { throw ClusterError(.runtime, "the \(variant.rawValue) run failed (exit \(code)); see \(dir.path)") }
                     let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
                     let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
-                    let timed = records.dropFirst(2)
+                    let timed = records.dropFirst(warmup)
                     func values(_ key: String) -> [Double] { timed.map { (($0[key] as? NSNumber) ?? 0).doubleValue } }
                     let seconds = values("seconds")
                     means[variant, default: []].append(seconds.reduce(0, +) / Double(seconds.count))
