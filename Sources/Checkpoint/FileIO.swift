@@ -40,6 +40,40 @@ enum FileIO {
         }
     }
 
+    /// Writes all `count` bytes at file offset `offset` (partial writes and EINTR retried).
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, offset: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.pwrite(fd, bytes + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CheckpointError(.io, "cannot write \(path)", cause: posixError())
+            }
+            done += n
+        }
+    }
+
+    /// Linux's O_DIRECT (not exported to Swift): writes that go from the caller's memory to the
+    /// device without a copy into the page cache.
+    #if arch(x86_64)
+    static let directFlag: Int32 = 0o40000
+    #elseif arch(arm64)
+    static let directFlag: Int32 = 0o200000
+    #else
+    static let directFlag: Int32 = 0
+    #endif
+
+    /// Direct I/O needs the file offset, the memory address and the length aligned to this.
+    static let directAlignment = 4096
+
+    /// A second descriptor of `url` (already created) for direct writes, or nil where the file
+    /// system does not support them (tmpfs …): the caller then writes through the page cache.
+    static func openDirect(_ url: URL) -> Int32? {
+        guard directFlag != 0 else { return nil }
+        let fd = Glibc.open(url.path, O_WRONLY | O_CLOEXEC | directFlag)
+        return fd >= 0 ? fd : nil
+    }
+
     /// Reads exactly `count` bytes at `offset`; a short read (the file shrank) is `corrupted`.
     static func preadAll(_ fd: Int32, _ bytes: UnsafeMutableRawPointer, count: Int, offset: Int, path: String) throws {
         var done = 0

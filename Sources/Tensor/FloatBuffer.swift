@@ -1,4 +1,4 @@
-/// An owned, 64-byte aligned, zero-initialised block of `Float`s.
+/// An owned, 64-byte aligned (or more), zero-initialised block of `Float`s.
 ///
 /// The model's parameters, gradients and optimizer states each live in one `FloatBuffer`
 /// (see DESIGN.md, "flat buffers with a named table"); activations and scratch space use
@@ -9,11 +9,12 @@ public final class FloatBuffer: @unchecked Sendable {  // Safe: fields immutable
     /// Base address; valid for the buffer's lifetime.
     public let pointer: UnsafeMutablePointer<Float>
 
-    public init(count: Int) {
+    /// - Parameter alignment: of the base address, in bytes (a power of two ≥ 64; 4096 for direct I/O).
+    public init(count: Int, alignment: Int = 64) {
         precondition(count >= 0, "FloatBuffer count must be non-negative")
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(64, alignment))
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }

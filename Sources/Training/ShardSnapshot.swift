@@ -26,8 +26,8 @@ public struct ShardRecord: Codable, Sendable, Equatable {
 /// A rank's shard of the training state at a step boundary, copied to host memory so that a
 /// background thread can write it (a checkpoint) or send it to the ring successor (a replica)
 /// while training goes on: the rank's contiguous slice `start ..< start + count` of the flat
-/// parameter buffer and of AdamW's two moments, held in one buffer of three `capacity`-element
-/// parts (capacity ≥ count: replicas of neighbouring shards have equal sizes on the wire).
+/// parameter buffer and of AdamW's two moments, back to back in one page-aligned buffer of
+/// 3 · `capacity` elements (capacity ≥ count: replicas of neighbouring shards have equal sizes on the wire).
 public final class ShardSnapshot: @unchecked Sendable {
     // Safe: filled once (by the trainer's thread, or by the collective that receives a replica)
     // before it is shared, then only read.
@@ -38,7 +38,7 @@ public final class ShardSnapshot: @unchecked Sendable {
     public let count: Int
     public let capacity: Int
     public let seed: UInt64
-    /// [parameters | exp_avg | exp_avg_sq], `capacity` elements each.
+    /// [parameters | exp_avg | exp_avg_sq | unused], `count` elements each, 3 · `capacity` in all.
     public let storage: FloatBuffer
     public let dataCursor: DataCursor
     public let schedule: ScheduleState
@@ -67,9 +67,11 @@ public final class ShardSnapshot: @unchecked Sendable {
                   seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps)
     }
 
+    // The three parts lie back to back, as in the shard file, so a checkpoint writes them as one
+    // region (direct I/O) and a replica travels as one buffer.
     public var parameters: UnsafeMutableBufferPointer<Float> { storage.slice(0, count) }
-    public var expAvg: UnsafeMutableBufferPointer<Float> { storage.slice(capacity, count) }
-    public var expAvgSq: UnsafeMutableBufferPointer<Float> { storage.slice(2 * capacity, count) }
+    public var expAvg: UnsafeMutableBufferPointer<Float> { storage.slice(count, count) }
+    public var expAvgSq: UnsafeMutableBufferPointer<Float> { storage.slice(2 * count, count) }
 
     deinit { Self.buffers.give(storage) }
 
@@ -85,7 +87,7 @@ public final class ShardSnapshot: @unchecked Sendable {
     /// ahead of use, so that the first checkpoints and replica refreshes do not pay for it on the
     /// training thread. Run it on a background thread.
     public static func prewarm(capacity: Int, buffers n: Int) {
-        let fresh = (0..<n).map { _ in FloatBuffer(count: 3 * capacity) }
+        let fresh = (0..<n).map { _ in FloatBuffer(count: 3 * capacity, alignment: 4096) }
         for b in fresh { buffers.give(b) }
     }
 
@@ -96,7 +98,7 @@ public final class ShardSnapshot: @unchecked Sendable {
 
         /// A buffer of `count` elements with unspecified contents.
         func take(count: Int) -> FloatBuffer {
-            free.withLock { $0[count]?.popLast() } ?? FloatBuffer(count: count)
+            free.withLock { $0[count]?.popLast() } ?? FloatBuffer(count: count, alignment: 4096)
         }
 
         func give(_ buffer: FloatBuffer) {

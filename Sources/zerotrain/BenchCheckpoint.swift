@@ -76,6 +76,13 @@ struct BenchCheckpoint: ParsableCommand {
             var disk: [Double] = [], diskParallel: [Double] = [], save: [Double] = [], restore: [Double] = [], verify: [Double] = []
             let store = CheckpointStore(directory: checkpoints)
             let slices = Self.partition(n, ranks)
+            // What a rank writes: its snapshot, its slice of the three buffers back to back in one
+            // page-aligned buffer (as `ShardSnapshot` holds it; written with direct I/O).
+            let snapshots = slices.map { sl -> FloatBuffer in
+                let b = FloatBuffer(count: 3 * sl.count, alignment: 4096)
+                for k in 0..<3 { (b.pointer + k * sl.count).update(from: source[k].pointer + sl.lowerBound, count: sl.count) }
+                return b
+            }
             // Disk and save runs alternate, so a drift of the disk's speed affects both alike.
             for rep in 0..<repeats {
                 try? fm.removeItem(at: plain)
@@ -95,7 +102,7 @@ struct BenchCheckpoint: ParsableCommand {
                 save.append(try Self.time {
                     let files = try Self.parallel(ranks) { r -> CheckpointFile in
                         let s = slices[r]
-                        func slice(_ k: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(source[k].slice(s.lowerBound, s.count)) }
+                        func slice(_ k: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(snapshots[r].slice(k * s.count, s.count)) }
                         return try ShardWriter.write(into: store.pendingFolder(step: step), rank: r, worldSize: ranks, start: s.lowerBound,
                                                      step: step, seed: 1, parameters: slice(0), expAvg: slice(1), expAvgSq: slice(2))
                     }
