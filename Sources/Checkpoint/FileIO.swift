@@ -27,19 +27,6 @@ enum FileIO {
         return fd
     }
 
-    /// Writes all `count` bytes at the file's position (partial writes and EINTR retried).
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, path: String) throws {
-        var done = 0
-        while done < count {
-            let n = Glibc.write(fd, bytes + done, count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CheckpointError(.io, "cannot write \(path)", cause: posixError())
-            }
-            done += n
-        }
-    }
-
     /// Writes all `count` bytes at file offset `offset` (partial writes and EINTR retried).
     static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, offset: Int, path: String) throws {
         var done = 0
@@ -122,7 +109,7 @@ enum FileIO {
         let fd = try create(url)
         defer { close(fd) }
         try data.withUnsafeBytes { raw in
-            if let base = raw.baseAddress { try writeAll(fd, base, count: raw.count, path: url.path) }
+            if let base = raw.baseAddress { try pwriteAll(fd, base, count: raw.count, offset: 0, path: url.path) }
         }
         try fsync(fd, path: url.path)
     }

@@ -372,19 +372,16 @@ public struct CoordinatorState {
                 next += workers[i].devices
             }
             workers = order.map { workers[$0] }
-            var first = 0, rankHolders: [[ReplicaInfo]] = []
-            var workerOfRank: [Int] = []
-            for (w, i) in order.enumerated() {
-                rankHolders.append(held[i])
-                workerOfRank += Array(repeating: w, count: workers[w].devices)
-                first += workers[w].devices
+            // By position in the new order: what each worker holds, and the ranks it gets.
+            let holders = order.map { held[$0] }
+            var firstRank: [Int] = [], workerOfRank: [Int] = []
+            for (w, worker) in workers.enumerated() {
+                firstRank.append(workerOfRank.count)
+                workerOfRank += Array(repeating: w, count: worker.devices)
             }
-            var firstRank: [Int] = [], r0 = 0
-            for w in workers { firstRank.append(r0); r0 += w.devices }
+            func holds(_ w: Int, _ r: Int) -> Bool { holders[w].contains { $0.step == s && $0.rank == r } }
             let sources: [Int?] = (0..<n).map { r in
-                if rankHolders[workerOfRank[r]].contains(where: { $0.step == s && $0.rank == r }) { return nil }
-                let holder = rankHolders.firstIndex { $0.contains { $0.step == s && $0.rank == r } }!
-                return firstRank[holder]
+                holds(workerOfRank[r], r) ? nil : firstRank[holders.indices.first { holds($0, r) }!]
             }
             return ReplicaRestore(step: s, sources: sources)
         }

@@ -179,8 +179,6 @@ public struct WorkerState {
     private var currentStep = 0
     private var checksumRequested = false
     private var stopDeadline = 0.0
-    /// Devices built for the current assignment (0 before one).
-    private var startedDevices = 0
     private var outcome = Outcome.finished
 
     /// How long registering may take: `connectTimeoutSeconds` at first; after a reset, at least the job's rejoin window.
@@ -262,7 +260,6 @@ public struct WorkerState {
                                partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory)
             assignment = a
             phase = .starting
-            startedDevices = settings.devices
             lastBeat = now
             return [.log("worker pid \(settings.pid): ranks \(ranks.map(String.init).joined(separator: ",")) of \(worldSize)"),
                     .startDevices(a)]
@@ -403,7 +400,8 @@ public struct WorkerState {
         phase = .resetting
         stopDeadline = now + settings.deviceStopGraceSeconds
         var actions: [Action] = [.log(why)]
-        if assignment == nil || stoppedDevices.count == settings.devices || startedDevices == 0 {
+        // No devices were built (not assigned yet), or they have all stopped: rebind at once.
+        if assignment == nil || stoppedDevices.count == settings.devices {
             actions.append(.rebindLinks)
         } else {
             actions.append(.stopDevices)
@@ -420,7 +418,6 @@ public struct WorkerState {
         stoppedDevices = []
         stepReports = [:]
         shardsWritten = [:]
-        startedDevices = 0
         phase = .registering
         started = now
         backoff = 0.05

@@ -77,11 +77,6 @@ extension ZeroEngine {
         optimizer.step(parameters: parameterShard, gradients: gradientShard, lr: lr, t: t)
     }
 
-    /// The full first and second moments, gathered from every rank's shard (a collective when sharded).
-    public func fullOptimizerState() throws -> (expAvg: FloatBuffer, expAvgSq: FloatBuffer) {
-        (try gathered(optimizer.expAvg.buffer), try gathered(optimizer.expAvgSq.buffer))
-    }
-
     /// Replaces the moments of the rank's optimizer shard: `fill(expAvg?, elements, destination)`
     /// writes the flat elements `elements` (`optimizer.shard`) of the first moment (true) or the second (false).
     public func loadOptimizerState(_ fill: (_ expAvg: Bool, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) throws {
@@ -90,7 +85,7 @@ extension ZeroEngine {
     }
 
     /// The whole of a sharded flat buffer: `part` (this rank's shard) placed in a full-size buffer
-    /// that is then all-gathered. Transient (checkpoints, divergence checks): it lives in host
+    /// that is then all-gathered. Transient (divergence checks): it lives in host
     /// memory, outside the device budget.
     func gathered(_ part: UnsafeMutableBufferPointer<Float>) throws -> FloatBuffer {
         let s = optimizer.shard, full = FloatBuffer(count: optimizer.count)
