@@ -228,13 +228,8 @@ public final class Trainer {
     /// save or a replica refresh). Every part is allocated with the largest shard's size, so that
     /// neighbours' replicas have equal sizes on the wire and snapshot buffers are recycled.
     public func snapshot() -> ShardSnapshot {
-        let capacity = partitionPlan.largestShardCount
-        let s = checkpointShard, t = config.training
-        let snap = ShardSnapshot(step: step, rank: rank, worldSize: worldSize, start: s.lowerBound, count: s.count, capacity: capacity,
-                                 seed: t.seed,
-                                 dataCursor: DataCursor(samplesConsumed: sampler.position(step: step),
-                                                        globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
-                                 schedule: scheduleState(at: step), skippedSteps: skippedSteps)
+        let s = checkpointShard
+        let snap = emptySnapshot(of: rank, step: step, samplesConsumed: sampler.position(step: step), skippedSteps: skippedSteps)
         // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
         let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
         // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
@@ -292,7 +287,6 @@ public final class Trainer {
         let samples = Int((meta[0] / meta[2]).rounded()), skipped = Int((meta[1] / meta[2]).rounded())
         var mine = own
         for t in transfers {
-            let r = partitionPlan.shardRange(t.rank)
             let buffer: ShardSnapshot
             if rank == t.root {
                 guard let held = local(t.rank) else {
@@ -300,17 +294,24 @@ public final class Trainer {
                 }
                 buffer = held
             } else {
-                let t0 = config.training
-                buffer = ShardSnapshot(step: step, rank: t.rank, worldSize: worldSize, start: r.lowerBound, count: r.count,
-                                       capacity: partitionPlan.largestShardCount, seed: t0.seed,
-                                       dataCursor: DataCursor(samplesConsumed: samples, globalBatch: worldSize * t0.gradientAccumulationSteps * t0.microBatchSize, seed: t0.seed),
-                                       schedule: scheduleState(at: step), skippedSteps: skipped)
+                buffer = emptySnapshot(of: t.rank, step: step, samplesConsumed: samples, skippedSteps: skipped)
             }
             try engine.queue?.broadcast(buffer.storage.buffer, root: t.root)
             if t.rank == rank { mine = buffer }
         }
         guard let mine else { throw TrainingError(.runtime, "rank \(rank) has no replica of its shard at step \(step)") }
         try restore(from: mine)
+    }
+
+    /// An empty snapshot of rank `r`'s shard after `step` (its buffer sized for the largest shard),
+    /// with the job's data cursor and schedule there.
+    func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int) -> ShardSnapshot {
+        let s = partitionPlan.shardRange(r), t = config.training
+        return ShardSnapshot(step: step, rank: r, worldSize: worldSize, start: s.lowerBound, count: s.count,
+                             capacity: partitionPlan.largestShardCount, seed: t.seed,
+                             dataCursor: DataCursor(samplesConsumed: samplesConsumed,
+                                                    globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
+                             schedule: scheduleState(at: step), skippedSteps: skippedSteps)
     }
 
     /// The learning-rate schedule as a checkpoint records it, before update `step`.
@@ -349,10 +350,7 @@ public final class Trainer {
         guard m.config.model == config.model else {
             throw TrainingError(.badInput, "checkpoint \(reader.folder.path) was written for a different model config (\(m.config.model.numLayers) layers, hidden \(m.config.model.hiddenSize)); this run has \(config.model.numLayers) layers, hidden \(config.model.hiddenSize)")
         }
-        guard reader.elementCount == model.table.count,
-              m.tensors.map(\.name) == model.table.entries.map(\.name) else {
-            throw TrainingError(.badInput, "checkpoint \(reader.folder.path) holds \(reader.elementCount) parameters in \(m.tensors.count) tensors; the model has \(model.table.count) in \(model.table.entries.count)")
-        }
+        try reader.requireLayout(of: model.table)
         try engine.loadParameters { elements, out in try reader.read(.parameters, elements: elements, into: out) }
         try engine.loadOptimizerState { first, elements, out in
             try reader.read(first ? .expAvg : .expAvgSq, elements: elements, into: out)
@@ -372,7 +370,7 @@ extension CheckpointManifest where Config == TrainConfig {
             throw TrainingError(.runtime, "a checkpoint needs one shard per rank of the same step; got ranks \(sorted.map(\.rank)) of steps \(Set(sorted.map(\.step)).sorted())")
         }
         self.init(step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
-                  config: config, tensors: table.entries.map { TensorLayout(name: $0.name, shape: $0.shape, offset: $0.offset) },
+                  config: config, tensors: TensorLayout.layouts(of: table),
                   dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps,
                   files: sorted.map(\.file) + extraFiles)
     }
