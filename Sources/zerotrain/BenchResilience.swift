@@ -82,18 +82,8 @@ struct BenchResilience: ParsableCommand {
                     cfg.faultTolerance.replicaInterval = variant == .replicas ? every : 0
                     cfg.cluster.divergenceCheckInterval = 0
                     try cfg.validate()
-                    let dir = root.appendingPathComponent("\(variant.rawValue)-\(r)")
-                    try? FileManager.default.removeItem(at: dir)
-                    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                    let file = dir.appendingPathComponent("config.json")
-                    try JSONEncoder().encode(cfg).write(to: file)
-                    var options = LocalCluster.Options(configPath: file.path, workers: workers, runDirectory: dir)
-                    options.threads = threads
-                    options.coordinatorLog = dir.appendingPathComponent("coordinator.log")
-                    let code = try LocalCluster(options: options).run()
-                    guard code == 0 else { throw ClusterError(.runtime, "the \(variant.rawValue) run failed (exit \(code)); see \(dir.path)") }
-                    let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-                    let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                    let records = try LocalBenchRun.records(cfg, workers: workers, threads: threads,
+                                                            directory: root.appendingPathComponent("\(variant.rawValue)-\(r)"), label: variant.rawValue)
                     let timed = records.dropFirst(warmup)
                     func values(_ key: String) -> [Double] { timed.map { (($0[key] as? NSNumber) ?? 0).doubleValue } }
                     let seconds = values("seconds")

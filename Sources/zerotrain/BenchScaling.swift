@@ -65,24 +65,10 @@ struct BenchScaling: ParsableCommand {
             if let stage { cfg.zero.stage = stage }
             try cfg.validate()
             let root = URL(fileURLWithPath: runDir)
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            let configFile = root.appendingPathComponent("config.json")
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            try encoder.encode(cfg).write(to: configFile)
             var rows: [Row] = []
             for n in counts {
-                let dir = root.appendingPathComponent("workers-\(n)")
-                try? FileManager.default.removeItem(at: dir)
-                var options = LocalCluster.Options(configPath: configFile.path, workers: n, runDirectory: dir)
-                options.threads = threads
-                options.coordinatorLog = dir.appendingPathComponent("coordinator.log")
-                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                let cluster = LocalCluster(options: options)
-                let code = try cluster.run()
-                guard code == 0 else { throw ClusterError(.runtime, "the \(n)-worker run failed (exit \(code)); see \(dir.path)") }
-                let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-                let records = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                let records = try LocalBenchRun.records(cfg, workers: n, threads: threads, directory: root.appendingPathComponent("workers-\(n)"),
+                                                        label: "\(n)-worker")
                 let timed = records.dropFirst(2)
                 func median(_ key: String) -> Double {
                     let v = timed.map { ($0[key] as! NSNumber).doubleValue }.sorted()
