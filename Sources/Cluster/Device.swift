@@ -21,6 +21,7 @@ final class Device: Sendable {
         let resumeFrom: String?
         let restore: ReplicaRestore?
         let replicas: ReplicaStore
+        let faultDelays: Worker.FaultDelays
         let partitionPlan: PartitionPlan?
         let afterStep: Worker.StepHook?
         var forensicsDirectory: String? = nil
@@ -64,7 +65,7 @@ final class Device: Sendable {
                 let store = s.replicas, worldSize = s.worldSize
                 try trainer.restore(step: restore.step, transfers: restore.transfers) { store.snapshot(rank: $0, worldSize: worldSize, step: restore.step) }
             }
-            let writer = CheckpointWriter(rank: s.rank)
+            let writer = CheckpointWriter(rank: s.rank, pauseAfterWrite: s.faultDelays.afterShardWriteMs)
             defer { writer.waitIdle(); writer.close() }
             Self.prewarmSnapshots(capacity: trainer.partitionPlan.largestShardCount, replicas: s.config.faultTolerance.replicaInterval > 0)
             var checkpointSeconds = 0.0
@@ -116,10 +117,8 @@ final class Device: Sendable {
             let predecessor = (trainer.rank - 1 + trainer.worldSize) % trainer.worldSize
             let r = trainer.partitionPlan.shardRange(predecessor)
             let incoming = ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: own)
-            if Self.slowReplicaMilliseconds > 0 {
-                let pause = Self.slowReplicaMilliseconds
-                queue.submit { _ in usleep(useconds_t(pause * 1000)) }
-            }
+            let pause = setup.faultDelays.beforeReplicaExchangeMs
+            if pause > 0 { queue.submit { _ in usleep(useconds_t(pause * 1000)) } }
             queue.exchangeInBackground(send: UnsafeRawBufferPointer(own.storage.buffer),
                                        receive: UnsafeMutableRawBufferPointer(incoming.storage.buffer)) {
                 withExtendedLifetime(own) { store.put(incoming, own: false) }
@@ -139,10 +138,6 @@ final class Device: Sendable {
         thread.name = "zerotrain-prewarm"
         thread.start()
     }
-
-    /// Fault injection for the chaos test (`ZEROTRAIN_FAULT_SLOW_REPLICA_MS`): a pause on the
-    /// communication thread before each replica exchange, widening the window of a kill during one.
-    static let slowReplicaMilliseconds = Int(ProcessInfo.processInfo.environment["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
 
     /// One update with its accounting: compute and exposed communication time, bytes sent,
     /// memory, and (for the divergence guard) per-tensor parameter checksums.

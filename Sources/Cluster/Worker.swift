@@ -28,10 +28,21 @@ public final class Worker: Sendable {
         /// Called on a device's thread after each of its steps, before the step is reported
         /// (instrumentation and tests).
         public var afterStep: StepHook?
+        /// Fault injection (the chaos test): pauses that widen a failure window.
+        public var faultDelays = FaultDelays()
         public init(coordinator: String) { self.coordinator = coordinator }
     }
 
     public typealias StepHook = @Sendable (Trainer) throws -> Void
+
+    /// Pauses that widen two windows a fault-injection test aims its kills at, in milliseconds:
+    /// after a shard file is written (before it is reported), and on the communication thread
+    /// before each replica exchange. Zero in normal runs.
+    public struct FaultDelays: Sendable {
+        public var afterShardWriteMs = 0.0
+        public var beforeReplicaExchangeMs = 0.0
+        public init() {}
+    }
 
     public let options: Options
     public let network: any ClusterNetwork
@@ -154,7 +165,7 @@ public final class Worker: Sendable {
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,
                                      link: LinkHandoff(links.removeFirst()), successor: a.successors[d], threads: threads,
                                      numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom, restore: a.restore,
-                                     replicas: replicas, partitionPlan: a.partitionPlan, afterStep: options.afterStep,
+                                     replicas: replicas, faultDelays: options.faultDelays, partitionPlan: a.partitionPlan, afterStep: options.afterStep,
                                      forensicsDirectory: a.forensicsDirectory)
             devices.append(Device(setup: setup, report: report))
         }

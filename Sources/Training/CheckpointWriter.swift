@@ -11,13 +11,11 @@ public final class CheckpointWriter: Sendable {
     private struct Job: Sendable { let snapshot: ShardSnapshot; let folder: URL; let done: Completion }
     private struct State { var job: Job?; var busy = false; var closed = false }
     private let state = Monitor(State())
-    /// Fault injection for the chaos test (`ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS`): a pause after
-    /// each shard file is written, before it is reported, widening the window of a kill during a save.
-    private let slowWrite: Double
 
-    public init(rank: Int) {
-        slowWrite = Double(ProcessInfo.processInfo.environment["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
-        let state = self.state, pause = slowWrite
+    /// - Parameter pauseAfterWrite: fault injection (the chaos test): milliseconds between writing
+    ///   a shard file and reporting it, widening the window of a kill during a save.
+    public init(rank: Int, pauseAfterWrite pause: Double = 0) {
+        let state = self.state
         let thread = Thread {
             while let job = state.wait({ s -> Job?? in
                 if let j = s.job { s.job = nil; s.busy = true; return .some(j) }

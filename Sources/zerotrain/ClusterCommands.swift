@@ -93,6 +93,11 @@ struct WorkerCommand: AsyncParsableCommand {
             options.connectTimeoutSeconds = connectTimeout
             options.expectedWorldSize = worldSize
             if let protocolVersion { options.protocolVersion = protocolVersion }
+            // Fault injection for scripts/chaos.sh (docs/fault-tolerance.md): through the environment,
+            // so that `zerotrain local` passes it to every worker it starts.
+            let env = ProcessInfo.processInfo.environment
+            options.faultDelays.afterShardWriteMs = Double(env["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
+            options.faultDelays.beforeReplicaExchangeMs = Double(env["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
             if let config { options.configHash = try TrainConfig.load(path: config).fingerprint }
             let worker = Worker(options: options, network: try ZMQNetwork(), output: Console.out)
             let code = try await runAsService("worker", signals: [.sigterm], body: { try worker.run() }, stop: { worker.requestStop() })
