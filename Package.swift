@@ -19,10 +19,14 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
+        // oneDNN (its C API) and the OpenMP runtime it is built on; Debian ships no pkg-config file.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
         .target(name: "Common", dependencies: ["CCRC32C"]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CDNNL", "CBF16"]),
+        // fp32 -> bf16 with AVX512_BF16 where the CPU has it (Swift cannot emit the instruction itself).
+        .target(name: "CBF16"),
         .target(name: "Model", dependencies: ["Common", "Tensor"]),
         .target(name: "Optim", dependencies: ["Common", "Tensor"]),
         .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint"]),

@@ -79,10 +79,10 @@ public struct CheckpointStore: Sendable {
     /// Reads a Hugging Face model folder into a new model: config.json and the weights, from one
     /// model.safetensors or from the shard files of model.safetensors.index.json (see
     /// `HuggingFaceFolder`); BF16/F16 weights are converted to F32.
-    public static func importHuggingFace(_ folder: URL, pool: ThreadPool) throws -> Transformer {
+    public static func importHuggingFace(_ folder: URL, pool: ThreadPool, precision: Precision = .fp32) throws -> Transformer {
         let config = try huggingFaceConfig(folder)
         let weights = try HuggingFaceFolder(folder)
-        let model = try Transformer(config: config, pool: pool)
+        let model = try Transformer(config: config, pool: pool, precision: precision)
         try weights.read(table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         return model
     }

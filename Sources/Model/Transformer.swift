@@ -44,6 +44,16 @@ public final class Transformer {
     private var accessOrder: [Int] = []
     private var accessed = 0
     private var held: Set<Int> = []
+    /// Mixed precision: each region's bf16 copy (kept between steps when the model owns its
+    /// parameters, made per acquisition under a residency) and whether it matches the fp32 values.
+    public let precision: Precision
+    private var bf16Regions: [BFloat16Buffer?]
+    private var bf16Fresh: [Bool]
+    private let bf16Scratch = BF16Scratch()
+    /// Mixed precision without a residency: a micro-batch's gradients of the embedding region and
+    /// of the region being back-propagated (both live at once with tied embeddings).
+    private let embeddingGradientScratch = Box(FloatBuffer(count: 0))
+    private let blockGradientScratch = Box(FloatBuffer(count: 0))
 
     /// Mean cross-entropy and load-balancing loss of the last forward (aux is 0 for dense models).
     public private(set) var lastLoss: Float = 0
@@ -52,9 +62,12 @@ public final class Transformer {
     /// - Parameters:
     ///   - ownsParameters, ownsGradients: false leaves `parameters` / `gradients` empty (ZeRO
     ///     stage 3 / stages 2–3, where a `residency` must be set before forward).
-    public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true) throws {
+    ///   - precision: bf16 runs the linear layers' products on bf16 copies of the weights.
+    public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true,
+                precision: Precision = .fp32) throws {
         try config.validate()
         self.config = config
+        self.precision = precision
         self.table = ParameterTable(config: config)
         self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
         self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
@@ -62,6 +75,14 @@ public final class Transformer {
         self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
         parameterBase = Array(repeating: nil, count: table.regions.count)
         gradientBase = Array(repeating: nil, count: table.regions.count)
+        bf16Regions = Array(repeating: nil, count: table.regions.count)
+        bf16Fresh = Array(repeating: false, count: table.regions.count)
+    }
+
+    /// The fp32 parameters changed (an optimizer step, a restore, a load): the bf16 copies are
+    /// made again at their next use. The trainer calls this once per optimizer step.
+    public func parametersChanged() {
+        for r in bf16Fresh.indices { bf16Fresh[r] = false }
     }
 
     // MARK: initialisation
@@ -123,6 +144,9 @@ public final class Transformer {
     /// when backward follows, blocks L … 1 again.
     private func beginPass(training: Bool) {
         releaseHeld()
+        if residency == nil, precision == .bf16 {  // drop scratch a failed backward left live
+            for r in gradientBase.indices { gradientBase[r] = nil }
+        }
         let last = table.regions.count - 1
         accessOrder = Array(0...last) + (config.tieEmbeddings ? [0] : []) + (training ? Array((1..<last).reversed()) : [])
         accessed = 0
@@ -132,6 +156,7 @@ public final class Transformer {
     private func acquire(_ r: Int) throws {
         guard let residency else {
             parameterBase[r] = parameters.pointer + table.regions[r].lowerBound
+            refreshBF16(r)
             return
         }
         if held.contains(r) { return }
@@ -139,12 +164,36 @@ public final class Transformer {
         accessed += 1
         parameterBase[r] = try residency.acquire(r, upcoming: accessOrder[accessed...])
         held.insert(r)
+        bf16Fresh[r] = false
+        refreshBF16(r)
     }
 
     private func release(_ r: Int) {
         guard let residency, held.remove(r) != nil else { return }
         residency.release(r)
         parameterBase[r] = nil
+        bf16Regions[r] = nil
+        bf16Fresh[r] = false
+    }
+
+    /// Rounds region `r`'s parameters to bf16 unless its copy is current (mixed precision only).
+    private func refreshBF16(_ r: Int) {
+        guard precision == .bf16, !bf16Fresh[r], let base = parameterBase[r] else { return }
+        let count = table.regions[r].count
+        if bf16Regions[r]?.count != count { bf16Regions[r] = BFloat16Buffer(count: count) }
+        BF16.convert(base, to: bf16Regions[r]!.pointer, count: count)
+        bf16Fresh[r] = true
+    }
+
+    /// The bf16 operands of linear weight `kind` (nil in fp32: the layer multiplies in fp32).
+    @inline(__always) func bf16(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> BF16Operands? {
+        guard precision == .bf16 else { return nil }
+        return BF16Operands(weight: UnsafePointer(bf16Weight(kind, layer, expert)), scratch: bf16Scratch)
+    }
+
+    @inline(__always) func bf16Weight(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<UInt16> {
+        let r = table.region(kind, layer: layer, layers: config.numLayers)
+        return bf16Regions[r]!.pointer + (table.offset(kind, layer: layer, expert: expert) - table.regions[r].lowerBound)
     }
 
     private func releaseHeld() {
@@ -152,10 +201,28 @@ public final class Transformer {
     }
 
     private func gradientRegion(_ r: Int) throws {
+        if residency == nil, precision == .bf16 {
+            // A micro-batch's gradient of the region goes to zeroed scratch and is added to the
+            // accumulated one when backward is done with it: ((0 + g₀) + g₁) + …, the sum the
+            // ranks' reduction forms, so bf16 — which magnifies last-bit differences of the
+            // weights — gives one worker the same numbers as two.
+            if gradientBase[r] != nil { return }
+            let count = table.regions[r].count
+            let scratch = r == 0 ? embeddingGradientScratch : blockGradientScratch
+            if scratch.wrappedValue.count < count { scratch.wrappedValue = FloatBuffer(count: count) }
+            scratch.wrappedValue.pointer.update(repeating: 0, count: count)
+            gradientBase[r] = scratch.wrappedValue.pointer
+            return
+        }
         gradientBase[r] = try residency?.gradients(r) ?? gradients.pointer + table.regions[r].lowerBound
     }
 
     private func gradientsDone(_ r: Int, _ gradientsReady: ((Range<Int>) -> Void)?) throws {
+        if residency == nil, precision == .bf16, let scratch = gradientBase[r] {
+            let region = table.regions[r]
+            Kernels.add(scratch, into: gradients.pointer + region.lowerBound, count: region.count)
+            gradientBase[r] = nil
+        }
         try residency?.gradientsDone(r)
         if residency != nil { gradientBase[r] = nil }
         gradientsReady?(table.regions[r])
@@ -172,6 +239,16 @@ public final class Transformer {
                            sharedGate: hasShared ? p(.sharedGate) : nil,
                            sharedUp: hasShared ? p(.sharedUp) : nil,
                            sharedDown: hasShared ? p(.sharedDown) : nil)
+    }
+
+    private func moeBF16(layer l: Int) -> MoEBF16? {
+        guard precision == .bf16, let moe = config.moeConfig else { return nil }
+        let hasShared = moe.numSharedExperts > 0
+        func p(_ k: TensorKind, _ e: Int = -1) -> UnsafePointer<UInt16> { UnsafePointer(bf16Weight(k, l, e)) }
+        return MoEBF16(gate: (0..<moe.numExperts).map { p(.expertGate, $0) }, up: (0..<moe.numExperts).map { p(.expertUp, $0) },
+                       down: (0..<moe.numExperts).map { p(.expertDown, $0) },
+                       sharedGate: hasShared ? p(.sharedGate) : nil, sharedUp: hasShared ? p(.sharedUp) : nil,
+                       sharedDown: hasShared ? p(.sharedDown) : nil, scratch: bf16Scratch)
     }
 
     // MARK: normalisation
@@ -266,7 +343,8 @@ public final class Transformer {
         normForward(.final, x: a.layerIn[config.numLayers].pointer, y: a.lnf.pointer, mean: a.meanf.pointer,
                     rstd: a.rstdf.pointer, rows: n)
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
-        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v)
+        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16)
 
         lastAuxLoss = auxLoss(a)
         guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
@@ -308,15 +386,16 @@ public final class Transformer {
         let x = a.layerIn[l].pointer, ln1 = a.ln1[l].pointer, mid = a.mid[l].pointer, ln2 = a.ln2[l].pointer
         let branch = a.branch.pointer
         normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n)
-        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim)
-        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
-        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim)
+        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l))
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l))
         rope.apply(a.q[l].pointer, batch: batch, seqLen: seqLen, heads: h)
         rope.apply(a.k[l].pointer, batch: batch, seqLen: seqLen, heads: hkv)
         Attention.forward(q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer, out: a.attOut[l].pointer,
                           probs: a.probs[l].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
                           headDim: d, window: config.window, pool: pool)
-        Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c)
+        Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c,
+                       bf16: bf16(.oProj, l))
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
@@ -334,16 +413,21 @@ public final class Transformer {
     private func mlpForward(layer l: Int, _ a: Activations, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
         if let moe = a.moe[l] {
-            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), pool: pool)
+            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), bf16: moeBF16(layer: l), pool: pool)
         } else if config.activation == "swiglu" {
-            Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
-            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+            Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+                           bf16: bf16(.mlpGate, l))
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+                           bf16: bf16(.mlpUp, l))
             SwiGLU.forward(gate: a.gate[l].pointer, up: a.up[l].pointer, h: a.h[l].pointer, count: n * ffn)
-            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c)
+            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
+                           bf16: bf16(.mlpDown, l))
         } else {
-            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn)
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+                           bf16: bf16(.mlpUp, l))
             GELU.forward(x: a.up[l].pointer, y: a.h[l].pointer, count: n * ffn)
-            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c)
+            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
+                           bf16: bf16(.mlpDown, l))
         }
     }
 
@@ -406,7 +490,7 @@ public final class Transformer {
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         let dHead = config.tieEmbeddings ? grad(.embedding) : grad(.lmHead)
         Linear.backward(dy: a.dLogits.pointer, x: a.lnf.pointer, weight: head, dx: a.dLn.pointer, dWeight: dHead,
-                        rows: n, inFeatures: c, outFeatures: v)
+                        rows: n, inFeatures: c, outFeatures: v, bf16: config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead))
         normBackward(.final, dy: a.dLn.pointer, x: a.layerIn[config.numLayers].pointer, mean: a.meanf.pointer,
                      rstd: a.rstdf.pointer, dx: dRes, rows: n, accumulate: false)
         try gradientsDone(headRegion, gradientsReady)
@@ -450,18 +534,18 @@ public final class Transformer {
             Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
         Linear.backward(dy: dBranch, x: a.attOut[l].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
-                        dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c)
+                        dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c, bf16: bf16(.oProj, l))
         Attention.backward(dOut: a.dAtt.pointer, q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer,
                            probs: a.probs[l].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
                            batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
         rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
         rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
         Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: dLn,
-                        dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim)
+                        dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
         Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: dLn,
-                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.kProj, l))
         Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: dLn,
-                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true)
+                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.vProj, l))
         normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, dx: dRes,
                      rows: n, accumulate: true)
     }
@@ -473,22 +557,22 @@ public final class Transformer {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
         if let moe = a.moe[l] {
             moe.backward(dy: dy, x: x, dx: dx, w: moePointers(layer: l, gradients: false),
-                         grads: moePointers(layer: l, gradients: true), auxGradient: auxGradient, pool: pool)
+                         grads: moePointers(layer: l, gradients: true), bf16: moeBF16(layer: l), auxGradient: auxGradient, pool: pool)
         } else if config.activation == "swiglu" {
             Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
             SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[l].pointer, up: a.up[l].pointer,
                             dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dGate.pointer, x: x, weight: param(.mlpGate, l), dx: dx,
-                            dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn)
+                            dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpGate, l))
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
-                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true)
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, bf16: bf16(.mlpUp, l))
         } else {
             Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c)
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
             GELU.backward(dy: a.dH.pointer, x: a.up[l].pointer, dx: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
-                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn)
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpUp, l))
         }
     }
 
@@ -502,6 +586,12 @@ public final class Transformer {
     public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
         Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
     }
+}
+
+/// A mutable reference to a value (scratch buffers that grow on first use).
+final class Box<Value> {
+    var wrappedValue: Value
+    init(_ value: Value) { wrappedValue = value }
 }
 
 /// Everything a forward saves for backward, plus backward scratch, for one (batch, seqLen).

@@ -1,38 +1,44 @@
-import Foundation
+import CDNNL
 
-/// A fixed set of threads for row-parallel kernels.
+/// The threads of one device for row-parallel kernels: an OpenMP team, the same threads oneDNN's
+/// matrix products run on (see `OneDNN`), so kernels and products never compete for cores.
 ///
-/// `parallelFor(n)` splits 0..<n into one contiguous range per thread (a static split, so the
-/// work each thread does — and any per-thread partial result — is the same run after run).
-/// The calling thread takes the first range. Calls must not nest. Kernels that use the pool
-/// give every row the same arithmetic regardless of the split, so results do not depend on
-/// the thread count. The threads stop when the pool is released.
+/// The thread that creates a pool owns it: its OpenMP width is set to the pool's size, so a
+/// product it calls outside a job uses the whole team. `parallelFor(n)` splits 0..<n into one
+/// contiguous range per thread index (a static split, so the work each index does — and any
+/// per-index partial result — is the same run after run, whatever threads the runtime supplies).
+/// The calling thread takes index 0. A job started inside another job runs its indices one after
+/// another on the calling thread. Kernels that use the pool give every row the same arithmetic
+/// regardless of the split, so results do not depend on the thread count.
 ///
-/// Not `Sendable`: one thread at a time may run jobs on a pool (its owner, e.g. a rank's training
-/// thread); a second caller would overwrite the running job.
+/// Not `Sendable`: one thread at a time may run jobs on a pool (its owner, e.g. a rank's training thread).
 public final class ThreadPool {
     public let size: Int
-    private let state: State
 
     /// - Parameter threads: total threads including the caller (≥ 1).
     public init(threads: Int) {
         size = max(1, threads)
-        state = State()
-        for index in 1..<size {
-            let state = self.state
-            let thread = Thread { state.workerLoop(index: index) }
-            thread.name = "zerotrain-compute-\(index)"
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
+        _ = OneDNN.engine  // sets one level of parallelism before the first team starts
+        omp_set_num_threads(Int32(size))
     }
-
-    deinit { state.stop() }
 
     /// Runs `body(t)` for every thread index t in 0..<size, concurrently; returns when all are done.
     public func runOnAll(_ body: (Int) -> Void) {
         if size == 1 { body(0); return }
-        withoutActuallyEscaping(body) { escaping in state.run(escaping, workers: size - 1) }
+        withoutActuallyEscaping(body) { escaping in
+            var job = Job(body: escaping, size: size)
+            withUnsafeMutablePointer(to: &job) { pointer in
+                GOMP_parallel({ raw in
+                    let job = raw!.assumingMemoryBound(to: Job.self)
+                    var t = Int(omp_get_thread_num())
+                    let step = max(1, Int(omp_get_num_threads()))
+                    while t < job.pointee.size {
+                        job.pointee.body(t)
+                        t += step
+                    }
+                }, pointer, UInt32(size), 0)
+            }
+        }
     }
 
     /// Runs `body` over a static split of 0..<n into at most `size` ranges of at least `minChunk` items.
@@ -47,52 +53,8 @@ public final class ThreadPool {
         }
     }
 
-    private final class State: @unchecked Sendable {  // Safe: fields are only touched with `condition` locked.
-        private let condition = NSCondition()
-        private var generation = 0
-        private var pending = 0
-        private var job: ((Int) -> Void)?
-        private var stopping = false
-
-        func run(_ work: @escaping (Int) -> Void, workers: Int) {
-            condition.lock()
-            job = work
-            pending = workers
-            generation &+= 1
-            condition.broadcast()
-            condition.unlock()
-            work(0)
-            condition.lock()
-            while pending > 0 { condition.wait() }
-            job = nil
-            condition.unlock()
-        }
-
-        func stop() {
-            condition.lock()
-            stopping = true
-            condition.broadcast()
-            condition.unlock()
-        }
-
-        func workerLoop(index: Int) {
-            var seen = 0
-            while true {
-                condition.lock()
-                while generation == seen && !stopping { condition.wait() }
-                if stopping { condition.unlock(); return }
-                seen = generation
-                var work = job
-                condition.unlock()
-                work?(index)
-                // Drop our reference before reporting done: the caller's
-                // withoutActuallyEscaping checks that no copy outlives the call.
-                work = nil
-                condition.lock()
-                pending -= 1
-                if pending == 0 { condition.broadcast() }
-                condition.unlock()
-            }
-        }
+    private struct Job {
+        let body: (Int) -> Void
+        let size: Int
     }
 }

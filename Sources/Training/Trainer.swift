@@ -76,6 +76,7 @@ public final class Trainer {
         self.pool = pool ?? ThreadPool(threads: t.threads)
         // Under a cluster the worker sets the BLAS threads for all its devices.
         if ring == nil { GEMM.setThreads(t.threads) }
+        GEMM.backend = GEMMBackend(rawValue: t.gemm) ?? .onednn
         model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
         let table = model.table
         let partition = ring?.partitionPlan ?? PartitionPlan(table: table, worldSize: worldSize)
@@ -141,7 +142,8 @@ public final class Trainer {
     /// 2–3 no gradients. `stage` as for `reserveMemory`.
     static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage) throws -> Transformer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
-                                    ownsGradients: !stage.shardsGradients)
+                                    ownsGradients: !stage.shardsGradients,
+                                    precision: Precision(rawValue: config.training.precision) ?? .fp32)
         if !stage.shardsParameters {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         }
@@ -170,6 +172,9 @@ public final class Trainer {
         let t = config.training
         let accumulation = t.gradientAccumulationSteps
         engine.beginStep()
+        // The weights changed since the last step (an update, a restore or a resume): bf16 copies
+        // are made again, once for all of this step's micro-batches.
+        model.parametersChanged()
         var lossSum: Double = 0, auxSum: Double = 0
         for local in 0..<accumulation {
             let micro = rank * accumulation + local

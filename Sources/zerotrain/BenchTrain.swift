@@ -24,6 +24,12 @@ struct BenchTrain: ParsableCommand {
     @Option(name: .long, help: "Override training.micro_batch_size.")
     var microBatch: Int?
 
+    @Option(name: .long, help: "Override training.gemm (onednn or openblas).")
+    var gemm: String?
+
+    @Option(name: .long, help: "Override training.precision (fp32 or bf16).")
+    var precision: String?
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
@@ -55,6 +61,8 @@ struct BenchTrain: ParsableCommand {
                 cfg.model.maxSeqLen = max(cfg.model.maxSeqLen, seqLen)
             }
             if let microBatch { cfg.training.microBatchSize = microBatch }
+            if let gemm { cfg.training.gemm = gemm }
+            if let precision { cfg.training.precision = precision }
             guard steps >= 1 else { throw TrainingError(.badInput, "--steps must be ≥ 1") }
             cfg.training.totalSteps = max(cfg.training.totalSteps, steps + 1)
             cfg.training.checkpointDir = nil
@@ -62,6 +70,7 @@ struct BenchTrain: ParsableCommand {
             try cfg.validate()
             let t = cfg.training.threads
             GEMM.setThreads(t)
+            GEMM.backend = GEMMBackend(rawValue: cfg.training.gemm) ?? .onednn
             let peak = Self.sgemmPeak()
             let trainer = try Trainer(config: cfg)
             _ = try trainer.trainStep()

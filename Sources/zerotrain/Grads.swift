@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import Model
 import Tensor
 import Training
 
@@ -21,10 +22,23 @@ struct Grads: ParsableCommand {
     @Option(name: .long, help: "Compute threads.")
     var threads: Int = 1
 
+    @Option(name: .long, help: "Precision of the matrix products: fp32 or bf16 (mixed precision, fp32 results).")
+    var precision: String = "fp32"
+
+    @Option(name: .long, help: "GEMM library: onednn or openblas.")
+    var gemm: String = "onednn"
+
+    func validate() throws {
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+        guard GEMMBackend(rawValue: gemm) != nil else { throw ValidationError("--gemm must be onednn or openblas, got \"\(gemm)\"") }
+    }
+
     func run() throws {
         try runReportingErrors {
             GEMM.setThreads(threads)
-            let m = try CheckpointStore.importHuggingFace(URL(fileURLWithPath: model), pool: ThreadPool(threads: threads))
+            GEMM.backend = GEMMBackend(rawValue: gemm)!
+            let m = try CheckpointStore.importHuggingFace(URL(fileURLWithPath: model), pool: ThreadPool(threads: threads),
+                                                          precision: Precision(rawValue: precision)!)
             let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: batch))
             guard let e = file.entry("tokens"), e.shape.count == 2, e.shape[1] >= 2 else {
                 throw TrainingError(.badInput, "\(batch): expected int32 tokens [B, T+1] with T ≥ 1")

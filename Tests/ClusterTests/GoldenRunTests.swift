@@ -10,10 +10,11 @@ import ZeroTrainTestKit
 /// Bit-for-bit guard for refactors that do not change the math (DESIGN decision 6): fixed runs of
 /// the shipped tiny configs — dense and MoE, on 1, 2 and 3 workers, at ZeRO stages 0–3, 20 steps —
 /// must reproduce the losses, aux losses, grad norms and learning rates recorded in
-/// Tests/Fixtures/golden/<OpenBLAS kernel>/ exactly (same bits), and the final weights and AdamW
-/// moments must hash the same. Bits depend on OpenBLAS's kernel family (`GEMM.kernelName`;
-/// `OPENBLAS_CORETYPE=Haswell` on the project's machines), so fixtures are kept per family; on a
-/// family without fixtures the test is skipped, saying so.
+/// Tests/Fixtures/golden/<backend>/ exactly (same bits), and the final weights and AdamW
+/// moments must hash the same. Bits depend on the GEMM library and what it dispatches: OpenBLAS's
+/// kernel family (`GEMM.kernelName`; `OPENBLAS_CORETYPE=Haswell` on the project's machines) and
+/// oneDNN's ISA (`OneDNN.effectiveISA`), so fixtures are kept per family (`haswell`,
+/// `onednn-avx512_core_bf16`, …); on a family without fixtures the test is skipped, saying so.
 ///
 /// Re-record only when a change is meant to change the numbers (and say so in the commit), or to
 /// add a kernel family — then with the binary built *before* the change:
@@ -34,16 +35,20 @@ import ZeroTrainTestKit
     }
 
     static let record = ProcessInfo.processInfo.environment["ZEROTRAIN_RECORD_GOLDEN"] == "1"
-    /// The fixtures of the kernel family in use.
-    static let directory = Fixtures.root.appendingPathComponent("golden").appendingPathComponent(GEMM.kernelName.lowercased())
-    static var haveFixtures: Bool { record || FileManager.default.fileExists(atPath: directory.path) }
+    /// The fixtures of a backend's kernel family here.
+    static func directory(_ backend: GEMMBackend) -> URL {
+        let family = backend == .openblas ? GEMM.kernelName.lowercased() : "onednn-" + OneDNN.effectiveISA
+        return Fixtures.root.appendingPathComponent("golden").appendingPathComponent(family)
+    }
+    static func haveFixtures(_ backend: GEMMBackend) -> Bool { record || FileManager.default.fileExists(atPath: directory(backend).path) }
 
-    /// The shipped config with 20 steps, one compute thread, every step logged, checkpoints in the run directory.
-    static func config(_ name: String, stage: Int, checkpoints: URL) throws -> String {
+    /// The shipped config with 20 steps, one compute thread, the given GEMM library, every step
+    /// logged, checkpoints in the run directory.
+    static func config(_ name: String, stage: Int, backend: GEMMBackend, checkpoints: URL) throws -> String {
         let text = try String(contentsOf: CLI.repo.appendingPathComponent("configs/\(name)"), encoding: .utf8)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
             if line.hasPrefix("  total_steps:") { return "  total_steps: 20" }
-            if line.hasPrefix("  threads:") { return "  threads: 1" }
+            if line.hasPrefix("  threads:") { return "  threads: 1\n  gemm: \(backend.rawValue)" }
             if line.hasPrefix("  checkpoint_dir:") { return "  checkpoint_dir: \(checkpoints.path)" }
             return String(line)
         }
@@ -79,12 +84,12 @@ import ZeroTrainTestKit
         return (weights, optimizer)
     }
 
-    static func run(_ name: String, workers: Int, stage: Int, root: URL) throws -> Golden {
-        let label = "\(name.replacingOccurrences(of: ".yaml", with: ""))-w\(workers)-s\(stage)"
+    static func run(_ name: String, workers: Int, stage: Int, backend: GEMMBackend, root: URL) throws -> Golden {
+        let label = "\(name.replacingOccurrences(of: ".yaml", with: ""))-\(backend.rawValue)-w\(workers)-s\(stage)"
         let runDir = root.appendingPathComponent(label)
         let checkpoints = runDir.appendingPathComponent("checkpoints")
         let file = root.appendingPathComponent("\(label).yaml")
-        try CLI.write(try config(name, stage: stage, checkpoints: checkpoints), to: file)
+        try CLI.write(try config(name, stage: stage, backend: backend, checkpoints: checkpoints), to: file)
         let r = try CLI.run(["local", "--config", file.path, "--workers", String(workers), "--run-dir", runDir.path])
         try #require(r.status == 0, "\(label): \(r.stderr)")
         let text = try String(contentsOf: runDir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
@@ -99,20 +104,24 @@ import ZeroTrainTestKit
                       weights: final.weights, optimizer: final.optimizer)
     }
 
-    @Test(.enabled(if: haveFixtures, "no golden runs recorded for OpenBLAS kernel \(GEMM.kernelName) (Tests/Fixtures/golden)"),
-          arguments: ["tiny.yaml", "tiny-moe.yaml"])
-    func runsReproduceTheRecordedBits(config name: String) throws {
+    @Test(arguments: ["tiny.yaml", "tiny-moe.yaml"], GEMMBackend.allCases)
+    func runsReproduceTheRecordedBits(config name: String, backend: GEMMBackend) throws {
+        guard Self.haveFixtures(backend) else {
+            print("GoldenRunTests: skipped: no golden runs recorded for \(Self.directory(backend).lastPathComponent) (Tests/Fixtures/golden)")
+            return
+        }
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
-        let fixture = Self.directory.appendingPathComponent(name.replacingOccurrences(of: ".yaml", with: ".json"))
+        let directory = Self.directory(backend)
+        let fixture = directory.appendingPathComponent(name.replacingOccurrences(of: ".yaml", with: ".json"))
         var runs: [Golden] = []
         for workers in 1...3 {
-            for stage in 0...3 { runs.append(try Self.run(name, workers: workers, stage: stage, root: root)) }
+            for stage in 0...3 { runs.append(try Self.run(name, workers: workers, stage: stage, backend: backend, root: root)) }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         if Self.record {
-            try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try encoder.encode(runs).write(to: fixture)
             return
         }

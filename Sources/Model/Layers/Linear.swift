@@ -1,11 +1,23 @@
 import Tensor
 
 /// A bias-free linear layer with the weight stored [out, in] as PyTorch does.
+///
+/// In mixed precision (`bf16` given) the products take bf16 operands — the weight's bf16 copy
+/// and the input (or output gradient) rounded to bf16 in `bf16.scratch` — and accumulate and
+/// write fp32, as `torch.autocast` does for `linear` (with an fp32 instead of a bf16 result).
 public enum Linear {
     /// x (rows, in) → y (rows, out) = x · Wᵀ; with `accumulate`, y += x · Wᵀ.
-    @inlinable
     public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                               rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+                               rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
+                               bf16: BF16Operands? = nil) {
+        if let bf16 {
+            let xb = bf16.scratch.input(rows * inFeatures)
+            BF16.convert(x, to: xb, count: rows * inFeatures)
+            GEMM.bf16gemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
+                          a: xb, lda: inFeatures, b: bf16.weight, ldb: inFeatures,
+                          beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+            return
+        }
         GEMM.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                    a: x, lda: inFeatures, b: weight, ldb: inFeatures,
                    beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
@@ -13,10 +25,24 @@ public enum Linear {
 
     /// dy (rows, out) → dW (out, in) += dyᵀ · x, and dx (rows, in) = dy · W (+= with `accumulateInput`).
     /// `dx` may be nil when the input needs no gradient.
-    @inlinable
     public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
-                                rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false) {
+                                rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false,
+                                bf16: BF16Operands? = nil) {
+        if let bf16 {
+            let xb = bf16.scratch.input(rows * inFeatures), dyb = bf16.scratch.gradient(rows * outFeatures)
+            BF16.convert(x, to: xb, count: rows * inFeatures)
+            BF16.convert(dy, to: dyb, count: rows * outFeatures)
+            GEMM.bf16gemm(transA: true, m: outFeatures, n: inFeatures, k: rows,
+                          a: dyb, lda: outFeatures, b: xb, ldb: inFeatures,
+                          beta: 1, c: dWeight, ldc: inFeatures)
+            if let dx {
+                GEMM.bf16gemm(m: rows, n: inFeatures, k: outFeatures,
+                              a: dyb, lda: outFeatures, b: bf16.weight, ldb: inFeatures,
+                              beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+            }
+            return
+        }
         GEMM.sgemm(transA: true, m: outFeatures, n: inFeatures, k: rows,
                    a: dy, lda: outFeatures, b: x, ldb: inFeatures,
                    beta: 1, c: dWeight, ldc: inFeatures)
@@ -26,4 +52,38 @@ public enum Linear {
                        beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
         }
     }
+}
+
+/// A linear layer's bf16 side in mixed precision: its weight's bf16 copy (refreshed once per
+/// optimizer step by the model) and the scratch its operands are rounded into.
+public struct BF16Operands {
+    public let weight: UnsafePointer<UInt16>
+    public let scratch: BF16Scratch
+
+    public init(weight: UnsafePointer<UInt16>, scratch: BF16Scratch) {
+        self.weight = weight
+        self.scratch = scratch
+    }
+}
+
+/// Growable bf16 buffers for a layer's input and output gradient (one model's, used by one
+/// thread at a time).
+public final class BF16Scratch {
+    private var inputs = BFloat16Buffer(count: 0)
+    private var gradients = BFloat16Buffer(count: 0)
+
+    public init() {}
+
+    public func input(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+        if inputs.count < count { inputs = BFloat16Buffer(count: count) }
+        return inputs.pointer
+    }
+
+    public func gradient(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+        if gradients.count < count { gradients = BFloat16Buffer(count: count) }
+        return gradients.pointer
+    }
+
+    /// Bytes held.
+    public var bytes: Int { 2 * (inputs.count + gradients.count) }
 }

@@ -27,6 +27,27 @@ public struct MoEPointers {
     }
 }
 
+/// The experts' bf16 weight copies in mixed precision (the router stays fp32, as DeepSeek gates in fp32).
+public struct MoEBF16 {
+    public var gate: [UnsafePointer<UInt16>], up: [UnsafePointer<UInt16>], down: [UnsafePointer<UInt16>]
+    public var sharedGate: UnsafePointer<UInt16>?, sharedUp: UnsafePointer<UInt16>?, sharedDown: UnsafePointer<UInt16>?
+    public let scratch: BF16Scratch
+
+    public init(gate: [UnsafePointer<UInt16>], up: [UnsafePointer<UInt16>], down: [UnsafePointer<UInt16>],
+                sharedGate: UnsafePointer<UInt16>?, sharedUp: UnsafePointer<UInt16>?, sharedDown: UnsafePointer<UInt16>?,
+                scratch: BF16Scratch) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.sharedGate = sharedGate
+        self.sharedUp = sharedUp
+        self.sharedDown = sharedDown
+        self.scratch = scratch
+    }
+
+    func operands(_ w: UnsafePointer<UInt16>?) -> BF16Operands? { w.map { BF16Operands(weight: $0, scratch: scratch) } }
+}
+
 /// Top-k routed Mixture-of-Experts with SwiGLU experts (Mixtral), optional shared experts
 /// (DeepSeekMoE) and the Switch load-balancing statistics.
 ///
@@ -89,7 +110,8 @@ public final class MixtureOfExperts {
     }
 
     /// x (rows, C) → y (rows, C). Saves routing and expert activations for backward.
-    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, w: MoEPointers, pool: ThreadPool) {
+    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, w: MoEPointers, bf16: MoEBF16? = nil,
+                        pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         Linear.forward(x: x, weight: w.router, y: probs.pointer, rows: n, inFeatures: c, outFeatures: e)
         for row in 0..<n { Kernels.softmaxRow(probs.pointer + row * e, count: e) }
@@ -129,10 +151,11 @@ public final class MixtureOfExperts {
             guard cnt > 0 else { continue }
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
-            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i)
-            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i)
+            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]))
+            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]))
             SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i)
-            Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c)
+            Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c,
+                           bf16: bf16?.operands(bf16?.down[ex]))
         }
         let selectedWeights = weights.pointer, out = outPacked.pointer
         slotRow.withUnsafeBufferPointer { slots in
@@ -147,17 +170,20 @@ public final class MixtureOfExperts {
             }
         }
         if shared > 0, let sg = w.sharedGate, let su = w.sharedUp, let sd = w.sharedDown {
-            Linear.forward(x: x, weight: sg, y: sharedGateAct.pointer, rows: n, inFeatures: c, outFeatures: shared)
-            Linear.forward(x: x, weight: su, y: sharedUpAct.pointer, rows: n, inFeatures: c, outFeatures: shared)
+            Linear.forward(x: x, weight: sg, y: sharedGateAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
+                           bf16: bf16?.operands(bf16?.sharedGate))
+            Linear.forward(x: x, weight: su, y: sharedUpAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
+                           bf16: bf16?.operands(bf16?.sharedUp))
             SwiGLU.forward(gate: sharedGateAct.pointer, up: sharedUpAct.pointer, h: sharedH.pointer, count: n * shared)
-            Linear.forward(x: sharedH.pointer, weight: sd, y: y, rows: n, inFeatures: shared, outFeatures: c, accumulate: true)
+            Linear.forward(x: sharedH.pointer, weight: sd, y: y, rows: n, inFeatures: shared, outFeatures: c, accumulate: true,
+                           bf16: bf16?.operands(bf16?.sharedDown))
         }
     }
 
     /// dy (rows, C) → dx (rows, C) (overwritten); gradients accumulate into `grads`.
     /// `auxGradient[e]` is d(total loss)/d(p[row, e]) from the load-balancing loss, the same for every row.
     public func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                         w: MoEPointers, grads: MoEPointers, auxGradient: [Float], pool: ThreadPool) {
+                         w: MoEPointers, grads: MoEPointers, bf16: MoEBF16? = nil, auxGradient: [Float], pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         let dOut = dOutPacked.pointer, out = outPacked.pointer, selectedWeights = weights.pointer
         let dWeights = self.dWeights.pointer
@@ -175,13 +201,13 @@ public final class MixtureOfExperts {
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
             Linear.backward(dy: dOut + start * c, x: h, weight: w.down[ex], dx: dH.pointer, dWeight: grads.down[ex],
-                            rows: cnt, inFeatures: i, outFeatures: c)
+                            rows: cnt, inFeatures: i, outFeatures: c, bf16: bf16?.operands(bf16?.down[ex]))
             SwiGLU.backward(dh: dH.pointer, gate: g, up: u, dGate: dGate.pointer, dUp: dUp.pointer, count: cnt * i)
             let dxe = dXPacked.pointer + start * c
             Linear.backward(dy: dGate.pointer, x: xe, weight: w.gate[ex], dx: dxe, dWeight: grads.gate[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i)
+                            rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]))
             Linear.backward(dy: dUp.pointer, x: xe, weight: w.up[ex], dx: dxe, dWeight: grads.up[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true)
+                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, bf16: bf16?.operands(bf16?.up[ex]))
         }
         for row in 0..<n {
             let dxr = dx + row * c
@@ -208,13 +234,13 @@ public final class MixtureOfExperts {
         if shared > 0, let sg = w.sharedGate, let su = w.sharedUp, let sd = w.sharedDown,
            let gsg = grads.sharedGate, let gsu = grads.sharedUp, let gsd = grads.sharedDown {
             Linear.backward(dy: dy, x: sharedH.pointer, weight: sd, dx: dH.pointer, dWeight: gsd,
-                            rows: n, inFeatures: shared, outFeatures: c)
+                            rows: n, inFeatures: shared, outFeatures: c, bf16: bf16?.operands(bf16?.sharedDown))
             SwiGLU.backward(dh: dH.pointer, gate: sharedGateAct.pointer, up: sharedUpAct.pointer,
                             dGate: dGate.pointer, dUp: dUp.pointer, count: n * shared)
             Linear.backward(dy: dGate.pointer, x: x, weight: sg, dx: dx, dWeight: gsg,
-                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true)
+                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, bf16: bf16?.operands(bf16?.sharedGate))
             Linear.backward(dy: dUp.pointer, x: x, weight: su, dx: dx, dWeight: gsu,
-                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true)
+                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, bf16: bf16?.operands(bf16?.sharedUp))
         }
     }
 }

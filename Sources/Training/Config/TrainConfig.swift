@@ -32,6 +32,11 @@ public struct TrainingConfig: ConfigSection, Equatable {
     public var metricsFile: String?
     /// A Hugging Face model directory (config.json + model.safetensors) to start from instead of a fresh initialisation.
     public var initFrom: String?
+    /// Library of the matrix products: "onednn" (default) or "openblas" (the portable fallback).
+    public var gemm = "onednn"
+    /// Precision of the matrix products: "fp32" or "bf16" (bf16 operands, fp32 master weights,
+    /// moments, accumulation, norms, softmax, router and loss).
+    public var precision = "fp32"
 
     public init() {}
 
@@ -42,7 +47,11 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval), .init("checkpoint_keep", \.checkpointKeep),
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
+        .init("gemm", \.gemm), .init("precision", \.precision),
     ]
+
+    public static let gemmValues = ["onednn", "openblas"]
+    public static let precisionValues = ["fp32", "bf16"]
 
     public var schedule: LRSchedule {
         LRSchedule(kind: LRSchedule.Kind(rawValue: optim.schedule) ?? .cosine, warmupSteps: optim.warmupSteps,
@@ -75,6 +84,8 @@ public struct TrainingConfig: ConfigSection, Equatable {
         guard checkpointInterval >= 0 else { throw fail("checkpoint_interval", "must be ≥ 0, got \(checkpointInterval)") }
         guard checkpointKeep >= 1 else { throw fail("checkpoint_keep", "must be ≥ 1, got \(checkpointKeep)") }
         guard logInterval >= 1 else { throw fail("log_interval", "must be ≥ 1, got \(logInterval)") }
+        guard Self.gemmValues.contains(gemm) else { throw fail("gemm", "must be onednn or openblas, got \"\(gemm)\"") }
+        guard Self.precisionValues.contains(precision) else { throw fail("precision", "must be fp32 or bf16, got \"\(precision)\"") }
     }
 }
 
