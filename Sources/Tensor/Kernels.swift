@@ -60,21 +60,22 @@ public enum Kernels {
         return s
     }
 
-    /// Σ a[i]², accumulated in fp32 lanes per block of 4096 and in Double across blocks.
+    /// Σ a[i]², accumulated in Double (each square is exact in Double), so the sum is the same to
+    /// within Double rounding however the elements are split between ranks and threads — a
+    /// gradient norm, and the clip coefficient rounded to Float from it, do not depend on the layout.
     @inlinable
     public static func sumOfSquares(_ a: UnsafePointer<Float>, count n: Int) -> Double {
-        var total = 0.0
-        var start = 0
-        while start < n {
-            let end = min(n, start + 4096)
-            var acc = V(repeating: 0)
-            var i = start
-            while i + 16 <= end { let x = load(a + i); acc += x * x; i += 16 }
-            var s = acc.sum()
-            while i < end { s += a[i] * a[i]; i += 1 }
-            total += Double(s)
-            start = end
+        var acc0 = SIMD8<Double>(repeating: 0), acc1 = SIMD8<Double>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            let x = SIMD8<Double>(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self))
+            let y = SIMD8<Double>(UnsafeRawPointer(a + i + 8).loadUnaligned(as: SIMD8<Float>.self))
+            acc0 += x * x
+            acc1 += y * y
+            i += 16
         }
+        var total = (acc0 + acc1).sum()
+        while i < n { total += Double(a[i]) * Double(a[i]); i += 1 }
         return total
     }
 
