@@ -51,7 +51,8 @@ public enum CLI {
 
     /// Runs to completion (killed after `timeout` seconds) and returns status and output.
     /// Output goes through files, so a chatty process never blocks on a full pipe.
-    public static func run(_ args: [String], timeout: Double = 120) throws -> Result {
+    /// `environment` adds to (or overrides) this process's variables.
+    public static func run(_ args: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
@@ -64,6 +65,7 @@ public enum CLI {
         p.currentDirectoryURL = repo
         p.standardOutput = out
         p.standardError = err
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try launch(p)
         if !wait(for: [p], timeout: timeout) { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()

@@ -7,7 +7,7 @@ import Training
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Measure SGEMM peak, then time full training steps and report tokens/s, GFLOP/s and MFU.")
+        abstract: "Measure the matmul peaks (oneDNN fp32 and bf16, OpenBLAS SGEMM), then time full training steps and report tokens/s, GFLOP/s and MFU against the peak of the backend and format in use.")
 
     @Option(name: .long, help: "Config file.")
     var config: String
@@ -45,8 +45,13 @@ struct BenchTrain: ParsableCommand {
         var mfu: Double
         var seqLen: Int
         var activationBytes: Int
+        var precision: String
+        var gemm: String
+        var isa: String
+        /// Every backend's and format's measured peak (GFLOP/s): onednn_fp32, onednn_bf16, openblas_fp32.
+        var peaks: [String: Double]
         enum CodingKeys: String, CodingKey {
-            case seqLen = "seq_len", activationBytes = "activation_bytes"
+            case seqLen = "seq_len", activationBytes = "activation_bytes", precision, gemm, isa, peaks
             case config, threads, steps, tokensPerStep = "tokens_per_step", stepSecondsMedian = "step_seconds_median"
             case tokensPerSecond = "tokens_per_second", achievedGflops = "achieved_gflops", peakGflops = "peak_gflops", mfu
         }
@@ -70,8 +75,19 @@ struct BenchTrain: ParsableCommand {
             try cfg.validate()
             let t = cfg.training.threads
             GEMM.setThreads(t)
-            GEMM.backend = GEMMBackend(rawValue: cfg.training.gemm) ?? .onednn
-            let peak = Self.sgemmPeak()
+            var peaks: [String: Double] = [:]
+            for backend in GEMMBackend.allCases {
+                GEMM.backend = backend
+                peaks["\(backend.rawValue)_fp32"] = Self.matmulPeak(bf16: false)
+            }
+            GEMM.backend = .onednn
+            if OneDNN.bf16Support != .unavailable { peaks["onednn_bf16"] = Self.matmulPeak(bf16: true) }
+            let backend = GEMMBackend(rawValue: cfg.training.gemm) ?? .onednn
+            GEMM.backend = backend
+            // bf16 on OpenBLAS multiplies in fp32; bf16 without oneDNN support too.
+            let peakKey = cfg.training.precision == "bf16" && backend == .onednn && peaks["onednn_bf16"] != nil
+                ? "onednn_bf16" : "\(backend.rawValue)_fp32"
+            let peak = peaks[peakKey]!
             let trainer = try Trainer(config: cfg)
             _ = try trainer.trainStep()
             var times: [Double] = []
@@ -85,14 +101,17 @@ struct BenchTrain: ParsableCommand {
             let r = Result(config: config, threads: t, steps: steps, tokensPerStep: tokens, stepSecondsMedian: median,
                            tokensPerSecond: Double(tokens) / median, achievedGflops: achieved, peakGflops: peak, mfu: achieved / peak,
                            seqLen: cfg.data.seqLen,
-                           activationBytes: trainer.model.activationBytes(batch: cfg.training.microBatchSize, seqLen: cfg.data.seqLen))
+                           activationBytes: trainer.model.activationBytes(batch: cfg.training.microBatchSize, seqLen: cfg.data.seqLen),
+                           precision: cfg.training.precision, gemm: backend.rawValue, isa: OneDNN.effectiveISA, peaks: peaks)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
                 Console.out(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
                 Console.out("config \(config), \(t) thread(s), \(steps) timed steps of \(tokens) tokens")
-                Console.out(String(format: "SGEMM peak (2048³, best of 5): %.1f GFLOP/s", peak))
+                Console.out("compute: \(GEMM.summary(bf16: cfg.training.precision == "bf16"))")
+                Console.out("matmul peaks (2048³, best of 5): " + peaks.keys.sorted().map { "\($0) " + String(format: "%.1f", peaks[$0]!) }
+                    .joined(separator: ", ") + " GFLOP/s; MFU against \(peakKey)")
                 Console.out(String(format: "step time (median): %.4f s   tokens/s: %.0f", median, r.tokensPerSecond))
                 Console.out(String(format: "achieved: %.1f GFLOP/s   MFU: %.1f%%", achieved, 100 * r.mfu))
                 Console.out(String(format: "activations: %.1f MiB for micro-batch %d × seq %d", Double(r.activationBytes) / 1048576,
@@ -101,15 +120,23 @@ struct BenchTrain: ParsableCommand {
         }
     }
 
-    /// Best-of-5 square SGEMM (2048³) throughput in GFLOP/s with the current BLAS thread count.
-    static func sgemmPeak(size n: Int = 2048) -> Double {
+    /// Best-of-5 square matmul (2048³) throughput in GFLOP/s through the current backend and
+    /// thread count: fp32 operands, or bf16 operands with fp32 accumulation.
+    static func matmulPeak(bf16: Bool, size n: Int = 2048) -> Double {
         let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
         Philox(seed: 1).fillUniform(a.buffer, low: -1, high: 1, stream: 0)
         Philox(seed: 2).fillUniform(b.buffer, low: -1, high: 1, stream: 0)
+        let ab = BFloat16Buffer(count: n * n), bb = BFloat16Buffer(count: n * n)
+        BF16.convert(a.pointer, to: ab.pointer, count: n * n)
+        BF16.convert(b.pointer, to: bb.pointer, count: n * n)
         var best = Double.infinity
         for i in 0..<6 {
             let start = DispatchTime.now().uptimeNanoseconds
-            GEMM.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+            if bf16 {
+                GEMM.bf16gemm(m: n, n: n, k: n, a: ab.pointer, lda: n, b: bb.pointer, ldb: n, c: c.pointer, ldc: n)
+            } else {
+                GEMM.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+            }
             let s = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if i > 0 { best = min(best, s) }
         }
