@@ -95,7 +95,8 @@ public final class Trainer {
             var options = ProcessGroup.Options()
             options.forensicsDirectory = $0.forensicsDirectory
             return CollectiveQueue(membership: $0.membership, timeout: .milliseconds(Int(config.cluster.collectiveTimeoutSeconds * 1000)),
-                                   options: options, openTransport: $0.openTransport)
+                                   options: options, gradientWire: config.zero.reduceDtype == "bf16" ? .bfloat16 : .float32,
+                                   openTransport: $0.openTransport)
         }
         do {
             try queue?.waitUntilReady()

@@ -44,8 +44,13 @@ public final class CollectiveQueue: Sendable {
 
     /// Starts the communication thread, which opens the transport (`openTransport` runs there)
     /// and forms the group; `waitUntilReady` reports how that went.
+    /// The wire format of gradient all-reduces and reduce-scatters (`zero.reduce_dtype`).
+    public let gradientWire: ProcessGroup.WireFormat
+
     public init(membership m: Membership, timeout: Duration, options: ProcessGroup.Options = ProcessGroup.Options(),
+                gradientWire: ProcessGroup.WireFormat = .float32,
                 openTransport: @escaping @Sendable () throws -> any Transport) {
+        self.gradientWire = gradientWire
         rank = m.rank
         worldSize = m.worldSize
         self.timeout = timeout

@@ -26,6 +26,9 @@ public struct ZeroConfig: ConfigSection, Equatable {
     public var paramPersistenceThreshold = 100_000
     /// Folder of the disk tier's memory-mapped files; default: the system temporary folder.
     public var offloadDir: String?
+    /// Wire format of the gradient all-reduce and reduce-scatter: "fp32" or "bf16" (half the
+    /// bytes; partial sums rounded to bf16 at each hop, the result accumulated in fp32 shards).
+    public var reduceDtype = "fp32"
 
     public init() {}
 
@@ -34,7 +37,7 @@ public struct ZeroConfig: ConfigSection, Equatable {
         .init("offload_optimizer", \.offloadOptimizer, read: tier, write: { $0.rawValue }),
         .init("offload_params", \.offloadParams, read: tier, write: { $0.rawValue }),
         .init("prefetch_depth", \.prefetchDepth), .init("max_live_parameters", \.maxLiveParameters),
-        .init("param_persistence_threshold", \.paramPersistenceThreshold), .init("offload_dir", \.offloadDir),
+        .init("param_persistence_threshold", \.paramPersistenceThreshold), .init("offload_dir", \.offloadDir), .init("reduce_dtype", \.reduceDtype),
     ]
 
     /// A stage in a config, by number.
@@ -62,6 +65,9 @@ public struct ZeroConfig: ConfigSection, Equatable {
         guard maxLiveParameters >= 1 else { throw ConfigError("\(p).max_live_parameters: must be ≥ 1, got \(maxLiveParameters)") }
         guard paramPersistenceThreshold >= 0 else {
             throw ConfigError("\(p).param_persistence_threshold: must be ≥ 0, got \(paramPersistenceThreshold)")
+        }
+        guard ["fp32", "bf16"].contains(reduceDtype) else {
+            throw ConfigError("\(p).reduce_dtype: must be fp32 or bf16, got \"\(reduceDtype)\"")
         }
     }
 

@@ -40,4 +40,22 @@ import ZeroTrainTestKit
         }
         print("bf16 vs fp32 (\(name)): worst relative loss difference \(worst)")
     }
+
+    /// `zero.reduce_dtype: bf16` halves the gradient all-reduce's bytes and trains as fp32 reduction does.
+    @Test func bf16GradientReductionHalvesTheBytes() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = try Self.config("tiny.yaml", precision: "bf16", accumulation: 1, stage: 0)
+        let fp32 = try run(root, "reduce-fp32", base, workers: 2)
+        let bf16 = try run(root, "reduce-bf16", base.replacingOccurrences(of: "zero: {stage: 0}", with: "zero: {stage: 0, reduce_dtype: bf16}"),
+                           workers: 2)
+        for (x, y) in zip(bf16, fp32) { #expect(abs(x - y) <= 2e-3 * abs(y), "loss \(x) vs \(y)") }
+        func allReduceBytes(_ label: String) throws -> Double {
+            let last = try #require(try LocalClusterTests.records(root.appendingPathComponent(label)).last)
+            let perRank = try #require(last["bytes_sent_per_rank"] as? [[String: Any]])
+            return perRank.map { ($0["allReduce"] as? NSNumber)?.doubleValue ?? 0 }.reduce(0, +)
+        }
+        let (wide, narrow) = (try allReduceBytes("reduce-fp32"), try allReduceBytes("reduce-bf16"))
+        #expect(wide > 0 && abs(narrow / wide - 0.5) < 0.01, "all-reduce bytes \(narrow) (bf16) vs \(wide) (fp32)")
+    }
 }

@@ -43,12 +43,12 @@ final class RegionGradients {
     /// Backward is done with region `r` in this micro-batch: queues its reduction.
     func done(_ r: Int) throws {
         guard let buffer = buffers.removeValue(forKey: r) else { return }
-        let chunks = layout.chunks(r), own = layout.ownPart(r), timeout = queue.timeout, ledger = ledger
+        let chunks = layout.chunks(r), own = layout.ownPart(r), timeout = queue.timeout, ledger = ledger, wire = queue.gradientWire
         let offsetInRegion = own.lowerBound - layout.regions[r].lowerBound
         // Safe: only queued jobs (one at a time, in order) write `shard` until `finish` waits for the last.
         nonisolated(unsafe) let destination = shard.pointer + (own.lowerBound - layout.range.lowerBound)
         let ticket = queue.submit { group in
-            try group.reduceScatter(buffer.buffer, chunks: chunks, op: .average, deadline: .now + timeout)
+            try group.reduceScatter(buffer.buffer, chunks: chunks, op: .average, wire: wire, deadline: .now + timeout)
             Kernels.add(buffer.pointer + offsetInRegion, into: destination, count: own.count)
             ledger.release(4 * buffer.count, .comm)
         }

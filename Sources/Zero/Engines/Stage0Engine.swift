@@ -59,10 +59,10 @@ public final class Stage0Engine: ZeroEngine {
 
     private func allReduce(_ range: Range<Int>) {
         guard let queue else { return }
-        let timeout = queue.timeout
+        let timeout = queue.timeout, wire = queue.gradientWire
         // Safe: backward is done with these gradients, and nothing reads them before `reduce` waits for the last bucket.
         nonisolated(unsafe) let bucket = gradients.slice(range.lowerBound, range.count)
-        lastBucket = queue.submit { group in try group.allReduce(bucket, op: .average, deadline: .now + timeout) }
+        lastBucket = queue.submit { group in try group.allReduce(bucket, op: .average, wire: wire, deadline: .now + timeout) }
     }
 
     public func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals {

@@ -30,10 +30,10 @@ public final class Stage1Engine: ZeroEngine {
 
     public func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals {
         if worldSize > 1 {
-            let timeout = peers.timeout
+            let timeout = peers.timeout, wire = peers.gradientWire
             // Safe: the training thread waits for this reduce-scatter right here.
             nonisolated(unsafe) let all = gradients.buffer
-            try peers.wait(peers.submit { group in _ = try group.reduceScatter(all, op: .average, deadline: .now + timeout) })
+            try peers.wait(peers.submit { group in _ = try group.reduceScatter(all, op: .average, wire: wire, deadline: .now + timeout) })
         }
         return try shardedTotals(lossSum: lossSum, auxSum: auxSum)
     }
