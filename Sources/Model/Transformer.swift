@@ -578,13 +578,21 @@ public final class Transformer {
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).
     public func activationBytes(batch: Int, seqLen: Int) -> Int {
-        Self.activationBytes(config: config, batch: batch, seqLen: seqLen)
+        Self.activationBytes(config: config, batch: batch, seqLen: seqLen, precision: precision)
     }
 
     /// Bytes of activations one micro-batch of `batch` × `seqLen` needs, without building a model
     /// (the memory planner sizes models far larger than the machine it runs on).
-    public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
-        Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+    /// In bf16 add the conversion scratch: the widest layer input and output gradient in bf16, and
+    /// (without a residency) a micro-batch's gradients of the embedding and of the largest block.
+    public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int, precision: Precision = .fp32) -> Int {
+        let fp32 = Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+        guard precision == .bf16 else { return fp32 }
+        let n = batch * seqLen, c = config.hiddenSize
+        let widest = max(c, config.numAttentionHeads * config.headSize, config.ffnSize * max(1, config.moeConfig?.numSharedExperts ?? 1))
+        let table = ParameterTable(config: config)
+        let regions = table.regions.dropFirst().map(\.count).max() ?? 0
+        return fp32 + 2 * n * widest + 2 * n * max(widest, config.vocabSize) + 4 * (table.regions[0].count + regions)
     }
 }
 

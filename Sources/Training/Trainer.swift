@@ -130,9 +130,10 @@ public final class Trainer {
         let footprint = ZeroFootprint(
             stage: stage, optimizerTier: z.optimizerTier, parameterTier: z.parameterTier, parameters: table.count, ranks: worldSize,
             largestRegion: table.largestRegion,
-            activationBytes: Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize, seqLen: config.data.seqLen),
+            activationBytes: Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize, seqLen: config.data.seqLen,
+                                                         precision: Precision(rawValue: config.training.precision) ?? .fp32),
             bucketBytes: worldSize > 1 ? Int(config.cluster.bucketMB * 1_048_576) : 0,
-            regionsGatheredAtOnce: z.regionsGatheredAtOnce)
+            regionsGatheredAtOnce: z.regionsGatheredAtOnce, bf16Weights: config.training.precision == "bf16")
         try footprint.reserve(in: ledger, advice: ZeroFootprint.advice(stage: stage, ranks: worldSize,
                                                                        optimizerOffloaded: z.offloadOptimizer != .none))
         return ledger

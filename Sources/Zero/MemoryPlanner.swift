@@ -81,9 +81,13 @@ public struct PlannerInput: Codable, Sendable, Equatable {
     /// Stage 3: regions whose full parameters are gathered at once (the one in use plus those
     /// prefetched; `zero.prefetch_depth` + 1).
     public var regionsGatheredAtOnce: Int
+    /// Mixed precision (`training.precision: bf16`): bf16 weight copies and conversion scratch.
+    public var bf16: Bool
 
     public init(model: ModelConfig, microBatchSize: Int, seqLen: Int, devices: Int, deviceCapacity: Int,
-                hostMemory: Int, devicesPerHost: Int = 8, bucketBytes: Int = 4 * ByteSize.mebibyte, regionsGatheredAtOnce: Int = 2) {
+                hostMemory: Int, devicesPerHost: Int = 8, bucketBytes: Int = 4 * ByteSize.mebibyte, regionsGatheredAtOnce: Int = 2,
+                bf16: Bool = false) {
+        self.bf16 = bf16
         self.model = model
         self.microBatchSize = microBatchSize
         self.seqLen = seqLen
@@ -251,7 +255,8 @@ public enum MemoryPlanner {
         do { try input.model.validate(path: "model") } catch let e as ModelError { throw ZeroError(.badInput, e.message, cause: e) }
         let table = ParameterTable(config: input.model)
         let psi = table.count, unit = table.largestRegion
-        let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen)
+        let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen,
+                                                      precision: input.bf16 ? .bf16 : .fp32)
         let rows = self.rows(input: input, parameters: psi, largestUnit: unit, activations: activations)
         let sizeClass = ModelSizeClass(parameters: psi)
         return MemoryPlan(input: input, parameters: psi, largestUnit: unit, shardElements: (psi + input.devices - 1) / input.devices,
@@ -270,7 +275,8 @@ public enum MemoryPlanner {
         let n = input.devices
         let footprint = ZeroFootprint(stage: o.stage, optimizerTier: o.optimizer.memoryTier, parameterTier: o.params.memoryTier,
                                       parameters: psi, ranks: n, largestRegion: unit, activationBytes: activations,
-                                      bucketBytes: input.bucketBytes, regionsGatheredAtOnce: input.regionsGatheredAtOnce)
+                                      bucketBytes: input.bucketBytes, regionsGatheredAtOnce: input.regionsGatheredAtOnce,
+                                      bf16Weights: input.bf16)
         let device = DeviceBytes(params: footprint.bytes(in: .device, .params), grads: footprint.bytes(in: .device, .grads),
                                  optimizer: footprint.bytes(in: .device, .optimizer), activations: activations,
                                  comm: footprint.bytes(in: .device, .comm) + footprint.bytes(in: .device, .gathered))

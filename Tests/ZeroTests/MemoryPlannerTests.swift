@@ -180,3 +180,23 @@ import Testing
         }
     }
 }
+
+/// Mixed precision in the ZeRO formulas: a bf16 copy of the weights beside the fp32 master
+/// (2 + 4 + 12 bytes per parameter at stages 0–2), and at stage 3 only of the gathered regions.
+@Suite struct MixedPrecisionFootprintTests {
+    @Test func bf16AddsTheWeightCopies() {
+        let psi = 1_000_000, region = 100_000
+        func footprint(_ stage: ZeroStage, _ bf16: Bool) -> ZeroFootprint {
+            ZeroFootprint(stage: stage, optimizerTier: .device, parameterTier: .device, parameters: psi, ranks: 4,
+                          largestRegion: region, activationBytes: 0, bucketBytes: 0, regionsGatheredAtOnce: 2, bf16Weights: bf16)
+        }
+        for stage in [ZeroStage.replicated, .optimizerSharded, .gradientsSharded] {
+            #expect(footprint(stage, true).bytes(in: .device, .params) - footprint(stage, false).bytes(in: .device, .params) == 2 * psi)
+        }
+        let s0 = footprint(.replicated, true)
+        #expect(s0.bytes(in: .device, .params) + s0.bytes(in: .device, .grads) + s0.bytes(in: .device, .optimizer) == (2 + 4 + 12) * psi)
+        let s3 = footprint(.parametersSharded, true), s3fp32 = footprint(.parametersSharded, false)
+        #expect(s3.bytes(in: .device, .params) == s3fp32.bytes(in: .device, .params))
+        #expect(s3.bytes(in: .device, .gathered) - s3fp32.bytes(in: .device, .gathered) == 2 * 2 * region)
+    }
+}
