@@ -90,8 +90,23 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var checkpointSeconds: Double?
     /// step_done: seconds the slowest device spent on its replica snapshot after the step.
     public var replicaSeconds: Double?
+    /// step_done: per device (rank order), its own time split of the step (monitoring).
+    public var rankSeconds: [RankSeconds]?
 
     public init(_ kind: Kind) { self.kind = kind }
+
+    /// One rank's time split of a step: compute, communication that did not overlap it, and
+    /// checkpoint snapshots since its previous step (seconds).
+    public struct RankSeconds: Codable, Sendable, Equatable {
+        public var compute: Double
+        public var exposedCommunication: Double
+        public var checkpoint: Double
+        public init(compute: Double, exposedCommunication: Double, checkpoint: Double) {
+            self.compute = compute
+            self.exposedCommunication = exposedCommunication
+            self.checkpoint = checkpoint
+        }
+    }
 
     public func encoded() -> Data {
         let e = JSONEncoder()

@@ -20,7 +20,8 @@ public struct CoordinatorState {
         case log(String)
         /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
         case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
-                    checkpointSeconds: Double, replicaSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
+                    checkpointSeconds: Double, replicaSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot],
+                    rankSeconds: [ControlMessage.RankSeconds])
         /// A checkpoint's files are being written: clear what an aborted earlier attempt at the same step left in its pending folder.
         case prepareCheckpoint(step: Int)
         /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
@@ -71,6 +72,8 @@ public struct CoordinatorState {
     public private(set) var standby: [WorkerRecord] = []
     /// Recoveries so far (their times, for fault_tolerance.max_restarts within restart_window_s).
     public private(set) var recoveries: [Double] = []
+    /// Every recovery of the job, oldest first: when, why, and the membership it started (monitoring).
+    public private(set) var recoveryEvents: [(time: Double, reason: String, epoch: UInt64)] = []
     /// Sequences per step of the first membership (ranks × accumulation × micro-batch), kept across recoveries when the numbers allow.
     public private(set) var globalBatch: Int?
     /// The config the current membership runs (accumulation adjusted for its world size).
@@ -94,7 +97,7 @@ public struct CoordinatorState {
     private var pendingCheckpoints: [Int: [ShardRecord]] = [:]
     private var stopAfterStep = false
     private var exitCode: Int32 = 0
-    private var exitMessage = ""
+    public private(set) var exitMessage = ""
     private let names: [String]
 
     /// - Parameter recordedSteps: for a coordinator started on an existing run, the steps the run's
@@ -403,6 +406,7 @@ public struct CoordinatorState {
             return finish(code: 1, message: "\(reason); giving up after \(faultTolerance.maxRestarts) recoveries within \(Int(window)) s (fault_tolerance.max_restarts)", now: now)
         }
         epoch += 1
+        recoveryEvents.append((now, reason, epoch))
         phase = .recovering
         recoveryDeadline = now + faultTolerance.rejoinTimeoutSeconds
         growTarget = growRequested ? min(workers.filter { !$0.gone }.count + standby.count, config.cluster.workers) : nil
@@ -484,7 +488,8 @@ public struct CoordinatorState {
                                    checkpointSeconds: reports.compactMap(\.checkpointSeconds).max() ?? 0,
                                    replicaSeconds: reports.compactMap(\.replicaSeconds).max() ?? 0,
                                    bytesSent: reports.flatMap { $0.bytesSent ?? [] },
-                                   memory: reports.flatMap { $0.memory ?? [] }))
+                                   memory: reports.flatMap { $0.memory ?? [] },
+                                   rankSeconds: reports.flatMap { $0.rankSeconds ?? [] }))
         }
         step += 1
         let interval = config.training.checkpointInterval

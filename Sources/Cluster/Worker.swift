@@ -1,6 +1,7 @@
 import Comm
 import Common
 import Foundation
+import Telemetry
 import Tensor
 import Training
 import Zero
@@ -30,6 +31,9 @@ public final class Worker: Sendable {
         public var afterStep: StepHook?
         /// Fault injection (the chaos test): pauses that widen a failure window.
         public var faultDelays = FaultDelays()
+        /// systemd's notify socket (`$NOTIFY_SOCKET`; a no-op outside systemd): READY=1 once
+        /// admitted, STATUS= after every step, WATCHDOG=1 from the step loop, STOPPING=1.
+        public var notifier = SystemdNotifier()
         public init(coordinator: String) { self.coordinator = coordinator }
     }
 
@@ -85,6 +89,9 @@ public final class Worker: Sendable {
         let clock = ContinuousClock(), origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
 
+        let notifier = options.notifier
+        var announcedReady = false
+
         /// Carries out actions (and the ones a registration's outcome leads to); the exit code once the state says exit.
         func perform(_ actions: [WorkerState.Action]) throws -> Int32? {
             var queue = actions
@@ -99,6 +106,10 @@ public final class Worker: Sendable {
                     let delivered = try client.send(m.encoded())
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
+                    if !announcedReady {
+                        announcedReady = true
+                        notifier.notify("READY=1", "STATUS=admitted: ranks \(a.ranks.map(String.init).joined(separator: ",")) of \(a.worldSize)")
+                    }
                     generation += 1
                     devices = startDevices(a, links: &links, generation: generation)
                 case .rebindLinks:
@@ -118,6 +129,7 @@ public final class Worker: Sendable {
                 case let .log(line):
                     output(line)
                 case let .exit(outcome):
+                    notifier.notify("STOPPING=1")
                     // A last message (bye, failed) gets a moment to leave before the socket goes.
                     client.close(linger: .seconds(1))
                     switch outcome {
@@ -145,12 +157,21 @@ public final class Worker: Sendable {
                 }
             case .wakeup:
                 let (reports, stop) = mailbox.take()
-                for r in reports where r.generation == generation { actions += state.event(.device(r.report, now: now())) }
+                for r in reports where r.generation == generation {
+                    if case let .stepDone(device, step) = r.report, device == 0 {
+                        let m = step.metrics
+                        notifier.notify("STATUS=step \(m.step + 1) loss \(String(format: "%.4f", m.loss)) tok/s \(Int(m.tokensPerSecond.rounded()))")
+                    }
+                    actions += state.event(.device(r.report, now: now()))
+                }
                 if stop { actions += state.event(.stopRequested(now: now())) }
             case .deadline:
                 actions = state.event(.tick(now: now()))
             }
             if let code = try perform(actions) { return code }
+            // The watchdog is fed by the training loop: not while a step is running, so a hung
+            // step (which stops the step reports) ends the pings; between steps, by every event.
+            if state.phase != .stepping { notifier.watchdog() }
         }
     }
 

@@ -333,6 +333,10 @@ public struct WorkerState {
             done.checkpointSeconds = reports.map(\.checkpointSeconds).max()
             done.replicaSeconds = reports.map(\.replicaSeconds).max()
             done.memory = reports.map(\.memory)
+            done.rankSeconds = reports.map {
+                ControlMessage.RankSeconds(compute: $0.computeSeconds, exposedCommunication: $0.exposedCommunicationSeconds,
+                                           checkpoint: $0.checkpointSeconds)
+            }
             return [.send(done)]
         case let .checkpointWritten(device, record):
             guard [.ready, .stepping].contains(phase) else { return [] }

@@ -28,6 +28,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory (any number of workers).")
     var resume: String?
 
+    @OptionGroup var monitoring: MonitoringOptions
+
     func run() async throws {
         LocalCluster.watchParentIfAsked()
         try await runReportingErrors {
@@ -35,7 +37,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             if let workers { cfg.cluster.workers = workers }
             try cfg.validate()
             let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume,
-                                          network: try ZMQNetwork(), output: Console.out)
+                                          network: try ZMQNetwork(), monitoring: try monitoring.resolved(), output: Console.out)
             let code = try await runAsService("coordinator", body: { try coordinator.run() }, stop: { coordinator.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
@@ -129,8 +131,11 @@ struct Local: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory.")
     var resume: String?
 
+    @OptionGroup var monitoring: MonitoringOptions
+
     func run() async throws {
         try await runReportingErrors {
+            _ = try monitoring.resolved()
             let cfg = try TrainConfig.load(path: config)
             let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
             var options = LocalCluster.Options(configPath: config, workers: workers ?? cfg.cluster.workers,
@@ -138,6 +143,7 @@ struct Local: AsyncParsableCommand {
             options.devices = devices
             options.threads = threads
             options.resume = resume
+            options.coordinatorArguments = monitoring.arguments
             guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
             let cluster = LocalCluster(options: options)
             let code = try await runAsService("local", body: { try cluster.run() }, stop: { cluster.requestStop() })
