@@ -43,6 +43,9 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var build: String?
     public var configHash: String?
     public var expectedWorldSize: Int?
+    /// register: the launcher's index of the worker (torchrun RANK, SLURM_PROCID, JOB_COMPLETION_INDEX);
+    /// when every worker has one, ranks are given in its order.
+    public var launchRank: Int?
     public var devices: Int?
     public var endpoints: [String]?
     public var host: String?

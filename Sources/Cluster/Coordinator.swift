@@ -101,7 +101,10 @@ public final class Coordinator: Sendable {
                 stopSent = true
                 actions += state.event(.stopRequested(now: now()))
             } else {
-                switch try server.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+                // Under a systemd watchdog the loop also wakes every ping interval (while waiting for workers).
+                let deadline = [state.nextDeadline.map { origin + .seconds($0) },
+                                monitoring.notifier.watchdogInterval.map { clock.now + .seconds($0) }].compactMap { $0 }.min()
+                switch try server.next(until: deadline) {
                 case let .message(peer, payload):
                     if let m = ControlMessage.decode(payload) {
                         actions += state.event(.message(from: peer, m, now: now()))

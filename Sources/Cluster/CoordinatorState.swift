@@ -39,6 +39,8 @@ public struct CoordinatorState {
         public var pid: Int
         /// Shards the worker holds in its memory (in-memory replicas), as it registered.
         public var replicas: [ReplicaInfo] = []
+        /// The launcher's index of the worker, if it gave one (ranks follow it).
+        public var launchRank: Int?
         public var ranks: [Int] = []
         public var lastSeen: Double
         public var lastSent: Double = 0
@@ -259,6 +261,7 @@ public struct CoordinatorState {
         }
         var record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
         record.replicas = m.replicas ?? []
+        record.launchRank = m.launchRank
         switch phase {
         case .admitting, .recovering:
             break
@@ -310,6 +313,11 @@ public struct CoordinatorState {
         // at a step no older than the last checkpoint, else the checkpoint.
         let restore = discardReplicas ? nil : replicaRestore()
         discardReplicas = false
+        // A launcher that numbered its workers (torchrun, Slurm, an indexed Job) gets its order;
+        // a restore from replicas keeps the order that leaves each shard where it is.
+        if restore == nil, workers.allSatisfy({ $0.launchRank != nil }) {
+            workers.sort { $0.launchRank! < $1.launchRank! }
+        }
         let resumeFolder = restore == nil ? lastCheckpoint?.path : nil
         step = restore?.step ?? lastCheckpoint?.step ?? 0
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.

@@ -25,6 +25,8 @@ public final class Worker: Sendable {
         /// When set, the coordinator refuses this worker unless its config matches.
         public var configHash: String?
         public var expectedWorldSize: Int?
+        /// The launcher's index of this worker (torchrun RANK, SLURM_PROCID): ranks follow it.
+        public var launchRank: Int?
         public var protocolVersion = ControlMessage.protocolVersion
         /// Called on a device's thread after each of its steps, before the step is reported
         /// (instrumentation and tests).
@@ -80,6 +82,7 @@ public final class Worker: Sendable {
         settings.protocolVersion = options.protocolVersion
         settings.configHash = options.configHash
         settings.expectedWorldSize = options.expectedWorldSize
+        settings.launchRank = options.launchRank
         settings.connectTimeoutSeconds = options.connectTimeoutSeconds
         var state = WorkerState(settings: settings)
         var devices: [Device] = []
@@ -104,12 +107,13 @@ public final class Worker: Sendable {
                     var m = m
                     m.replicas = replicas.catalogue
                     let delivered = try client.send(m.encoded())
+                    if delivered && !announcedReady {
+                        announcedReady = true
+                        notifier.notify("READY=1", "STATUS=registered with \(options.coordinator)")
+                    }
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
-                    if !announcedReady {
-                        announcedReady = true
-                        notifier.notify("READY=1", "STATUS=admitted: ranks \(a.ranks.map(String.init).joined(separator: ",")) of \(a.worldSize)")
-                    }
+                    notifier.notify("STATUS=admitted: ranks \(a.ranks.map(String.init).joined(separator: ",")) of \(a.worldSize)")
                     generation += 1
                     devices = startDevices(a, links: &links, generation: generation)
                 case .rebindLinks:
@@ -148,7 +152,10 @@ public final class Worker: Sendable {
         if stopEarly, let code = try perform(state.event(.stopRequested(now: now()))) { return code }
         while true {
             var actions: [WorkerState.Action] = []
-            switch try client.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+            // Under a systemd watchdog the loop also wakes every ping interval (idle between steps).
+            let deadline = [state.nextDeadline.map { origin + .seconds($0) }, notifier.watchdogInterval.map { clock.now + .seconds($0) }]
+                .compactMap { $0 }.min()
+            switch try client.next(until: deadline) {
             case let .message(_, data):
                 if let m = ControlMessage.decode(data) {
                     actions = state.event(.message(m, now: now()))

@@ -81,6 +81,8 @@ public struct WorkerState {
         /// When set, the coordinator refuses this worker unless its config matches.
         public var configHash: String?
         public var expectedWorldSize: Int?
+        /// The launcher's index of this worker (torchrun RANK, SLURM_PROCID): ranks follow it.
+        public var launchRank: Int?
         /// How long to keep trying to reach the coordinator, in seconds.
         public var connectTimeoutSeconds = 60.0
         /// How long stopping devices may take before the worker leaves without them, in seconds.
@@ -435,6 +437,7 @@ public struct WorkerState {
         r.build = settings.build
         r.configHash = settings.configHash
         r.expectedWorldSize = settings.expectedWorldSize
+        r.launchRank = settings.launchRank
         r.devices = settings.devices
         r.endpoints = endpoints
         r.host = settings.host

@@ -5,7 +5,7 @@ import Foundation
 /// The coordinator's monitoring flags (`zerotrain coordinator`, and `zerotrain local`, which
 /// passes them on). docs/operations.md describes what each serves.
 struct MonitoringOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Serve /metrics (Prometheus), /status (JSON) and / (live page) on ADDR:PORT; a bare PORT is loopback, port 0 any free port (written to run-dir/coordinator.http).",
+    @Option(name: .long, help: ArgumentHelp("Serve /metrics (Prometheus), /status (JSON) and / (live page) on ADDR:PORT; a bare PORT is loopback, port 0 any free port (written to run-dir/coordinator.http); default $ZEROTRAIN_HTTP, else no server.",
                                             valueName: "addr:port"))
     var http: String?
 
@@ -18,7 +18,9 @@ struct MonitoringOptions: ParsableArguments {
 
     func resolved() throws -> Coordinator.Monitoring {
         var m = Coordinator.Monitoring()
-        if let http { m.http = try CoordinatorHTTPServer.Endpoint(parsing: http) }
+        if let http = http ?? ProcessInfo.processInfo.environment["ZEROTRAIN_HTTP"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            m.http = try CoordinatorHTTPServer.Endpoint(parsing: http)
+        }
         guard httpLinger >= 0, httpLinger.isFinite else { throw ValidationError("--http-linger must be ≥ 0 seconds, got \(httpLinger)") }
         m.httpLingerSeconds = httpLinger
         let peak = peakGflops ?? ProcessInfo.processInfo.environment["ZEROTRAIN_PEAK_GFLOPS"].flatMap(Double.init)
