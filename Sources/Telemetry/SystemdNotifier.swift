@@ -36,7 +36,7 @@ public final class SystemdNotifier: Sendable {
 
     /// Sends `lines` (`READY=1`, `STATUS=…`) in one datagram; false if not delivered (or not under systemd).
     @discardableResult
-    public func notify(_ lines: String...) -> Bool { send(lines.joined(separator: "\n")) }
+    public func notify(_ lines: String...) -> Bool { send(lines.joined(separator: "\n"), wait: true) }
 
     /// `WATCHDOG=1`, if the watchdog is on and half its interval has passed since the last ping.
     public func watchdog(now: Double = ProcessInfo.processInfo.systemUptime) {
@@ -46,11 +46,13 @@ public final class SystemdNotifier: Sendable {
             last = now
             return true
         }
-        if due { send("WATCHDOG=1") }
+        if due { send("WATCHDOG=1", wait: false) }
     }
 
+    /// The receiver's queue is short (net.unix.max_dgram_qlen, often 10): a state change waits
+    /// for room for up to a second, a watchdog ping is dropped rather than hold the loop up.
     @discardableResult
-    private func send(_ message: String) -> Bool {
+    private func send(_ message: String, wait: Bool) -> Bool {
         guard let address else { return false }
         var a = sockaddr_un()
         a.sun_family = sa_family_t(AF_UNIX)
@@ -63,9 +65,12 @@ public final class SystemdNotifier: Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let flags = Int32(MSG_NOSIGNAL) | (wait ? 0 : Int32(MSG_DONTWAIT))
         let bytes = Array(message.utf8)
         let sent = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL), $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, flags, $0, length) }
         }
         return sent == bytes.count
     }
