@@ -8,11 +8,11 @@ final class Child {
     let process = Process()
     let log: URL
 
-    init(_ args: [String], environment: [String: String], log: URL) throws {
+    init(_ args: [String], environment: [String: String], log: URL, executable: URL = CLI.binary) throws {
         self.log = log
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
-        process.executableURL = CLI.binary
+        process.executableURL = executable
         process.arguments = args
         process.currentDirectoryURL = CLI.repo
         // Launchers' variables of the test's own environment must not leak in.
