@@ -25,6 +25,7 @@ final class CoordinatorMonitor {
     /// Per rank, the last memory snapshot reported (for /status's workers).
     private var memoryByRank: [Int: MemoryLedger.Snapshot] = [:]
     private var recoveriesSeen = 0
+    private var health = HealthMonitor()
     /// Where the HTTP server listens once started.
     private(set) var httpEndpoint: CoordinatorHTTPServer.Endpoint?
 
@@ -53,10 +54,7 @@ final class CoordinatorMonitor {
     /// The job ended: the final state on /status; STOPPING=1.
     func finish(code: Int32, message: String) {
         let state = code == 0 ? "finished" : code == 130 ? "stopped" : "failed"
-        status.withLock {
-            $0.state = state
-            $0.warnings.append(.init(time: Date().timeIntervalSince1970, message: "job \(state): \(message)"))
-        }
+        status.withLock { $0.state = state }
         notifier.notify("STOPPING=1", "STATUS=\(state): \(message)")
     }
 
@@ -100,6 +98,11 @@ final class CoordinatorMonitor {
         status.withLock {
             $0.append(.init(step: m.step, loss: m.loss.isFinite ? Double(m.loss) : nil, tokensPerSecond: m.tokensPerSecond,
                             memoryBytes: ranks.reduce(0) { $0 + ($1.memoryBytes["device"] ?? 0) }))
+        }
+        for w in health.observe(step: m.step, loss: Double(m.loss), gradNorm: m.gradNorm, skipped: m.skipped) {
+            metrics.healthWarning(w.rule)
+            status.withLock { $0.warn(.init(time: Date().timeIntervalSince1970, message: w.message)) }
+            output("warning: " + w.message)
         }
         notifier.notify("STATUS=step \(m.step + 1)/\(config.training.totalSteps) loss \(String(format: "%.4f", m.loss)) tok/s \(Int(m.tokensPerSecond.rounded()))")
         return Dictionary(scalars.map { ($0.tag, $0.value) }, uniquingKeysWith: { a, _ in a })

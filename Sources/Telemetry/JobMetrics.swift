@@ -30,6 +30,11 @@ public final class JobMetrics: Sendable {
         worldSize = r.makeGauge(name: "zerotrain_world_size", help: "Ranks in the current membership.")
         lastCheckpointStep = r.makeGauge(name: "zerotrain_last_checkpoint_step", help: "Step of the newest committed checkpoint (-1: none).")
         lastCheckpointStep.set(-1.0)
+        // Every rule's series exists from the start (at 0), so alerts can use increase().
+        for rule in HealthMonitor.Rule.allCases {
+            r.makeCounter(name: "zerotrain_health_warnings_total", labels: [("rule", rule.rawValue)],
+                          help: "Training-health warnings raised, by rule.")
+        }
         stepDuration = r.makeDurationHistogram(
             name: "zerotrain_step_duration_seconds",
             buckets: [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
@@ -83,6 +88,12 @@ public final class JobMetrics: Sendable {
     }
 
     public func recovered() { recoveries.increment() }
+
+    /// A health-monitor warning (`rule`: one of `HealthMonitor.Rule`).
+    public func healthWarning(_ rule: HealthMonitor.Rule) {
+        registry.makeCounter(name: "zerotrain_health_warnings_total", labels: [("rule", rule.rawValue)],
+                             help: "Training-health warnings raised, by rule.").increment()
+    }
 
     /// The exposition, `\n`-terminated.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }

@@ -99,6 +99,14 @@ public struct JobStatus: Codable, Sendable, Equatable {
     /// Points kept for the live page.
     public static let historyLimit = 500
 
+    /// Warnings kept (the newest).
+    public static let warningLimit = 100
+
+    public mutating func warn(_ event: Event) {
+        warnings.append(event)
+        if warnings.count > Self.warningLimit { warnings.removeFirst(warnings.count - Self.warningLimit) }
+    }
+
     public mutating func append(_ point: Point) {
         history.append(point)
         if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }

@@ -121,7 +121,7 @@ extension Python {
             #expect(Double(line.split(separator: " ").last!) != nil, "\(line)")
             if let open = line.firstIndex(of: "{") {
                 let labels = line[line.index(after: open)..<line.firstIndex(of: "}")!].split(separator: ",").map { String($0.prefix { $0 != "=" }) }
-                #expect(Set(labels).isSubset(of: ["rank", "tier", "le", "version"]), "\(line)")
+                #expect(Set(labels).isSubset(of: ["rank", "tier", "le", "version", "rule"]), "\(line)")
             }
         }
     }
@@ -231,6 +231,32 @@ extension Python {
         // The parser names a counter's family without `_total`.
         #expect(families["zerotrain_steps"] == "counter" && families["zerotrain_loss"] == "gauge")
         #expect(families["zerotrain_step_duration_seconds"] == "histogram" && families["zerotrain_rank_memory_bytes"] == "gauge")
+    }
+
+    /// The health monitor stays quiet on a healthy run of configs/tiny.yaml (200 steps, 2 workers).
+    @Test func healthMonitorIsQuietOnTiny() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let shipped = try String(contentsOf: CLI.repo.appendingPathComponent("configs/tiny.yaml"), encoding: .utf8)
+        let config = shipped.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            if line.hasPrefix("  checkpoint_dir:") { return "  checkpoint_dir: \(root.appendingPathComponent("checkpoints").path)" }
+            if line.hasPrefix("  threads:") { return "  threads: 1" }
+            return String(line)
+        }.joined(separator: "\n")
+        let file = root.appendingPathComponent("tiny.yaml"), run = root.appendingPathComponent("run")
+        try CLI.write(config, to: file)
+        let r = try CLI.run(["local", "--config", file.path, "--workers", "2", "--run-dir", run.path], timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("finished 200 steps") && !r.stdout.contains("warning:"), "\(r.stdout)")
+        var monitor = HealthMonitor()
+        let records = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(records.count == 200)
+        for rec in records {
+            let w = monitor.observe(step: rec["step"] as! Int, loss: (rec["loss"] as! NSNumber).doubleValue,
+                                    gradNorm: (rec["grad_norm"] as! NSNumber).doubleValue, skipped: rec["skipped"] as? Bool ?? false)
+            #expect(w.isEmpty, "\(w)")
+        }
     }
 
     @Test func badHTTPAddressesAreOneLineErrors() throws {
