@@ -233,6 +233,46 @@ extension Python {
         #expect(families["zerotrain_step_duration_seconds"] == "histogram" && families["zerotrain_rank_memory_bytes"] == "gauge")
     }
 
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let hasBrowser: Bool = {
+        if chromium == nil { print("note: MonitoringTests.livePageRendersInAHeadlessBrowser skipped: no Chromium (apt-get install chromium)") }
+        return chromium != nil
+    }()
+
+    /// Chromium headless on `url`: the DOM after the page's scripts ran (`--dump-dom`), or a screenshot.
+    static func browse(_ url: String, _ mode: String, profile: URL) throws -> Child {
+        try Child(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--user-data-dir=" + profile.path,
+                   "--window-size=1200,900", "--virtual-time-budget=4000", mode, url],
+                  environment: [:], log: profile.appendingPathExtension("log"), executable: URL(fileURLWithPath: chromium!))
+    }
+
+    /// The live page in a real browser: its script fetches /status and fills in the state,
+    /// workers and charts while the job trains; a screenshot is taken (docs/images/status-page.png
+    /// is one, taken after a job finished).
+    @Test(.enabled(if: MonitoringTests.hasBrowser, "needs Chromium"))
+    func livePageRendersInAHeadlessBrowser() async throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (process, run) = try Self.start(root, steps: 3000, linger: 30)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let base = try await Self.baseURL(run)
+        _ = try await Self.eventually { try await HTTP.status(base)["state"] as? String == "running" ? true : nil }
+        let during = try Self.browse(base + "/", "--dump-dom", profile: root.appendingPathComponent("profile1"))
+        #expect(during.wait(60) == 0)
+        #expect(during.output.contains("<span id=\"state\" class=\"state\">running</span>"), "\(during.output.suffix(2000))")
+        #expect(during.output.contains(" of 3000 · 2 ranks"), "\(during.output.suffix(2000))")
+        #expect(during.output.contains("<td>0,</td>") == false && during.output.contains("s ago</td>"), "the workers table")
+        let png = root.appendingPathComponent("page.png")
+        let shot = try Self.browse(base + "/", "--screenshot=" + png.path, profile: root.appendingPathComponent("profile2"))
+        #expect(shot.wait(60) == 0)
+        let bytes = try Data(contentsOf: png)
+        #expect(bytes.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) && bytes.count > 10_000, "\(bytes.count) bytes")
+        // Ctrl-C's path: the job checkpoints and stops (status 130), without lingering.
+        kill(process.processIdentifier, SIGTERM)
+        #expect(CLI.wait(for: [process], timeout: 60))
+        #expect(process.terminationStatus == 130)
+    }
+
     /// The health monitor stays quiet on a healthy run of configs/tiny.yaml (200 steps, 2 workers).
     @Test func healthMonitorIsQuietOnTiny() throws {
         let root = CLI.tempDir()
