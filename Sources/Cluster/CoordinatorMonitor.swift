@@ -89,9 +89,10 @@ final class CoordinatorMonitor {
                 * Double(t.gradientAccumulationSteps * worldSize)
             mfu = flops / m.seconds / (peak * 1e9 * Double(worldSize))
         }
-        let sample = StepSample(step: m.step, loss: Double(m.loss), learningRate: m.lr, gradNorm: m.gradNorm,
+        var sample = StepSample(step: m.step, loss: Double(m.loss), learningRate: m.lr, gradNorm: m.gradNorm,
                                 auxLoss: config.model.isMoE ? Double(m.auxLoss) : nil, tokens: m.tokens, seconds: m.seconds,
                                 tokensPerSecond: m.tokensPerSecond, mfu: mfu, skipped: m.skipped, idleSeconds: idleSeconds, ranks: ranks)
+        sample.expertLoad = m.expertLoad ?? []
         let scalars = sample.scalars
         try events.scalars(step: m.step, scalars)
         metrics.record(sample)

@@ -171,6 +171,7 @@ public final class Trainer {
         let accumulation = t.gradientAccumulationSteps
         engine.beginStep()
         var lossSum: Double = 0, auxSum: Double = 0
+        var expertCounts: [Int] = []
         for local in 0..<accumulation {
             let micro = rank * accumulation + local
             let batch = sampler.batch(step: step, micro: micro)
@@ -184,6 +185,9 @@ public final class Trainer {
                                gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
+            if expertCounts.isEmpty { expertCounts = model.lastExpertCounts } else {
+                for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }
+            }
         }
         let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
         let gradNorm = totals.gradNorm
@@ -206,6 +210,8 @@ public final class Trainer {
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         metrics.skipped = skipped
+        let routed = expertCounts.reduce(0, +)
+        if routed > 0 { metrics.expertLoad = expertCounts.map { Double($0) / Double(routed) } }
         step += 1
         let limit = config.faultTolerance.maxSkippedSteps
         if skipped, nonFiniteStreak >= limit {

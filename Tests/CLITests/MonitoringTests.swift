@@ -50,7 +50,10 @@ extension Python {
     static func expectedTags(ranks: Int, moe: Bool) -> Set<String> {
         var tags: Set<String> = ["train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_second", "train/skipped",
                                  "train/mfu", "system/step_seconds", "system/idle_seconds"]
-        if moe { tags.insert("train/aux_loss") }
+        if moe {
+            tags.insert("train/aux_loss")
+            for e in 0..<4 { tags.insert("train/expert_load/expert\(e)") }
+        }
         for r in 0..<ranks {
             for t in ["compute_seconds", "exposed_communication_seconds", "checkpoint_seconds", "device_utilization", "sent_bytes"] {
                 tags.insert("system/rank\(r)/\(t)")
