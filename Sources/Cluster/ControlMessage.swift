@@ -32,6 +32,11 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         /// worker → coordinator: a device failed (`reason`, `epoch`); the coordinator decides
         /// (fault_tolerance.policy): recover, or shut the job down.
         case failed
+        /// worker → coordinator: send bytes `offset ..< offset+length` of the token file `path` (a
+        /// worker that cannot see it: TokenFetch).
+        case fetch
+        /// coordinator → worker: those bytes (`data`, `crc` = their CRC-32C, `size` = the file's), or `reason`.
+        case chunk
         /// coordinator → workers: the membership ends (`epoch` is the next one, `reason`): stop the
         /// devices, bind new ring links and register again.
         case reset
@@ -87,6 +92,12 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var memory: [MemoryLedger.Snapshot]?
     public var directory: String?
     public var path: String?
+    // fetch, chunk
+    public var offset: Int?
+    public var length: Int?
+    public var size: Int?
+    public var data: Data?
+    public var crc: UInt32?
     /// checkpoint_done: per device (rank order), its shard file and rank 0's data cursor and schedule.
     public var shards: [ShardRecord]?
     /// step_done: seconds the slowest device spent on checkpoint snapshots since its previous step.

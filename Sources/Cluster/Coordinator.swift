@@ -179,6 +179,8 @@ public final class Coordinator: Sendable {
                     }
                 case .prepareCheckpoint:
                     break
+                case let .serveChunk(peer, request):
+                    _ = try server.send(TokenFetch.serve(request, file: state.tokenFile).encoded(), to: peer)
                 case let .commit(step, jobConfig, shards):
                     let outcome = commit(step: step, config: jobConfig, shards: shards, now: now())
                     if case .committed(_, _?, _, _) = outcome { monitor.metrics.checkpointCommitted(step: step) }

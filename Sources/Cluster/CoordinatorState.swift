@@ -27,6 +27,8 @@ public struct CoordinatorState {
         /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
         /// membership's `config`, rank 0's record first) and commit; then report `.committed`.
         case commit(step: Int, config: TrainConfig, shards: [ShardRecord])
+        /// A worker asked for a chunk of the token file (`fetch`): answer with `TokenFetch.serve`.
+        case serveChunk(to: Data, ControlMessage)
         /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
@@ -235,6 +237,10 @@ public struct CoordinatorState {
             return []
         case .heartbeat:
             return []
+        case .fetch:
+            // A worker without the token file: answered by the daemon (it reads the file).
+            guard index(of: id) != nil else { return [] }
+            return [.serveChunk(to: id, m)]
         default:
             return [.log("ignored unexpected \(m.kind.rawValue) message")]
         }

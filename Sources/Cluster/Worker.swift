@@ -33,6 +33,9 @@ public final class Worker: Sendable {
         public var afterStep: StepHook?
         /// Fault injection (the chaos test): pauses that widen a failure window.
         public var faultDelays = FaultDelays()
+        /// Where the worker caches what it fetched from the coordinator (the token file, when it
+        /// cannot see the coordinator's); nil = the current directory.
+        public var runDirectory: URL?
         /// systemd's notify socket (`$NOTIFY_SOCKET`; a no-op outside systemd): READY=1 once
         /// admitted, STATUS= after every step, WATCHDOG=1 from the step loop, STOPPING=1.
         public var notifier = SystemdNotifier()
@@ -95,6 +98,41 @@ public final class Worker: Sendable {
         let notifier = options.notifier
         var announcedReady = false
 
+        /// A token-file fetch under way: its state, the assignment waiting for it, the cache file.
+        var fetch: (state: TokenFetch, assignment: WorkerState.Assignment, cache: URL)?
+
+        /// Carries out a fetch's actions; the worker actions that follow (none, or the failure).
+        func fetched(_ actions: [TokenFetch.Action]) throws -> [WorkerState.Action] {
+            for action in actions {
+                guard let f = fetch else { return [] }
+                switch action {
+                case let .request(m):
+                    _ = try client.send(m.encoded())
+                case let .append(offset, data):
+                    do {
+                        try FileManager.default.createDirectory(at: f.cache.deletingLastPathComponent(), withIntermediateDirectories: true)
+                        if !FileManager.default.fileExists(atPath: f.cache.path) { _ = FileManager.default.createFile(atPath: f.cache.path, contents: nil) }
+                        let handle = try FileHandle(forWritingTo: f.cache)
+                        defer { try? handle.close() }
+                        try handle.truncate(atOffset: UInt64(offset))
+                        try handle.write(contentsOf: data)
+                    } catch {
+                        throw ClusterError(.runtime, "cannot write the token cache \(f.cache.path)", cause: error)
+                    }
+                case .complete:
+                    output("fetched \(f.state.path): \(f.state.cached) bytes, every chunk's CRC-32C checked")
+                    var a = f.assignment
+                    a.config.data.path = f.cache.path
+                    fetch = nil
+                    devices = startDevices(a, links: &links, generation: generation)
+                case let .fail(reason):
+                    fetch = nil
+                    throw ClusterError(.runtime, "cannot fetch the token file: \(reason)")
+                }
+            }
+            return []
+        }
+
         /// Carries out actions (and the ones a registration's outcome leads to); the exit code once the state says exit.
         func perform(_ actions: [WorkerState.Action]) throws -> Int32? {
             var queue = actions
@@ -115,7 +153,19 @@ public final class Worker: Sendable {
                 case let .startDevices(a):
                     notifier.notify("STATUS=admitted: ranks \(a.ranks.map(String.init).joined(separator: ",")) of \(a.worldSize)")
                     generation += 1
-                    devices = startDevices(a, links: &links, generation: generation)
+                    fetch = nil
+                    if let path = a.config.data.path, a.config.data.source == "tokens", !FileManager.default.isReadableFile(atPath: path) {
+                        // Not on this host: fetched from the coordinator first, then the devices start.
+                        let cache = tokenCache(for: path)
+                        let cached = (try? FileManager.default.attributesOfItem(atPath: cache.path)[.size] as? Int) ?? 0
+                        var f = TokenFetch(path: path, cachedBytes: cached)
+                        output("fetching \(path) from the coordinator into \(cache.path)" + (cached > 0 ? " (resuming after \(cached) bytes)" : ""))
+                        let first = f.start()
+                        fetch = (f, a, cache)
+                        queue += try fetched(first)
+                    } else {
+                        devices = startDevices(a, links: &links, generation: generation)
+                    }
                 case .rebindLinks:
                     // The old devices own (and closed) their links; unused ones are reused.
                     let missing = options.devices - links.count
@@ -130,6 +180,11 @@ public final class Worker: Sendable {
                     for d in devices { d.order(Self.deviceOrder(o)) }
                 case .stopDevices:
                     for d in devices { d.order(.stop) }
+                    if fetch != nil {
+                        // Still fetching: there are no devices to stop, so none will report; say they stopped.
+                        fetch = nil
+                        for d in 0..<options.devices { mailbox.post((generation, .stopped(device: d))) }
+                    }
                 case let .log(line):
                     output(line)
                 case let .exit(outcome):
@@ -157,7 +212,15 @@ public final class Worker: Sendable {
                 .compactMap { $0 }.min()
             switch try client.next(until: deadline) {
             case let .message(_, data):
-                if let m = ControlMessage.decode(data) {
+                if let m = ControlMessage.decode(data), m.kind == .chunk {
+                    // Answers to the fetch; still a message from the coordinator for the heartbeat timeout.
+                    actions = state.event(.message(ControlMessage(.heartbeat), now: now()))
+                    if var f = fetch {
+                        let next = f.state.received(m)
+                        fetch?.state = f.state
+                        actions += try fetched(next)
+                    }
+                } else if let m = ControlMessage.decode(data) {
                     actions = state.event(.message(m, now: now()))
                 } else {
                     output("ignored an unreadable control message (\(data.count) bytes)")
@@ -180,6 +243,15 @@ public final class Worker: Sendable {
             // step (which stops the step reports) ends the pings; between steps, by every event.
             if state.phase != .stepping { notifier.watchdog() }
         }
+    }
+
+    /// The cache of the coordinator's file `path` in this worker's run directory.
+    private func tokenCache(for path: String) -> URL {
+        let dir = options.runDirectory ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        var h = FNV1a()
+        h.add(path.utf8)
+        let key = String(h.value, radix: 16)
+        return dir.appendingPathComponent("fetched-\(key)-" + URL(fileURLWithPath: path).lastPathComponent)
     }
 
     private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink], generation: Int) -> [Device] {

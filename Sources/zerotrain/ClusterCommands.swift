@@ -87,6 +87,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Refuse to join unless the job has this many ranks.")
     var worldSize: Int?
 
+    @Option(name: .long, help: "The worker's own directory: a token file this host cannot see is fetched from the coordinator into it (default: $ZEROTRAIN_WORKER_DIR, $STATE_DIRECTORY under systemd, else the current directory).")
+    var runDir: String?
+
     @Option(name: .long, help: .hidden)
     var protocolVersion: Int?
 
@@ -115,6 +118,9 @@ struct WorkerCommand: AsyncParsableCommand {
             // A world size from WORLD_SIZE/SLURM_NTASKS counts processes of one device each unless ZEROTRAIN_DEVICES says more.
             options.expectedWorldSize = worldSize ?? env.worldSize
             options.launchRank = env.launchRank
+            if let dir = runDir ?? processEnv["ZEROTRAIN_WORKER_DIR"] ?? processEnv["STATE_DIRECTORY"], !dir.isEmpty {
+                options.runDirectory = URL(fileURLWithPath: dir)
+            }
             if let protocolVersion { options.protocolVersion = protocolVersion }
             if coordinator == nil || devices == nil, !env.sources.isEmpty { Console.out("worker: " + env.sources.joined(separator: "; ")) }
             // Fault injection for scripts/chaos.sh (docs/fault-tolerance.md): through the environment,

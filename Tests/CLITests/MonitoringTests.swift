@@ -6,20 +6,30 @@ import Telemetry
 import Testing
 import ZeroTrainTestKit
 
-/// A GET with URLSession (a real HTTP client over a real socket).
+/// A GET with URLSession (a real HTTP client over a real socket). Blocking: the completion runs
+/// on URLSession's own queue, so a test waiting here never needs a thread of the (busy) cooperative pool.
 enum HTTP {
     struct Response { let status: Int; let contentType: String; let body: Data; var text: String { String(decoding: body, as: UTF8.self) } }
 
-    static func get(_ url: String) async throws -> Response {
+    static func get(_ url: String) throws -> Response {
         var request = URLRequest(url: URL(string: url)!)
         request.timeoutInterval = 10
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = response as! HTTPURLResponse
-        return Response(status: http.statusCode, contentType: http.value(forHTTPHeaderField: "Content-Type") ?? "", body: data)
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<Response, any Error> = .failure(URLError(.timedOut))
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let http = response as? HTTPURLResponse, let data {
+                result = .success(Response(status: http.statusCode, contentType: http.value(forHTTPHeaderField: "Content-Type") ?? "", body: data))
+            } else {
+                result = .failure(error ?? URLError(.badServerResponse))
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        return try result.get()
     }
 
-    static func status(_ base: String) async throws -> [String: Any] {
-        try JSONSerialization.jsonObject(with: try await get(base + "/status").body) as! [String: Any]
+    static func status(_ base: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: try get(base + "/status").body) as! [String: Any]
     }
 }
 
@@ -86,17 +96,19 @@ extension Python {
     }
 
     /// Polls (every 20 ms, up to `timeout` seconds) until `body` gives a value.
-    static func eventually<T>(_ timeout: Double = 60, _ body: () async throws -> T?) async throws -> T {
+    static func eventually<T>(_ timeout: Double = 120, _ body: () throws -> T?) throws -> T {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let v = try? await body() { return v }
-            try await Task.sleep(for: .milliseconds(20))
+            if let v = try? body() { return v }
+            usleep(20_000)
         }
-        throw CancellationError()
+        throw CLIError("gave up after \(timeout) s")
     }
 
-    static func baseURL(_ run: URL) async throws -> String {
-        try await eventually {
+    struct CLIError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+
+    static func baseURL(_ run: URL) throws -> String {
+        try eventually {
             let text = try String(contentsOf: run.appendingPathComponent("coordinator.http"), encoding: .utf8)
             return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -129,18 +141,18 @@ extension Python {
         }
     }
 
-    @Test func twoWorkerJobIsMonitoredWhileTrainingAndAfter() async throws {
+    @Test func twoWorkerJobIsMonitoredWhileTrainingAndAfter() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let steps = 400
         let (process, run) = try Self.start(root, steps: steps, linger: 20)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let base = try await Self.baseURL(run)
+        let base = try Self.baseURL(run)
         #expect(base.hasPrefix("http://127.0.0.1:"))
 
         // While training.
-        let during = try await Self.eventually { () async throws -> [String: Any]? in
-            let s = try await HTTP.status(base)
+        let during = try Self.eventually { () throws -> [String: Any]? in
+            let s = try HTTP.status(base)
             return s["state"] as? String == "running" && (s["step"] as? Int ?? 0) >= 1 ? s : nil
         }
         let workers = try #require(during["workers"] as? [[String: Any]])
@@ -152,25 +164,25 @@ extension Python {
         }
         #expect(during["total_steps"] as? Int == steps && during["world_size"] as? Int == 2)
         #expect((during["recoveries"] as? [Any])?.isEmpty == true)
-        let metrics = try await HTTP.get(base + "/metrics")
+        let metrics = try HTTP.get(base + "/metrics")
         #expect(metrics.status == 200 && metrics.contentType == "text/plain; version=0.0.4; charset=utf-8")
         Self.checkExposition(metrics.text)
         #expect(metrics.text.contains("zerotrain_steps_total ") && metrics.text.contains("zerotrain_rank_memory_bytes{rank=\"1\",tier=\"device\"}"))
-        let page = try await HTTP.get(base + "/")
+        let page = try HTTP.get(base + "/")
         #expect(page.status == 200 && page.contentType.hasPrefix("text/html"))
         #expect(page.text.contains("<canvas id=\"loss\"") && page.text.contains("fetch('status'"))
         #expect(!page.text.contains("src=") && !page.text.contains("https://"), "the page loads nothing from elsewhere")
-        #expect(try await HTTP.get(base + "/nothing").status == 404)
+        #expect(try HTTP.get(base + "/nothing").status == 404)
 
         // After: the final status while the coordinator lingers.
-        let after = try await Self.eventually { () async throws -> [String: Any]? in
-            let s = try await HTTP.status(base)
+        let after = try Self.eventually { () throws -> [String: Any]? in
+            let s = try HTTP.status(base)
             return s["state"] as? String == "finished" ? s : nil
         }
         #expect(after["step"] as? Int == steps)
         #expect((after["history"] as? [Any])?.count == steps)
         #expect((after["last_checkpoint"] as? [String: Any])?["step"] as? Int == steps)
-        let final = try await HTTP.get(base + "/metrics").text
+        let final = try HTTP.get(base + "/metrics").text
         #expect(final.contains("zerotrain_steps_total \(steps)\n") && final.contains("zerotrain_checkpoints_total 1\n"))
         // SIGTERM ends the linger at once.
         kill(process.processIdentifier, SIGTERM)
@@ -217,15 +229,15 @@ extension Python {
     }
 
     @Test(.enabled(if: Python.hasPrometheusClient, "needs Python with prometheus_client: set ZEROTRAIN_PYTHON"))
-    func prometheusClientParsesMetrics() async throws {
+    func prometheusClientParsesMetrics() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let (process, run) = try Self.start(root, steps: 10, linger: 20)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let base = try await Self.baseURL(run)
-        _ = try await Self.eventually { try await HTTP.status(base)["state"] as? String == "finished" ? true : nil }
+        let base = try Self.baseURL(run)
+        _ = try Self.eventually { try HTTP.status(base)["state"] as? String == "finished" ? true : nil }
         let file = root.appendingPathComponent("metrics.prom")
-        try (try await HTTP.get(base + "/metrics")).body.write(to: file)
+        try (try HTTP.get(base + "/metrics")).body.write(to: file)
         kill(process.processIdentifier, SIGTERM)
         #expect(CLI.wait(for: [process], timeout: 60))
         let r = Python.run(["scripts/check_prometheus.py", file.path])
@@ -253,13 +265,13 @@ extension Python {
     /// workers and charts while the job trains; a screenshot is taken (docs/images/status-page.png
     /// is one, taken after a job finished).
     @Test(.enabled(if: MonitoringTests.hasBrowser, "needs Chromium"))
-    func livePageRendersInAHeadlessBrowser() async throws {
+    func livePageRendersInAHeadlessBrowser() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let (process, run) = try Self.start(root, steps: 3000, linger: 30)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let base = try await Self.baseURL(run)
-        _ = try await Self.eventually { try await HTTP.status(base)["state"] as? String == "running" ? true : nil }
+        let base = try Self.baseURL(run)
+        _ = try Self.eventually { try HTTP.status(base)["state"] as? String == "running" ? true : nil }
         let during = try Self.browse(base + "/", "--dump-dom", profile: root.appendingPathComponent("profile1"))
         #expect(during.wait(60) == 0)
         #expect(during.output.contains("<span id=\"state\" class=\"state\">running</span>"), "\(during.output.suffix(2000))")
