@@ -109,16 +109,18 @@ public struct ControlMessage: Codable, Sendable, Equatable {
 
     public init(_ kind: Kind) { self.kind = kind }
 
-    /// One rank's time split of a step: compute, communication that did not overlap it, and
-    /// checkpoint snapshots since its previous step (seconds).
+    /// One rank's time split of a step (seconds): compute, communication that did not overlap
+    /// it, reading its micro-batches (data loading), and checkpoint snapshots since its previous step.
     public struct RankSeconds: Codable, Sendable, Equatable {
         public var compute: Double
         public var exposedCommunication: Double
         public var checkpoint: Double
-        public init(compute: Double, exposedCommunication: Double, checkpoint: Double) {
+        public var data: Double
+        public init(compute: Double, exposedCommunication: Double, checkpoint: Double, data: Double = 0) {
             self.compute = compute
             self.exposedCommunication = exposedCommunication
             self.checkpoint = checkpoint
+            self.data = data
         }
     }
 

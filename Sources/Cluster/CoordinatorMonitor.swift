@@ -78,7 +78,8 @@ final class CoordinatorMonitor {
                 }
             }
             ranks.append(StepSample.Rank(rank: r, computeSeconds: t.compute, exposedCommunicationSeconds: t.exposedCommunication,
-                                         checkpointSeconds: t.checkpoint, utilization: m.seconds > 0 ? min(1, t.compute / m.seconds) : 0,
+                                         checkpointSeconds: t.checkpoint, dataSeconds: t.data,
+                                         utilization: m.seconds > 0 ? min(1, t.compute / m.seconds) : 0,
                                          memoryBytes: current, memoryPeakBytes: peak,
                                          sentBytes: r < bytesSent.count ? bytesSent[r].values.reduce(0, +) : 0))
         }

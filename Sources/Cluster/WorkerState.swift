@@ -32,6 +32,8 @@ public struct StepReport: Sendable, Equatable {
     public var checkpointSeconds: Double = 0
     /// Seconds the device spent on the in-memory replica after the step (its snapshot; the transfer runs in the background).
     public var replicaSeconds: Double = 0
+    /// Seconds of the step spent reading micro-batches (included in `computeSeconds`).
+    public var dataSeconds: Double = 0
 
     public init(metrics: StepMetrics, checksums: [UInt64], computeSeconds: Double, exposedCommunicationSeconds: Double,
                 bytesSent: [String: Int], memory: MemoryLedger.Snapshot) {
@@ -336,8 +338,8 @@ public struct WorkerState {
             done.replicaSeconds = reports.map(\.replicaSeconds).max()
             done.memory = reports.map(\.memory)
             done.rankSeconds = reports.map {
-                ControlMessage.RankSeconds(compute: $0.computeSeconds, exposedCommunication: $0.exposedCommunicationSeconds,
-                                           checkpoint: $0.checkpointSeconds)
+                ControlMessage.RankSeconds(compute: max(0, $0.computeSeconds - $0.dataSeconds), exposedCommunication: $0.exposedCommunicationSeconds,
+                                           checkpoint: $0.checkpointSeconds, data: $0.dataSeconds)
             }
             return [.send(done)]
         case let .checkpointWritten(device, record):

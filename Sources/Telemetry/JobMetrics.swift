@@ -63,6 +63,8 @@ public final class JobMetrics: Sendable {
                 .set(rank.exposedCommunicationSeconds)
             registry.makeGauge(name: "zerotrain_rank_checkpoint_seconds", labels: label,
                                help: "Seconds the rank spent on checkpoint snapshots before the last update.").set(rank.checkpointSeconds)
+            registry.makeGauge(name: "zerotrain_rank_data_seconds", labels: label,
+                               help: "Seconds of the last update the rank spent reading its micro-batches (data loading).").set(rank.dataSeconds)
             registry.makeGauge(name: "zerotrain_rank_device_utilization_ratio", labels: label,
                                help: "Busy (compute) time over wall time of the last update, 0-1.").set(rank.utilization)
             registry.makeCounter(name: "zerotrain_rank_sent_bytes_total", labels: label,

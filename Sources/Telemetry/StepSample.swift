@@ -7,6 +7,8 @@ public struct StepSample: Sendable, Equatable {
         public var computeSeconds: Double
         public var exposedCommunicationSeconds: Double
         public var checkpointSeconds: Double
+        /// Seconds reading the step's micro-batches (data loading / I/O latency).
+        public var dataSeconds: Double
         /// Busy (compute) time over the step's wall time, 0…1.
         public var utilization: Double
         /// Bytes by tier ("device", "host", "disk"): now, and the peak so far.
@@ -16,11 +18,12 @@ public struct StepSample: Sendable, Equatable {
         public var sentBytes: Int
 
         public init(rank: Int, computeSeconds: Double, exposedCommunicationSeconds: Double, checkpointSeconds: Double,
-                    utilization: Double, memoryBytes: [String: Int], memoryPeakBytes: [String: Int], sentBytes: Int) {
+                    dataSeconds: Double = 0, utilization: Double, memoryBytes: [String: Int], memoryPeakBytes: [String: Int], sentBytes: Int) {
             self.rank = rank
             self.computeSeconds = computeSeconds
             self.exposedCommunicationSeconds = exposedCommunicationSeconds
             self.checkpointSeconds = checkpointSeconds
+            self.dataSeconds = dataSeconds
             self.utilization = utilization
             self.memoryBytes = memoryBytes
             self.memoryPeakBytes = memoryPeakBytes
@@ -79,7 +82,8 @@ public struct StepSample: Sendable, Equatable {
         for r in ranks {
             let p = "system/rank\(r.rank)/"
             s += [(p + "compute_seconds", r.computeSeconds), (p + "exposed_communication_seconds", r.exposedCommunicationSeconds),
-                  (p + "checkpoint_seconds", r.checkpointSeconds), (p + "device_utilization", r.utilization),
+                  (p + "checkpoint_seconds", r.checkpointSeconds), (p + "data_seconds", r.dataSeconds),
+                  (p + "device_utilization", r.utilization),
                   (p + "sent_bytes", Double(r.sentBytes))]
             for tier in Self.tiers {
                 s += [(p + "memory_\(tier)_bytes", Double(r.memoryBytes[tier] ?? 0)),

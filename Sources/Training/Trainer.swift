@@ -161,6 +161,9 @@ public final class Trainer {
 
     public var isFinished: Bool { step >= config.training.totalSteps }
 
+    /// Seconds the last update spent reading its micro-batches (data loading / I/O latency; part of its wall time).
+    public private(set) var dataSeconds = 0.0
+
     /// Runs one update and returns its metrics. An update whose loss or gradient norm is not
     /// finite is skipped on every rank (`StepMetrics.skipped`); the one that makes
     /// `fault_tolerance.max_skipped_steps` consecutive skips is counted too, then this throws
@@ -172,9 +175,12 @@ public final class Trainer {
         engine.beginStep()
         var lossSum: Double = 0, auxSum: Double = 0
         var expertCounts: [Int] = []
+        dataSeconds = 0
         for local in 0..<accumulation {
             let micro = rank * accumulation + local
+            let readStart = DispatchTime.now().uptimeNanoseconds
             let batch = sampler.batch(step: step, micro: micro)
+            dataSeconds += Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
             let dropout = config.model.dropout > 0
                 ? Transformer.DropoutContext(seed: t.seed, stream: Philox.stream(UInt64(step), UInt64(micro)))
                 : nil

@@ -65,7 +65,7 @@ extension Python {
             for e in 0..<4 { tags.insert("train/expert_load/expert\(e)") }
         }
         for r in 0..<ranks {
-            for t in ["compute_seconds", "exposed_communication_seconds", "checkpoint_seconds", "device_utilization", "sent_bytes"] {
+            for t in ["compute_seconds", "exposed_communication_seconds", "checkpoint_seconds", "data_seconds", "device_utilization", "sent_bytes"] {
                 tags.insert("system/rank\(r)/\(t)")
             }
             for tier in ["device", "host", "disk"] {
