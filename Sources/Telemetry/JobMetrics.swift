@@ -1,7 +1,10 @@
+import class CoreMetrics.Timer
 import Prometheus
 
-/// The job's Prometheus metrics (text format 0.0.4 from `exposition`), through swift-prometheus's
-/// registry: one `zerotrain_` prefix, base units (seconds, bytes, ratios 0–1), `_total` on
+/// The job's Prometheus metrics (text format 0.0.4 from `exposition`), in swift-prometheus's
+/// registry — the step-duration histogram through the swift-metrics API (a `Timer` made by a
+/// `PrometheusMetricsFactory` over the same registry, not the process-wide bootstrap, so that
+/// several coordinators in one process keep their own): one `zerotrain_` prefix, base units (seconds, bytes, ratios 0–1), `_total` on
 /// counters, and only bounded labels (`rank` < world size, `tier` ∈ device/host/disk).
 public final class JobMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
@@ -9,7 +12,7 @@ public final class JobMetrics: Sendable {
 
     private let steps, skippedSteps, tokens, checkpoints, recoveries: Counter
     private let loss, auxLoss, learningRate, gradNorm, tokensPerSecond, mfu, step, workers, worldSize, lastCheckpointStep: Gauge
-    private let stepDuration: DurationHistogram
+    private let stepDuration: Timer
 
     public init(version: String) {
         let r = registry
@@ -35,11 +38,11 @@ public final class JobMetrics: Sendable {
             r.makeCounter(name: "zerotrain_health_warnings_total", labels: [("rule", rule.rawValue)],
                           help: "Training-health warnings raised, by rule.")
         }
-        stepDuration = r.makeDurationHistogram(
-            name: "zerotrain_step_duration_seconds",
-            buckets: [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-                      .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)],
-            help: "Wall time of an update as the coordinator sees it.")
+        var factory = PrometheusMetricsFactory(registry: r)
+        factory.durationHistogramBuckets["zerotrain_step_duration_seconds"] =
+            [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+             .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
+        stepDuration = Timer(label: "zerotrain_step_duration_seconds", factory: factory)
     }
 
     public func record(_ s: StepSample) {
@@ -53,7 +56,7 @@ public final class JobMetrics: Sendable {
         tokensPerSecond.set(s.tokensPerSecond)
         mfu.set(s.mfu ?? 0)
         step.set(Double(s.step + 1))
-        stepDuration.record(.nanoseconds(Int64(max(0, s.seconds) * 1e9)))
+        stepDuration.recordNanoseconds(Int64(max(0, s.seconds) * 1e9))
         for rank in s.ranks {
             let label = [("rank", String(rank.rank))]
             registry.makeGauge(name: "zerotrain_rank_compute_seconds", labels: label,
