@@ -171,8 +171,9 @@ public final class HostLauncher: Sendable {
         say("launch: \(hosts.count) worker(s), \(options.hostfile.totalSlots) rank(s), coordinator at \(coordinatorEndpoint), launcher \(options.launcher.rawValue)")
         let binary = options.launcher == .none ? executable.path : (options.remoteBinary ?? executable.path)
         let directory = options.remoteDirectory ?? fm.currentDirectoryPath
-        for host in hosts {
-            var args = ["worker", "--coordinator", coordinatorEndpoint, "--devices", String(host.slots)]
+        for (i, host) in hosts.enumerated() {
+            // Ranks follow the hostfile: the first host's devices are ranks 0..<slots, and so on.
+            var args = ["worker", "--coordinator", coordinatorEndpoint, "--devices", String(host.slots), "--launch-rank", String(i)]
             args += ["--advertise", options.launcher == .none ? "127.0.0.1" : host.name]
             if let t = options.threads { args += ["--threads", String(t)] }
             let name = host.name

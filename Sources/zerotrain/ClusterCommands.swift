@@ -90,10 +90,14 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The worker's own directory: a token file this host cannot see is fetched from the coordinator into it (default: $ZEROTRAIN_WORKER_DIR, $STATE_DIRECTORY under systemd, else the current directory).")
     var runDir: String?
 
+    @Option(name: .long, help: "This worker's index in its launcher's order (torchrun RANK, SLURM_PROCID; default from the environment): when every worker has one, ranks are given in that order.")
+    var launchRank: Int?
+
     @Option(name: .long, help: .hidden)
     var protocolVersion: Int?
 
     func validate() throws {
+        if let launchRank, launchRank < 0 { throw ValidationError("--launch-rank must be ≥ 0") }
         if let devices, devices < 1 { throw ValidationError("--devices must be ≥ 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be ≥ 1") }
     }
@@ -117,7 +121,7 @@ struct WorkerCommand: AsyncParsableCommand {
             options.connectTimeoutSeconds = connectTimeout ?? env.connectTimeoutSeconds ?? 60
             // A world size from WORLD_SIZE/SLURM_NTASKS counts processes of one device each unless ZEROTRAIN_DEVICES says more.
             options.expectedWorldSize = worldSize ?? env.worldSize
-            options.launchRank = env.launchRank
+            options.launchRank = launchRank ?? env.launchRank
             if let dir = runDir ?? processEnv["ZEROTRAIN_WORKER_DIR"] ?? processEnv["STATE_DIRECTORY"], !dir.isEmpty {
                 options.runDirectory = URL(fileURLWithPath: dir)
             }
