@@ -13,6 +13,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        // Monitoring: Prometheus text exposition through the swift-metrics API, and the coordinator's
+        // HTTP endpoint (FlyingFox: no dependencies, seconds to build, where Hummingbird's NIO stack takes minutes).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // C libraries: each is imported by exactly one Swift target.
@@ -43,8 +48,13 @@ let package = Package(
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Telemetry",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "Telemetry", dependencies: ["Common"]),
-        .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor"]),
+        .target(name: "Telemetry", dependencies: [
+            "Common",
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor",
+                                                .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(name: "zerotrain", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -68,9 +78,10 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

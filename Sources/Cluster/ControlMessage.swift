@@ -32,6 +32,11 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         /// worker → coordinator: a device failed (`reason`, `epoch`); the coordinator decides
         /// (fault_tolerance.policy): recover, or shut the job down.
         case failed
+        /// worker → coordinator: send bytes `offset ..< offset+length` of the token file `path` (a
+        /// worker that cannot see it: TokenFetch).
+        case fetch
+        /// coordinator → worker: those bytes (`data`, `crc` = their CRC-32C, `size` = the file's), or `reason`.
+        case chunk
         /// coordinator → workers: the membership ends (`epoch` is the next one, `reason`): stop the
         /// devices, bind new ring links and register again.
         case reset
@@ -43,6 +48,9 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var build: String?
     public var configHash: String?
     public var expectedWorldSize: Int?
+    /// register: the launcher's index of the worker (torchrun RANK, SLURM_PROCID, JOB_COMPLETION_INDEX);
+    /// when every worker has one, ranks are given in its order.
+    public var launchRank: Int?
     public var devices: Int?
     public var endpoints: [String]?
     public var host: String?
@@ -84,14 +92,37 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var memory: [MemoryLedger.Snapshot]?
     public var directory: String?
     public var path: String?
+    // fetch, chunk
+    public var offset: Int?
+    public var length: Int?
+    public var size: Int?
+    public var data: Data?
+    public var crc: UInt32?
     /// checkpoint_done: per device (rank order), its shard file and rank 0's data cursor and schedule.
     public var shards: [ShardRecord]?
     /// step_done: seconds the slowest device spent on checkpoint snapshots since its previous step.
     public var checkpointSeconds: Double?
     /// step_done: seconds the slowest device spent on its replica snapshot after the step.
     public var replicaSeconds: Double?
+    /// step_done: per device (rank order), its own time split of the step (monitoring).
+    public var rankSeconds: [RankSeconds]?
 
     public init(_ kind: Kind) { self.kind = kind }
+
+    /// One rank's time split of a step (seconds): compute, communication that did not overlap
+    /// it, reading its micro-batches (data loading), and checkpoint snapshots since its previous step.
+    public struct RankSeconds: Codable, Sendable, Equatable {
+        public var compute: Double
+        public var exposedCommunication: Double
+        public var checkpoint: Double
+        public var data: Double
+        public init(compute: Double, exposedCommunication: Double, checkpoint: Double, data: Double = 0) {
+            self.compute = compute
+            self.exposedCommunication = exposedCommunication
+            self.checkpoint = checkpoint
+            self.data = data
+        }
+    }
 
     public func encoded() -> Data {
         let e = JSONEncoder()

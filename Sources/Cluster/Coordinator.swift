@@ -19,11 +19,26 @@ public final class Coordinator: Sendable {
     public let listen: String
     public let resume: String?
     public let network: any ClusterNetwork
+    public let monitoring: Monitoring
     private let output: @Sendable (String) -> Void
     private let mailbox = Mailbox<Never>()
 
+    /// What the coordinator publishes besides its log and metrics.jsonl (the TensorBoard event
+    /// file is always written): docs/operations.md.
+    public struct Monitoring: Sendable {
+        /// Serve `/metrics`, `/status` and `/` here (nil: no HTTP server).
+        public var http: CoordinatorHTTPServer.Endpoint?
+        /// Seconds to keep answering HTTP after the job ended (the final status stays readable).
+        public var httpLingerSeconds = 0.0
+        /// Per-rank peak in GFLOP/s, for MFU (nil: MFU is not reported).
+        public var peakGflopsPerRank: Double?
+        /// systemd's notify socket (`$NOTIFY_SOCKET`; a no-op outside systemd).
+        public var notifier = SystemdNotifier()
+        public init() {}
+    }
+
     public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil, network: any ClusterNetwork,
-                output: @escaping @Sendable (String) -> Void = { print($0) }) {
+                monitoring: Monitoring = Monitoring(), output: @escaping @Sendable (String) -> Void = { print($0) }) {
         var c = config
         if c.training.checkpointDir == nil { c.training.checkpointDir = runDirectory.appendingPathComponent("checkpoints").path }
         self.config = c
@@ -31,6 +46,7 @@ public final class Coordinator: Sendable {
         self.runDirectory = runDirectory
         self.resume = resume
         self.network = network
+        self.monitoring = monitoring
         self.output = output
     }
 
@@ -60,18 +76,22 @@ public final class Coordinator: Sendable {
             startStep = manifest.step
             resumeFolder = folder.path
         }
+        let clock = ContinuousClock()
+        let origin = clock.now
+        let monitor = try CoordinatorMonitor(config: config, runDirectory: runDirectory, options: monitoring,
+                                             originUnix: Date().timeIntervalSince1970, notifier: monitoring.notifier, output: output)
+        try monitor.startHTTP(runDirectory: runDirectory)
         let server = try network.listen(listen)
         defer { server.close(linger: .zero) }
         try Data((server.endpoint + "\n").utf8).write(to: runDirectory.appendingPathComponent("coordinator.endpoint"), options: .atomic)
         output("coordinator listening on \(server.endpoint); waiting for \(config.cluster.workers) worker(s); run dir \(runDirectory.path)")
+        monitor.notifier.notify("READY=1", "STATUS=waiting for \(config.cluster.workers) worker(s) on \(server.endpoint)")
         let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
         let metrics = try MetricsLog(path: metricsPath)
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
                                      tokenFile: tokenFile, startStep: startStep, resumeFrom: resumeFolder,
                                      recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath))
         let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
-        let clock = ContinuousClock()
-        let origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
         var stopSent = false
         var stop = mailbox.attach(server.wakeup)
@@ -81,7 +101,10 @@ public final class Coordinator: Sendable {
                 stopSent = true
                 actions += state.event(.stopRequested(now: now()))
             } else {
-                switch try server.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+                // Under a systemd watchdog the loop also wakes every ping interval (while waiting for workers).
+                let deadline = [state.nextDeadline.map { origin + .seconds($0) },
+                                monitoring.notifier.watchdogInterval.map { clock.now + .seconds($0) }].compactMap { $0 }.min()
+                switch try server.next(until: deadline) {
                 case let .message(peer, payload):
                     if let m = ControlMessage.decode(payload) {
                         actions += state.event(.message(from: peer, m, now: now()))
@@ -95,7 +118,23 @@ public final class Coordinator: Sendable {
                 }
             }
             actions += state.event(.tick(now: now()))
-            if let code = try perform(actions, state: &state, server: server, metrics: metrics, progress: progress, now: now) {
+            let code = try perform(actions, state: &state, server: server, metrics: metrics, monitor: monitor, progress: progress, now: now)
+            monitor.update(state, now: now())
+            if let code {
+                monitor.finish(code: code, message: state.exitMessage)
+                // --http-linger: the final status stays readable until the period ends or a stop
+                // request (SIGTERM) comes; a job that was stopped does not linger.
+                if monitoring.http != nil && monitoring.httpLingerSeconds > 0 && !stop {
+                    let end = clock.now + .milliseconds(Int(monitoring.httpLingerSeconds * 1000))
+                    linger: while true {
+                        switch try server.next(until: end) {
+                        case .wakeup: if mailbox.take().stop { break linger }
+                        case .message: continue
+                        case .deadline: break linger
+                        }
+                    }
+                }
+                monitor.stopHTTP()
                 return code
             }
         }
@@ -104,7 +143,7 @@ public final class Coordinator: Sendable {
     /// Carries out the state's actions, and those its follow-up events (a commit's outcome) lead
     /// to; the exit code once the state says exit.
     private func perform(_ initial: [CoordinatorState.Action], state: inout CoordinatorState, server: any ControlServer,
-                         metrics: MetricsLog, progress: ProgressLine, now: () -> Double) throws -> Int32? {
+                         metrics: MetricsLog, monitor: CoordinatorMonitor, progress: ProgressLine, now: () -> Double) throws -> Int32? {
         var actions = initial
         while !actions.isEmpty {
             let batch = actions
@@ -128,18 +167,24 @@ public final class Coordinator: Sendable {
                     break
                 case let .log(line):
                     progress.log(line)
-                case let .record(m, compute, exposed, idle, checkpointSeconds, replicaSeconds, bytes, memory):
+                case let .record(m, compute, exposed, idle, checkpointSeconds, replicaSeconds, bytes, memory, rankSeconds):
+                    let scalars = try monitor.record(m, worldSize: state.worldSize, membershipConfig: state.membershipConfig, idleSeconds: idle,
+                                                     bytesSent: bytes, memory: memory, rankSeconds: rankSeconds)
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
                                                          checkpointSeconds: checkpointSeconds, replicaSeconds: replicaSeconds,
-                                                         bytesSentPerRank: bytes, memoryPerRank: memory))
+                                                         bytesSentPerRank: bytes, memoryPerRank: memory, scalars: scalars))
                     if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
                 case .prepareCheckpoint:
                     break
+                case let .serveChunk(peer, request):
+                    _ = try server.send(TokenFetch.serve(request, file: state.tokenFile).encoded(), to: peer)
                 case let .commit(step, jobConfig, shards):
-                    actions += state.event(commit(step: step, config: jobConfig, shards: shards, now: now()))
+                    let outcome = commit(step: step, config: jobConfig, shards: shards, now: now())
+                    if case .committed(_, _?, _, _) = outcome { monitor.metrics.checkpointCommitted(step: step) }
+                    actions += state.event(outcome)
                 case let .exit(code, message):
                     progress.finish()
                     if code != 0 && code != 130 { output("job failed: \(message)") }
@@ -226,12 +271,14 @@ struct ClusterStepRecord: Encodable {
     let bytesSentPerRank: [[String: Int]]
     /// Per rank: the device-memory ledger (current and peak bytes by category).
     let memoryPerRank: [MemoryLedger.Snapshot]
+    /// The scalars of the TensorBoard event file, by tag (non-finite ones as "NaN", "Infinity", "-Infinity").
+    let scalars: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", computeSeconds = "compute_seconds"
         case exposedCommunicationSeconds = "exposed_communication_seconds", idleSeconds = "idle_seconds"
         case checkpointSeconds = "checkpoint_seconds", replicaSeconds = "replica_seconds"
-        case bytesSentPerRank = "bytes_sent_per_rank", memoryPerRank = "memory_per_rank"
+        case bytesSentPerRank = "bytes_sent_per_rank", memoryPerRank = "memory_per_rank", scalars
     }
 
     func encode(to encoder: Encoder) throws {
@@ -245,5 +292,19 @@ struct ClusterStepRecord: Encodable {
         try c.encode(replicaSeconds, forKey: .replicaSeconds)
         try c.encode(bytesSentPerRank, forKey: .bytesSentPerRank)
         try c.encode(memoryPerRank, forKey: .memoryPerRank)
+        var s = c.nestedContainer(keyedBy: Tag.self, forKey: .scalars)
+        for (tag, value) in scalars {
+            if value.isFinite { try s.encode(value, forKey: Tag(tag)) } else {
+                try s.encode(value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity", forKey: Tag(tag))
+            }
+        }
+    }
+
+    struct Tag: CodingKey {
+        let stringValue: String
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
     }
 }

@@ -20,12 +20,15 @@ public struct CoordinatorState {
         case log(String)
         /// One finished step: metrics, time split, and the payload bytes each rank sent by collective.
         case record(StepMetrics, computeSeconds: Double, exposedCommunicationSeconds: Double, idleSeconds: Double,
-                    checkpointSeconds: Double, replicaSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot])
+                    checkpointSeconds: Double, replicaSeconds: Double, bytesSent: [[String: Int]], memory: [MemoryLedger.Snapshot],
+                    rankSeconds: [ControlMessage.RankSeconds])
         /// A checkpoint's files are being written: clear what an aborted earlier attempt at the same step left in its pending folder.
         case prepareCheckpoint(step: Int)
         /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
         /// membership's `config`, rank 0's record first) and commit; then report `.committed`.
         case commit(step: Int, config: TrainConfig, shards: [ShardRecord])
+        /// A worker asked for a chunk of the token file (`fetch`): answer with `TokenFetch.serve`.
+        case serveChunk(to: Data, ControlMessage)
         /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
@@ -38,6 +41,8 @@ public struct CoordinatorState {
         public var pid: Int
         /// Shards the worker holds in its memory (in-memory replicas), as it registered.
         public var replicas: [ReplicaInfo] = []
+        /// The launcher's index of the worker, if it gave one (ranks follow it).
+        public var launchRank: Int?
         public var ranks: [Int] = []
         public var lastSeen: Double
         public var lastSent: Double = 0
@@ -71,6 +76,8 @@ public struct CoordinatorState {
     public private(set) var standby: [WorkerRecord] = []
     /// Recoveries so far (their times, for fault_tolerance.max_restarts within restart_window_s).
     public private(set) var recoveries: [Double] = []
+    /// Every recovery of the job, oldest first: when, why, and the membership it started (monitoring).
+    public private(set) var recoveryEvents: [(time: Double, reason: String, epoch: UInt64)] = []
     /// Sequences per step of the first membership (ranks × accumulation × micro-batch), kept across recoveries when the numbers allow.
     public private(set) var globalBatch: Int?
     /// The config the current membership runs (accumulation adjusted for its world size).
@@ -94,7 +101,7 @@ public struct CoordinatorState {
     private var pendingCheckpoints: [Int: [ShardRecord]] = [:]
     private var stopAfterStep = false
     private var exitCode: Int32 = 0
-    private var exitMessage = ""
+    public private(set) var exitMessage = ""
     private let names: [String]
 
     /// - Parameter recordedSteps: for a coordinator started on an existing run, the steps the run's
@@ -230,6 +237,10 @@ public struct CoordinatorState {
             return []
         case .heartbeat:
             return []
+        case .fetch:
+            // A worker without the token file: answered by the daemon (it reads the file).
+            guard index(of: id) != nil else { return [] }
+            return [.serveChunk(to: id, m)]
         default:
             return [.log("ignored unexpected \(m.kind.rawValue) message")]
         }
@@ -256,6 +267,7 @@ public struct CoordinatorState {
         }
         var record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
         record.replicas = m.replicas ?? []
+        record.launchRank = m.launchRank
         switch phase {
         case .admitting, .recovering:
             break
@@ -307,6 +319,11 @@ public struct CoordinatorState {
         // at a step no older than the last checkpoint, else the checkpoint.
         let restore = discardReplicas ? nil : replicaRestore()
         discardReplicas = false
+        // A launcher that numbered its workers (torchrun, Slurm, an indexed Job) gets its order;
+        // a restore from replicas keeps the order that leaves each shard where it is.
+        if restore == nil, workers.allSatisfy({ $0.launchRank != nil }) {
+            workers.sort { $0.launchRank! < $1.launchRank! }
+        }
         let resumeFolder = restore == nil ? lastCheckpoint?.path : nil
         step = restore?.step ?? lastCheckpoint?.step ?? 0
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.
@@ -403,6 +420,7 @@ public struct CoordinatorState {
             return finish(code: 1, message: "\(reason); giving up after \(faultTolerance.maxRestarts) recoveries within \(Int(window)) s (fault_tolerance.max_restarts)", now: now)
         }
         epoch += 1
+        recoveryEvents.append((now, reason, epoch))
         phase = .recovering
         recoveryDeadline = now + faultTolerance.rejoinTimeoutSeconds
         growTarget = growRequested ? min(workers.filter { !$0.gone }.count + standby.count, config.cluster.workers) : nil
@@ -484,7 +502,8 @@ public struct CoordinatorState {
                                    checkpointSeconds: reports.compactMap(\.checkpointSeconds).max() ?? 0,
                                    replicaSeconds: reports.compactMap(\.replicaSeconds).max() ?? 0,
                                    bytesSent: reports.flatMap { $0.bytesSent ?? [] },
-                                   memory: reports.flatMap { $0.memory ?? [] }))
+                                   memory: reports.flatMap { $0.memory ?? [] },
+                                   rankSeconds: reports.flatMap { $0.rankSeconds ?? [] }))
         }
         step += 1
         let interval = config.training.checkpointInterval

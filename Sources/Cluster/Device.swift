@@ -155,8 +155,10 @@ final class Device: Sendable {
             let parameters = try trainer.fullParameters()
             checksums = trainer.model.table.entries.map { FNV1a.hash(UnsafeBufferPointer(parameters.slice($0.offset, $0.count))) }
         }
-        return StepReport(metrics: m, checksums: checksums, computeSeconds: max(0, m.seconds - exposed),
-                          exposedCommunicationSeconds: exposed, bytesSent: sent, memory: trainer.memory.snapshot)
+        var report = StepReport(metrics: m, checksums: checksums, computeSeconds: max(0, m.seconds - exposed),
+                                exposedCommunicationSeconds: exposed, bytesSent: sent, memory: trainer.memory.snapshot)
+        report.dataSeconds = trainer.dataSeconds
+        return report
     }
 }
 

@@ -19,6 +19,8 @@ public final class LocalCluster: Sendable {
         public var resume: String?
         /// Where the coordinator's output goes; nil = this process's stdout.
         public var coordinatorLog: URL?
+        /// More `zerotrain coordinator` arguments (monitoring: `--http`, `--peak-gflops`).
+        public var coordinatorArguments: [String] = []
         public init(configPath: String, workers: Int, runDirectory: URL) {
             self.configPath = configPath
             self.workers = workers
@@ -121,6 +123,7 @@ public final class LocalCluster: Sendable {
         var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", endpoint,
                                "--run-dir", options.runDirectory.path, "--workers", String(options.workers)]
         if let resume = options.resume { coordinatorArgs += ["--resume", resume] }
+        coordinatorArgs += options.coordinatorArguments
         var coordinatorOut: Any = FileHandle.standardOutput
         if let log = options.coordinatorLog {
             _ = fm.createFile(atPath: log.path, contents: nil)

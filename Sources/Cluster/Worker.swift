@@ -1,6 +1,7 @@
 import Comm
 import Common
 import Foundation
+import Telemetry
 import Tensor
 import Training
 import Zero
@@ -24,12 +25,20 @@ public final class Worker: Sendable {
         /// When set, the coordinator refuses this worker unless its config matches.
         public var configHash: String?
         public var expectedWorldSize: Int?
+        /// The launcher's index of this worker (torchrun RANK, SLURM_PROCID): ranks follow it.
+        public var launchRank: Int?
         public var protocolVersion = ControlMessage.protocolVersion
         /// Called on a device's thread after each of its steps, before the step is reported
         /// (instrumentation and tests).
         public var afterStep: StepHook?
         /// Fault injection (the chaos test): pauses that widen a failure window.
         public var faultDelays = FaultDelays()
+        /// Where the worker caches what it fetched from the coordinator (the token file, when it
+        /// cannot see the coordinator's); nil = the current directory.
+        public var runDirectory: URL?
+        /// systemd's notify socket (`$NOTIFY_SOCKET`; a no-op outside systemd): READY=1 once
+        /// admitted, STATUS= after every step, WATCHDOG=1 from the step loop, STOPPING=1.
+        public var notifier = SystemdNotifier()
         public init(coordinator: String) { self.coordinator = coordinator }
     }
 
@@ -76,6 +85,7 @@ public final class Worker: Sendable {
         settings.protocolVersion = options.protocolVersion
         settings.configHash = options.configHash
         settings.expectedWorldSize = options.expectedWorldSize
+        settings.launchRank = options.launchRank
         settings.connectTimeoutSeconds = options.connectTimeoutSeconds
         var state = WorkerState(settings: settings)
         var devices: [Device] = []
@@ -84,6 +94,44 @@ public final class Worker: Sendable {
         let wakeup = client.wakeup
         let clock = ContinuousClock(), origin = clock.now
         func now() -> Double { (clock.now - origin).seconds }
+
+        let notifier = options.notifier
+        var announcedReady = false
+
+        /// A token-file fetch under way: its state, the assignment waiting for it, the cache file.
+        var fetch: (state: TokenFetch, assignment: WorkerState.Assignment, cache: URL)?
+
+        /// Carries out a fetch's actions; the worker actions that follow (none, or the failure).
+        func fetched(_ actions: [TokenFetch.Action]) throws -> [WorkerState.Action] {
+            for action in actions {
+                guard let f = fetch else { return [] }
+                switch action {
+                case let .request(m):
+                    _ = try client.send(m.encoded())
+                case let .append(offset, data):
+                    do {
+                        try FileManager.default.createDirectory(at: f.cache.deletingLastPathComponent(), withIntermediateDirectories: true)
+                        if !FileManager.default.fileExists(atPath: f.cache.path) { _ = FileManager.default.createFile(atPath: f.cache.path, contents: nil) }
+                        let handle = try FileHandle(forWritingTo: f.cache)
+                        defer { try? handle.close() }
+                        try handle.truncate(atOffset: UInt64(offset))
+                        try handle.write(contentsOf: data)
+                    } catch {
+                        throw ClusterError(.runtime, "cannot write the token cache \(f.cache.path)", cause: error)
+                    }
+                case .complete:
+                    output("fetched \(f.state.path): \(f.state.cached) bytes, every chunk's CRC-32C checked")
+                    var a = f.assignment
+                    a.config.data.path = f.cache.path
+                    fetch = nil
+                    devices = startDevices(a, links: &links, generation: generation)
+                case let .fail(reason):
+                    fetch = nil
+                    throw ClusterError(.runtime, "cannot fetch the token file: \(reason)")
+                }
+            }
+            return []
+        }
 
         /// Carries out actions (and the ones a registration's outcome leads to); the exit code once the state says exit.
         func perform(_ actions: [WorkerState.Action]) throws -> Int32? {
@@ -97,10 +145,27 @@ public final class Worker: Sendable {
                     var m = m
                     m.replicas = replicas.catalogue
                     let delivered = try client.send(m.encoded())
+                    if delivered && !announcedReady {
+                        announcedReady = true
+                        notifier.notify("READY=1", "STATUS=registered with \(options.coordinator)")
+                    }
                     queue += state.event(.registrationSent(delivered: delivered, now: now()))
                 case let .startDevices(a):
+                    notifier.notify("STATUS=admitted: ranks \(a.ranks.map(String.init).joined(separator: ",")) of \(a.worldSize)")
                     generation += 1
-                    devices = startDevices(a, links: &links, generation: generation)
+                    fetch = nil
+                    if let path = a.config.data.path, a.config.data.source == "tokens", !FileManager.default.isReadableFile(atPath: path) {
+                        // Not on this host: fetched from the coordinator first, then the devices start.
+                        let cache = tokenCache(for: path)
+                        let cached = (try? FileManager.default.attributesOfItem(atPath: cache.path)[.size] as? Int) ?? 0
+                        var f = TokenFetch(path: path, cachedBytes: cached)
+                        output("fetching \(path) from the coordinator into \(cache.path)" + (cached > 0 ? " (resuming after \(cached) bytes)" : ""))
+                        let first = f.start()
+                        fetch = (f, a, cache)
+                        queue += try fetched(first)
+                    } else {
+                        devices = startDevices(a, links: &links, generation: generation)
+                    }
                 case .rebindLinks:
                     // The old devices own (and closed) their links; unused ones are reused.
                     let missing = options.devices - links.count
@@ -115,9 +180,15 @@ public final class Worker: Sendable {
                     for d in devices { d.order(Self.deviceOrder(o)) }
                 case .stopDevices:
                     for d in devices { d.order(.stop) }
+                    if fetch != nil {
+                        // Still fetching: there are no devices to stop, so none will report; say they stopped.
+                        fetch = nil
+                        for d in 0..<options.devices { mailbox.post((generation, .stopped(device: d))) }
+                    }
                 case let .log(line):
                     output(line)
                 case let .exit(outcome):
+                    notifier.notify("STOPPING=1")
                     // A last message (bye, failed) gets a moment to leave before the socket goes.
                     client.close(linger: .seconds(1))
                     switch outcome {
@@ -136,22 +207,51 @@ public final class Worker: Sendable {
         if stopEarly, let code = try perform(state.event(.stopRequested(now: now()))) { return code }
         while true {
             var actions: [WorkerState.Action] = []
-            switch try client.next(until: state.nextDeadline.map { origin + .seconds($0) }) {
+            // Under a systemd watchdog the loop also wakes every ping interval (idle between steps).
+            let deadline = [state.nextDeadline.map { origin + .seconds($0) }, notifier.watchdogInterval.map { clock.now + .seconds($0) }]
+                .compactMap { $0 }.min()
+            switch try client.next(until: deadline) {
             case let .message(_, data):
-                if let m = ControlMessage.decode(data) {
+                if let m = ControlMessage.decode(data), m.kind == .chunk {
+                    // Answers to the fetch; still a message from the coordinator for the heartbeat timeout.
+                    actions = state.event(.message(ControlMessage(.heartbeat), now: now()))
+                    if var f = fetch {
+                        let next = f.state.received(m)
+                        fetch?.state = f.state
+                        actions += try fetched(next)
+                    }
+                } else if let m = ControlMessage.decode(data) {
                     actions = state.event(.message(m, now: now()))
                 } else {
                     output("ignored an unreadable control message (\(data.count) bytes)")
                 }
             case .wakeup:
                 let (reports, stop) = mailbox.take()
-                for r in reports where r.generation == generation { actions += state.event(.device(r.report, now: now())) }
+                for r in reports where r.generation == generation {
+                    if case let .stepDone(device, step) = r.report, device == 0 {
+                        let m = step.metrics
+                        notifier.notify("STATUS=step \(m.step + 1) loss \(String(format: "%.4f", m.loss)) tok/s \(Int(m.tokensPerSecond.rounded()))")
+                    }
+                    actions += state.event(.device(r.report, now: now()))
+                }
                 if stop { actions += state.event(.stopRequested(now: now())) }
             case .deadline:
                 actions = state.event(.tick(now: now()))
             }
             if let code = try perform(actions) { return code }
+            // The watchdog is fed by the training loop: not while a step is running, so a hung
+            // step (which stops the step reports) ends the pings; between steps, by every event.
+            if state.phase != .stepping { notifier.watchdog() }
         }
+    }
+
+    /// The cache of the coordinator's file `path` in this worker's run directory.
+    private func tokenCache(for path: String) -> URL {
+        let dir = options.runDirectory ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        var h = FNV1a()
+        h.add(path.utf8)
+        let key = String(h.value, radix: 16)
+        return dir.appendingPathComponent("fetched-\(key)-" + URL(fileURLWithPath: path).lastPathComponent)
     }
 
     private func startDevices(_ a: WorkerState.Assignment, links: inout [any RingLink], generation: Int) -> [Device] {

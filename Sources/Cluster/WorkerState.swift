@@ -32,6 +32,8 @@ public struct StepReport: Sendable, Equatable {
     public var checkpointSeconds: Double = 0
     /// Seconds the device spent on the in-memory replica after the step (its snapshot; the transfer runs in the background).
     public var replicaSeconds: Double = 0
+    /// Seconds of the step spent reading micro-batches (included in `computeSeconds`).
+    public var dataSeconds: Double = 0
 
     public init(metrics: StepMetrics, checksums: [UInt64], computeSeconds: Double, exposedCommunicationSeconds: Double,
                 bytesSent: [String: Int], memory: MemoryLedger.Snapshot) {
@@ -81,6 +83,8 @@ public struct WorkerState {
         /// When set, the coordinator refuses this worker unless its config matches.
         public var configHash: String?
         public var expectedWorldSize: Int?
+        /// The launcher's index of this worker (torchrun RANK, SLURM_PROCID): ranks follow it.
+        public var launchRank: Int?
         /// How long to keep trying to reach the coordinator, in seconds.
         public var connectTimeoutSeconds = 60.0
         /// How long stopping devices may take before the worker leaves without them, in seconds.
@@ -333,6 +337,10 @@ public struct WorkerState {
             done.checkpointSeconds = reports.map(\.checkpointSeconds).max()
             done.replicaSeconds = reports.map(\.replicaSeconds).max()
             done.memory = reports.map(\.memory)
+            done.rankSeconds = reports.map {
+                ControlMessage.RankSeconds(compute: max(0, $0.computeSeconds - $0.dataSeconds), exposedCommunication: $0.exposedCommunicationSeconds,
+                                           checkpoint: $0.checkpointSeconds, data: $0.dataSeconds)
+            }
             return [.send(done)]
         case let .checkpointWritten(device, record):
             guard [.ready, .stepping].contains(phase) else { return [] }
@@ -431,6 +439,7 @@ public struct WorkerState {
         r.build = settings.build
         r.configHash = settings.configHash
         r.expectedWorldSize = settings.expectedWorldSize
+        r.launchRank = settings.launchRank
         r.devices = settings.devices
         r.endpoints = endpoints
         r.host = settings.host

@@ -58,6 +58,8 @@ public final class Transformer {
     /// Mean cross-entropy and load-balancing loss of the last forward (aux is 0 for dense models).
     public private(set) var lastLoss: Float = 0
     public private(set) var lastAuxLoss: Float = 0
+    /// MoE: token slots routed to each expert in the last forward, summed over layers (empty for dense models).
+    public private(set) var lastExpertCounts: [Int] = []
 
     /// - Parameters:
     ///   - ownsParameters, ownsGradients: false leaves `parameters` / `gradients` empty (ZeRO
@@ -347,6 +349,7 @@ public final class Transformer {
         Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16)
 
         lastAuxLoss = auxLoss(a)
+        if config.moeConfig != nil { lastExpertCounts = routingTotals(a).counts }
         guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
         lastLoss = targets.withUnsafeBufferPointer { t in
             CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)

@@ -16,11 +16,15 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     public var seconds: Double
     /// The update was skipped on every rank: the loss or gradient norm was not finite.
     public var skipped = false
+    /// MoE: the fraction of this rank's routed token slots each expert received in the update
+    /// (all layers and micro-batches; sums to 1); nil for dense models.
+    public var expertLoad: [Double]?
 
     public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
 
     enum CodingKeys: String, CodingKey {
         case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second", skipped
+        case expertLoad = "expert_load"
     }
 
     public init(step: Int, loss: Float, auxLoss: Float, lr: Double, gradNorm: Double, tokens: Int, seconds: Double) {
@@ -43,6 +47,7 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         tokens = try c.decode(Int.self, forKey: .tokens)
         seconds = try c.decode(Double.self, forKey: .seconds)
         skipped = try c.decodeIfPresent(Bool.self, forKey: .skipped) ?? false
+        expertLoad = try c.decodeIfPresent([Double].self, forKey: .expertLoad)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -57,6 +62,7 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         // Only when true, so the records of applied updates are unchanged.
         if skipped { try c.encode(true, forKey: .skipped) }
+        try c.encodeIfPresent(expertLoad, forKey: .expertLoad)
     }
 
     /// A skipped update's loss or norm is NaN or infinite, which JSON has no number for: it is

@@ -165,6 +165,9 @@ public final class Trainer {
 
     public var isFinished: Bool { step >= config.training.totalSteps }
 
+    /// Seconds the last update spent reading its micro-batches (data loading / I/O latency; part of its wall time).
+    public private(set) var dataSeconds = 0.0
+
     /// Runs one update and returns its metrics. An update whose loss or gradient norm is not
     /// finite is skipped on every rank (`StepMetrics.skipped`); the one that makes
     /// `fault_tolerance.max_skipped_steps` consecutive skips is counted too, then this throws
@@ -178,9 +181,13 @@ public final class Trainer {
         // are made again, once for all of this step's micro-batches.
         model.parametersChanged()
         var lossSum: Double = 0, auxSum: Double = 0
+        var expertCounts: [Int] = []
+        dataSeconds = 0
         for local in 0..<accumulation {
             let micro = rank * accumulation + local
+            let readStart = DispatchTime.now().uptimeNanoseconds
             let batch = sampler.batch(step: step, micro: micro)
+            dataSeconds += Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
             let dropout = config.model.dropout > 0
                 ? Transformer.DropoutContext(seed: t.seed, stream: Philox.stream(UInt64(step), UInt64(micro)))
                 : nil
@@ -191,6 +198,9 @@ public final class Trainer {
                                gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
             lossSum += Double(loss)
             auxSum += Double(model.lastAuxLoss)
+            if expertCounts.isEmpty { expertCounts = model.lastExpertCounts } else {
+                for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }
+            }
         }
         let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
         let gradNorm = totals.gradNorm
@@ -213,6 +223,8 @@ public final class Trainer {
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         metrics.skipped = skipped
+        let routed = expertCounts.reduce(0, +)
+        if routed > 0 { metrics.expertLoad = expertCounts.map { Double($0) / Double(routed) } }
         step += 1
         let limit = config.faultTolerance.maxSkippedSteps
         if skipped, nonFiniteStreak >= limit {

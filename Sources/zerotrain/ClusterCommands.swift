@@ -13,29 +13,44 @@ struct CoordinatorCommand: AsyncParsableCommand {
         commandName: "coordinator",
         abstract: "Run a job's coordinator: admit workers, assign ranks, drive training, log metrics.")
 
-    @Option(name: .long, help: "Config file (YAML or Hugging Face config.json).")
-    var config: String
+    @Option(name: .long, help: "Config file (YAML or Hugging Face config.json); default $ZEROTRAIN_CONFIG.")
+    var config: String?
 
-    @Option(name: .long, help: "Control endpoint to bind, e.g. tcp://0.0.0.0:5555 (port * = any free port).")
-    var listen: String = "tcp://0.0.0.0:5555"
+    @Option(name: .long, help: "Control endpoint to bind, e.g. tcp://0.0.0.0:5555 (port * = any free port); default $ZEROTRAIN_LISTEN, else tcp://0.0.0.0:5555.")
+    var listen: String?
 
-    @Option(name: .long, help: "Run directory: tokenised data, metrics.jsonl, checkpoints, coordinator.endpoint.")
-    var runDir: String
+    @Option(name: .long, help: "Run directory: tokenised data, metrics.jsonl, event file, checkpoints, coordinator.endpoint; default $ZEROTRAIN_RUN_DIR.")
+    var runDir: String?
 
-    @Option(name: .long, help: "Workers to wait for (default: cluster.workers).")
+    @Option(name: .long, help: "Workers to wait for (default: $ZEROTRAIN_WORKERS, else cluster.workers).")
     var workers: Int?
 
     @Option(name: .long, help: "Resume from a checkpoint directory (any number of workers).")
     var resume: String?
 
+    @OptionGroup var monitoring: MonitoringOptions
+
     func run() async throws {
         LocalCluster.watchParentIfAsked()
         try await runReportingErrors {
+            let env = ProcessInfo.processInfo.environment
+            guard let config = config ?? env["ZEROTRAIN_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+                throw ValidationError("give --config FILE (or set ZEROTRAIN_CONFIG)")
+            }
+            guard let runDir = runDir ?? env["ZEROTRAIN_RUN_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+                throw ValidationError("give --run-dir DIR (or set ZEROTRAIN_RUN_DIR)")
+            }
+            let listen = listen ?? env["ZEROTRAIN_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "tcp://0.0.0.0:5555"
+            var workers = self.workers
+            if workers == nil, let text = env["ZEROTRAIN_WORKERS"], !text.isEmpty {
+                guard let n = Int(text), n >= 1 else { throw ValidationError("ZEROTRAIN_WORKERS=\(text): expected a whole number ≥ 1") }
+                workers = n
+            }
             var cfg = try TrainConfig.load(path: config)
             if let workers { cfg.cluster.workers = workers }
             try cfg.validate()
             let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume,
-                                          network: try ZMQNetwork(), output: Console.out)
+                                          network: try ZMQNetwork(), monitoring: try monitoring.resolved(), output: Console.out)
             let code = try await runAsService("coordinator", body: { try coordinator.run() }, stop: { coordinator.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
@@ -45,13 +60,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run a worker: host CPU devices (ranks) for a coordinator's job.")
+        abstract: "Run a worker: host CPU devices (ranks) for a coordinator's job.",
+        discussion: "Options left out are taken from the environment: ZEROTRAIN_COORDINATOR, ZEROTRAIN_DEVICES, ZEROTRAIN_THREADS, ZEROTRAIN_ADVERTISE, ZEROTRAIN_CONFIG, ZEROTRAIN_WORLD_SIZE, ZEROTRAIN_RANK, ZEROTRAIN_NUMA_NODE, ZEROTRAIN_CONNECT_TIMEOUT; then torchrun's MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK; then Slurm's SLURM_JOB_NODELIST (its first node is the coordinator, port ZEROTRAIN_PORT or 5555), SLURM_NTASKS, SLURM_PROCID, SLURM_LOCALID, SLURMD_NODENAME (docs/operations.md).")
 
     @Option(name: .long, help: "The coordinator's control endpoint, e.g. tcp://host:5555.")
-    var coordinator: String
+    var coordinator: String?
 
-    @Option(name: .long, help: "CPU devices (ranks) in this worker.")
-    var devices: Int = 1
+    @Option(name: .long, help: "CPU devices (ranks) in this worker (default 1).")
+    var devices: Int?
 
     @Option(name: .long, help: "Compute threads per device (default: training.threads).")
     var threads: Int?
@@ -59,11 +75,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "NUMA node of the first device (later devices go round-robin).")
     var numaNode: Int?
 
-    @Option(name: .long, help: "Address other workers use to reach this one.")
-    var advertise: String = "127.0.0.1"
+    @Option(name: .long, help: "Address other workers use to reach this one (default 127.0.0.1).")
+    var advertise: String?
 
-    @Option(name: .long, help: "Seconds to keep trying to reach the coordinator.")
-    var connectTimeout: Double = 60
+    @Option(name: .long, help: "Seconds to keep trying to reach the coordinator (default 60).")
+    var connectTimeout: Double?
 
     @Option(name: .long, help: "Refuse to join unless the job runs this config file.")
     var config: String?
@@ -71,11 +87,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Refuse to join unless the job has this many ranks.")
     var worldSize: Int?
 
+    @Option(name: .long, help: "The worker's own directory: a token file this host cannot see is fetched from the coordinator into it (default: $ZEROTRAIN_WORKER_DIR, $STATE_DIRECTORY under systemd, else the current directory).")
+    var runDir: String?
+
+    @Option(name: .long, help: "This worker's index in its launcher's order (torchrun RANK, SLURM_PROCID; default from the environment): when every worker has one, ranks are given in that order.")
+    var launchRank: Int?
+
     @Option(name: .long, help: .hidden)
     var protocolVersion: Int?
 
     func validate() throws {
-        guard devices >= 1 else { throw ValidationError("--devices must be ≥ 1") }
+        if let launchRank, launchRank < 0 { throw ValidationError("--launch-rank must be ≥ 0") }
+        if let devices, devices < 1 { throw ValidationError("--devices must be ≥ 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be ≥ 1") }
     }
 
@@ -85,20 +108,30 @@ struct WorkerCommand: AsyncParsableCommand {
         // coordinator, which checkpoints and then shuts them down. SIGTERM makes a worker leave.
         signal(SIGINT, SIG_IGN)
         try await runReportingErrors {
-            var options = Worker.Options(coordinator: coordinator)
-            options.devices = devices
-            options.threads = threads
-            options.numaNode = numaNode
-            options.advertiseHost = advertise
-            options.connectTimeoutSeconds = connectTimeout
-            options.expectedWorldSize = worldSize
+            let processEnv = ProcessInfo.processInfo.environment
+            let env = try LaunchEnvironment(processEnv)
+            guard let endpoint = coordinator ?? env.coordinator else {
+                throw ValidationError("give --coordinator tcp://HOST:PORT (or set ZEROTRAIN_COORDINATOR, torchrun's MASTER_ADDR/MASTER_PORT, or run under Slurm)")
+            }
+            var options = Worker.Options(coordinator: endpoint)
+            options.devices = devices ?? env.devices ?? 1
+            options.threads = threads ?? env.threads
+            options.numaNode = numaNode ?? env.numaNode
+            options.advertiseHost = advertise ?? env.advertise ?? processEnv["SLURMD_NODENAME"] ?? "127.0.0.1"
+            options.connectTimeoutSeconds = connectTimeout ?? env.connectTimeoutSeconds ?? 60
+            // A world size from WORLD_SIZE/SLURM_NTASKS counts processes of one device each unless ZEROTRAIN_DEVICES says more.
+            options.expectedWorldSize = worldSize ?? env.worldSize
+            options.launchRank = launchRank ?? env.launchRank
+            if let dir = runDir ?? processEnv["ZEROTRAIN_WORKER_DIR"] ?? processEnv["STATE_DIRECTORY"], !dir.isEmpty {
+                options.runDirectory = URL(fileURLWithPath: dir)
+            }
             if let protocolVersion { options.protocolVersion = protocolVersion }
+            if coordinator == nil || devices == nil, !env.sources.isEmpty { Console.out("worker: " + env.sources.joined(separator: "; ")) }
             // Fault injection for scripts/chaos.sh (docs/fault-tolerance.md): through the environment,
             // so that `zerotrain local` passes it to every worker it starts.
-            let env = ProcessInfo.processInfo.environment
-            options.faultDelays.afterShardWriteMs = Double(env["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
-            options.faultDelays.beforeReplicaExchangeMs = Double(env["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
-            if let config { options.configHash = try TrainConfig.load(path: config).fingerprint }
+            options.faultDelays.afterShardWriteMs = Double(processEnv["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
+            options.faultDelays.beforeReplicaExchangeMs = Double(processEnv["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
+            if let config = config ?? env.config { options.configHash = try TrainConfig.load(path: config).fingerprint }
             let worker = Worker(options: options, network: try ZMQNetwork(), output: Console.out)
             let code = try await runAsService("worker", signals: [.sigterm], body: { try worker.run() }, stop: { worker.requestStop() })
             if code != 0 { throw ExitCode(code) }
@@ -129,8 +162,11 @@ struct Local: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory.")
     var resume: String?
 
+    @OptionGroup var monitoring: MonitoringOptions
+
     func run() async throws {
         try await runReportingErrors {
+            _ = try monitoring.resolved()
             let cfg = try TrainConfig.load(path: config)
             let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
             var options = LocalCluster.Options(configPath: config, workers: workers ?? cfg.cluster.workers,
@@ -138,6 +174,7 @@ struct Local: AsyncParsableCommand {
             options.devices = devices
             options.threads = threads
             options.resume = resume
+            options.coordinatorArguments = monitoring.arguments
             guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
             let cluster = LocalCluster(options: options)
             let code = try await runAsService("local", body: { try cluster.run() }, stop: { cluster.requestStop() })
