@@ -19,13 +19,16 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
         .target(name: "Common", dependencies: ["CCRC32C"]),
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         .target(name: "Model", dependencies: ["Common", "Tensor"]),
         .target(name: "Optim", dependencies: ["Common", "Tensor"]),
-        .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint"]),
+        // Data alone imports CZlib and CZstd (compressed inputs of the ingest stage).
+        .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint", "CZlib", "CZstd"]),
         .target(name: "Checkpoint", dependencies: ["Common", "Tensor", "Model"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
