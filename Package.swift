@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Data"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),

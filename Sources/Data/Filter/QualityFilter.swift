@@ -114,9 +114,11 @@ public struct QualityFilter: Sendable {
         var sentences = 0
         let ellipsis = Array("...".utf8), ellipsisChar = Array("…".utf8)
         let policy = Self.policyPhrases.map { Array($0.utf8) }
+        // Blank lines between kept lines stay (one), so paragraphs survive for the repetition rules.
+        var blank = false
         for raw in Self.lines(bytes) {
             let line = Self.trimmed(raw)
-            if line.isEmpty { continue }
+            if line.isEmpty { blank = true; continue }
             if c.requireTerminalPunctuation {
                 let last = line.last!
                 let terminal = last == UInt8(ascii: ".") || last == UInt8(ascii: "?") || last == UInt8(ascii: "!") || last == UInt8(ascii: "\"")
@@ -142,7 +144,8 @@ public struct QualityFilter: Sendable {
                 let next = line.index(line.startIndex, offsetBy: k + 1)
                 if next == line.endIndex || Self.isSpace(line[next]) { sentences += 1 }
             }
-            if !kept.isEmpty { kept.append(0x0A) }
+            if !kept.isEmpty { kept.append(0x0A); if blank { kept.append(0x0A) } }
+            blank = false
             kept.append(contentsOf: line)
         }
         bytes = kept

@@ -216,3 +216,37 @@ public final class LineReader {
         }
     }
 }
+
+extension Compression {
+    /// `bytes` compressed in this format (gzip: one member, level 6; zstd: level 3) — for writing
+    /// compressed outputs and fixtures.
+    public func compress(_ bytes: [UInt8]) throws -> [UInt8] {
+        switch self {
+        case .none:
+            return bytes
+        case .zstd:
+            var out = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
+            let n = out.withUnsafeMutableBytes { o in bytes.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, 3) } }
+            guard ZSTD_isError(n) == 0 else { throw DataError(.malformed, "zstd compression failed: \(String(cString: ZSTD_getErrorName(n)))") }
+            return Array(out.prefix(n))
+        case .gzip:
+            var s = z_stream()
+            // 15 + 16: a gzip header and trailer.
+            guard zt_deflate_init(&s, 6, 15 + 16) == Z_OK else { throw DataError(.malformed, "zlib failed to initialise") }
+            defer { deflateEnd(&s) }
+            var out = [UInt8](repeating: 0, count: Int(deflateBound(&s, UInt(bytes.count))) + 64)
+            var input = bytes
+            let rc = input.withUnsafeMutableBufferPointer { i in
+                out.withUnsafeMutableBufferPointer { o in
+                    s.next_in = i.baseAddress
+                    s.avail_in = UInt32(i.count)
+                    s.next_out = o.baseAddress
+                    s.avail_out = UInt32(o.count)
+                    return deflate(&s, Z_FINISH)
+                }
+            }
+            guard rc == Z_STREAM_END else { throw DataError(.malformed, "gzip compression failed (zlib error \(rc))") }
+            return Array(out.prefix(Int(s.total_out)))
+        }
+    }
+}
