@@ -74,14 +74,19 @@ struct BenchDataDedup: ParsableCommand {
             let started = Date()
             var c = IngestConfig()
             c.format = "jsonl"
-            let reader = try DocumentReader(inputs: [path], config: c)
+            let reader = PrefetchingReader(try DocumentReader(inputs: [path], config: c))
+            defer { reader.cancel() }
             let hasher = MinHasher(numPerm: numPerm)
             let bands = LSHBands.optimal(threshold: threshold, numPerm: numPerm)
             var index = NearDuplicateIndex(bands: bands)
             let pool = ThreadPool(threads: threads)
+            var readSeconds = 0.0, sketchSeconds = 0.0, lshSeconds = 0.0
             while true {
-                let batch = try reader.nextBatch()
+                var t = Date()
+                let batch = try reader.next()
+                readSeconds += Date().timeIntervalSince(t)
                 if batch.isEmpty { break }
+                t = Date()
                 var sigs = [UInt32](repeating: 0, count: batch.count * numPerm)
                 var ok = [Bool](repeating: false, count: batch.count)
                 sigs.withUnsafeMutableBufferPointer { s in
@@ -92,6 +97,9 @@ struct BenchDataDedup: ParsableCommand {
                         }
                     }
                 }
+                sketchSeconds += Date().timeIntervalSince(t)
+                t = Date()
+                defer { lshSeconds += Date().timeIntervalSince(t) }
                 sigs.withUnsafeBufferPointer { s in
                     for i in 0..<batch.count { index.add(ok[i] ? UnsafeBufferPointer(rebasing: s[(i * numPerm)..<((i + 1) * numPerm)]) : nil) }
                 }
@@ -107,6 +115,7 @@ struct BenchDataDedup: ParsableCommand {
                 return (Double(found) / Double(max(1, planted.count)), Double(wrong) / Double(max(1, distinct.count)))
             }
             let ours = score(removed)
+            Console.out(String(format: "zerotrain phases: waiting for the JSONL reader thread %.3f s, sketch %.3f s, LSH %.3f s", readSeconds, sketchSeconds, lshSeconds))
             Console.out("corpus: \(docs) documents × \(words) words, \(items.filter { $0.copyOf != nil }.count) planted near duplicates (\(edits) word edits), num_perm \(numPerm), threshold \(threshold) → \(bands.bands) bands × \(bands.rows) rows")
             Console.out(String(format: "zerotrain: %.3f s (%.0f docs/s, %d threads), removed %d, recall %.4f, false-positive rate %.5f, peak RSS %.0f MiB",
                                seconds, Double(docs) / seconds, threads, removed.count, ours.recall, ours.fpr, peakRSSMiB()))

@@ -57,22 +57,22 @@ public enum TextHash {
 ///
 /// Words are runs of ASCII letters, digits and `_` (BigCode's `[^A-Za-z_0-9]` split) plus any
 /// non-ASCII byte, lower-cased. A shingle is `ngram` consecutive words; a document with fewer
-/// words has one shingle of all its words. Each shingle hashes to 64 bits h; permutation k is the
-/// multiply-shift hash `(a_k · h + b_k) >> 32` with odd a_k (a 2-universal family), and the
-/// signature holds the minimum over shingles for every k.
+/// words has one shingle of all its words. Each shingle hashes to 32 well-mixed bits h (the top of
+/// a 64-bit mix); permutation k is `a_k · h + b_k mod 2³²` with odd a_k — datasketch 2.0's
+/// "affine32" scheme — and the signature holds the minimum over shingles for every k.
 public struct MinHasher: Sendable {
     public let numPerm: Int
     public let ngram: Int
-    let a: [UInt64]
-    let b: [UInt64]
+    let a32: [UInt32]
+    let b32: [UInt32]
 
     public init(numPerm: Int, ngram: Int = 5, seed: UInt64 = 1) {
         self.numPerm = numPerm
         self.ngram = ngram
         let rng = Philox(seed: seed)
         let blocks = (0..<numPerm).map { rng.block(index: UInt64($0), stream: 0x3141_5926) }
-        a = blocks.map { (UInt64($0.x) << 32 | UInt64($0.y)) | 1 }
-        b = blocks.map { UInt64($0.z) << 32 | UInt64($0.w) }
+        a32 = blocks.map { $0.x | 1 }
+        b32 = blocks.map { $0.y }
     }
 
     /// Word hashes of `text`.
@@ -103,19 +103,34 @@ public struct MinHasher: Sendable {
     public func signature(_ text: String, into out: UnsafeMutableBufferPointer<UInt32>) -> Bool {
         let words = Self.wordHashes(text)
         if words.isEmpty { return false }
-        for k in 0..<numPerm { out[k] = .max }
         let shingles = max(1, words.count - ngram + 1)
         let width = min(ngram, words.count)
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                words.withUnsafeBufferPointer { w in
-                    for s in 0..<shingles {
-                        var h: UInt64 = 0x243F_6A88_85A3_08D3
-                        for k in s..<(s + width) { h = TextHash.mix(h ^ w[k]) }
-                        for k in 0..<numPerm {
-                            let v = UInt32(truncatingIfNeeded: (a[k] &* h &+ b[k]) >> 32)
-                            out[k] = min(out[k], v)
-                        }
+        // Shingle hashes first, then the permutations 16 lanes at a time over them.
+        var hashes = [UInt64](repeating: 0, count: shingles)
+        words.withUnsafeBufferPointer { w in
+            for s in 0..<shingles {
+                var h: UInt64 = 0x243F_6A88_85A3_08D3
+                for k in s..<(s + width) { h = TextHash.mix(h ^ w[k]) }
+                hashes[s] = h
+            }
+        }
+        a32.withUnsafeBufferPointer { a in
+            b32.withUnsafeBufferPointer { b in
+                hashes.withUnsafeBufferPointer { hs in
+                    var k = 0
+                    while k + 16 <= numPerm {
+                        // 16 permutations at once: a·h + b mod 2³² (odd a: a bijection of the pre-mixed h).
+                        let av = SIMD16<UInt32>(a[k..<(k + 16)]), bv = SIMD16<UInt32>(b[k..<(k + 16)])
+                        var m = SIMD16<UInt32>(repeating: .max)
+                        for h in hs { m = pointwiseMin(m, av &* SIMD16(repeating: UInt32(truncatingIfNeeded: h >> 32)) &+ bv) }
+                        for j in 0..<16 { out[k + j] = m[j] }
+                        k += 16
+                    }
+                    while k < numPerm {
+                        var m = UInt32.max
+                        for h in hs { m = min(m, a[k] &* UInt32(truncatingIfNeeded: h >> 32) &+ b[k]) }
+                        out[k] = m
+                        k += 1
                     }
                 }
             }
@@ -150,8 +165,8 @@ public struct LSHBands: Sendable, Equatable {
     public static func optimal(threshold t: Double, numPerm: Int, falsePositiveWeight: Double = 0.5,
                                falseNegativeWeight: Double = 0.5) -> LSHBands {
         func integrate(_ f: (Double) -> Double, _ lo: Double, _ hi: Double) -> Double {
-            // Composite Simpson with 2000 panels: error far below the gaps between candidates.
-            let n = 2000
+            // Composite Simpson with 256 panels: error far below the gaps between candidates.
+            let n = 256
             let h = (hi - lo) / Double(n)
             var s = f(lo) + f(hi)
             for i in 1..<n { s += f(lo + Double(i) * h) * (i % 2 == 1 ? 4 : 2) }
