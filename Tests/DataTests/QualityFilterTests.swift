@@ -11,8 +11,9 @@ import Testing
     }
 
     @Test func generatedProsePasses() {
+        let corpus = SyntheticCorpus()
         for i in 0..<20 {
-            #expect(dropped(SyntheticCorpus().document(i, words: 150)) == nil)
+            #expect(dropped(corpus.document(i, words: 150)) == nil)
         }
     }
 

@@ -80,7 +80,8 @@ enum PythonTokenizers {
 
     @Test func encodesInParallelLikeSerially() throws {
         let t = try Self.trained()
-        let texts = (0..<300).map { SyntheticCorpus().document($0 + 1000, words: 50) }
+        let corpus = SyntheticCorpus()
+        let texts = (0..<300).map { corpus.document($0 + 1000, words: 50) }
         let parallel = t.encode(batch: texts, pool: ThreadPool(threads: 2)), serial = texts.map { t.encode($0) }
         let same = parallel == serial
         #expect(same)

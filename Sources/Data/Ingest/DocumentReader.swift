@@ -122,9 +122,14 @@ public final class DocumentReader {
         return batch
     }
 
-    private func openNext() throws -> Bool {
+    /// Ends the current file, counting its bytes on disk.
+    private func closeFile() {
         if let l = lines { stats.compressedBytes += l.reader.bytesRead }
         lines = nil
+    }
+
+    private func openNext() throws -> Bool {
+        closeFile()
         guard fileIndex < files.count else { return false }
         current = files[fileIndex]
         fileIndex += 1
@@ -157,7 +162,7 @@ public final class DocumentReader {
                         failure = e.reason
                     }
                 }
-                if !more { lines = nil; continue }
+                if !more { closeFile(); continue }
                 if let failure {
                     if !config.skipBad {
                         throw DataError(.malformed, "\(current):\(reader.lineNumber): \(failure) (or pass --skip-bad to skip and count such lines)")
@@ -178,7 +183,7 @@ public final class DocumentReader {
                         doc = Document(id: Document.stableId(source: current, line: reader.lineNumber), text: text, source: current, line: reader.lineNumber)
                     }
                 }
-                if !more { lines = nil; continue }
+                if !more { closeFile(); continue }
                 if let doc { stats.documents += 1; return doc }
             case "paragraph":
                 var doc: Document?
@@ -197,7 +202,7 @@ public final class DocumentReader {
                     }
                 }
                 if !more {
-                    lines = nil
+                    closeFile()
                     if !paragraph.isEmpty { stats.documents += 1; return takeParagraph() }
                     continue
                 }
@@ -213,7 +218,7 @@ public final class DocumentReader {
                     if !text.isEmpty { text.append(0x0A) }
                     text.append(contentsOf: line)
                 }) {}
-                lines = nil
+                closeFile()
                 var blank = true
                 for b in text where !QualityFilter.isSpace(b) { blank = false; break }
                 if blank { continue }
