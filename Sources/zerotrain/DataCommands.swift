@@ -53,6 +53,9 @@ struct DataPrepare: ParsableCommand {
     @Option(name: .long, help: "Override the output directory.")
     var output: String?
 
+    @Option(name: .long, help: "Override inputs (repeat for several files or directories).")
+    var input: [String] = []
+
     @Option(name: .long, help: "Override threads.")
     var threads: Int?
 
@@ -63,6 +66,7 @@ struct DataPrepare: ParsableCommand {
         try runReportingErrors {
             var cfg = try loadPrepareConfig(config)
             if let output { cfg.output = output }
+            if !input.isEmpty { cfg.inputs = input }
             if let threads { cfg.threads = threads }
             if skipBad { cfg.ingest.skipBad = true }
             let pipeline = try PreparePipeline(config: cfg)

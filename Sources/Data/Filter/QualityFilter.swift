@@ -16,7 +16,13 @@ public struct QualityFilter: Sendable {
         public var linesRemoved: [String: Int] = [:]
     }
 
-    static let stopWords: Set<[UInt8]> = Set(["the", "be", "to", "of", "and", "that", "have", "with"].map { Array($0.utf8) })
+    static let stopWords: [[UInt8]] = ["the", "be", "to", "of", "and", "that", "have", "with"].map { Array($0.utf8) }
+
+    /// Whether a word is a stop word, ignoring ASCII case (no allocation).
+    static func isStopWord(_ w: ArraySlice<UInt8>) -> Bool {
+        guard w.count >= 2 && w.count <= 4 else { return false }
+        return stopWords.contains { s in s.count == w.count && zip(s, w).allSatisfy { $0 == ($1 >= 0x41 && $1 <= 0x5A ? $1 | 0x20 : $1) } }
+    }
     static let policyPhrases = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
     static let bullets: [[UInt8]] = ["•", "-", "*", "‣", "▪", "●", "◦", "⁃", "○"].map { Array($0.utf8) }
 
@@ -159,10 +165,12 @@ public struct QualityFilter: Sendable {
         let c = config.gopherRepetition
         let total = Double(max(1, scalarCount(bytes[...])))
         func duplicates(_ parts: [ArraySlice<UInt8>]) -> (elements: Int, chars: Int) {
-            var seen = Set<ArraySlice<UInt8>>()
+            // 64-bit hashes of the parts stand for them (a collision in 2⁶⁴ is not a concern here).
+            var seen = Set<UInt64>(minimumCapacity: parts.count)
             var elements = 0, chars = 0
             for p in parts {
-                if !seen.insert(p).inserted { elements += 1; chars += scalarCount(p) }
+                let h = p.withUnsafeBufferPointer { TextHash.hash($0) }
+                if !seen.insert(h).inserted { elements += 1; chars += scalarCount(p) }
             }
             return (elements, chars)
         }
@@ -198,11 +206,7 @@ public struct QualityFilter: Sendable {
             return "gopher_repetition.duplicate_line_chars"
         }
         let words = Self.words(bytes[...])
-        let wordHash = words.map { w -> UInt64 in
-            var h: UInt64 = 0xCBF2_9CE4_8422_2325
-            for b in w { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-            return h
-        }
+        let wordHash = words.map { w in w.withUnsafeBufferPointer { TextHash.hash($0) } }
         let wordChars = words.map { scalarCount($0) }
         func ngramKey(_ at: Int, _ n: Int) -> UInt64 {
             var h: UInt64 = UInt64(n)
@@ -213,7 +217,7 @@ public struct QualityFilter: Sendable {
         for (k, limit) in c.maxTopNgramCharFraction.enumerated() where limit > 0 {
             let n = k + 2
             guard words.count >= n else { continue }
-            var counts: [UInt64: (count: Int, at: Int)] = [:]
+            var counts: [UInt64: (count: Int, at: Int)] = Dictionary(minimumCapacity: words.count)
             for at in 0...(words.count - n) {
                 let key = ngramKey(at, n)
                 counts[key, default: (0, at)].count += 1
@@ -224,7 +228,7 @@ public struct QualityFilter: Sendable {
         for (k, limit) in c.maxDuplicateNgramCharFraction.enumerated() where limit > 0 {
             let n = k + 5
             guard words.count >= n else { continue }
-            var seen = Set<UInt64>()
+            var seen = Set<UInt64>(minimumCapacity: words.count)
             var repeated = 0
             var at = 0
             while at + n <= words.count {
@@ -268,7 +272,7 @@ public struct QualityFilter: Sendable {
         let alpha = words.filter { w in w.contains { ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || $0 >= 0x80 } }.count
         if Double(alpha) / Double(words.count) < c.minAlphaWordsRatio { return "gopher_quality.alpha_words" }
         // Occurrences of stop words, as datatrove counts them.
-        let occurrences = stripped.reduce(0) { $0 + (Self.stopWords.contains(Self.lowercased($1)) ? 1 : 0) }
+        let occurrences = stripped.reduce(0) { $0 + (Self.isStopWord($1) ? 1 : 0) }
         if occurrences < c.minStopWords { return "gopher_quality.stop_words" }
         return nil
     }

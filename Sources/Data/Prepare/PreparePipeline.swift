@@ -127,7 +127,7 @@ public final class PreparePipeline {
             throw DataError(.unreadable, "\(documentsPath): cannot create")
         }
         let training = config.tokenizer.path == nil
-        var pieces: [[UInt8]: Int] = [:]
+        var pieces: [ByteKey: Int] = [:]
         let recordsIn = try RecordFileReader(path: stage1)
         var n = 0
         var jsonl: [UInt8] = []

@@ -57,9 +57,9 @@ public struct BPETokenizer: Sendable {
 
     /// BPE inside one pre-token, through a per-thread cache.
     @inline(__always)
-    func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, cache: inout [[UInt8]: [Int32]], into out: inout [Int32]) {
+    func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, cache: inout [ByteKey: [Int32]], into out: inout [Int32]) {
         if piece.count == 1 { out.append(byteIds[Int(piece[0])]); return }
-        let key = Array(piece)
+        let key = ByteKey(piece)
         if let hit = cache[key] { out.append(contentsOf: hit); return }
         var symbols = piece.map { byteIds[Int($0)] }
         while symbols.count > 1 {
@@ -88,7 +88,7 @@ public struct BPETokenizer: Sendable {
         out.append(contentsOf: symbols)
     }
 
-    func encode(_ text: String, cache: inout [[UInt8]: [Int32]]) -> [Int32] {
+    func encode(_ text: String, cache: inout [ByteKey: [Int32]]) -> [Int32] {
         var out: [Int32] = []
         var text = text
         text.withUTF8 { u in
@@ -127,7 +127,7 @@ public struct BPETokenizer: Sendable {
 
     /// The ids of `text`.
     public func encode(_ text: String) -> [Int32] {
-        var cache: [[UInt8]: [Int32]] = [:]
+        var cache: [ByteKey: [Int32]] = [:]
         return encode(text, cache: &cache)
     }
 
@@ -138,7 +138,7 @@ public struct BPETokenizer: Sendable {
         results.withUnsafeMutableBufferPointer { out in
             let slots = out
             pool.runOnAll { t in
-                var cache: [[UInt8]: [Int32]] = [:]
+                var cache: [ByteKey: [Int32]] = [:]
                 var c = t
                 while c * chunk < texts.count {
                     for i in (c * chunk)..<min(texts.count, (c + 1) * chunk) { slots[i] = encode(texts[i], cache: &cache) }
@@ -163,7 +163,7 @@ public struct BPETokenizer: Sendable {
     /// The byte sequence's ids, bypassing the UTF-8 view (for any bytes, valid UTF-8 or not):
     /// pre-tokenization sees invalid sequences as "other" characters.
     public func encode(bytes: [UInt8]) -> [Int32] {
-        var cache: [[UInt8]: [Int32]] = [:]
+        var cache: [ByteKey: [Int32]] = [:]
         var out: [Int32] = []
         bytes.withUnsafeBufferPointer { u in
             ByteLevel.split(u) { r in encodePiece(UnsafeBufferPointer(rebasing: u[r]), cache: &cache, into: &out) }

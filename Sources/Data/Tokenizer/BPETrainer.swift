@@ -26,16 +26,16 @@ public struct BPETrainer: Sendable {
     }
 
     /// Piece counts of `texts` on the pool's threads.
-    public static func countPieces(_ texts: [String], pool: ThreadPool) -> [[UInt8]: Int] {
-        var partial = [[[UInt8]: Int]](repeating: [:], count: pool.size)
+    public static func countPieces(_ texts: [String], pool: ThreadPool) -> [ByteKey: Int] {
+        var partial = [[ByteKey: Int]](repeating: [:], count: pool.size)
         partial.withUnsafeMutableBufferPointer { parts in
             let slots = parts
             pool.runOnAll { t in
-                var counts: [[UInt8]: Int] = [:]
+                var counts: [ByteKey: Int] = [:]
                 var i = t
                 while i < texts.count {
                     var text = texts[i]
-                    text.withUTF8 { u in ByteLevel.split(u) { r in counts[Array(UnsafeBufferPointer(rebasing: u[r])), default: 0] += 1 } }
+                    text.withUTF8 { u in ByteLevel.split(u) { r in counts[ByteKey(UnsafeBufferPointer(rebasing: u[r])), default: 0] += 1 } }
                     i += pool.size
                 }
                 slots[t] = counts
@@ -51,12 +51,12 @@ public struct BPETrainer: Sendable {
     }
 
     /// Trains from piece counts.
-    public func train(pieces: [[UInt8]: Int]) throws -> BPETokenizer {
+    public func train(pieces: [ByteKey: Int]) throws -> BPETokenizer {
         let base = Int32(specials.count)
         var tokenBytes: [[UInt8]] = specials.map { Array($0.utf8) } + (0..<256).map { [UInt8($0)] }
         // Words sorted by bytes: a deterministic order whatever the dictionary's.
-        let sorted = pieces.sorted { $0.key.lexicographicallyPrecedes($1.key) }
-        var words: [[Int32]] = sorted.map { $0.key.map { base + Int32($0) } }
+        let sorted = pieces.sorted { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }
+        var words: [[Int32]] = sorted.map { $0.key.bytes.map { base + Int32($0) } }
         let counts: [Int] = sorted.map(\.value)
         var pairCount: [UInt64: Int] = [:]
         var pairWords: [UInt64: [Int32]] = [:]
