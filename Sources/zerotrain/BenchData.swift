@@ -23,6 +23,13 @@ func peakRSSMiB() -> Double {
     return Double(u.ru_maxrss) / 1024
 }
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
 /// Runs the peer script; its last stdout line is a JSON object.
 func runPeer(python: String, arguments: [String]) throws -> [String: Any] {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -207,7 +214,7 @@ struct BenchDataIngest: ParsableCommand {
             let output = (workdir as NSString).appendingPathComponent("ingest-out.jsonl")
             var c = IngestConfig()
             c.textUnit = textUnit
-            let t0 = Date()
+            let t0 = Date(), cpu0 = cpuSeconds()
             let reader = PrefetchingReader(try DocumentReader(inputs: [path], config: c))
             defer { reader.cancel() }
             FileManager.default.createFile(atPath: output, contents: nil)
@@ -221,9 +228,9 @@ struct BenchDataIngest: ParsableCommand {
                 buffer.removeAll(keepingCapacity: true)
             }
             try out.close()
-            let s = Date().timeIntervalSince(t0), st = reader.stats
-            Console.out(String(format: "ingest %@: %d documents, %.1f MB decoded (%.1f MB on disk) in %.3f s = %.0f MB/s; peak RSS %.0f MiB",
-                               path, st.documents, Double(st.bytes) / 1e6, Double(st.compressedBytes) / 1e6, s, Double(st.bytes) / 1e6 / s, peakRSSMiB()))
+            let s = Date().timeIntervalSince(t0), st = reader.stats, cpu = cpuSeconds() - cpu0
+            Console.out(String(format: "ingest %@: %d documents, %.1f MB decoded (%.1f MB on disk) in %.3f s = %.0f MB/s (%.2f CPU s: %.0f MB per CPU second); peak RSS %.0f MiB",
+                               path, st.documents, Double(st.bytes) / 1e6, Double(st.compressedBytes) / 1e6, s, Double(st.bytes) / 1e6 / s, cpu, Double(st.bytes) / 1e6 / cpu, peakRSSMiB()))
         }
     }
 }

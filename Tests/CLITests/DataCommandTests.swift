@@ -59,6 +59,20 @@ import ZeroTrainTestKit
         try expectExit2(["train", "--config", dir.appendingPathComponent("small.yaml").path], mentions: "model.vocab_size: must be ≥ the vocabulary of the token shards (512")
     }
 
+    /// The shipped config (the README's tour), on a small text corpus instead of tinyshakespeare.
+    @Test func shippedPrepareConfigRuns() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = SyntheticCorpus(seed: 8)
+        let text = dir.appendingPathComponent("corpus.txt")
+        try CLI.write((0..<200).map { c.document($0, words: 60) }.joined(separator: "\n\n"), to: text)
+        let out = dir.appendingPathComponent("out")
+        let r = try CLI.run(["data", "prepare", "--config", "configs/data/shakespeare.yaml", "--input", text.path, "--output", out.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("read 200 documents") && r.stdout.contains("vocabulary 1024"), "\(r.stdout)")
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("train-00000.zts").path))
+    }
+
     @Test func malformedJSONLineAndSkipBad() throws {
         let dir = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -17,26 +17,37 @@ public struct Document: Sendable {
         self.line = line
     }
 
-    public static func stableId(source: String, line: Int, part: Int = 0) -> String {
-        let h = TextHash.hash("\(source)\u{0}\(line)\u{0}\(part)")
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+    public static func stableId(source: String, line: Int) -> String {
+        stableId(sourceHash: TextHash.hash(source), line: line)
+    }
+
+    /// The id from the hash of the source path (computed once per file) and the line.
+    static func stableId(sourceHash: UInt64, line: Int) -> String {
+        let h = TextHash.mix(sourceHash ^ TextHash.mix(UInt64(line) &+ 0x9E37_79B9_7F4A_7C15))
+        return String(unsafeUninitializedCapacity: 16) { buf in
+            for k in 0..<16 {
+                let d = UInt8((h >> (60 - 4 * UInt64(k))) & 15)
+                buf[k] = d < 10 ? 0x30 + d : 0x57 + d
+            }
+            return 16
+        }
     }
 
     /// The JSONL line `{"id":…,"source":…,"line":…,"text":…}` (with its newline) appended to `out`.
     public func appendJSONL(to out: inout [UInt8], extra: [(String, String)] = []) {
-        out.append(contentsOf: Array("{\"id\":\"".utf8))
-        out.append(contentsOf: Array(id.utf8))
-        out.append(contentsOf: Array("\",\"source\":".utf8))
+        out.append(contentsOf: "{\"id\":\"".utf8)
+        out.append(contentsOf: id.utf8)
+        out.append(contentsOf: "\",\"source\":".utf8)
         JSONLine.appendQuoted(source, to: &out)
-        out.append(contentsOf: Array(",\"line\":\(line)".utf8))
+        out.append(contentsOf: ",\"line\":".utf8)
+        out.append(contentsOf: String(line).utf8)
         for (k, v) in extra {
             out.append(0x2C)
             JSONLine.appendQuoted(k, to: &out)
             out.append(0x3A)
             JSONLine.appendQuoted(v, to: &out)
         }
-        out.append(contentsOf: Array(",\"text\":".utf8))
+        out.append(contentsOf: ",\"text\":".utf8)
         JSONLine.appendQuoted(text, to: &out)
         out.append(contentsOf: [0x7D, 0x0A])
     }
@@ -65,6 +76,7 @@ public final class DocumentReader {
     private var fileIndex = 0
     private var lines: LineReader?
     private var current: String = ""
+    private var currentHash: UInt64 = 0
     private var currentIsJSONL = false
     /// A paragraph being assembled: its text and first line.
     private var paragraph: [UInt8] = []
@@ -132,6 +144,7 @@ public final class DocumentReader {
         closeFile()
         guard fileIndex < files.count else { return false }
         current = files[fileIndex]
+        currentHash = TextHash.hash(current)
         fileIndex += 1
         stats.files += 1
         currentIsJSONL = isJSONL(current)
@@ -153,7 +166,7 @@ public final class DocumentReader {
                     if blank { return }
                     do {
                         if let text = try JSONLine.stringField(config.textField, in: line) {
-                            doc = Document(id: Document.stableId(source: current, line: reader.lineNumber), text: text,
+                            doc = Document(id: Document.stableId(sourceHash: currentHash, line: reader.lineNumber), text: text,
                                            source: current, line: reader.lineNumber)
                         } else {
                             failure = "no string field \"\(config.textField)\""
@@ -180,7 +193,7 @@ public final class DocumentReader {
                     stats.bytes += line.count + 1
                     let text = String(decoding: line, as: UTF8.self)
                     if !text.allSatisfy(\.isWhitespace) {
-                        doc = Document(id: Document.stableId(source: current, line: reader.lineNumber), text: text, source: current, line: reader.lineNumber)
+                        doc = Document(id: Document.stableId(sourceHash: currentHash, line: reader.lineNumber), text: text, source: current, line: reader.lineNumber)
                     }
                 }
                 if !more { closeFile(); continue }
@@ -223,13 +236,13 @@ public final class DocumentReader {
                 for b in text where !QualityFilter.isSpace(b) { blank = false; break }
                 if blank { continue }
                 stats.documents += 1
-                return Document(id: Document.stableId(source: current, line: 1), text: String(decoding: text, as: UTF8.self), source: current, line: 1)
+                return Document(id: Document.stableId(sourceHash: currentHash, line: 1), text: String(decoding: text, as: UTF8.self), source: current, line: 1)
             }
         }
     }
 
     private func takeParagraph() -> Document {
-        let d = Document(id: Document.stableId(source: current, line: paragraphLine), text: String(decoding: paragraph, as: UTF8.self),
+        let d = Document(id: Document.stableId(sourceHash: currentHash, line: paragraphLine), text: String(decoding: paragraph, as: UTF8.self),
                          source: current, line: paragraphLine)
         paragraph.removeAll(keepingCapacity: true)
         return d

@@ -169,15 +169,31 @@ public enum JSONLine {
         }
     }
 
+    /// Whether any of the 8 bytes of `w` needs escaping (< 0x20, `"` or `\\`): the "has less"
+    /// and "has zero byte" bit tricks, exact for the question "any?".
+    @inline(__always) static func needsEscape(_ w: UInt64) -> Bool {
+        let lo: UInt64 = 0x0101_0101_0101_0101, hi: UInt64 = 0x8080_8080_8080_8080
+        let control = (w &- lo &* 0x20) & ~w & hi
+        let q = w ^ (lo &* 0x22), b = w ^ (lo &* 0x5C)
+        return (control | ((q &- lo) & ~q & hi) | ((b &- lo) & ~b & hi)) != 0
+    }
+
     /// `s` as a JSON string literal (quotes included), appended to `out`.
     public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
         out.append(0x22)
         var s = s
         s.withUTF8 { u in
             var runStart = 0
-            for j in 0..<u.count {
+            var j = 0
+            let raw = UnsafeRawPointer(u.baseAddress)
+            while j < u.count {
+                // Clean 8-byte words go by at once.
+                if j + 8 <= u.count, !needsEscape(raw!.loadUnaligned(fromByteOffset: j, as: UInt64.self)) {
+                    j += 8
+                    continue
+                }
                 let c = u[j]
-                if c >= 0x20 && c != 0x22 && c != 0x5C { continue }
+                if c >= 0x20 && c != 0x22 && c != 0x5C { j += 1; continue }
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: u[runStart..<j]))
                 switch c {
                 case 0x22: out.append(contentsOf: [0x5C, 0x22])
@@ -189,7 +205,8 @@ public enum JSONLine {
                     let hex = Array("0123456789abcdef".utf8)
                     out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 15)]])
                 }
-                runStart = j + 1
+                j += 1
+                runStart = j
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: u[runStart..<u.count]))
         }
