@@ -35,7 +35,7 @@ func loadPrepareConfig(_ path: String) throws -> PrepareConfig {
     var config = try ConfigDecoder.decode(PrepareConfig.self, from: tree)
     // Relative inputs and output are relative to the config file's folder.
     let base = (path as NSString).deletingLastPathComponent
-    func resolve(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : (base as NSString).appendingPathComponent(p) }
+    func resolve(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : ((base as NSString).appendingPathComponent(p) as NSString).standardizingPath }
     config.inputs = config.inputs.map(resolve)
     config.output = resolve(config.output)
     if let t = config.tokenizer.path { config.tokenizer.path = resolve(t) }
@@ -123,19 +123,14 @@ struct DataIngest: ParsableCommand {
             }
             let line = ProgressLine()
             var buffer: [UInt8] = []
-            var bytes = 0, records = 0
             while true {
                 let batch: [Document]
                 do { batch = try reader.next() } catch { line.end(); throw error }
                 if batch.isEmpty { break }
-                for d in batch {
-                    d.appendJSONL(to: &buffer)
-                    bytes += d.text.utf8.count
-                }
-                records += batch.count
+                for d in batch { d.appendJSONL(to: &buffer) }
                 try out.write(contentsOf: buffer)
                 buffer.removeAll(keepingCapacity: true)
-                line.show(String(format: "ingest: %d records, %.1f MB/s", records, Double(bytes) / 1e6 / max(1e-9, Date().timeIntervalSince(started))))
+                line.show("ingest: " + reader.progressLine(elapsed: Date().timeIntervalSince(started)))
             }
             try out.close()
             line.end()

@@ -2,7 +2,7 @@ import Foundation
 
 /// One document and where it came from.
 public struct Document: Sendable {
-    /// Stable id: 16 hex digits of the hash of (source, line, ordinal within the line).
+    /// Stable id: 16 hex digits of a hash of (source path, starting line): the same on every run.
     public var id: String
     public var text: String
     /// The input file.
@@ -105,11 +105,18 @@ public final class DocumentReader {
         return out
     }
 
+    /// Bytes of all input files on disk (compressed sizes), for the ETA.
+    public let totalBytes: Int
+
     public init(inputs: [String], config: IngestConfig) throws {
         try config.validate()
         self.config = config
         files = try Self.expand(inputs)
+        totalBytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
     }
+
+    /// Bytes of the input files read from disk so far (the current file included).
+    public var bytesDone: Int { stats.compressedBytes + (lines?.reader.bytesRead ?? 0) }
 
     func isJSONL(_ path: String) -> Bool {
         switch config.format {
@@ -259,10 +266,14 @@ public final class PrefetchingReader: @unchecked Sendable {  // Safe: shared fie
     private let depth: Int
     private let reader: DocumentReader
     private var thread: Thread?
+    private var progressState = (bytes: 0, documents: 0)
+    /// Input bytes on disk in all files.
+    public let totalBytes: Int
 
     public init(_ reader: DocumentReader, depth: Int = 2) {
         self.reader = reader
         self.depth = depth
+        totalBytes = reader.totalBytes
         let t = Thread { [self] in self.produce() }
         t.name = "zerotrain-ingest"
         t.stackSize = 4 << 20
@@ -274,7 +285,9 @@ public final class PrefetchingReader: @unchecked Sendable {  // Safe: shared fie
         while true {
             let item: Result<[Document], any Error>
             do { item = .success(try reader.nextBatch()) } catch { item = .failure(error) }
+            let done = reader.bytesDone, documents = reader.stats.documents
             condition.lock()
+            progressState = (done, documents)
             while queue.count >= depth && !cancelled { condition.wait() }
             if cancelled { condition.unlock(); return }
             queue.append(item)
@@ -299,6 +312,25 @@ public final class PrefetchingReader: @unchecked Sendable {  // Safe: shared fie
         if case .success(let b) = item, b.isEmpty { queue.insert(item, at: 0) }
         if case .failure = item { queue.insert(item, at: 0) }
         return try item.get()
+    }
+
+    /// Input bytes read from disk and documents read, as of the last batch read ahead.
+    public var progress: (bytes: Int, documents: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return progressState
+    }
+
+    /// "N records, X MB/s, ETA m:ss" after `elapsed` seconds (MB/s of input bytes on disk).
+    public func progressLine(elapsed: Double) -> String {
+        let p = progress
+        let rate = Double(p.bytes) / max(1e-9, elapsed)
+        var line = String(format: "%d records, %.1f MB/s read from disk", p.documents, rate / 1e6)
+        if totalBytes > 0 && p.bytes > 0 {
+            let left = max(0, Double(totalBytes - p.bytes) / rate)
+            line += String(format: ", %3.0f %%, ETA %d:%02d", 100 * Double(p.bytes) / Double(totalBytes), Int(left) / 60, Int(left) % 60)
+        }
+        return line
     }
 
     /// The reader's counters (read after the last batch).

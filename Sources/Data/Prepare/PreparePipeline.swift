@@ -45,7 +45,6 @@ public final class PreparePipeline {
         let reader = PrefetchingReader(try DocumentReader(inputs: config.inputs, config: config.ingest))
         defer { reader.cancel() }
         let writer = try RecordFileWriter(path: stage1)
-        var bytesIn = 0
         var lastReport = Date()
         while true {
             let batch = try reader.next()
@@ -75,7 +74,6 @@ public final class PreparePipeline {
                 }
             }
             for (i, doc) in batch.enumerated() {
-                bytesIn += doc.text.utf8.count
                 report.lengthsIn.add(doc.text.count)
                 let o = outcomes[i]
                 for (k, v) in o.linesRemoved { report.linesRemovedByRule[k, default: 0] += v }
@@ -99,8 +97,7 @@ public final class PreparePipeline {
             }
             if Date().timeIntervalSince(lastReport) > 0.5 {
                 lastReport = Date()
-                let mbps = Double(bytesIn) / 1e6 / max(1e-9, Date().timeIntervalSince(t0))
-                progress(String(format: "ingest+filter+dedup: %d records, %.1f MB/s", reader.stats.documents, mbps))
+                progress("ingest+filter+dedup: " + reader.progressLine(elapsed: Date().timeIntervalSince(t0)))
             }
         }
         try writer.close()
@@ -166,10 +163,13 @@ public final class PreparePipeline {
         try docsOut.close()
         report.clusterExamples = exampleOrder.compactMap { examples[$0] }
         report.seconds["pass2_clusters_documents"] = Date().timeIntervalSince(t0)
+        guard report.ingest.documents > 0 else {
+            try writeReport(report)
+            throw DataError(.empty, "\(config.inputs.joined(separator: ", ")): no documents read (\(report.ingest.files) files)")
+        }
         guard report.kept > 0 else {
             try writeReport(report)
-            throw DataError(.empty, "\(config.inputs.joined(separator: ", ")): no documents left after filtering and dedup (\(report.ingest.documents) read; see the rules dropped in \(out("report.md")))",
-                            cause: nil)
+            throw DataError(.empty, "\(config.inputs.joined(separator: ", ")): no documents left after filtering and dedup (\(report.ingest.documents) read; the rules that dropped them are in \(out("report.md")))")
         }
 
         // Tokenizer.
