@@ -77,7 +77,7 @@ struct DataPrepare: ParsableCommand {
             do { r = try pipeline.run() } catch { line.end(); throw error }
             line.end()
             Console.out("read \(r.ingest.documents) documents (\(r.ingest.files) files, \(r.ingest.bytes) bytes\(r.ingest.badLines + r.ingest.missingField > 0 ? ", \(r.ingest.badLines + r.ingest.missingField) bad lines skipped" : ""))")
-            Console.out("filters dropped \(r.ingest.documents - r.afterFilters), exact duplicates \(r.exactDuplicates), near duplicates \(r.nearDuplicates) (\(r.nearBands)×\(r.nearRows) bands, \(r.nearClusters) clusters); kept \(r.kept)")
+            Console.out("filters dropped \(r.ingest.documents - r.afterFilters), exact duplicates \(r.exactDuplicates), near duplicates \(r.nearDuplicates) (\(r.nearBands)×\(r.nearRows) bands, \(r.nearClusters) clusters)\(cfg.dedup.semantic.enabled ? ", semantic duplicates \(r.semanticDuplicates)" : ""); kept \(r.kept)")
             Console.out("tokenizer \(r.tokenizer), vocabulary \(r.vocabularySize)")
             Console.out("train \(r.trainTokens) tokens (\(r.trainDocuments) documents), validation \(r.validationTokens) tokens (\(r.validationDocuments) documents) in \(cfg.output)")
             Console.out(String(format: "report: %@/report.md (%.1f s)", cfg.output, Date().timeIntervalSince(started)))

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Tensor
 import Testing
 
 @Suite struct DedupTests {
@@ -55,6 +56,44 @@ import Testing
         #expect(fpr <= 0.01, "false-positive rate \(fpr)")
         // Every planted copy that was found joined its original's cluster.
         for i in planted where index.root(i) != i { #expect(index.root(i) == index.root(items[i].copyOf!)) }
+    }
+
+    /// Planted semantic duplicates: an earlier document's words in a random order, plus 2 edits —
+    /// TF-IDF cosine ≈ 1, word 5-gram Jaccard ≈ 0 (MinHash cannot see them).
+    @Test func semanticDuplicatesByTFIDFCosine() {
+        let corpus = SyntheticCorpus(seed: 21)
+        let rng = Philox(seed: 5)
+        var texts: [String] = [], copyOf: [Int?] = []
+        for i in 0..<2000 {
+            if i > 0 && rng.uniform(index: UInt64(i), stream: 1) < 0.1 {
+                let of = copyOf[..<i].indices.filter { copyOf[$0] == nil }.last!
+                var words = texts[of].split(separator: " ").map(String.init)
+                for k in stride(from: words.count - 1, to: 0, by: -1) { words.swapAt(k, rng.below(k + 1, index: UInt64(i * 1000 + k), stream: 2)) }
+                texts.append(corpus.edit(words.joined(separator: " "), edits: 2, salt: UInt64(i)))
+                copyOf.append(of)
+            } else {
+                texts.append(corpus.document(i, words: 150))
+                copyOf.append(nil)
+            }
+        }
+        var df = DocumentFrequencies()
+        let words = texts.map { MinHasher.wordHashes($0) }
+        for w in words { df.add(words: w) }
+        var index = SemanticIndex(bits: 256, bands: 16, threshold: 0.95)
+        #expect(index.maxHamming == 25)
+        var flagged: [Bool] = []
+        for w in words { flagged.append(index.check(index.signature(words: w, frequencies: df)) != nil) }
+        let planted = copyOf.indices.filter { copyOf[$0] != nil }
+        let distinct = copyOf.indices.filter { copyOf[$0] == nil }
+        let recall = Double(planted.filter { flagged[$0] }.count) / Double(planted.count)
+        let fpr = Double(distinct.filter { flagged[$0] }.count) / Double(distinct.count)
+        #expect(planted.count > 150)
+        #expect(recall >= 0.95, "semantic recall \(recall)")
+        #expect(fpr <= 0.01, "semantic false-positive rate \(fpr)")
+        // MinHash over word 5-grams does not see these (Jaccard of shuffled text ≈ 0).
+        let h = MinHasher(numPerm: 128)
+        let i = planted[0]
+        #expect(MinHasher.jaccard(h.signature(texts[i])!, h.signature(texts[copyOf[i]!])!) < 0.2)
     }
 
     @Test func exactKeyNormalisesCaseAndWhitespace() {

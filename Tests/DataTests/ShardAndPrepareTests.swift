@@ -99,6 +99,36 @@ import Testing
         #expect(json["near_duplicates"] as? Int == r.nearDuplicates && json["train_tokens"] as? Int == r.trainTokens)
     }
 
+    @Test func semanticStageRemovesShuffledCopies() throws {
+        let dir = scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = SyntheticCorpus(seed: 12)
+        var out: [UInt8] = []
+        var planted = 0
+        for i in 0..<300 {
+            let t = c.document(i, words: 150)
+            Document(id: "", text: t, source: "", line: 0).appendJSONL(to: &out)
+            if i % 10 == 0 {
+                // The same words, sentence order reversed: a semantic, not a near, duplicate.
+                let shuffled = t.split(separator: "\n").reversed().joined(separator: " ").split(separator: " ").reversed().joined(separator: " ")
+                Document(id: "", text: shuffled + ".", source: "", line: 0).appendJSONL(to: &out)
+                planted += 1
+            }
+        }
+        let input = dir.appendingPathComponent("in.jsonl")
+        try Data(out).write(to: input)
+        var cfg = PrepareConfig()
+        cfg.inputs = [input.path]
+        cfg.output = dir.appendingPathComponent("out").path
+        cfg.filters.c4.enabled = false
+        cfg.dedup.semantic.enabled = true
+        cfg.tokenizer.vocabSize = 300
+        let r = try PreparePipeline(config: cfg).run()
+        #expect(r.nearDuplicates == 0)
+        #expect(r.semanticDuplicates == planted, "\(r.semanticDuplicates) of \(planted)")
+        #expect(r.kept == 300 && r.semanticExamples.first?.kept.id != "?")
+    }
+
     @Test func emptyCorpusAfterFilteringIsAnError() throws {
         let dir = scratch()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -45,13 +45,36 @@ public struct NearDedupConfig: ConfigSection, Equatable {
     }
 }
 
+/// `dedup.semantic:` TF-IDF cosine duplicates via random-hyperplane LSH (off by default).
+public struct SemanticDedupConfig: ConfigSection, Equatable {
+    public var enabled = false
+    /// Cosine similarity of TF-IDF vectors at or above which documents are duplicates.
+    public var threshold = 0.95
+    /// Signature bits (a multiple of 64) and LSH bands (bits / bands ≤ 64 bits each).
+    public var bits = 256
+    public var bands = 16
+    public var seed: UInt64 = 3
+    public init() {}
+    public static let fields: [ConfigField<Self>] = [
+        .init("enabled", \.enabled), .init("threshold", \.threshold), .init("bits", \.bits), .init("bands", \.bands), .init("seed", \.seed),
+    ]
+
+    public func validate(path p: String) throws {
+        guard threshold > 0 && threshold < 1 else { throw DataError(.invalidConfig, "\(p).threshold: must be in (0, 1), got \(threshold)") }
+        guard bits >= 64, bits % 64 == 0, bands >= 1, bits % bands == 0, bits / bands <= 64 else {
+            throw DataError(.invalidConfig, "\(p).bits, bands: bits must be a multiple of 64 and of bands with ≤ 64 bits a band, got \(bits), \(bands)")
+        }
+    }
+}
+
 /// `dedup:`.
 public struct DedupConfig: ConfigSection, Equatable {
     /// Remove documents whose normalised text (lower case, whitespace collapsed) repeats an earlier one.
     public var exact = true
     public var near = NearDedupConfig()
+    public var semantic = SemanticDedupConfig()
     public init() {}
-    public static let fields: [ConfigField<Self>] = [.init("exact", \.exact), .init("near", \.near)]
+    public static let fields: [ConfigField<Self>] = [.init("exact", \.exact), .init("near", \.near), .init("semantic", \.semantic)]
 }
 
 /// `tokenizer:`: train a byte-level BPE on the cleaned corpus, or use an existing tokenizer.json.
@@ -114,6 +137,7 @@ public struct PrepareConfig: ConfigSection, Equatable {
         guard threads >= 1 else { throw DataError(.invalidConfig, "threads: must be ≥ 1, got \(threads)") }
         try ingest.validate()
         if dedup.near.enabled { try dedup.near.validate(path: "dedup.near") }
+        if dedup.semantic.enabled { try dedup.semantic.validate(path: "dedup.semantic") }
         if tokenizer.path == nil && tokenizer.vocabSize < 256 + tokenizer.specials.count {
             throw DataError(.invalidConfig, "tokenizer.vocab_size: \(tokenizer.vocabSize) is too small: it must be ≥ \(256 + tokenizer.specials.count) (256 byte tokens + 3 special tokens)")
         }

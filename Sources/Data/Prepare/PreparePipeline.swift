@@ -42,6 +42,10 @@ public final class PreparePipeline {
         let hasher = MinHasher(numPerm: near.numPerm, ngram: near.ngram, seed: near.seed)
         let filter = QualityFilter(config: config.filters)
         var exactSeen = Set<UInt64>()
+        let semantic = config.dedup.semantic
+        var frequencies = DocumentFrequencies()
+        var semanticIndex = SemanticIndex(bits: semantic.bits, bands: semantic.bands, threshold: semantic.threshold, seed: semantic.seed)
+        var semanticKept: [PrepareReport.Example] = []
         let reader = PrefetchingReader(try DocumentReader(inputs: config.inputs, config: config.ingest))
         defer { reader.cancel() }
         let writer = try RecordFileWriter(path: stage1)
@@ -53,11 +57,13 @@ public final class PreparePipeline {
             var exact = [UInt64](repeating: 0, count: batch.count)
             var hasSig = [Bool](repeating: false, count: batch.count)
             var sigs = [UInt32](repeating: 0, count: near.enabled ? batch.count * near.numPerm : 0)
+            var words = [[UInt64]](repeating: [], count: semantic.enabled ? batch.count : 0)
             outcomes.withUnsafeMutableBufferPointer { oc in
                 exact.withUnsafeMutableBufferPointer { ex in
                     hasSig.withUnsafeMutableBufferPointer { hs in
                         sigs.withUnsafeMutableBufferPointer { sg in
-                            let (oc, ex, hs, sg) = (oc, ex, hs, sg)
+                          words.withUnsafeMutableBufferPointer { wd in
+                            let (oc, ex, hs, sg, wd) = (oc, ex, hs, sg, wd)
                             pool.parallelFor(batch.count, minChunk: 16) { range in
                                 for i in range {
                                     let o = filter.apply(batch[i].text)
@@ -67,8 +73,10 @@ public final class PreparePipeline {
                                     if near.enabled {
                                         hs[i] = hasher.signature(text, into: UnsafeMutableBufferPointer(rebasing: sg[(i * near.numPerm)..<((i + 1) * near.numPerm)]))
                                     }
+                                    if semantic.enabled { wd[i] = MinHasher.wordHashes(text) }
                                 }
                             }
+                          }
                         }
                     }
                 }
@@ -91,6 +99,7 @@ public final class PreparePipeline {
                         sigs.withUnsafeBufferPointer { s in _ = index.add(UnsafeBufferPointer(rebasing: s[(i * near.numPerm)..<((i + 1) * near.numPerm)])) }
                     } else { index.add(nil) }
                 }
+                if semantic.enabled { frequencies.add(words: words[i]) }
                 var d = doc
                 d.text = text
                 try writer.write(d)
@@ -128,6 +137,7 @@ public final class PreparePipeline {
         let recordsIn = try RecordFileReader(path: stage1)
         var n = 0
         var jsonl: [UInt8] = []
+        var keptMask: [Bool] = []
         while true {
             let batch = try recordsIn.nextBatch()
             if batch.isEmpty { break }
@@ -135,6 +145,7 @@ public final class PreparePipeline {
             for d in batch {
                 let i = n
                 n += 1
+                keptMask.append(false)
                 let root = near.enabled ? index.root(i) : i
                 if root != i {
                     report.nearDuplicates += 1
@@ -151,6 +162,21 @@ public final class PreparePipeline {
                         exampleOrder.append(i)
                     }
                 }
+                if semantic.enabled {
+                    let sig = semanticIndex.signature(words: MinHasher.wordHashes(d.text), frequencies: frequencies)
+                    if let earlier = semanticIndex.check(sig) {
+                        report.semanticDuplicates += 1
+                        if report.semanticExamples.count < near.examples {
+                            let kept = earlier < semanticKept.count ? semanticKept[earlier]
+                                : PrepareReport.Example(id: "?", source: "", line: 0, snippet: "(an earlier document)")
+                            report.semanticExamples.append(PrepareReport.Cluster(size: 2, kept: kept, removed: [example(d)]))
+                        }
+                        continue
+                    }
+                    // Examples for the first thousand kept documents (bounded memory).
+                    if semanticKept.count < 1000 { semanticKept.append(example(d)) }
+                }
+                keptMask[i] = true
                 report.kept += 1
                 report.lengthsKept.add(d.text.count)
                 d.appendJSONL(to: &jsonl)
@@ -222,7 +248,7 @@ public final class PreparePipeline {
             while bytes < config.ingest.batchBytes, let r = try keptIn.next() {
                 let i = position
                 position += 1
-                if near.enabled && index.root(i) != i { continue }
+                if !keptMask[i] { continue }
                 bytes += r.text.utf8.count + 64
                 batch.append(r)
             }

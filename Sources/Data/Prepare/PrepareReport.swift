@@ -39,6 +39,9 @@ public struct PrepareReport: Codable, Sendable {
     public var nearDuplicates = 0
     public var nearClusters = 0
     public var clusterExamples: [Cluster] = []
+    /// Documents removed as TF-IDF cosine duplicates of an earlier one, and examples.
+    public var semanticDuplicates = 0
+    public var semanticExamples: [Cluster] = []
     public var kept = 0
     public var lengthsIn = Histogram()
     public var lengthsKept = Histogram()
@@ -67,7 +70,8 @@ public struct PrepareReport: Codable, Sendable {
         s += "| ingest (\(ingest.files) files, \(ingest.bytes) bytes) | \(ingest.documents) | \(ingest.badLines + ingest.missingField) bad lines skipped |\n"
         s += "| quality filters | \(afterFilters) | \(ingest.documents - afterFilters) |\n"
         s += "| exact dedup | \(afterExact) | \(exactDuplicates) |\n"
-        s += "| near dedup (MinHash-LSH, \(nearBands) bands × \(nearRows) rows) | \(kept) | \(nearDuplicates) in \(nearClusters) clusters |\n\n"
+        s += "| near dedup (MinHash-LSH, \(nearBands) bands × \(nearRows) rows) | \(afterExact - nearDuplicates) | \(nearDuplicates) in \(nearClusters) clusters |\n"
+        s += "| semantic dedup (TF-IDF cosine, random-hyperplane LSH) | \(kept) | \(semanticDuplicates) |\n\n"
         if !droppedByRule.isEmpty {
             s += "## Documents dropped by rule\n\n| rule | documents |\n|---|---:|\n"
             for (k, v) in droppedByRule.sorted(by: { $0.key < $1.key }) { s += "| \(k) | \(v) |\n" }
@@ -95,6 +99,14 @@ public struct PrepareReport: Codable, Sendable {
                 for r in c.removed { s += "- removed `\(r.id)` (\(r.source):\(r.line)): \(Self.quote(r.snippet))\n" }
                 s += "\n"
             }
+        }
+        if !semanticExamples.isEmpty {
+            s += "## Semantic duplicates (examples)\n\n"
+            for c in semanticExamples {
+                s += "- kept `\(c.kept.id)`: \(Self.quote(c.kept.snippet))\n"
+                for r in c.removed { s += "  - removed `\(r.id)` (\(r.source):\(r.line)): \(Self.quote(r.snippet))\n" }
+            }
+            s += "\n"
         }
         s += "## Time (s)\n\n" + seconds.sorted(by: { $0.key < $1.key }).map { "- \($0.key): \(String(format: "%.2f", $0.value))" }.joined(separator: "\n") + "\n"
         return s
