@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CNUMA", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
         // oneDNN (its C API) and the OpenMP runtime it is built on; Debian ships no pkg-config file.
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
         .target(name: "Common", dependencies: ["CCRC32C"]),
@@ -34,7 +36,8 @@ let package = Package(
         .target(name: "CBF16"),
         .target(name: "Model", dependencies: ["Common", "Tensor"]),
         .target(name: "Optim", dependencies: ["Common", "Tensor"]),
-        .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint"]),
+        // Data alone imports CZlib and CZstd (compressed inputs of the ingest stage).
+        .target(name: "Data", dependencies: ["Common", "Tensor", "Checkpoint", "CZlib", "CZstd"]),
         .target(name: "Checkpoint", dependencies: ["Common", "Tensor", "Model"]),
         // SSE4.2 crc32 for the wire checksum (Swift cannot emit the instruction itself).
         .target(name: "CCRC32C"),
@@ -78,7 +81,7 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),

@@ -4,20 +4,27 @@ import Common
 public struct DataConfig: ConfigSection, Equatable {
     /// "builtin" (a deterministic generated English-like corpus, no download), "text" (UTF-8 file),
     /// "jsonl" (one JSON object per line with a "text" field) or "tokens" (a pre-batched
-    /// safetensors file with int32 `tokens[step, micro, batch, seq_len+1]`, replayed in order).
+    /// safetensors file with int32 `tokens[step, micro, batch, seq_len+1]`, replayed in order) or
+    /// "shards" (token shards `.zts` from `zerotrain data prepare`: a file, or a directory's
+    /// `<split>-*.zts`).
     public var source: String = "builtin"
-    /// File for text, jsonl and tokens sources.
+    /// File for text, jsonl and tokens sources; file or directory for shards.
     public var path: String?
+    /// Which shards of a directory a shards source reads: "train" (when unset) or "validation".
+    public var split: String?
     /// Tokens per training sequence (T); inputs are T tokens and targets the next T.
     public var seqLen: Int = 128
 
     public init() {}
 
-    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen)]
+    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split)]
 
     public func validate(path p: String = "data") throws {
-        guard ["builtin", "text", "jsonl", "tokens"].contains(source) else {
-            throw DataError(.invalidConfig, "\(p).source: must be builtin, text, jsonl or tokens, got \"\(source)\"")
+        guard ["builtin", "text", "jsonl", "tokens", "shards"].contains(source) else {
+            throw DataError(.invalidConfig, "\(p).source: must be builtin, text, jsonl, tokens or shards, got \"\(source)\"")
+        }
+        if let split, !["train", "validation"].contains(split) {
+            throw DataError(.invalidConfig, "\(p).split: must be train or validation, got \"\(split)\"")
         }
         if source != "builtin" && (path ?? "").isEmpty {
             throw DataError(.invalidConfig, "\(p).path: is required for source \(source)")

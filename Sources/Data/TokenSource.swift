@@ -34,6 +34,15 @@ public enum TokenSource: Sendable {
             }
             guard !parts.isEmpty else { throw DataError(.empty, "\(config.path!): no records") }
             return .stream(tokenizer.encode(parts.joined(separator: "\n")))
+        case "shards":
+            // Memory-mapped shards, concatenated in file order (documents already end in EOS).
+            var tokens: [Int32] = []
+            for path in try TokenShard.files(at: config.path!, split: config.split ?? "train") {
+                let shard = try TokenShard(path: path)
+                tokens += shard.tokens(0..<shard.tokenCount)
+            }
+            guard !tokens.isEmpty else { throw DataError(.empty, "\(config.path!): the \(config.split ?? "train") shards hold no tokens") }
+            return .stream(tokens)
         default:
             let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: config.path!))
             if let e = file.entry("tokens"), e.shape.count == 1 {

@@ -56,7 +56,7 @@ import Zero
         ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, max_seq_len: 64}\ndata: {seq_len: 128}",
          "data.seq_len: must be ≤ model.max_seq_len (64), got 128"),
         ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\ndata: {source: csv}",
-         "data.source: must be builtin, text, jsonl or tokens, got \"csv\""),
+         "data.source: must be builtin, text, jsonl, tokens or shards, got \"csv\""),
         ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nzero: {stage: 4}",
          "zero.stage: must be 0, 1, 2 or 3, got 4"),
         ("model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}\nzero: {stage: 3, offload_optimizer: nvme}",

@@ -150,7 +150,12 @@ public struct TrainConfig: ConfigSection, Equatable {
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
         }
-        if data.source != "tokens" && model.vocabSize < ByteTokenizer.vocabularySize {
+        if data.source == "shards", let path = data.path,
+           let first = try? TokenShard.files(at: path, split: data.split ?? "train").first,
+           let shard = try? TokenShard(path: first, verify: false), shard.vocabularySize > model.vocabSize {
+            throw ConfigError("model.vocab_size: must be ≥ the vocabulary of the token shards (\(shard.vocabularySize) in \(first)), got \(model.vocabSize)")
+        }
+        if data.source != "tokens" && data.source != "shards" && model.vocabSize < ByteTokenizer.vocabularySize {
             throw ConfigError("model.vocab_size: must be ≥ 256 for the byte-level tokenizer of data.source \(data.source), got \(model.vocabSize)")
         }
     }
