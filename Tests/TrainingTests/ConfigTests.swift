@@ -204,6 +204,9 @@ import Zero
         c.zero.maxLiveParameters = 1000
         c.zero.paramPersistenceThreshold = 10
         c.zero.offloadDir = "/tmp/offload"
+        c.zero.reduceDtype = "bf16"
+        c.training.gemm = "openblas"
+        c.training.precision = "bf16"
         c.device = DeviceConfig(profile: "a100-40g", memory: 1 << 30, scale: 0.5)
         c.faultTolerance.policy = .elastic
         c.faultTolerance.rejoinTimeoutSeconds = 5
