@@ -25,7 +25,8 @@ public enum GEMM {
         set { selected.store(newValue == .onednn ? 0 : 1, ordering: .relaxed) }
     }
 
-    /// fp32 operands, fp32 result.
+    /// fp32 operands, fp32 result. `varyingShape`: m, n or k change from call to call (an MoE
+    /// expert's rows); oneDNN then uses one primitive with run-time dimensions.
     public static func sgemm(
         transA: Bool = false, transB: Bool = false,
         m: Int, n: Int, k: Int,
@@ -33,13 +34,14 @@ public enum GEMM {
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
-        c: UnsafeMutablePointer<Float>, ldc: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        varyingShape: Bool = false
     ) {
         if m == 0 || n == 0 { return }
         if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
         if backend == .onednn,
            OneDNN.matmul(type: .f32, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) {
+                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) {
             return
         }
         blas(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
@@ -56,13 +58,14 @@ public enum GEMM {
         a: UnsafePointer<UInt16>, lda: Int,
         b: UnsafePointer<UInt16>, ldb: Int,
         beta: Float = 0,
-        c: UnsafeMutablePointer<Float>, ldc: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        varyingShape: Bool = false
     ) {
         if m == 0 || n == 0 { return }
         if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
         if backend == .onednn,
            OneDNN.matmul(type: .bf16, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) {
+                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) {
             return
         }
         let aRows = transA ? k : m, bRows = transB ? n : k

@@ -70,20 +70,41 @@ public enum OneDNN {
     /// C (m×n, row stride ldc) = alpha · op(A) · op(B) + beta · C, with A and B of `type`
     /// (row-major, strides as `GEMM.sgemm` documents) and C in fp32.
     /// Returns false when oneDNN has no implementation for these operands (the caller falls back).
+    /// `varyingShape` (the experts of an MoE layer, whose row counts change every step): one
+    /// primitive with run-time m, n and k serves every shape, instead of one primitive per shape.
     @discardableResult
     static func matmul(type: DataType, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                        a: UnsafeRawPointer, lda: Int, b: UnsafeRawPointer, ldb: Int,
-                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, varyingShape: Bool = false) -> Bool {
         let threads = omp_in_parallel() != 0 ? 1 : Int(omp_get_max_threads())
-        let key = MatmulKey(type: type, transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+        let key = MatmulKey(type: type, transA: transA, transB: transB, m: varyingShape ? -1 : m, n: varyingShape ? -1 : n,
+                            k: varyingShape ? -1 : k, lda: lda, ldb: ldb, ldc: ldc,
                             alpha: alpha.bitPattern, beta: beta.bitPattern, threads: threads)
         let cache = ThreadCache.current
         guard let entry = cache.entry(for: key) else { return false }
-        dnnl_memory_set_data_handle(entry.a, UnsafeMutableRawPointer(mutating: a))
-        dnnl_memory_set_data_handle(entry.b, UnsafeMutableRawPointer(mutating: b))
-        dnnl_memory_set_data_handle(entry.c, UnsafeMutableRawPointer(c))
-        let status = entry.args.withUnsafeBufferPointer {
-            dnnl_primitive_execute(entry.primitive, cache.stream, Int32($0.count), $0.baseAddress)
+        let status: dnnl_status_t
+        if let ma = entry.a, let mb = entry.b, let mc = entry.c {
+            dnnl_memory_set_data_handle(ma, UnsafeMutableRawPointer(mutating: a))
+            dnnl_memory_set_data_handle(mb, UnsafeMutableRawPointer(mutating: b))
+            dnnl_memory_set_data_handle(mc, UnsafeMutableRawPointer(c))
+            status = entry.args.withUnsafeBufferPointer {
+                dnnl_primitive_execute(entry.primitive, cache.stream, Int32($0.count), $0.baseAddress)
+            }
+        } else {
+            // Run-time shape: memory objects with this call's dimensions.
+            var descs = Matmul.descriptors(key, m: m, n: n, k: k)
+            var ma: dnnl_memory_t?, mb: dnnl_memory_t?, mc: dnnl_memory_t?
+            guard dnnl_memory_create(&ma, &descs.a, engine.handle, UnsafeMutableRawPointer(mutating: a)) == dnnl_success,
+                  dnnl_memory_create(&mb, &descs.b, engine.handle, UnsafeMutableRawPointer(mutating: b)) == dnnl_success,
+                  dnnl_memory_create(&mc, &descs.c, engine.handle, UnsafeMutableRawPointer(c)) == dnnl_success else {
+                preconditionFailure("oneDNN: cannot describe a \(m)×\(n)×\(k) matmul")
+            }
+            defer { dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc) }
+            let args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ma), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mb),
+                        dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: mc)]
+            status = args.withUnsafeBufferPointer {
+                dnnl_primitive_execute(entry.primitive, cache.stream, Int32($0.count), $0.baseAddress)
+            }
         }
         precondition(status == dnnl_success, "oneDNN matmul \(m)×\(n)×\(k) failed (status \(status.rawValue))")
         return true
@@ -102,18 +123,26 @@ public enum OneDNN {
 
     final class Matmul {
         let primitive: dnnl_primitive_t
-        let a: dnnl_memory_t, b: dnnl_memory_t, c: dnnl_memory_t
+        /// Nil for a run-time shape (the memory objects are made per call).
+        let a: dnnl_memory_t?, b: dnnl_memory_t?, c: dnnl_memory_t?
         let args: [dnnl_exec_arg_t]
 
-        init?(_ key: MatmulKey) {
+        /// The operands' descriptors; dimensions of −1 in the key are run-time ones (`DNNL_RUNTIME_DIM_VAL`).
+        static func descriptors(_ key: MatmulKey, m: Int, n: Int, k: Int) -> (a: dnnl_memory_desc_t, b: dnnl_memory_desc_t, c: dnnl_memory_desc_t) {
             let type = key.type == .f32 ? dnnl_f32 : dnnl_bf16
+            func dim(_ d: Int) -> Int64 { d < 0 ? Int64.min : Int64(d) }
             var aDesc = dnnl_memory_desc_t(), bDesc = dnnl_memory_desc_t(), cDesc = dnnl_memory_desc_t()
             let aStrides: [Int64] = key.transA ? [1, Int64(key.lda)] : [Int64(key.lda), 1]
             let bStrides: [Int64] = key.transB ? [1, Int64(key.ldb)] : [Int64(key.ldb), 1]
-            guard dnnl_memory_desc_init_by_strides(&aDesc, 2, [Int64(key.m), Int64(key.k)], type, aStrides) == dnnl_success,
-                  dnnl_memory_desc_init_by_strides(&bDesc, 2, [Int64(key.k), Int64(key.n)], type, bStrides) == dnnl_success,
-                  dnnl_memory_desc_init_by_strides(&cDesc, 2, [Int64(key.m), Int64(key.n)], dnnl_f32, [Int64(key.ldc), 1]) == dnnl_success
-            else { return nil }
+            _ = dnnl_memory_desc_init_by_strides(&aDesc, 2, [dim(m), dim(k)], type, aStrides)
+            _ = dnnl_memory_desc_init_by_strides(&bDesc, 2, [dim(k), dim(n)], type, bStrides)
+            _ = dnnl_memory_desc_init_by_strides(&cDesc, 2, [dim(m), dim(n)], dnnl_f32, [Int64(key.ldc), 1])
+            return (aDesc, bDesc, cDesc)
+        }
+
+        init?(_ key: MatmulKey) {
+            var (aDesc, bDesc, cDesc) = Self.descriptors(key, m: key.m, n: key.n, k: key.k)
+            guard aDesc.ndims == 2, bDesc.ndims == 2, cDesc.ndims == 2 else { return nil }
             var desc = dnnl_matmul_desc_t()
             guard dnnl_matmul_desc_init(&desc, &aDesc, &bDesc, nil, &cDesc) == dnnl_success else { return nil }
             var attr: dnnl_primitive_attr_t?
@@ -139,6 +168,12 @@ public enum OneDNN {
             defer { dnnl_primitive_desc_destroy(pd) }
             var primitive: dnnl_primitive_t?
             guard dnnl_primitive_create(&primitive, pd) == dnnl_success, let primitive else { return nil }
+            if key.m < 0 {
+                self.primitive = primitive
+                a = nil; b = nil; c = nil
+                args = []
+                return
+            }
             var ma: dnnl_memory_t?, mb: dnnl_memory_t?, mc: dnnl_memory_t?
             // DNNL_MEMORY_NONE: the handles are set before every execution.
             guard dnnl_memory_create(&ma, &aDesc, OneDNN.engine.handle, nil) == dnnl_success,
@@ -155,9 +190,11 @@ public enum OneDNN {
         }
 
         deinit {
-            dnnl_memory_destroy(a)
-            dnnl_memory_destroy(b)
-            dnnl_memory_destroy(c)
+            if let a, let b, let c {
+                dnnl_memory_destroy(a)
+                dnnl_memory_destroy(b)
+                dnnl_memory_destroy(c)
+            }
             dnnl_primitive_destroy(primitive)
         }
     }

@@ -1,6 +1,7 @@
 import Tensor
 
-/// A bias-free linear layer with the weight stored [out, in] as PyTorch does.
+/// A bias-free linear layer with the weight stored [out, in] as PyTorch does. `varyingRows`:
+/// the row count changes from call to call (an MoE expert's tokens).
 ///
 /// In mixed precision (`bf16` given) the products take bf16 operands — the weight's bf16 copy
 /// and the input (or output gradient) rounded to bf16 in `bf16.scratch` — and accumulate and
@@ -9,18 +10,18 @@ public enum Linear {
     /// x (rows, in) → y (rows, out) = x · Wᵀ; with `accumulate`, y += x · Wᵀ.
     public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
-                               bf16: BF16Operands? = nil) {
+                               bf16: BF16Operands? = nil, varyingRows: Bool = false) {
         if let bf16 {
             let xb = bf16.scratch.input(rows * inFeatures)
             BF16.convert(x, to: xb, count: rows * inFeatures)
             GEMM.bf16gemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                           a: xb, lda: inFeatures, b: bf16.weight, ldb: inFeatures,
-                          beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+                          beta: accumulate ? 1 : 0, c: y, ldc: outFeatures, varyingShape: varyingRows)
             return
         }
         GEMM.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                    a: x, lda: inFeatures, b: weight, ldb: inFeatures,
-                   beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+                   beta: accumulate ? 1 : 0, c: y, ldc: outFeatures, varyingShape: varyingRows)
     }
 
     /// dy (rows, out) → dW (out, in) += dyᵀ · x, and dx (rows, in) = dy · W (+= with `accumulateInput`).
@@ -28,28 +29,28 @@ public enum Linear {
     public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
                                 rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false,
-                                bf16: BF16Operands? = nil) {
+                                bf16: BF16Operands? = nil, varyingRows: Bool = false) {
         if let bf16 {
             let xb = bf16.scratch.input(rows * inFeatures), dyb = bf16.scratch.gradient(rows * outFeatures)
             BF16.convert(x, to: xb, count: rows * inFeatures)
             BF16.convert(dy, to: dyb, count: rows * outFeatures)
             GEMM.bf16gemm(transA: true, m: outFeatures, n: inFeatures, k: rows,
                           a: dyb, lda: outFeatures, b: xb, ldb: inFeatures,
-                          beta: 1, c: dWeight, ldc: inFeatures)
+                          beta: 1, c: dWeight, ldc: inFeatures, varyingShape: varyingRows)
             if let dx {
                 GEMM.bf16gemm(m: rows, n: inFeatures, k: outFeatures,
                               a: dyb, lda: outFeatures, b: bf16.weight, ldb: inFeatures,
-                              beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+                              beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures, varyingShape: varyingRows)
             }
             return
         }
         GEMM.sgemm(transA: true, m: outFeatures, n: inFeatures, k: rows,
                    a: dy, lda: outFeatures, b: x, ldb: inFeatures,
-                   beta: 1, c: dWeight, ldc: inFeatures)
+                   beta: 1, c: dWeight, ldc: inFeatures, varyingShape: varyingRows)
         if let dx {
             GEMM.sgemm(m: rows, n: inFeatures, k: outFeatures,
                        a: dy, lda: outFeatures, b: weight, ldb: inFeatures,
-                       beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures)
+                       beta: accumulateInput ? 1 : 0, c: dx, ldc: inFeatures, varyingShape: varyingRows)
         }
     }
 }

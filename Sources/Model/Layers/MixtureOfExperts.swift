@@ -151,11 +151,11 @@ public final class MixtureOfExperts {
             guard cnt > 0 else { continue }
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
-            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]))
-            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]))
+            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]), varyingRows: true)
+            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]), varyingRows: true)
             SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i)
             Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c,
-                           bf16: bf16?.operands(bf16?.down[ex]))
+                           bf16: bf16?.operands(bf16?.down[ex]), varyingRows: true)
         }
         let selectedWeights = weights.pointer, out = outPacked.pointer
         slotRow.withUnsafeBufferPointer { slots in
@@ -201,13 +201,13 @@ public final class MixtureOfExperts {
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
             Linear.backward(dy: dOut + start * c, x: h, weight: w.down[ex], dx: dH.pointer, dWeight: grads.down[ex],
-                            rows: cnt, inFeatures: i, outFeatures: c, bf16: bf16?.operands(bf16?.down[ex]))
+                            rows: cnt, inFeatures: i, outFeatures: c, bf16: bf16?.operands(bf16?.down[ex]), varyingRows: true)
             SwiGLU.backward(dh: dH.pointer, gate: g, up: u, dGate: dGate.pointer, dUp: dUp.pointer, count: cnt * i)
             let dxe = dXPacked.pointer + start * c
             Linear.backward(dy: dGate.pointer, x: xe, weight: w.gate[ex], dx: dxe, dWeight: grads.gate[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]))
+                            rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]), varyingRows: true)
             Linear.backward(dy: dUp.pointer, x: xe, weight: w.up[ex], dx: dxe, dWeight: grads.up[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, bf16: bf16?.operands(bf16?.up[ex]))
+                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, bf16: bf16?.operands(bf16?.up[ex]), varyingRows: true)
         }
         for row in 0..<n {
             let dxr = dx + row * c
