@@ -47,6 +47,9 @@ public final class Transformer {
     /// Mixed precision: each region's bf16 copy (kept between steps when the model owns its
     /// parameters, made per acquisition under a residency) and whether it matches the fp32 values.
     public let precision: Precision
+    /// Activation recomputation: keep only the inputs of groups of blocks and run a group's forward
+    /// again just before its backward.
+    public let checkpointing: ActivationCheckpointing
     private var bf16Regions: [BFloat16Buffer?]
     private var bf16Fresh: [Bool]
     private let bf16Scratch = BF16Scratch()
@@ -66,10 +69,11 @@ public final class Transformer {
     ///     stage 3 / stages 2–3, where a `residency` must be set before forward).
     ///   - precision: bf16 runs the linear layers' products on bf16 copies of the weights.
     public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true,
-                precision: Precision = .fp32) throws {
+                precision: Precision = .fp32, checkpointing: ActivationCheckpointing = .none) throws {
         try config.validate()
         self.config = config
         self.precision = precision
+        self.checkpointing = checkpointing
         self.table = ParameterTable(config: config)
         self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
         self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
@@ -150,8 +154,17 @@ public final class Transformer {
             for r in gradientBase.indices { gradientBase[r] = nil }
         }
         let last = table.regions.count - 1
-        accessOrder = Array(0...last) + (config.tieEmbeddings ? [0] : []) + (training ? Array((1..<last).reversed()) : [])
+        accessOrder = Array(0...last) + (config.tieEmbeddings ? [0] : []) + (training ? backwardRegions() : [])
         accessed = 0
+    }
+
+    /// The block regions backward acquires, in order: blocks L … 1; with recomputation, per group
+    /// of blocks from the last, the group's blocks in forward order (recomputed first, then held
+    /// through the group's backward) — but the last group, whose activations forward left in place.
+    private func backwardRegions() -> [Int] {
+        checkpointing.groups(layers: config.numLayers).reversed().enumerated().flatMap { index, group in
+            index == 0 ? group.reversed().map { $0 + 1 } : group.map { $0 + 1 }
+        }
     }
 
     /// Makes region `r`'s parameters available (from the residency, or the model's own buffer).
@@ -321,7 +334,9 @@ public final class Transformer {
     public func forward(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int,
                         dropout: DropoutContext? = nil) throws -> Float {
         try checkInputs(inputs, targets, batch: batch, seqLen: seqLen)
-        if acts?.batch != batch || acts?.seqLen != seqLen { acts = Activations(config: config, batch: batch, seqLen: seqLen) }
+        if acts?.batch != batch || acts?.seqLen != seqLen {
+            acts = Activations(config: config, batch: batch, seqLen: seqLen, slots: checkpointing.slots(layers: config.numLayers))
+        }
         let a = acts!
         a.inputs = inputs
         a.targets = targets
@@ -386,24 +401,24 @@ public final class Transformer {
         let batch = a.batch, seqLen = a.seqLen, n = batch * seqLen
         let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
         let qDim = h * d, kvDim = hkv * d, pDrop = Float(config.dropout)
-        let x = a.layerIn[l].pointer, ln1 = a.ln1[l].pointer, mid = a.mid[l].pointer, ln2 = a.ln2[l].pointer
+        let x = a.layerIn[l].pointer, ln1 = a.ln1[a.slot(l)].pointer, mid = a.mid[a.slot(l)].pointer, ln2 = a.ln2[a.slot(l)].pointer
         let branch = a.branch.pointer
-        normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, rows: n)
-        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[l].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
-        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l))
-        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[l].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l))
-        rope.apply(a.q[l].pointer, batch: batch, seqLen: seqLen, heads: h)
-        rope.apply(a.k[l].pointer, batch: batch, seqLen: seqLen, heads: hkv)
-        Attention.forward(q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer, out: a.attOut[l].pointer,
-                          probs: a.probs[l].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
+        normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, rows: n)
+        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l))
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l))
+        rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h)
+        rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv)
+        Attention.forward(q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer, out: a.attOut[a.slot(l)].pointer,
+                          probs: a.probs[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
                           headDim: d, window: config.window, pool: pool)
-        Linear.forward(x: a.attOut[l].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c,
+        Linear.forward(x: a.attOut[a.slot(l)].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c,
                        bf16: bf16(.oProj, l))
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
         Kernels.add(x, branch, out: mid, count: n * c)
-        normForward(.post, layer: l, x: mid, y: ln2, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, rows: n)
+        normForward(.post, layer: l, x: mid, y: ln2, mean: a.mean2[a.slot(l)].pointer, rstd: a.rstd2[a.slot(l)].pointer, rows: n)
         mlpForward(layer: l, a, x: ln2, y: branch)
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
@@ -415,21 +430,23 @@ public final class Transformer {
     /// and the experts' activations) or its dense SwiGLU or GELU MLP; saves gate (SwiGLU), up and h.
     private func mlpForward(layer l: Int, _ a: Activations, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
-        if let moe = a.moe[l] {
+        if let moe = a.moe[a.slot(l)] {
             moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), bf16: moeBF16(layer: l), pool: pool)
+            a.expertCounts[l] = moe.expertCounts
+            a.probSums[l] = moe.probSums
         } else if config.activation == "swiglu" {
-            Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+            Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
                            bf16: bf16(.mlpGate, l))
-            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
                            bf16: bf16(.mlpUp, l))
-            SwiGLU.forward(gate: a.gate[l].pointer, up: a.up[l].pointer, h: a.h[l].pointer, count: n * ffn)
-            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
+            SwiGLU.forward(gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer, h: a.h[a.slot(l)].pointer, count: n * ffn)
+            Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
                            bf16: bf16(.mlpDown, l))
         } else {
-            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[l].pointer, rows: n, inFeatures: c, outFeatures: ffn,
+            Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
                            bf16: bf16(.mlpUp, l))
-            GELU.forward(x: a.up[l].pointer, y: a.h[l].pointer, count: n * ffn)
-            Linear.forward(x: a.h[l].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
+            GELU.forward(x: a.up[a.slot(l)].pointer, y: a.h[a.slot(l)].pointer, count: n * ffn)
+            Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
                            bf16: bf16(.mlpDown, l))
         }
     }
@@ -456,8 +473,8 @@ public final class Transformer {
     private func routingTotals(_ a: Activations) -> (counts: [Int], probs: [Double], tokens: Double) {
         let e = config.moeConfig?.numExperts ?? 0
         var counts = [Int](repeating: 0, count: e), probs = [Double](repeating: 0, count: e)
-        for case let moe? in a.moe {
-            for j in 0..<e { counts[j] += moe.expertCounts[j]; probs[j] += moe.probSums[j] }
+        for l in 0..<config.numLayers where !a.expertCounts[l].isEmpty {
+            for j in 0..<e { counts[j] += a.expertCounts[l][j]; probs[j] += a.probSums[l][j] }
         }
         return (counts, probs, Double(a.batch * a.seqLen * config.numLayers))
     }
@@ -500,12 +517,23 @@ public final class Transformer {
         release(headRegion)
         if config.tieEmbeddings { release(0) }
         let auxGradient = auxLossGradient(a, scale: scale)
-        for l in (0..<config.numLayers).reversed() {
-            try acquire(l + 1)
-            try gradientRegion(l + 1)
-            blockBackward(layer: l, a, auxGradient: auxGradient)
-            try gradientsDone(l + 1, gradientsReady)
-            release(l + 1)
+        let groups = checkpointing.groups(layers: config.numLayers)
+        for (index, group) in groups.enumerated().reversed() {
+            if index < groups.count - 1 {
+                // Recompute the group's activations from its saved input (the same bits: every
+                // kernel is deterministic and dropout masks derive from (step, micro-batch, layer)).
+                for l in group {
+                    try acquire(l + 1)
+                    blockForward(layer: l, a)
+                }
+            }
+            for l in group.reversed() {
+                try acquire(l + 1)
+                try gradientRegion(l + 1)
+                blockBackward(layer: l, a, auxGradient: auxGradient)
+                try gradientsDone(l + 1, gradientsReady)
+                release(l + 1)
+            }
         }
         if !config.tieEmbeddings || residency == nil { try gradientRegion(0) }
         a.inputs.withUnsafeBufferPointer { tok in
@@ -521,7 +549,7 @@ public final class Transformer {
         let batch = a.batch, seqLen = a.seqLen, n = batch * seqLen
         let c = config.hiddenSize, d = config.headSize, h = config.numAttentionHeads, hkv = config.kvHeads
         let qDim = h * d, kvDim = hkv * d, pDrop = Float(config.dropout)
-        let x = a.layerIn[l].pointer, ln1 = a.ln1[l].pointer, mid = a.mid[l].pointer, ln2 = a.ln2[l].pointer
+        let x = a.layerIn[l].pointer, ln1 = a.ln1[a.slot(l)].pointer, mid = a.mid[a.slot(l)].pointer, ln2 = a.ln2[a.slot(l)].pointer
         let dRes = a.dRes.pointer, dBranch = a.dBranch.pointer, dLn = a.dLn.pointer
         // MLP branch: dRes is d(layer output); the residual passes it straight to `mid`.
         dBranch.update(from: dRes, count: n * c)
@@ -529,17 +557,17 @@ public final class Transformer {
             Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
         }
         mlpBackward(layer: l, a, dy: dBranch, x: ln2, dx: dLn, auxGradient: auxGradient)
-        normBackward(.post, layer: l, dy: dLn, x: mid, mean: a.mean2[l].pointer, rstd: a.rstd2[l].pointer, dx: dRes,
+        normBackward(.post, layer: l, dy: dLn, x: mid, mean: a.mean2[a.slot(l)].pointer, rstd: a.rstd2[a.slot(l)].pointer, dx: dRes,
                      rows: n, accumulate: true)
         // Attention branch: dRes is now d(mid).
         dBranch.update(from: dRes, count: n * c)
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
-        Linear.backward(dy: dBranch, x: a.attOut[l].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
+        Linear.backward(dy: dBranch, x: a.attOut[a.slot(l)].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
                         dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c, bf16: bf16(.oProj, l))
-        Attention.backward(dOut: a.dAtt.pointer, q: a.q[l].pointer, k: a.k[l].pointer, v: a.v[l].pointer,
-                           probs: a.probs[l].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
+        Attention.backward(dOut: a.dAtt.pointer, q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer,
+                           probs: a.probs[a.slot(l)].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
                            batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
         rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
         rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
@@ -549,7 +577,7 @@ public final class Transformer {
                         dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.kProj, l))
         Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: dLn,
                         dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.vProj, l))
-        normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[l].pointer, rstd: a.rstd1[l].pointer, dx: dRes,
+        normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, dx: dRes,
                      rows: n, accumulate: true)
     }
 
@@ -558,22 +586,22 @@ public final class Transformer {
     private func mlpBackward(layer l: Int, _ a: Activations, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
                              dx: UnsafeMutablePointer<Float>, auxGradient: [Float]) {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
-        if let moe = a.moe[l] {
+        if let moe = a.moe[a.slot(l)] {
             moe.backward(dy: dy, x: x, dx: dx, w: moePointers(layer: l, gradients: false),
                          grads: moePointers(layer: l, gradients: true), bf16: moeBF16(layer: l), auxGradient: auxGradient, pool: pool)
         } else if config.activation == "swiglu" {
-            Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+            Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
                             dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
-            SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[l].pointer, up: a.up[l].pointer,
+            SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer,
                             dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dGate.pointer, x: x, weight: param(.mlpGate, l), dx: dx,
                             dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpGate, l))
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
                             dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, bf16: bf16(.mlpUp, l))
         } else {
-            Linear.backward(dy: dy, x: a.h[l].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
+            Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
                             dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
-            GELU.backward(dy: a.dH.pointer, x: a.up[l].pointer, dx: a.dUp.pointer, count: n * ffn)
+            GELU.backward(dy: a.dH.pointer, x: a.up[a.slot(l)].pointer, dx: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
                             dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpUp, l))
         }
@@ -581,15 +609,17 @@ public final class Transformer {
 
     /// Bytes of activations held for one micro-batch of `batch` × `seqLen` (for memory planning).
     public func activationBytes(batch: Int, seqLen: Int) -> Int {
-        Self.activationBytes(config: config, batch: batch, seqLen: seqLen, precision: precision)
+        Self.activationBytes(config: config, batch: batch, seqLen: seqLen, precision: precision, checkpointing: checkpointing)
     }
 
     /// Bytes of activations one micro-batch of `batch` × `seqLen` needs, without building a model
     /// (the memory planner sizes models far larger than the machine it runs on).
     /// In bf16 add the conversion scratch: the widest layer input and output gradient in bf16, and
     /// (without a residency) a micro-batch's gradients of the embedding and of the largest block.
-    public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int, precision: Precision = .fp32) -> Int {
-        let fp32 = Activations.elementCount(config: config, batch: batch, seqLen: seqLen) * MemoryLayout<Float>.stride
+    public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int, precision: Precision = .fp32,
+                                       checkpointing: ActivationCheckpointing = .none) -> Int {
+        let fp32 = Activations.elementCount(config: config, batch: batch, seqLen: seqLen,
+                                            slots: checkpointing.slots(layers: config.numLayers)) * MemoryLayout<Float>.stride
         guard precision == .bf16 else { return fp32 }
         let n = batch * seqLen, c = config.hiddenSize
         let widest = max(c, config.numAttentionHeads * config.headSize, config.ffnSize * max(1, config.moeConfig?.numSharedExperts ?? 1))
@@ -617,22 +647,31 @@ final class Activations {
     let mid: [FloatBuffer], ln2: [FloatBuffer], rstd2: [FloatBuffer], mean2: [FloatBuffer]
     let gate: [FloatBuffer], up: [FloatBuffer], h: [FloatBuffer]
     let moe: [MixtureOfExperts?]
+    /// Per layer (all L, whatever the slots): the routing statistics of its last forward (MoE).
+    var expertCounts: [[Int]], probSums: [[Double]]
+    /// Sets of per-block buffers: L, or the group size with recomputation (block l uses l % slots).
+    let slots: Int
     let lnf: FloatBuffer, rstdf: FloatBuffer, meanf: FloatBuffer, logits: FloatBuffer, lse: FloatBuffer
     let branch: FloatBuffer
     let dLogits: FloatBuffer, dLn: FloatBuffer, dRes: FloatBuffer, dBranch: FloatBuffer, dAtt: FloatBuffer
     let dQ: FloatBuffer, dK: FloatBuffer, dV: FloatBuffer, dH: FloatBuffer, dGate: FloatBuffer, dUp: FloatBuffer
 
-    init(config: ModelConfig, batch: Int, seqLen: Int) {
+    @inline(__always) func slot(_ layer: Int) -> Int { layer % slots }
+
+    init(config: ModelConfig, batch: Int, seqLen: Int, slots: Int) {
         self.batch = batch
         self.seqLen = seqLen
-        let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
+        self.slots = slots
+        let n = batch * seqLen, c = config.hiddenSize, L = slots
+        expertCounts = Array(repeating: [], count: config.numLayers)
+        probSums = Array(repeating: [], count: config.numLayers)
         let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
         let attentionProbs = AttentionBlocks(seqLen: seqLen, window: config.window).probsPerHead
         let dense = config.moeConfig == nil
         let ffn = dense ? config.ffnSize : 0
         let layerNorm = config.norm == "layernorm"
         func bufs(_ count: Int, _ layers: Int = L) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
-        layerIn = bufs(n * c, L + 1)
+        layerIn = bufs(n * c, config.numLayers + 1)
         ln1 = bufs(n * c); rstd1 = bufs(n); mean1 = bufs(layerNorm ? n : 0)
         q = bufs(n * qDim); k = bufs(n * kvDim); v = bufs(n * kvDim)
         probs = bufs(batch * config.numAttentionHeads * attentionProbs)
@@ -656,13 +695,14 @@ final class Activations {
     }
 
     /// Elements the buffers above hold (MoE layers counted with their packed buffers).
-    static func elementCount(config: ModelConfig, batch: Int, seqLen: Int) -> Int {
-        let n = batch * seqLen, c = config.hiddenSize, L = config.numLayers
+    static func elementCount(config: ModelConfig, batch: Int, seqLen: Int, slots: Int) -> Int {
+        let n = batch * seqLen, c = config.hiddenSize, L = slots
         let qDim = config.numAttentionHeads * config.headSize, kvDim = config.kvHeads * config.headSize
         let attentionProbs = AttentionBlocks(seqLen: seqLen, window: config.window).probsPerHead
         let ln = config.norm == "layernorm" ? 2 * n : 0
         var perLayer = 3 * n * c + 2 * n + ln + 2 * n * qDim + 2 * n * kvDim + batch * config.numAttentionHeads * attentionProbs
-        var scratch = 4 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
+        // lnf, branch, dLn, dRes, dBranch; dAtt, dQ; dK, dV; logits, dLogits; lse, rstdf.
+        var scratch = 5 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
         if let moe = config.moeConfig {
             let r = n * moe.topK, i = config.ffnSize, s = i * moe.numSharedExperts
             perLayer += 2 * n * moe.numExperts + 2 * r + 4 * r * c + 3 * r * i + 3 * n * s + 3 * max(r * i, n * s)
@@ -671,6 +711,8 @@ final class Activations {
             perLayer += (config.activation == "swiglu" ? 3 : 2) * n * ffn
             scratch += 3 * n * ffn
         }
-        return L * perLayer + n * c + scratch
+        // Per block slot: ln1, mid, ln2, the norms' statistics, q, attOut, k, v, probs, the MLP's;
+        // the inputs of all L blocks and the final norm's are kept whatever the slots.
+        return L * perLayer + (config.numLayers + 1) * n * c + scratch
     }
 }

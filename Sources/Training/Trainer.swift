@@ -131,7 +131,8 @@ public final class Trainer {
             stage: stage, optimizerTier: z.optimizerTier, parameterTier: z.parameterTier, parameters: table.count, ranks: worldSize,
             largestRegion: table.largestRegion,
             activationBytes: Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize, seqLen: config.data.seqLen,
-                                                         precision: Precision(rawValue: config.training.precision) ?? .fp32),
+                                                         precision: Precision(rawValue: config.training.precision) ?? .fp32,
+                                                         checkpointing: config.training.activationCheckpointing),
             bucketBytes: worldSize > 1 ? Int(config.cluster.bucketMB * 1_048_576) : 0,
             regionsGatheredAtOnce: z.regionsGatheredAtOnce, bf16Weights: config.training.precision == "bf16")
         try footprint.reserve(in: ledger, advice: ZeroFootprint.advice(stage: stage, ranks: worldSize,
@@ -145,7 +146,8 @@ public final class Trainer {
     static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage) throws -> Transformer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
                                     ownsGradients: !stage.shardsGradients,
-                                    precision: Precision(rawValue: config.training.precision) ?? .fp32)
+                                    precision: Precision(rawValue: config.training.precision) ?? .fp32,
+                                    checkpointing: config.training.activationCheckpointing)
         if !stage.shardsParameters {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         }

@@ -37,6 +37,9 @@ public struct TrainingConfig: ConfigSection, Equatable {
     /// Precision of the matrix products: "fp32" or "bf16" (bf16 operands, fp32 master weights,
     /// moments, accumulation, norms, softmax, router and loss).
     public var precision = "fp32"
+    /// Activation recomputation: none, every_layer, or {every_k: K} (keep the inputs of groups of
+    /// K blocks and recompute a group's forward in backward).
+    public var activationCheckpointing = ActivationCheckpointing.none
 
     public init() {}
 
@@ -48,7 +51,30 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
         .init("gemm", \.gemm), .init("precision", \.precision),
+        .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
+            switch c {
+            case .none: "none"
+            case .everyK(1): "every_layer"
+            case .everyK(let k): ["every_k": k]
+            }
+        }),
     ]
+
+    /// none | every_layer | {every_k: K}.
+    private static func checkpointing(_ value: any SingleValueDecodingContainer) throws -> ActivationCheckpointing {
+        if let text = try? value.decode(String.self) {
+            switch text {
+            case "none": return .none
+            case "every_layer": return .everyLayer
+            default: throw InvalidConfigValue("must be none, every_layer or {every_k: K}, got \"\(text)\"")
+            }
+        }
+        guard let map = try? value.decode([String: Int].self), map.count == 1, let k = map["every_k"] else {
+            throw InvalidConfigValue("must be none, every_layer or {every_k: K}")
+        }
+        guard k >= 1 else { throw InvalidConfigValue("every_k must be ≥ 1, got \(k)") }
+        return .everyK(k)
+    }
 
     public static let gemmValues = ["onednn", "openblas"]
     public static let precisionValues = ["fp32", "bf16"]
