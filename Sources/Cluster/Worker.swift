@@ -258,8 +258,8 @@ public final class Worker: Sendable {
         let threads = options.threads ?? a.config.training.threads
         // Several devices call BLAS concurrently: each call must stay on its caller's thread.
         GEMM.setThreads(options.devices > 1 ? 1 : threads)
-        GEMM.backend = GEMMBackend(rawValue: a.config.training.gemm) ?? .onednn
-        output("compute: \(GEMM.summary(bf16: a.config.training.precision == "bf16")), \(threads) thread(s) per device")
+        GEMM.backend = a.config.training.gemm
+        output("compute: \(GEMM.summary(backend: a.config.training.gemm, bf16: a.config.training.precision == .bf16)), \(threads) thread(s) per device")
         let mailbox = self.mailbox
         let report: @Sendable (DeviceReport) -> Void = { mailbox.post((generation, $0)) }
         var devices: [Device] = []

@@ -37,13 +37,8 @@ public enum GEMM {
         c: UnsafeMutablePointer<Float>, ldc: Int,
         varyingShape: Bool = false
     ) {
-        if m == 0 || n == 0 { return }
-        if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
-        if backend == .onednn,
-           OneDNN.matmul(type: .f32, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) {
-            return
-        }
+        if doneWithoutBLAS(type: .f32, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) { return }
         blas(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
              beta: beta, c: c, ldc: ldc)
     }
@@ -61,13 +56,8 @@ public enum GEMM {
         c: UnsafeMutablePointer<Float>, ldc: Int,
         varyingShape: Bool = false
     ) {
-        if m == 0 || n == 0 { return }
-        if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
-        if backend == .onednn,
-           OneDNN.matmul(type: .bf16, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) {
-            return
-        }
+        if doneWithoutBLAS(type: .bf16, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape) { return }
         let aRows = transA ? k : m, bRows = transB ? n : k
         let wideA = FloatBuffer(count: aRows * lda), wideB = FloatBuffer(count: bRows * ldb)
         zt_bf16_to_f32(a, wideA.pointer, aRows * lda)
@@ -88,6 +78,18 @@ public enum GEMM {
             beta, c, Int32(ldc))
     }
 
+    /// What both entry points do before BLAS: nothing for an empty result, C = beta · C for k = 0,
+    /// or the product on oneDNN when it is the backend and has an implementation. True when done.
+    private static func doneWithoutBLAS(type: OneDNN.DataType, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                        a: UnsafeRawPointer, lda: Int, b: UnsafeRawPointer, ldb: Int,
+                                        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, varyingShape: Bool) -> Bool {
+        if m == 0 || n == 0 { return true }
+        if k == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return true }
+        return backend == .onednn
+            && OneDNN.matmul(type: type, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                             a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, varyingShape: varyingShape)
+    }
+
     /// C = beta · C (what BLAS does for k = 0, without calling it with k = 0).
     static func scale(_ c: UnsafeMutablePointer<Float>, m: Int, n: Int, ldc: Int, beta: Float) {
         for i in 0..<m {
@@ -104,7 +106,7 @@ public enum GEMM {
     }
 
     /// One line for start-up logs: the library, what it dispatches, and how bf16 products run.
-    public static func summary(bf16: Bool) -> String {
+    public static func summary(backend: GEMMBackend, bf16: Bool) -> String {
         var line: String
         switch backend {
         case .onednn: line = "gemm onednn \(OneDNN.version) (isa \(OneDNN.effectiveISA))"

@@ -76,7 +76,7 @@ public final class Trainer {
         self.pool = pool ?? ThreadPool(threads: t.threads)
         // Under a cluster the worker sets the BLAS threads for all its devices.
         if ring == nil { GEMM.setThreads(t.threads) }
-        GEMM.backend = GEMMBackend(rawValue: t.gemm) ?? .onednn
+        GEMM.backend = t.gemm
         model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
         let table = model.table
         let partition = ring?.partitionPlan ?? PartitionPlan(table: table, worldSize: worldSize)
@@ -131,10 +131,10 @@ public final class Trainer {
             stage: stage, optimizerTier: z.optimizerTier, parameterTier: z.parameterTier, parameters: table.count, ranks: worldSize,
             largestRegion: table.largestRegion,
             activationBytes: Transformer.activationBytes(config: config.model, batch: config.training.microBatchSize, seqLen: config.data.seqLen,
-                                                         precision: Precision(rawValue: config.training.precision) ?? .fp32,
+                                                         precision: config.training.precision,
                                                          checkpointing: config.training.activationCheckpointing),
             bucketBytes: worldSize > 1 ? Int(config.cluster.bucketMB * 1_048_576) : 0,
-            regionsGatheredAtOnce: z.regionsGatheredAtOnce, bf16Weights: config.training.precision == "bf16")
+            regionsGatheredAtOnce: z.regionsGatheredAtOnce, bf16Weights: config.training.precision == .bf16)
         try footprint.reserve(in: ledger, advice: ZeroFootprint.advice(stage: stage, ranks: worldSize,
                                                                        optimizerOffloaded: z.offloadOptimizer != .none))
         return ledger
@@ -146,7 +146,7 @@ public final class Trainer {
     static func makeModel(config: TrainConfig, pool: ThreadPool, stage: ZeroStage) throws -> Transformer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
                                     ownsGradients: !stage.shardsGradients,
-                                    precision: Precision(rawValue: config.training.precision) ?? .fp32,
+                                    precision: config.training.precision,
                                     checkpointing: config.training.activationCheckpointing)
         if !stage.shardsParameters {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)

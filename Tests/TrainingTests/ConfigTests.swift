@@ -205,8 +205,8 @@ import Zero
         c.zero.paramPersistenceThreshold = 10
         c.zero.offloadDir = "/tmp/offload"
         c.zero.reduceDtype = "bf16"
-        c.training.gemm = "openblas"
-        c.training.precision = "bf16"
+        c.training.gemm = .openblas
+        c.training.precision = .bf16
         c.training.activationCheckpointing = .everyK(2)
         c.device = DeviceConfig(profile: "a100-40g", memory: 1 << 30, scale: 0.5)
         c.faultTolerance.policy = .elastic

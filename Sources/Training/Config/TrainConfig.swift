@@ -3,6 +3,7 @@ import Data
 import Foundation
 import Model
 import Optim
+import Tensor
 import Zero
 
 /// The `training:` section: optimisation, batch shape, checkpoints and logging.
@@ -33,10 +34,10 @@ public struct TrainingConfig: ConfigSection, Equatable {
     /// A Hugging Face model directory (config.json + model.safetensors) to start from instead of a fresh initialisation.
     public var initFrom: String?
     /// Library of the matrix products: "onednn" (default) or "openblas" (the portable fallback).
-    public var gemm = "onednn"
+    public var gemm = GEMMBackend.onednn
     /// Precision of the matrix products: "fp32" or "bf16" (bf16 operands, fp32 master weights,
     /// moments, accumulation, norms, softmax, router and loss).
-    public var precision = "fp32"
+    public var precision = Precision.fp32
     /// Activation recomputation: none, every_layer, or {every_k: K} (keep the inputs of groups of
     /// K blocks and recompute a group's forward in backward).
     public var activationCheckpointing = ActivationCheckpointing.none
@@ -50,7 +51,8 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval), .init("checkpoint_keep", \.checkpointKeep),
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
-        .init("gemm", \.gemm), .init("precision", \.precision),
+        .init("gemm", \.gemm, read: { try named($0, "onednn or openblas") }, write: { $0.rawValue }),
+        .init("precision", \.precision, read: { try named($0, "fp32 or bf16") }, write: { $0.rawValue }),
         .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
             switch c {
             case .none: "none"
@@ -76,8 +78,12 @@ public struct TrainingConfig: ConfigSection, Equatable {
         return .everyK(k)
     }
 
-    public static let gemmValues = ["onednn", "openblas"]
-    public static let precisionValues = ["fp32", "bf16"]
+    /// A value of a string-backed enum in a config, by name.
+    private static func named<Value: RawRepresentable<String>>(_ value: any SingleValueDecodingContainer, _ allowed: String) throws -> Value {
+        let text = try value.decode(String.self)
+        guard let v = Value(rawValue: text) else { throw InvalidConfigValue("must be \(allowed), got \"\(text)\"") }
+        return v
+    }
 
     public var schedule: LRSchedule {
         LRSchedule(kind: LRSchedule.Kind(rawValue: optim.schedule) ?? .cosine, warmupSteps: optim.warmupSteps,
@@ -110,8 +116,6 @@ public struct TrainingConfig: ConfigSection, Equatable {
         guard checkpointInterval >= 0 else { throw fail("checkpoint_interval", "must be ≥ 0, got \(checkpointInterval)") }
         guard checkpointKeep >= 1 else { throw fail("checkpoint_keep", "must be ≥ 1, got \(checkpointKeep)") }
         guard logInterval >= 1 else { throw fail("log_interval", "must be ≥ 1, got \(logInterval)") }
-        guard Self.gemmValues.contains(gemm) else { throw fail("gemm", "must be onednn or openblas, got \"\(gemm)\"") }
-        guard Self.precisionValues.contains(precision) else { throw fail("precision", "must be fp32 or bf16, got \"\(precision)\"") }
     }
 }
 
