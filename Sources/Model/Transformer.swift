@@ -55,8 +55,8 @@ public final class Transformer {
     private let bf16Scratch = BF16Scratch()
     /// Mixed precision without a residency: a micro-batch's gradients of the embedding region and
     /// of the region being back-propagated (both live at once with tied embeddings).
-    private let embeddingGradientScratch = Box(FloatBuffer(count: 0))
-    private let blockGradientScratch = Box(FloatBuffer(count: 0))
+    private var embeddingGradientScratch = FloatBuffer(count: 0)
+    private var blockGradientScratch = FloatBuffer(count: 0)
 
     /// Mean cross-entropy and load-balancing loss of the last forward (aux is 0 for dense models).
     public private(set) var lastLoss: Float = 0
@@ -223,10 +223,11 @@ public final class Transformer {
             // weights — gives one worker the same numbers as two.
             if gradientBase[r] != nil { return }
             let count = table.regions[r].count
+            if r == 0, embeddingGradientScratch.count < count { embeddingGradientScratch = FloatBuffer(count: count) }
+            if r != 0, blockGradientScratch.count < count { blockGradientScratch = FloatBuffer(count: count) }
             let scratch = r == 0 ? embeddingGradientScratch : blockGradientScratch
-            if scratch.wrappedValue.count < count { scratch.wrappedValue = FloatBuffer(count: count) }
-            scratch.wrappedValue.pointer.update(repeating: 0, count: count)
-            gradientBase[r] = scratch.wrappedValue.pointer
+            scratch.pointer.update(repeating: 0, count: count)
+            gradientBase[r] = scratch.pointer
             return
         }
         gradientBase[r] = try residency?.gradients(r) ?? gradients.pointer + table.regions[r].lowerBound
@@ -627,12 +628,6 @@ public final class Transformer {
         let regions = table.regions.dropFirst().map(\.count).max() ?? 0
         return fp32 + 2 * n * widest + 2 * n * max(widest, config.vocabSize) + 4 * (table.regions[0].count + regions)
     }
-}
-
-/// A mutable reference to a value (scratch buffers that grow on first use).
-final class Box<Value> {
-    var wrappedValue: Value
-    init(_ value: Value) { wrappedValue = value }
 }
 
 /// Everything a forward saves for backward, plus backward scratch, for one (batch, seqLen).
