@@ -66,8 +66,14 @@ struct BenchTrain: ParsableCommand {
                 cfg.model.maxSeqLen = max(cfg.model.maxSeqLen, seqLen)
             }
             if let microBatch { cfg.training.microBatchSize = microBatch }
-            if let gemm { cfg.training.gemm = gemm }
-            if let precision { cfg.training.precision = precision }
+            if let gemm {
+                guard let g = GEMMBackend(rawValue: gemm) else { throw ValidationError("--gemm must be onednn or openblas, got \"\(gemm)\"") }
+                cfg.training.gemm = g
+            }
+            if let precision {
+                guard let p = Precision(rawValue: precision) else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+                cfg.training.precision = p
+            }
             guard steps >= 1 else { throw TrainingError(.badInput, "--steps must be ≥ 1") }
             cfg.training.totalSteps = max(cfg.training.totalSteps, steps + 1)
             cfg.training.checkpointDir = nil
@@ -82,10 +88,10 @@ struct BenchTrain: ParsableCommand {
             }
             GEMM.backend = .onednn
             if OneDNN.bf16Support != .unavailable { peaks["onednn_bf16"] = Self.matmulPeak(bf16: true) }
-            let backend = GEMMBackend(rawValue: cfg.training.gemm) ?? .onednn
+            let backend = cfg.training.gemm
             GEMM.backend = backend
             // bf16 on OpenBLAS multiplies in fp32; bf16 without oneDNN support too.
-            let peakKey = cfg.training.precision == "bf16" && backend == .onednn && peaks["onednn_bf16"] != nil
+            let peakKey = cfg.training.precision == .bf16 && backend == .onednn && peaks["onednn_bf16"] != nil
                 ? "onednn_bf16" : "\(backend.rawValue)_fp32"
             let peak = peaks[peakKey]!
             let trainer = try Trainer(config: cfg)
@@ -102,14 +108,14 @@ struct BenchTrain: ParsableCommand {
                            tokensPerSecond: Double(tokens) / median, achievedGflops: achieved, peakGflops: peak, mfu: achieved / peak,
                            seqLen: cfg.data.seqLen,
                            activationBytes: trainer.model.activationBytes(batch: cfg.training.microBatchSize, seqLen: cfg.data.seqLen),
-                           precision: cfg.training.precision, gemm: backend.rawValue, isa: OneDNN.effectiveISA, peaks: peaks)
+                           precision: cfg.training.precision.rawValue, gemm: backend.rawValue, isa: OneDNN.effectiveISA, peaks: peaks)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
                 Console.out(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
                 Console.out("config \(config), \(t) thread(s), \(steps) timed steps of \(tokens) tokens")
-                Console.out("compute: \(GEMM.summary(bf16: cfg.training.precision == "bf16"))")
+                Console.out("compute: \(GEMM.summary(backend: backend, bf16: cfg.training.precision == .bf16))")
                 Console.out("matmul peaks (2048³, best of 5): " + peaks.keys.sorted().map { "\($0) " + String(format: "%.1f", peaks[$0]!) }
                     .joined(separator: ", ") + " GFLOP/s; MFU against \(peakKey)")
                 Console.out(String(format: "step time (median): %.4f s   tokens/s: %.0f", median, r.tokensPerSecond))
@@ -126,9 +132,11 @@ struct BenchTrain: ParsableCommand {
         let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
         Philox(seed: 1).fillUniform(a.buffer, low: -1, high: 1, stream: 0)
         Philox(seed: 2).fillUniform(b.buffer, low: -1, high: 1, stream: 0)
-        let ab = BFloat16Buffer(count: n * n), bb = BFloat16Buffer(count: n * n)
-        BF16.convert(a.pointer, to: ab.pointer, count: n * n)
-        BF16.convert(b.pointer, to: bb.pointer, count: n * n)
+        let ab = BFloat16Buffer(count: bf16 ? n * n : 0), bb = BFloat16Buffer(count: bf16 ? n * n : 0)
+        if bf16 {
+            BF16.convert(a.pointer, to: ab.pointer, count: n * n)
+            BF16.convert(b.pointer, to: bb.pointer, count: n * n)
+        }
         var best = Double.infinity
         for i in 0..<6 {
             let start = DispatchTime.now().uptimeNanoseconds
