@@ -23,17 +23,9 @@ import ZeroTrainTestKit
         defer { GEMM.backend = saved }
         let dir = Fixtures.reference(name)
         let model = try CheckpointStore.importHuggingFace(dir, pool: ThreadPool(threads: 2), precision: .bf16)
-        let batch = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("batch.safetensors"))
         let expected = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("expected.safetensors"))
         let yardstick = try JSONDecoder().decode(Yardstick.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
-        let tokens = try batch.int32s("tokens")
-        let shape = batch.entry("tokens")!.shape
-        let (b, t) = (shape[0], shape[1] - 1)
-        var inputs: [Int32] = [], targets: [Int32] = []
-        for i in 0..<b {
-            inputs += tokens[(i * (t + 1))..<(i * (t + 1) + t)]
-            targets += tokens[(i * (t + 1) + 1)..<((i + 1) * (t + 1))]
-        }
+        let (inputs, targets, b, t) = try ReferenceParityTests.batch(dir)
         let loss = try model.forward(inputs: inputs, targets: targets, batch: b, seqLen: t)
         var maxErr: Float = 0
         for (x, y) in zip(model.logits, try expected.floats("logits")) { maxErr = max(maxErr, abs(x - y)) }
@@ -47,9 +39,7 @@ import ZeroTrainTestKit
         for e in model.table.entries {
             let ref = try expected.floats("grad." + e.name)
             let got = Array(model.gradients.slice(e.offset, e.count))
-            var num = 0.0, den = 0.0
-            for (x, y) in zip(got, ref) { num += Double((x - y) * (x - y)); den += Double(y * y) }
-            let rel = (num / max(den, 1e-30)).squareRoot()
+            let rel = ReferenceParityTests.relativeL2(got, ref)
             let pytorch = try #require(yardstick.grad_rel_err_of_pytorch_autocast[e.name], "no yardstick for \(e.name)")
             #expect(rel <= 2 * pytorch, "\(name) on \(backend): gradient of \(e.name): relative L2 error \(rel) > 2 × PyTorch's \(pytorch)")
         }
