@@ -244,10 +244,22 @@ public final class Coordinator: Sendable {
             return config.data.path!
         }
         let source = try TokenSource.load(config.data)
-        guard case .stream(let tokens) = source else { return config.data.path ?? "" }
+        let tokens: [Int32], plan: CurriculumPlan?
+        switch source {
+        case .stream(let t): (tokens, plan) = (t, nil)
+        case .curriculum(let t, let p): (tokens, plan) = (t, p)
+        case .batches: return config.data.path ?? ""
+        }
         let url = runDirectory.appendingPathComponent("tokens.safetensors")
         var writer = SafeTensorsWriter()
         writer.add("tokens", shape: [tokens.count], int32s: tokens)
+        if let plan {
+            guard let last = plan.tokens.last, last <= Int(Int32.max) else {
+                throw DataError(.tooShort, "data.curriculum: streams above 2³¹ tokens are not supported")
+            }
+            writer.add(CurriculumPlan.opensAtKey, shape: [plan.opensAt.count], int32s: plan.opensAt.map { Int32(clamping: $0) })
+            writer.add(CurriculumPlan.tokensKey, shape: [plan.tokens.count], int32s: plan.tokens.map { Int32($0) })
+        }
         try writer.write(to: url)
         config.data.source = "tokens"
         config.data.path = url.path

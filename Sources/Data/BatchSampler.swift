@@ -20,6 +20,12 @@ public struct Batch: Sendable, Equatable {
 /// and continues the same sample order from the same place; with the same global batch every
 /// step sees exactly the samples of the uninterrupted run.
 ///
+/// Under a curriculum (`TokenSource.curriculum`: documents sorted by difficulty) the windows of
+/// update `step` come from the prefix of the stage open at that step: sample g is window
+/// perm_{k,p}[g mod W_k], p = g / W_k, with W_k the windows inside stage k's tokens and the
+/// permutation drawn from Philox(seed) for (k, p). The window of a sample depends only on (seed,
+/// its index, the stage of its step), so every world size draws the same samples.
+///
 /// Not `Sendable`: `batch` caches the current pass's permutation, so a sampler belongs to one
 /// thread at a time (the rank's training thread).
 public final class BatchSampler {
@@ -31,8 +37,8 @@ public final class BatchSampler {
     /// Where this run's data order starts: sample `samples` is the first of step `step` (a
     /// resumed run's checkpoint; (0, 0) for a fresh one).
     public var origin: (step: Int, samples: Int) = (0, 0)
-    /// The pass whose permutation `permutation` holds (-1: none yet).
-    private var passCached = -1
+    /// The (stage, pass) whose permutation `permutation` holds (pass -1: none yet; stage 0 without a curriculum).
+    private var passCached = (stage: 0, pass: -1)
     private var permutation: [Int] = []
 
     public init(source: TokenSource, seqLen: Int, batchSize: Int, accumulation: Int, seed: UInt64) throws {
@@ -46,6 +52,8 @@ public final class BatchSampler {
             guard tokens.count >= seqLen + 1 else {
                 throw DataError(.tooShort, "the data has \(tokens.count) tokens; one sequence needs data.seq_len + 1 = \(seqLen + 1)")
             }
+        case .curriculum:
+            break  // every stage holds seq_len + 1 tokens (checked when the plan is built)
         case .batches(_, _, let micro, let batch, let width):
             guard width == seqLen + 1, batch == batchSize, micro == accumulation else {
                 throw DataError(.mismatch, "token file holds [*, \(micro), \(batch), \(width)] but the config needs [*, \(accumulation), \(batchSize), \(seqLen + 1)] (gradient_accumulation_steps, micro_batch_size, seq_len + 1)")
@@ -53,11 +61,16 @@ public final class BatchSampler {
         }
     }
 
-    /// Windows per pass over a stream source (W).
+    /// Windows per pass over a stream source (W); under a curriculum, over its last stage.
     public var windowsPerPass: Int {
-        if case .stream(let t) = source { return (t.count - 1) / seqLen }
-        return 0
+        switch source {
+        case .stream(let t): (t.count - 1) / seqLen
+        case .curriculum(_, let plan): windows(stage: plan.tokens.count - 1, plan)
+        case .batches: 0
+        }
     }
+
+    private func windows(stage k: Int, _ plan: CurriculumPlan) -> Int { (plan.tokens[k] - 1) / seqLen }
 
     /// Sequences consumed before `step` (the data cursor stored in checkpoints).
     public func position(step: Int) -> Int { origin.samples + (step - origin.step) * accumulation * batchSize }
@@ -75,6 +88,14 @@ public final class BatchSampler {
                 inputs += tokens[start..<(start + seqLen)]
                 targets += tokens[(start + 1)..<(start + seqLen + 1)]
             }
+        case .curriculum(let tokens, let plan):
+            let k = plan.stage(atStep: step)
+            for row in 0..<batchSize {
+                let g = position(step: step) + micro * batchSize + row
+                let start = window(g, stage: k, windows: windows(stage: k, plan)) * seqLen
+                inputs += tokens[start..<(start + seqLen)]
+                targets += tokens[(start + 1)..<(start + seqLen + 1)]
+            }
         case .batches(let tokens, let steps, let micros, let batch, let width):
             let base = ((step % steps) * micros + micro) * batch * width
             for row in 0..<batch {
@@ -86,17 +107,19 @@ public final class BatchSampler {
         return Batch(inputs: inputs, targets: targets, batch: batchSize, seqLen: seqLen)
     }
 
-    private func window(_ g: Int) -> Int {
-        let w = windowsPerPass
+    private func window(_ g: Int) -> Int { window(g, stage: nil, windows: windowsPerPass) }
+
+    /// Window of sample g in pass g / w over w windows; `stage` nil is the plain stream.
+    private func window(_ g: Int, stage: Int?, windows w: Int) -> Int {
         let pass = g / w
-        if pass != passCached {
+        if passCached != (stage ?? 0, pass) {
             let rng = Philox(seed: seed)
+            let stream = stage.map { Philox.stream(0xC022_1C01, UInt64($0), UInt64(pass)) } ?? 0xDA7A_0000 &+ UInt64(pass)
             permutation = Array(0..<w)
             for i in stride(from: w - 1, to: 0, by: -1) {
-                let j = rng.below(i + 1, index: UInt64(i), stream: 0xDA7A_0000 &+ UInt64(pass))
-                permutation.swapAt(i, j)
+                permutation.swapAt(i, rng.below(i + 1, index: UInt64(i), stream: stream))
             }
-            passCached = pass
+            passCached = (stage ?? 0, pass)
         }
         return permutation[g % w]
     }

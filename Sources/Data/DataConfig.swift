@@ -14,10 +14,14 @@ public struct DataConfig: ConfigSection, Equatable {
     public var split: String?
     /// Tokens per training sequence (T); inputs are T tokens and targets the next T.
     public var seqLen: Int = 128
+    /// Easy documents first (shards only): see `CurriculumConfig`.
+    public var curriculum: CurriculumConfig?
 
     public init() {}
 
-    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split)]
+    public static let fields: [ConfigField<Self>] = [
+        .init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split), .init("curriculum", \.curriculum),
+    ]
 
     public func validate(path p: String = "data") throws {
         guard ["builtin", "text", "jsonl", "tokens", "shards"].contains(source) else {
@@ -30,6 +34,13 @@ public struct DataConfig: ConfigSection, Equatable {
             throw DataError(.invalidConfig, "\(p).path: is required for source \(source)")
         }
         guard seqLen >= 1 else { throw DataError(.invalidConfig, "\(p).seq_len: must be ≥ 1, got \(seqLen)") }
+        if let curriculum {
+            // "tokens": the coordinator's sorted stream, which carries the stages.
+            guard ["shards", "tokens"].contains(source) else {
+                throw DataError(.invalidConfig, "\(p).curriculum: needs source shards (documents with a difficulty), got source \(source)")
+            }
+            try curriculum.validate(path: "\(p).curriculum")
+        }
     }
 }
 

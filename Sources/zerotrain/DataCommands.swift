@@ -13,7 +13,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Prepare training data: ingest, filter, deduplicate, train a tokenizer, write token shards (docs/data.md).",
-        subcommands: [DataPrepare.self, DataIngest.self, TokenizerCommand.self])
+        subcommands: [DataPrepare.self, DataIngest.self, DataAugment.self, TokenizerCommand.self])
 }
 
 /// A progress line on stderr, rewritten in place when stderr is a terminal (nothing otherwise).
@@ -39,6 +39,8 @@ func loadPrepareConfig(_ path: String) throws -> PrepareConfig {
     config.inputs = config.inputs.map(resolve)
     config.output = resolve(config.output)
     if let t = config.tokenizer.path { config.tokenizer.path = resolve(t) }
+    if let m = config.referenceModel { config.referenceModel = resolve(m) }
+    if let r = config.filters.referenceSimilarity?.reference { config.filters.referenceSimilarity?.reference = r.map(resolve) }
     return config
 }
 
@@ -70,6 +72,9 @@ struct DataPrepare: ParsableCommand {
             if let threads { cfg.threads = threads }
             if skipBad { cfg.ingest.skipBad = true }
             let pipeline = try PreparePipeline(config: cfg)
+            if cfg.needsScorer, let model = cfg.referenceModel {
+                pipeline.scorer = try ReferenceModelScorer(checkpoint: model, threads: cfg.threads)
+            }
             let line = ProgressLine()
             pipeline.progress = line.show
             let started = Date()
@@ -78,6 +83,7 @@ struct DataPrepare: ParsableCommand {
             line.end()
             Console.out("read \(r.ingest.documents) documents (\(r.ingest.files) files, \(r.ingest.bytes) bytes\(r.ingest.badLines + r.ingest.missingField > 0 ? ", \(r.ingest.badLines + r.ingest.missingField) bad lines skipped" : ""))")
             Console.out("filters dropped \(r.ingest.documents - r.afterFilters), exact duplicates \(r.exactDuplicates), near duplicates \(r.nearDuplicates) (\(r.nearBands)×\(r.nearRows) bands, \(r.nearClusters) clusters)\(cfg.dedup.semantic.enabled ? ", semantic duplicates \(r.semanticDuplicates)" : ""); kept \(r.kept)")
+            if cfg.maxPerplexity != nil { Console.out("perplexity filter dropped \(r.droppedByPerplexity)") }
             Console.out("tokenizer \(r.tokenizer), vocabulary \(r.vocabularySize)")
             Console.out("train \(r.trainTokens) tokens (\(r.trainDocuments) documents), validation \(r.validationTokens) tokens (\(r.validationDocuments) documents) in \(cfg.output)")
             Console.out(String(format: "report: %@/report.md (%.1f s)", cfg.output, Date().timeIntervalSince(started)))
@@ -138,6 +144,88 @@ struct DataIngest: ParsableCommand {
             let seconds = max(1e-9, Date().timeIntervalSince(started))
             Console.out(String(format: "%d documents from %d files (%.1f MB, %.0f MB/s) → %@", s.documents, s.files, Double(s.bytes) / 1e6, Double(s.bytes) / 1e6 / seconds, output)
                         + (s.badLines + s.missingField > 0 ? "; skipped \(s.badLines) malformed lines and \(s.missingField) without \"\(textField)\"" : ""))
+        }
+    }
+}
+
+struct DataAugment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "augment",
+        abstract: "Write every document of the inputs and its augmented copies (EDA with WordNet synonyms, back-translation) as JSONL; each copy names its origin.")
+
+    @Argument(help: "Input files or directories (text, JSONL, .gz, .zst).")
+    var inputs: [String]
+
+    @Option(name: .shortAndLong, help: "Output JSONL file.")
+    var output: String
+
+    @Option(name: .long, help: "A YAML file with an augment: section (or a prepare config); the flags below override it.")
+    var config: String?
+
+    @Option(name: .long, help: "Synonym replacement rate α (fraction of words).") var synonymReplacement: Double?
+    @Option(name: .long, help: "Random insertion rate α.") var randomInsertion: Double?
+    @Option(name: .long, help: "Random swap rate α.") var randomSwap: Double?
+    @Option(name: .long, help: "Random deletion probability.") var randomDeletion: Double?
+    @Option(name: .long, help: "Copies per document and operation.") var copies: Int?
+    @Option(name: .long, help: "Seed of the EDA choices.") var seed: UInt64?
+    @Option(name: .long, help: "WordNet database directory.") var wordnetDir: String?
+    @Option(name: .long, help: "Back-translate through this OpenAI-compatible base URL (…/v1).") var backTranslation: String?
+    @Option(name: .long, help: "Model name sent to the back-translation endpoint.") var model: String?
+    @Option(name: .long, help: "Pivot language of back-translation.") var pivot: String?
+    @Option(name: .long, help: "JSONL field holding the text.") var textField = "text"
+    @Option(name: .long, help: "Worker threads.") var threads = 2
+    @Flag(name: .long, help: "Skip and count malformed JSONL lines instead of stopping at the first.") var skipBad = false
+
+    func run() throws {
+        try runReportingErrors {
+            var a = try config.map { try loadPrepareConfig($0).augment ?? AugmentConfig() } ?? AugmentConfig()
+            if let v = synonymReplacement { a.synonymReplacement = v }
+            if let v = randomInsertion { a.randomInsertion = v }
+            if let v = randomSwap { a.randomSwap = v }
+            if let v = randomDeletion { a.randomDeletion = v }
+            if let v = copies { a.copies = v }
+            if let v = seed { a.seed = v }
+            if let v = wordnetDir { a.wordnetDir = v }
+            if let url = backTranslation {
+                var b = a.backTranslation ?? BackTranslationConfig()
+                b.endpoint = url
+                if let model { b.model = model }
+                if let pivot { b.pivot = pivot }
+                a.backTranslation = b
+            }
+            guard threads >= 1 else { throw DataError(.invalidConfig, "--threads: must be ≥ 1") }
+            let augmenter = try Augmenter(config: a)
+            var ingest = IngestConfig()
+            ingest.textField = textField
+            ingest.skipBad = skipBad
+            let reader = PrefetchingReader(try DocumentReader(inputs: inputs, config: ingest))
+            defer { reader.cancel() }
+            guard FileManager.default.createFile(atPath: output, contents: nil), let out = FileHandle(forWritingAtPath: output) else {
+                throw DataError(.unreadable, "\(output): cannot create")
+            }
+            let pool = ThreadPool(threads: threads)
+            var counts: [String: Int] = [:], originals = 0
+            var buffer: [UInt8] = []
+            while true {
+                let batch = try reader.next()
+                if batch.isEmpty { break }
+                let records = try augmenter.augment(batch: batch, pool: pool)
+                var next = records.startIndex
+                for d in batch {
+                    d.appendJSONL(to: &buffer)
+                    originals += 1
+                    while next < records.endIndex, records[next].origin == d.id {
+                        records[next].appendJSONL(to: &buffer)
+                        counts[records[next].operation.rawValue, default: 0] += 1
+                        next += 1
+                    }
+                }
+                try out.write(contentsOf: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+            try out.close()
+            let made = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            Console.out("\(originals) documents and \(counts.values.reduce(0, +)) augmented records (\(made.isEmpty ? "none" : made)) → \(output)")
         }
     }
 }

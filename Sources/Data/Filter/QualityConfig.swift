@@ -102,11 +102,13 @@ public struct FilterConfig: ConfigSection, Equatable {
     public var gopherQuality = GopherQualityConfig()
     public var gopherRepetition = GopherRepetitionConfig()
     public var c4 = C4Config()
+    /// The TF-IDF similarity filter against good documents (off when absent).
+    public var referenceSimilarity: ReferenceSimilarityConfig?
 
     public init() {}
 
     public static let fields: [ConfigField<Self>] = [
         .init("min_chars", \.minChars), .init("gopher_quality", \.gopherQuality),
-        .init("gopher_repetition", \.gopherRepetition), .init("c4", \.c4),
+        .init("gopher_repetition", \.gopherRepetition), .init("c4", \.c4), .init("reference_similarity", \.referenceSimilarity),
     ]
 }

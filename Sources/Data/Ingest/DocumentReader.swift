@@ -9,12 +9,15 @@ public struct Document: Sendable {
     public var source: String
     /// The 1-based line where the document starts.
     public var line: Int
+    /// The JSONL record's `ingest.difficulty_field`, when configured (curriculum learning).
+    public var difficulty: Double?
 
-    public init(id: String, text: String, source: String, line: Int) {
+    public init(id: String, text: String, source: String, line: Int, difficulty: Double? = nil) {
         self.id = id
         self.text = text
         self.source = source
         self.line = line
+        self.difficulty = difficulty
     }
 
     public static func stableId(source: String, line: Int) -> String {
@@ -172,9 +175,14 @@ public final class DocumentReader {
                     for b in line where !(b == 0x20 || b == 0x09 || b == 0x0D) { blank = false; break }
                     if blank { return }
                     do {
-                        if let text = try JSONLine.stringField(config.textField, in: line) {
-                            doc = Document(id: Document.stableId(sourceHash: currentHash, line: reader.lineNumber), text: text,
-                                           source: current, line: reader.lineNumber)
+                        let (text, difficulty) = try JSONLine.fields(config.textField, number: config.difficultyField, in: line)
+                        if let text {
+                            if let field = config.difficultyField, difficulty == nil {
+                                failure = "no number field \"\(field)\" (ingest.difficulty_field)"
+                            } else {
+                                doc = Document(id: Document.stableId(sourceHash: currentHash, line: reader.lineNumber), text: text,
+                                               source: current, line: reader.lineNumber, difficulty: difficulty)
+                            }
                         } else {
                             failure = "no string field \"\(config.textField)\""
                         }
@@ -187,7 +195,7 @@ public final class DocumentReader {
                     if !config.skipBad {
                         throw DataError(.malformed, "\(current):\(reader.lineNumber): \(failure) (or pass --skip-bad to skip and count such lines)")
                     }
-                    if failure.hasPrefix("no string field") { stats.missingField += 1 } else { stats.badLines += 1 }
+                    if failure.hasPrefix("no string field") || failure.hasPrefix("no number field") { stats.missingField += 1 } else { stats.badLines += 1 }
                     continue
                 }
                 if let doc { stats.documents += 1; return doc }

@@ -7,6 +7,9 @@ public struct IngestConfig: ConfigSection, Equatable {
     public var format = "auto"
     /// The JSONL field holding a document's text.
     public var textField = "text"
+    /// A JSONL number field kept as each document's difficulty (written beside the shards for
+    /// `data.curriculum.difficulty: score`); a record without it is a malformed line.
+    public var difficultyField: String?
     /// What one document of a text file is: "file", "paragraph" (split on blank lines) or "line".
     public var textUnit = "file"
     /// Skip (and count) malformed JSONL lines instead of stopping at the first.
@@ -19,7 +22,7 @@ public struct IngestConfig: ConfigSection, Equatable {
     public init() {}
 
     public static let fields: [ConfigField<Self>] = [
-        .init("format", \.format), .init("text_field", \.textField), .init("text_unit", \.textUnit),
+        .init("format", \.format), .init("text_field", \.textField), .init("difficulty_field", \.difficultyField), .init("text_unit", \.textUnit),
         .init("skip_bad", \.skipBad), .init("max_document_bytes", \.maxDocumentBytes), .init("batch_bytes", \.batchBytes),
     ]
 

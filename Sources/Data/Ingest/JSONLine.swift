@@ -9,8 +9,16 @@ public enum JSONLine {
     /// The value of string field `field` in the JSON object `line`; nil when the field is missing
     /// or not a string (a non-object or invalid JSON throws).
     public static func stringField(_ field: String, in line: UnsafeRawBufferPointer) throws(Failure) -> String? {
+        try fields(field, number: nil, in: line).string
+    }
+
+    /// String field `field` and, when `numberField` is given, number field `numberField` (nil when
+    /// missing or not a number) of the JSON object `line`, in one scan.
+    public static func fields(_ field: String, number numberField: String?, in line: UnsafeRawBufferPointer) throws(Failure) -> (string: String?, number: Double?) {
         var p = Parser(bytes: line.bindMemory(to: UInt8.self))
         let key = Array(field.utf8)
+        let numberKey = numberField.map { Array($0.utf8) }
+        var number: Double?
         p.skipSpace()
         guard p.peek == UInt8(ascii: "{") else { throw Failure(reason: "not a JSON object") }
         p.i += 1
@@ -29,6 +37,10 @@ public enum JSONLine {
                 p.skipSpace()
                 if k == key && p.peek == UInt8(ascii: "\"") {
                     found = String(decoding: try p.string(), as: UTF8.self)
+                } else if k == numberKey, p.peek == UInt8(ascii: "-") || (p.peek >= 0x30 && p.peek <= 0x39) {
+                    let begin = p.i
+                    try p.skipValue(depth: 0)
+                    number = Double(String(decoding: UnsafeBufferPointer(rebasing: p.bytes[begin..<p.i]), as: UTF8.self))
                 } else {
                     try p.skipValue(depth: 0)
                 }
@@ -40,7 +52,7 @@ public enum JSONLine {
         }
         p.skipSpace()
         guard p.i == p.bytes.count else { throw Failure(reason: "not a JSON object (text after the closing brace)") }
-        return found
+        return (found, number)
     }
 
     struct Parser {

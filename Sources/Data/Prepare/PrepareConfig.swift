@@ -124,18 +124,35 @@ public struct PrepareConfig: ConfigSection, Equatable {
     public var dedup = DedupConfig()
     public var tokenizer = TokenizerConfig()
     public var shards = ShardConfig()
+    /// What goes into each shard's difficulty file (curriculum learning, `data.curriculum.difficulty:
+    /// score`): "none", "field" (the JSONL number field `ingest.difficulty_field`) or "perplexity"
+    /// (under `reference_model`).
+    public var difficulty = "none"
+    /// A ZeroTrain checkpoint trained with this pipeline's tokenizer: scores documents for
+    /// `max_perplexity` and `difficulty: perplexity`.
+    public var referenceModel: String?
+    /// Drop documents whose perplexity under `reference_model` is above this.
+    public var maxPerplexity: Double?
+    /// Augmented copies of the train documents (EDA, back-translation), written after each original.
+    public var augment: AugmentConfig?
 
     public init() {}
+
+    /// Whether pass 3 needs the reference model's perplexities.
+    public var needsScorer: Bool { difficulty == "perplexity" || maxPerplexity != nil }
 
     public static let fields: [ConfigField<Self>] = [
         .init("inputs", \.inputs), .init("output", \.output), .init("threads", \.threads), .init("ingest", \.ingest),
         .init("filters", \.filters), .init("dedup", \.dedup), .init("tokenizer", \.tokenizer), .init("shards", \.shards),
+        .init("difficulty", \.difficulty), .init("reference_model", \.referenceModel), .init("max_perplexity", \.maxPerplexity),
+        .init("augment", \.augment),
     ]
 
     public func validate() throws {
         guard !inputs.isEmpty else { throw DataError(.invalidConfig, "inputs: name at least one file or directory") }
         guard threads >= 1 else { throw DataError(.invalidConfig, "threads: must be ≥ 1, got \(threads)") }
         try ingest.validate()
+        try filters.referenceSimilarity?.validate(path: "filters.reference_similarity")
         if dedup.near.enabled { try dedup.near.validate(path: "dedup.near") }
         if dedup.semantic.enabled { try dedup.semantic.validate(path: "dedup.semantic") }
         if tokenizer.path == nil && tokenizer.vocabSize < 256 + tokenizer.specials.count {
@@ -144,6 +161,17 @@ public struct PrepareConfig: ConfigSection, Equatable {
         guard shards.validationFraction >= 0 && shards.validationFraction < 1 else {
             throw DataError(.invalidConfig, "shards.validation_fraction: must be in [0, 1), got \(shards.validationFraction)")
         }
+        guard ["none", "field", "perplexity"].contains(difficulty) else {
+            throw DataError(.invalidConfig, "difficulty: must be none, field or perplexity, got \"\(difficulty)\"")
+        }
+        if difficulty == "field" && ingest.difficultyField == nil {
+            throw DataError(.invalidConfig, "difficulty: field needs ingest.difficulty_field (the JSONL number field to keep)")
+        }
+        if needsScorer && referenceModel == nil {
+            throw DataError(.invalidConfig, "reference_model: is required for \(difficulty == "perplexity" ? "difficulty: perplexity" : "max_perplexity") (a ZeroTrain checkpoint trained with this tokenizer)")
+        }
+        try augment?.validate()
+        if let m = maxPerplexity, !(m > 1) { throw DataError(.invalidConfig, "max_perplexity: must be > 1, got \(m)") }
         guard shards.maxTokensPerShard >= 1 else { throw DataError(.invalidConfig, "shards.max_tokens_per_shard: must be ≥ 1") }
     }
 }

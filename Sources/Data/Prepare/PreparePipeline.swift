@@ -16,6 +16,8 @@ public final class PreparePipeline {
     public let config: PrepareConfig
     /// Called with one line of progress now and then (stage, records, MB/s).
     public var progress: (String) -> Void = { _ in }
+    /// The reference model of `reference_model` (required when `config.needsScorer`).
+    public var scorer: (any DocumentScorer)?
 
     public init(config: PrepareConfig) throws {
         try config.validate()
@@ -41,6 +43,7 @@ public final class PreparePipeline {
         var index = NearDuplicateIndex(bands: bands)
         let hasher = MinHasher(numPerm: near.numPerm, ngram: near.ngram, seed: near.seed)
         let filter = QualityFilter(config: config.filters)
+        let reference = try config.filters.referenceSimilarity.map { try ReferenceSimilarityFilter(config: $0, ingest: config.ingest) }
         var exactSeen = Set<UInt64>()
         let semantic = config.dedup.semantic
         var frequencies = DocumentFrequencies()
@@ -66,7 +69,11 @@ public final class PreparePipeline {
                             let (oc, ex, hs, sg, wd) = (oc, ex, hs, sg, wd)
                             pool.parallelFor(batch.count, minChunk: 16) { range in
                                 for i in range {
-                                    let o = filter.apply(batch[i].text)
+                                    var o = filter.apply(batch[i].text)
+                                    if let text = o.text, let reference, !reference.keeps(text) {
+                                        o.text = nil
+                                        o.droppedBy = "reference_similarity"
+                                    }
                                     oc[i] = o
                                     guard let text = o.text else { continue }
                                     ex[i] = TextHash.normalised(text)
@@ -155,7 +162,7 @@ public final class PreparePipeline {
                     }
                     continue
                 }
-                if clusterSize[i] > 1 {
+                if near.enabled && clusterSize[i] > 1 {
                     report.nearClusters += 1
                     if exampleOrder.count < near.examples {
                         examples[i] = PrepareReport.Cluster(size: Int(clusterSize[i]), kept: example(d), removed: [])
@@ -222,14 +229,24 @@ public final class PreparePipeline {
             throw DataError(.invalidConfig, "tokenizer: \(report.tokenizer) has no special token \(config.tokenizer.bosToken) (tokenizer.bos_token)")
         }
 
-        // Pass 3: shards.
+        // Pass 3: shards (and their difficulty files).
         t0 = Date()
+        if config.needsScorer && scorer == nil {
+            throw DataError(.invalidConfig, "reference_model: \(config.referenceModel ?? "") is configured but no reference model was loaded")
+        }
         report.bytesPerToken = TokenShardFormat.bytesPerToken(vocabularySize: tokenizer.vocabularySize)
         var writers: [String: TokenShardWriter] = [:]
+        var difficulties: [String: [Double]] = [:]
         var shardNumber: [String: Int] = [:]
+        func finish(_ split: String) throws {
+            guard let w = writers[split] else { return }
+            try w.finish()
+            if config.difficulty != "none" { try DifficultyFile.write(difficulties[split] ?? [], to: DifficultyFile.path(forShard: w.path)) }
+            difficulties[split] = []
+        }
         func writerFor(_ split: String) throws -> TokenShardWriter {
             if let w = writers[split], w.tokenCount < config.shards.maxTokensPerShard { return w }
-            if let w = writers[split] { try w.finish() }
+            try finish(split)
             let k = shardNumber[split, default: 0]
             shardNumber[split] = k + 1
             let name = String(format: "%@-%05d.zts", split, k)
@@ -238,6 +255,11 @@ public final class PreparePipeline {
             writers[split] = w
             return w
         }
+        let augmenter = try config.augment.map { try Augmenter(config: $0) }
+        let augmentedPath = out("augmented.jsonl")
+        if augmenter != nil { FileManager.default.createFile(atPath: augmentedPath, contents: nil) }
+        let augmentedOut = augmenter == nil ? nil : FileHandle(forWritingAtPath: augmentedPath)
+        if augmenter != nil && augmentedOut == nil { throw DataError(.unreadable, "\(augmentedPath): cannot create") }
         let cut = UInt64(config.shards.validationFraction * Double(UInt64.max))
         // The kept records again, from the intermediate file (same order as documents.jsonl).
         let keptIn = try RecordFileReader(path: stage1)
@@ -254,10 +276,25 @@ public final class PreparePipeline {
             }
             if batch.isEmpty { break }
             let ids = tokenizer.encode(batch: batch.map(\.text), pool: pool)
+            let perplexities = config.needsScorer ? try scorer!.perplexities(ids) : []
+            var toAugment: [Document] = []
             for (k, tokens) in ids.enumerated() {
+                if let cap = config.maxPerplexity, !(perplexities[k] <= cap) {
+                    report.droppedByPerplexity += 1
+                    continue
+                }
                 let validation = cut > 0 && TextHash.hash(batch[k].id, seed: 0x5EED) < cut
-                let w = try writerFor(validation ? "validation" : "train")
+                let split = validation ? "validation" : "train"
+                let w = try writerFor(split)
                 try w.append(document: (bos.map { [$0] } ?? []) + tokens)
+                let difficulty = config.difficulty == "perplexity" ? perplexities[k] : batch[k].difficulty ?? .nan
+                if config.difficulty != "none" { difficulties[split, default: []].append(difficulty) }
+                // Augmented copies of train documents only (a held-out document's would leak it).
+                if augmenter != nil && !validation {
+                    var d = batch[k]
+                    d.difficulty = difficulty
+                    toAugment.append(d)
+                }
                 if validation {
                     report.validationDocuments += 1
                     report.validationTokens += tokens.count + 1 + (bos == nil ? 0 : 1)
@@ -266,9 +303,29 @@ public final class PreparePipeline {
                     report.trainTokens += tokens.count + 1 + (bos == nil ? 0 : 1)
                 }
             }
+            // The batch's augmented records follow its originals in the train shards; each takes
+            // its original's difficulty.
+            if let augmenter, !toAugment.isEmpty {
+                let records = try augmenter.augment(batch: toAugment, pool: pool)
+                var lines: [UInt8] = []
+                for (record, ids) in zip(records, tokenizer.encode(batch: records.map(\.document.text), pool: pool)) {
+                    record.appendJSONL(to: &lines)
+                    try writerFor("train").append(document: (bos.map { [$0] } ?? []) + ids)
+                    if config.difficulty != "none" { difficulties["train", default: []].append(record.document.difficulty ?? .nan) }
+                    report.augmented[record.operation.rawValue, default: 0] += 1
+                    report.trainDocuments += 1
+                    report.trainTokens += ids.count + 1 + (bos == nil ? 0 : 1)
+                }
+                try augmentedOut?.write(contentsOf: lines)
+            }
             progress("shards: \(report.trainDocuments + report.validationDocuments) documents, \(report.trainTokens + report.validationTokens) tokens")
         }
-        for w in writers.values { try w.finish() }
+        for split in writers.keys.sorted() { try finish(split) }
+        try augmentedOut?.close()
+        if report.trainDocuments + report.validationDocuments == 0 {
+            try writeReport(report)
+            throw DataError(.empty, "\(config.inputs.joined(separator: ", ")): no documents left after the perplexity filter (max_perplexity \(config.maxPerplexity ?? 0); \(report.droppedByPerplexity) dropped)")
+        }
         report.shards.sort()
         report.seconds["pass3_encode_shards"] = Date().timeIntervalSince(t0)
         try writeReport(report)

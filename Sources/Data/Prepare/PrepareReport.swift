@@ -42,6 +42,10 @@ public struct PrepareReport: Codable, Sendable {
     /// Documents removed as TF-IDF cosine duplicates of an earlier one, and examples.
     public var semanticDuplicates = 0
     public var semanticExamples: [Cluster] = []
+    /// Documents whose perplexity under the reference model was above `max_perplexity`.
+    public var droppedByPerplexity = 0
+    /// Augmented train records added, by operation.
+    public var augmented: [String: Int] = [:]
     public var kept = 0
     public var lengthsIn = Histogram()
     public var lengthsKept = Histogram()
@@ -71,7 +75,13 @@ public struct PrepareReport: Codable, Sendable {
         s += "| quality filters | \(afterFilters) | \(ingest.documents - afterFilters) |\n"
         s += "| exact dedup | \(afterExact) | \(exactDuplicates) |\n"
         s += "| near dedup (MinHash-LSH, \(nearBands) bands × \(nearRows) rows) | \(afterExact - nearDuplicates) | \(nearDuplicates) in \(nearClusters) clusters |\n"
-        s += "| semantic dedup (TF-IDF cosine, random-hyperplane LSH) | \(kept) | \(semanticDuplicates) |\n\n"
+        s += "| semantic dedup (TF-IDF cosine, random-hyperplane LSH) | \(kept) | \(semanticDuplicates) |\n"
+        s += "| perplexity filter (reference model) | \(trainDocuments + validationDocuments) | \(droppedByPerplexity) |\n\n"
+        if !augmented.isEmpty {
+            s += "## Augmented records (train split)\n\n| operation | records |\n|---|---:|\n"
+            for (k, v) in augmented.sorted(by: { $0.key < $1.key }) { s += "| \(k) | \(v) |\n" }
+            s += "\n"
+        }
         if !droppedByRule.isEmpty {
             s += "## Documents dropped by rule\n\n| rule | documents |\n|---|---:|\n"
             for (k, v) in droppedByRule.sorted(by: { $0.key < $1.key }) { s += "| \(k) | \(v) |\n" }

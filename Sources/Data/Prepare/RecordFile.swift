@@ -1,7 +1,7 @@
 import Foundation
 
 /// The pipeline's intermediate file between passes: documents as length-prefixed binary records
-/// (id, source, line, text), read back in batches — cheaper than JSON and never held whole.
+/// (id, source, line, difficulty, text), read back in batches — cheaper than JSON and never held whole.
 final class RecordFileWriter {
     private let handle: FileHandle
     private var buffer: [UInt8] = []
@@ -27,6 +27,8 @@ final class RecordFileWriter {
         put(d.id)
         put(d.source)
         withUnsafeBytes(of: UInt64(d.line).littleEndian) { buffer += $0 }
+        // The difficulty, NaN when there is none.
+        withUnsafeBytes(of: (d.difficulty ?? .nan).bitPattern.littleEndian) { buffer += $0 }
         put(d.text)
         if buffer.count >= 4 << 20 { try flush() }
     }
@@ -87,7 +89,10 @@ final class RecordFileReader {
         guard try need(8) else { throw DataError(.malformed, "\(path): truncated record") }
         let line = buffer[pos..<(pos + 8)].withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         pos += 8
-        return Document(id: id, text: try string(), source: source, line: Int(line))
+        guard try need(8) else { throw DataError(.malformed, "\(path): truncated record") }
+        let difficulty = Double(bitPattern: buffer[pos..<(pos + 8)].withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
+        pos += 8
+        return Document(id: id, text: try string(), source: source, line: Int(line), difficulty: difficulty.isNaN ? nil : difficulty)
     }
 
     func nextBatch(bytes limit: Int = 4 << 20) throws -> [Document] {
