@@ -68,7 +68,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var epoch: UInt64?
     public var config: TrainConfig?
     public var successors: [String]?
-    public var tokenFile: String?
+    /// assign: the data files a worker that cannot see them fetches (TokenFetch).
+    public var dataFiles: [String]?
     public var resumeFrom: String?
     /// assign: restore from the workers' in-memory replicas instead of `resumeFrom`.
     public var restore: ReplicaRestore?

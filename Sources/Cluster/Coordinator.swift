@@ -65,7 +65,7 @@ public final class Coordinator: Sendable {
             throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", cause: error)
         }
         var jobConfig = config
-        let tokenFile = try prepareTokens(&jobConfig)
+        let dataFiles = try prepareTokens(&jobConfig)
         var startStep = 0
         var resumeFolder: String?
         if let folder = try checkpointToResume() {
@@ -89,7 +89,7 @@ public final class Coordinator: Sendable {
         let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
         let metrics = try MetricsLog(path: metricsPath)
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
-                                     tokenFile: tokenFile, startStep: startStep, resumeFrom: resumeFolder,
+                                     dataFiles: dataFiles, startStep: startStep, resumeFrom: resumeFolder,
                                      recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath))
         let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
         func now() -> Double { (clock.now - origin).seconds }
@@ -180,7 +180,7 @@ public final class Coordinator: Sendable {
                 case .prepareCheckpoint:
                     break
                 case let .serveChunk(peer, request):
-                    _ = try server.send(TokenFetch.serve(request, file: state.tokenFile).encoded(), to: peer)
+                    _ = try server.send(TokenFetch.serve(request, files: state.dataFiles).encoded(), to: peer)
                 case let .commit(step, jobConfig, shards):
                     let outcome = commit(step: step, config: jobConfig, shards: shards, now: now())
                     if case .committed(_, _?, _, _) = outcome { monitor.metrics.checkpointCommitted(step: step) }
@@ -236,35 +236,34 @@ public final class Coordinator: Sendable {
         return folder
     }
 
-    /// Tokenises the configured data once into run-dir/tokens.safetensors (1-D int32) that workers
-    /// memory-map; a pre-batched token file is used as it is. Rewrites `config.data` to point at it.
-    private func prepareTokens(_ config: inout TrainConfig) throws -> String {
-        if config.data.source == "tokens", let path = config.data.path {
-            config.data.path = URL(fileURLWithPath: path).standardizedFileURL.path
-            return config.data.path!
+    /// The files of the job's data the coordinator serves to workers that cannot see them. Token
+    /// shards are read in place by every worker (their path made absolute; a worker without it
+    /// fetches the files listed here); a pre-batched token file is used as it is; other sources are
+    /// tokenised once into run-dir/tokens.safetensors (1-D int32), and `config.data` is rewritten
+    /// to point at it.
+    private func prepareTokens(_ config: inout TrainConfig) throws -> [String] {
+        switch config.data.source {
+        case "tokens", "shards":
+            let path = URL(fileURLWithPath: config.data.path!).standardizedFileURL.path
+            config.data.path = path
+            guard config.data.source == "shards" else { return [path] }
+            // Opened here once: a missing, empty or corrupt shard fails the job before any worker starts.
+            guard case .mapped(let tokens, _) = try TokenSource.load(config.data) else { return [] }
+            output("token shards \(path): \(tokens.count) tokens in \(tokens.shards.count) files, read in place by every worker")
+            let withScores = config.data.curriculum?.difficulty == "score"
+            return tokens.shards.flatMap { [$0.path] + (withScores ? [DifficultyFile.path(forShard: $0.path)] : []) }
+        default:
+            break
         }
-        let source = try TokenSource.load(config.data)
-        let tokens: [Int32], plan: CurriculumPlan?
-        switch source {
-        case .stream(let t): (tokens, plan) = (t, nil)
-        case .curriculum(let t, let p): (tokens, plan) = (t, p)
-        case .batches: return config.data.path ?? ""
-        }
+        guard case .stream(let tokens) = try TokenSource.load(config.data) else { return [] }
         let url = runDirectory.appendingPathComponent("tokens.safetensors")
         var writer = SafeTensorsWriter()
         writer.add("tokens", shape: [tokens.count], int32s: tokens)
-        if let plan {
-            guard let last = plan.tokens.last, last <= Int(Int32.max) else {
-                throw DataError(.tooShort, "data.curriculum: streams above 2³¹ tokens are not supported")
-            }
-            writer.add(CurriculumPlan.opensAtKey, shape: [plan.opensAt.count], int32s: plan.opensAt.map { Int32(clamping: $0) })
-            writer.add(CurriculumPlan.tokensKey, shape: [plan.tokens.count], int32s: plan.tokens.map { Int32($0) })
-        }
         try writer.write(to: url)
         config.data.source = "tokens"
         config.data.path = url.path
         output("tokenised \(tokens.count) tokens into \(url.path)")
-        return url.path
+        return [url.path]
     }
 }
 

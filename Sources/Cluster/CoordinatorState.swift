@@ -61,7 +61,8 @@ public struct CoordinatorState {
     public let config: TrainConfig
     public let configHash: String
     public let jobID: UInt64
-    public let tokenFile: String
+    /// The data files workers may fetch (the token file, or the token shards and their difficulty files).
+    public let dataFiles: [String]
     public let checkpointDir: String?
     public let resumeFrom: String?
     public private(set) var phase = Phase.admitting
@@ -108,13 +109,13 @@ public struct CoordinatorState {
     ///   metrics log already records (0..<recordedSteps): in-memory replicas newer than that are
     ///   not used, since the steps between would have no record (the previous coordinator died
     ///   after the workers finished them but before it wrote them down).
-    public init(config: TrainConfig, configHash: String, jobID: UInt64, tokenFile: String, startStep: Int = 0,
+    public init(config: TrainConfig, configHash: String, jobID: UInt64, dataFiles: [String], startStep: Int = 0,
                 resumeFrom: String? = nil, recordedSteps: Int? = nil) {
         self.recordedSteps = recordedSteps
         self.config = config
         self.configHash = configHash
         self.jobID = jobID
-        self.tokenFile = tokenFile
+        self.dataFiles = dataFiles
         self.checkpointDir = config.training.checkpointDir
         self.resumeFrom = resumeFrom
         self.step = startStep
@@ -344,7 +345,7 @@ public struct CoordinatorState {
             a.epoch = epoch
             a.config = jobConfig
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
-            a.tokenFile = tokenFile
+            a.dataFiles = dataFiles
             a.resumeFrom = resumeFolder
             a.restore = restore
             a.partitionPlan = plan

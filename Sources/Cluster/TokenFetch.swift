@@ -66,11 +66,11 @@ public struct TokenFetch: Sendable, Equatable {
 
     /// The coordinator's answer to a `fetch`: bytes `offset ..< offset+length` of `file` (which
     /// must be the job's token file), or a `chunk` with a reason.
-    public static func serve(_ request: ControlMessage, file: String) -> ControlMessage {
+    public static func serve(_ request: ControlMessage, files: [String]) -> ControlMessage {
         var c = ControlMessage(.chunk)
         c.path = request.path
-        guard request.path == file else {
-            c.reason = "only the job's token file is served"
+        guard let file = request.path, files.contains(file) else {
+            c.reason = "only the job's data files are served"
             return c
         }
         guard let offset = request.offset, offset >= 0, let length = request.length, length > 0, let handle = FileHandle(forReadingAtPath: file) else {

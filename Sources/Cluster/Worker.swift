@@ -98,8 +98,20 @@ public final class Worker: Sendable {
         let notifier = options.notifier
         var announcedReady = false
 
-        /// A token-file fetch under way: its state, the assignment waiting for it, the cache file.
-        var fetch: (state: TokenFetch, assignment: WorkerState.Assignment, cache: URL)?
+        /// A data fetch under way: the current file's state and cache file, the assignment waiting
+        /// for it, the files still to fetch, and the folder that holds them (token shards; nil for
+        /// the single token file).
+        var fetch: (state: TokenFetch, assignment: WorkerState.Assignment, cache: URL, remaining: [String], folder: URL?)?
+
+        /// Starts fetching `path` into `cache` (resuming a partial cache file).
+        func startFetch(_ path: String, cache: URL, assignment: WorkerState.Assignment, remaining: [String], folder: URL?) throws -> [WorkerState.Action] {
+            let cached = (try? FileManager.default.attributesOfItem(atPath: cache.path)[.size] as? Int) ?? 0
+            var f = TokenFetch(path: path, cachedBytes: cached)
+            output("fetching \(path) from the coordinator into \(cache.path)" + (cached > 0 ? " (resuming after \(cached) bytes)" : ""))
+            let first = f.start()
+            fetch = (f, assignment, cache, remaining, folder)
+            return try fetched(first)
+        }
 
         /// Carries out a fetch's actions; the worker actions that follow (none, or the failure).
         func fetched(_ actions: [TokenFetch.Action]) throws -> [WorkerState.Action] {
@@ -121,13 +133,17 @@ public final class Worker: Sendable {
                     }
                 case .complete:
                     output("fetched \(f.state.path): \(f.state.cached) bytes, every chunk's CRC-32C checked")
+                    if let next = f.remaining.first, let folder = f.folder {
+                        return try startFetch(next, cache: folder.appendingPathComponent(URL(fileURLWithPath: next).lastPathComponent),
+                                              assignment: f.assignment, remaining: Array(f.remaining.dropFirst()), folder: folder)
+                    }
                     var a = f.assignment
-                    a.config.data.path = f.cache.path
+                    a.config.data.path = (f.folder ?? f.cache).path
                     fetch = nil
                     devices = startDevices(a, links: &links, generation: generation)
                 case let .fail(reason):
                     fetch = nil
-                    throw ClusterError(.runtime, "cannot fetch the token file: \(reason)")
+                    throw ClusterError(.runtime, "cannot fetch the job's data: \(reason)")
                 }
             }
             return []
@@ -156,13 +172,14 @@ public final class Worker: Sendable {
                     fetch = nil
                     if let path = a.config.data.path, a.config.data.source == "tokens", !FileManager.default.isReadableFile(atPath: path) {
                         // Not on this host: fetched from the coordinator first, then the devices start.
-                        let cache = tokenCache(for: path)
-                        let cached = (try? FileManager.default.attributesOfItem(atPath: cache.path)[.size] as? Int) ?? 0
-                        var f = TokenFetch(path: path, cachedBytes: cached)
-                        output("fetching \(path) from the coordinator into \(cache.path)" + (cached > 0 ? " (resuming after \(cached) bytes)" : ""))
-                        let first = f.start()
-                        fetch = (f, a, cache)
-                        queue += try fetched(first)
+                        queue += try startFetch(path, cache: tokenCache(for: path), assignment: a, remaining: [], folder: nil)
+                    } else if let path = a.config.data.path, a.config.data.source == "shards", !FileManager.default.isReadableFile(atPath: path),
+                              let first = a.dataFiles.first {
+                        // Token shards this host cannot see: each file fetched into a folder the devices then map.
+                        let folder = tokenCache(for: path)
+                        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                        queue += try startFetch(first, cache: folder.appendingPathComponent(URL(fileURLWithPath: first).lastPathComponent),
+                                                assignment: a, remaining: Array(a.dataFiles.dropFirst()), folder: folder)
                     } else {
                         devices = startDevices(a, links: &links, generation: generation)
                     }

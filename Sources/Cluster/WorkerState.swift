@@ -128,6 +128,8 @@ public struct WorkerState {
         public var partitionPlan: PartitionPlan?
         /// Where a failed collective writes the rank's flight recorder.
         public var forensicsDirectory: String? = nil
+        /// The job's data files, fetched from the coordinator when this host cannot see them.
+        public var dataFiles: [String] = []
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -261,7 +263,7 @@ public struct WorkerState {
             }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
                                successors: successors, resumeFrom: m.resumeFrom, restore: m.restore,
-                               partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory)
+                               partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory, dataFiles: m.dataFiles ?? [])
             assignment = a
             phase = .starting
             lastBeat = now

@@ -20,7 +20,7 @@ public struct Batch: Sendable, Equatable {
 /// and continues the same sample order from the same place; with the same global batch every
 /// step sees exactly the samples of the uninterrupted run.
 ///
-/// Under a curriculum (`TokenSource.curriculum`: documents sorted by difficulty) the windows of
+/// Under a curriculum (`TokenSource.mapped` with a plan: documents sorted by difficulty) the windows of
 /// update `step` come from the prefix of the stage open at that step: sample g is window
 /// perm_{k,p}[g mod W_k], p = g / W_k, with W_k the windows inside stage k's tokens and the
 /// permutation drawn from Philox(seed) for (k, p). The window of a sample depends only on (seed,
@@ -52,8 +52,11 @@ public final class BatchSampler {
             guard tokens.count >= seqLen + 1 else {
                 throw DataError(.tooShort, "the data has \(tokens.count) tokens; one sequence needs data.seq_len + 1 = \(seqLen + 1)")
             }
-        case .curriculum:
-            break  // every stage holds seq_len + 1 tokens (checked when the plan is built)
+        case .mapped(let tokens, let plan):
+            // Every curriculum stage holds seq_len + 1 tokens (checked when the plan is built).
+            guard plan != nil || tokens.count >= seqLen + 1 else {
+                throw DataError(.tooShort, "the data has \(tokens.count) tokens; one sequence needs data.seq_len + 1 = \(seqLen + 1)")
+            }
         case .batches(_, _, let micro, let batch, let width):
             guard width == seqLen + 1, batch == batchSize, micro == accumulation else {
                 throw DataError(.mismatch, "token file holds [*, \(micro), \(batch), \(width)] but the config needs [*, \(accumulation), \(batchSize), \(seqLen + 1)] (gradient_accumulation_steps, micro_batch_size, seq_len + 1)")
@@ -65,7 +68,7 @@ public final class BatchSampler {
     public var windowsPerPass: Int {
         switch source {
         case .stream(let t): (t.count - 1) / seqLen
-        case .curriculum(_, let plan): windows(stage: plan.tokens.count - 1, plan)
+        case .mapped(let t, let plan): plan.map { windows(stage: $0.tokens.count - 1, $0) } ?? (t.count - 1) / seqLen
         case .batches: 0
         }
     }
@@ -88,13 +91,17 @@ public final class BatchSampler {
                 inputs += tokens[start..<(start + seqLen)]
                 targets += tokens[(start + 1)..<(start + seqLen + 1)]
             }
-        case .curriculum(let tokens, let plan):
-            let k = plan.stage(atStep: step)
+        case .mapped(let tokens, let plan):
+            let k = plan?.stage(atStep: step)
+            var window: [Int32] = []
+            window.reserveCapacity(seqLen + 1)
             for row in 0..<batchSize {
                 let g = position(step: step) + micro * batchSize + row
-                let start = window(g, stage: k, windows: windows(stage: k, plan)) * seqLen
-                inputs += tokens[start..<(start + seqLen)]
-                targets += tokens[(start + 1)..<(start + seqLen + 1)]
+                let w = if let plan, let k { self.window(g, stage: k, windows: windows(stage: k, plan)) } else { self.window(g) }
+                window.removeAll(keepingCapacity: true)
+                tokens.append(w * seqLen ..< w * seqLen + seqLen + 1, to: &window)
+                inputs += window[0..<seqLen]
+                targets += window[1...]
             }
         case .batches(let tokens, let steps, let micros, let batch, let width):
             let base = ((step % steps) * micros + micro) * batch * width

@@ -35,8 +35,7 @@ public struct DataConfig: ConfigSection, Equatable {
         }
         guard seqLen >= 1 else { throw DataError(.invalidConfig, "\(p).seq_len: must be ≥ 1, got \(seqLen)") }
         if let curriculum {
-            // "tokens": the coordinator's sorted stream, which carries the stages.
-            guard ["shards", "tokens"].contains(source) else {
+            guard source == "shards" else {
                 throw DataError(.invalidConfig, "\(p).curriculum: needs source shards (documents with a difficulty), got source \(source)")
             }
             try curriculum.validate(path: "\(p).curriculum")

@@ -8,8 +8,9 @@ public enum TokenSource: Sendable {
     case stream([Int32])
     /// Pre-batched tokens [steps, micro, batch, seq_len + 1], replayed in order.
     case batches(tokens: [Int32], steps: Int, micro: Int, batch: Int, width: Int)
-    /// Documents sorted by difficulty, with the stages of `data.curriculum` as prefixes of the stream.
-    case curriculum(tokens: [Int32], plan: CurriculumPlan)
+    /// Token shards read in place, in file order, or — under `data.curriculum` — sorted by
+    /// difficulty with the stages as prefixes of the stream.
+    case mapped(MappedTokens, plan: CurriculumPlan?)
 
     /// Loads the configured source. Files that are missing, empty or malformed are errors.
     public static func load(_ config: DataConfig, tokenizer: ByteTokenizer = ByteTokenizer()) throws -> TokenSource {
@@ -37,31 +38,30 @@ public enum TokenSource: Sendable {
             guard !parts.isEmpty else { throw DataError(.empty, "\(config.path!): no records") }
             return .stream(tokenizer.encode(parts.joined(separator: "\n")))
         case "shards":
-            if let curriculum = config.curriculum { return try loadCurriculum(config, curriculum) }
-            // Memory-mapped shards, concatenated in file order (documents already end in EOS).
-            var tokens: [Int32] = []
-            for path in try TokenShard.files(at: config.path!, split: config.split ?? "train") {
-                let shard = try TokenShard(path: path)
-                tokens += shard.tokens(0..<shard.tokenCount)
+            // Memory-mapped shards (documents already end in EOS), read in place.
+            let shards = try TokenShard.files(at: config.path!, split: config.split ?? "train").map { try TokenShard(path: $0) }
+            guard shards.contains(where: { $0.tokenCount > 0 }) else {
+                throw DataError(.empty, "\(config.path!): the \(config.split ?? "train") shards hold no tokens")
             }
-            guard !tokens.isEmpty else { throw DataError(.empty, "\(config.path!): the \(config.split ?? "train") shards hold no tokens") }
-            return .stream(tokens)
+            guard let curriculum = config.curriculum else { return .mapped(MappedTokens(shards: shards), plan: nil) }
+            var lengths: [Int] = [], difficulty: [Double] = []
+            for shard in shards {
+                let scores = curriculum.difficulty == "score"
+                    ? try DifficultyFile.read(path: DifficultyFile.path(forShard: shard.path), documents: shard.documentCount) : nil
+                for d in 0..<shard.documentCount {
+                    let n = shard.offset(document: d + 1) - shard.offset(document: d)
+                    lengths.append(n)
+                    difficulty.append(scores?[d] ?? Double(n))
+                }
+            }
+            let (order, plan) = try CurriculumPlan.sort(difficulty: difficulty, lengths: lengths, stages: curriculum.stages, seqLen: config.seqLen)
+            return .mapped(MappedTokens(shards: shards, documentOrder: order), plan: plan)
         default:
             let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: config.path!))
             if let e = file.entry("tokens"), e.shape.count == 1 {
-                // A tokenised stream (what the coordinator writes for its workers), with the
-                // curriculum's stages when it wrote a sorted stream.
+                // A tokenised stream (what the coordinator writes for its workers).
                 guard e.count > 0 else { throw DataError(.empty, "\(config.path!): tokens is empty") }
-                let tokens = try file.int32s("tokens")
-                if config.curriculum != nil {
-                    guard file.entry(CurriculumPlan.tokensKey) != nil, file.entry(CurriculumPlan.opensAtKey) != nil else {
-                        throw DataError(.malformed, "\(config.path!): data.curriculum is set but the token file holds no curriculum stages")
-                    }
-                    let plan = CurriculumPlan(opensAt: try file.int32s(CurriculumPlan.opensAtKey).map(Int.init),
-                                              tokens: try file.int32s(CurriculumPlan.tokensKey).map(Int.init))
-                    return .curriculum(tokens: tokens, plan: plan)
-                }
-                return .stream(tokens)
+                return .stream(try file.int32s("tokens"))
             }
             guard let e = file.entry("tokens"), e.shape.count == 4 else {
                 throw DataError(.malformed, "\(config.path!): expected an int32 tensor tokens[step, micro, batch, seq_len+1] or a stream tokens[n]")
@@ -69,24 +69,6 @@ public enum TokenSource: Sendable {
             guard e.count > 0 else { throw DataError(.empty, "\(config.path!): tokens is empty") }
             return .batches(tokens: try file.int32s("tokens"), steps: e.shape[0], micro: e.shape[1], batch: e.shape[2], width: e.shape[3])
         }
-    }
-
-    /// The train shards' documents sorted by difficulty, cut into the configured stages.
-    private static func loadCurriculum(_ config: DataConfig, _ curriculum: CurriculumConfig) throws -> TokenSource {
-        var documents: [[Int32]] = [], difficulty: [Double] = []
-        for path in try TokenShard.files(at: config.path!, split: config.split ?? "train") {
-            let shard = try TokenShard(path: path)
-            let scores = curriculum.difficulty == "score"
-                ? try DifficultyFile.read(path: DifficultyFile.path(forShard: path), documents: shard.documentCount) : nil
-            for d in 0..<shard.documentCount {
-                let tokens = shard.document(d)
-                documents.append(tokens)
-                difficulty.append(scores?[d] ?? Double(tokens.count))
-            }
-        }
-        guard !documents.isEmpty else { throw DataError(.empty, "\(config.path!): the \(config.split ?? "train") shards hold no documents") }
-        let (stream, plan) = try CurriculumPlan.build(documents: documents, difficulty: difficulty, stages: curriculum.stages, seqLen: config.seqLen)
-        return .curriculum(tokens: stream, plan: plan)
     }
 
     private static func readText(_ path: String) throws -> String {
@@ -101,7 +83,7 @@ public enum TokenSource: Sendable {
         switch self {
         case .stream(let t): t.count
         case .batches(let t, _, _, _, _): t.count
-        case .curriculum(let t, _): t.count
+        case .mapped(let t, _): t.count
         }
     }
 }

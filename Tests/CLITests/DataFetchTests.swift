@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import Testing
 import ZeroTrainTestKit
@@ -77,5 +78,70 @@ import ZeroTrainTestKit
         #expect(resumed.wait(30) == 0, "\(resumed.output)")
         #expect(resumed.output.contains("(resuming after \(part) bytes)"), "\(resumed.output)")
         #expect(try Data(contentsOf: cacheFile) == tokens)
+    }
+
+    /// Token shards the workers' host cannot see: each worker fetches every shard file, maps the
+    /// copies, and trains exactly as workers that read the shards in place.
+    @Test(.enabled(if: DataFetchTests.hasSetpriv, "needs root and setpriv"))
+    func workersWithoutTheShardsFetchThemAndTrainTheSame() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        chmod(root.path, 0o755)
+        let hidden = root.appendingPathComponent("coordinator"), shards = hidden.appendingPathComponent("shards"), run = hidden.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
+        chmod(hidden.path, 0o700)
+        var bytes: [Int] = []
+        for s in 0..<2 {
+            let path = shards.appendingPathComponent(String(format: "train-%05d.zts", s)).path
+            let w = try TokenShardWriter(path: path, vocabularySize: 256, eos: 1)
+            for d in 0..<40 { try w.append(document: (0..<(30 + (d * 7 + s) % 50)).map { Int32(2 + ($0 * 31 + d * 17 + s) % 250) } + [1]) }
+            try w.finish()
+            bytes.append(try Data(contentsOf: URL(fileURLWithPath: path)).count)
+        }
+        let checkpoints = root.appendingPathComponent("checkpoints")
+        try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
+        chmod(checkpoints.path, 0o777)
+        let config = root.appendingPathComponent("job.yaml")
+        try CLI.write(LaunchTests.config.replacingOccurrences(of: "data: {seq_len: 32}", with: "data: {source: shards, path: \(shards.path), seq_len: 32}")
+            .replacingOccurrences(of: "checkpoint_interval: 0}", with: "checkpoint_interval: 0, checkpoint_dir: \(checkpoints.path)}"), to: config)
+        chmod(config.path, 0o644)
+        // Reference: workers that see the shards.
+        let local = root.appendingPathComponent("local")
+        let localConfig = root.appendingPathComponent("local.yaml")
+        try CLI.write(try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: checkpoints.path, with: root.appendingPathComponent("local-checkpoints").path),
+                      to: localConfig)
+        let reference = try CLI.run(["local", "--config", localConfig.path, "--workers", "2", "--run-dir", local.path])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        #expect(reference.stdout.contains("read in place by every worker") && !reference.stdout.contains("tokenised"), "\(reference.stdout)")
+
+        let coordinator = try Child(["coordinator", "--config", config.path, "--listen", "tcp://127.0.0.1:*", "--run-dir", run.path, "--workers", "2"],
+                                    environment: [:], log: root.appendingPathComponent("c.log"))
+        let endpointFile = run.appendingPathComponent("coordinator.endpoint")
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: endpointFile.path) && Date() < deadline && coordinator.process.isRunning { usleep(20_000) }
+        let endpoint = try String(contentsOf: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        var workers: [Child] = []
+        for w in 0..<2 {
+            let dir = root.appendingPathComponent("host\(w)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            chown(dir.path, 65534, 65534)
+            workers.append(try Child(["-c", "cd \"$0\" && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$1\" worker --coordinator \"$2\" --run-dir cache",
+                                      dir.path, CLI.binary.path, endpoint],
+                                     environment: [:], log: root.appendingPathComponent("w\(w).log"), executable: URL(fileURLWithPath: "/bin/sh")))
+        }
+        #expect(coordinator.wait(120) == 0, "\(coordinator.output)")
+        for w in workers {
+            #expect(w.wait(30) == 0, "\(w.output)")
+            for (s, n) in bytes.enumerated() {
+                #expect(w.output.contains(String(format: "fetched %@/train-%05d.zts: %d bytes", shards.path, s, n)), "\(w.output)")
+            }
+        }
+        func losses(_ dir: URL) throws -> [Double] {
+            try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double
+            }
+        }
+        let fetched = try losses(run), inPlace = try losses(local)
+        #expect(fetched.count == 8 && fetched == inPlace, "\(fetched) vs \(inPlace)")
     }
 }

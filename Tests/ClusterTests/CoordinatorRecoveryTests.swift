@@ -37,7 +37,7 @@ import Training
 
     /// Workers `ids` registered and ready under `cfg`; at step 0.
     func training(_ cfg: TrainConfig, _ ids: [Data], now: Double = 0) -> CoordinatorState {
-        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
         for id in ids { _ = s.event(.message(from: id, CoordinatorStateTests.register(), now: now)) }
         for id in ids { _ = s.event(.message(from: id, ControlMessage(.ready), now: now)) }
         #expect(s.phase == .running)
@@ -235,7 +235,7 @@ import Training
     @Test func aFinishedJobSaysSoAndDoesNotTrainAgain() throws {
         var cfg = try Self.config(workers: 1, steps: 30)
         cfg.faultTolerance.policy = .stop
-        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t", startStep: 30, resumeFrom: "/ck/step-30")
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"], startStep: 30, resumeFrom: "/ck/step-30")
         _ = s.event(.message(from: a, CoordinatorStateTests.register(), now: 0))
         let out = s.event(.message(from: a, ControlMessage(.ready), now: 0.1))
         #expect(sends(out).map(\.1.kind) == [.shutdown])
@@ -251,7 +251,7 @@ extension CoordinatorRecoveryTests {
         func reg(_ infos: [ReplicaInfo]) -> ControlMessage { var m = CoordinatorStateTests.register(); m.replicas = infos; return m }
         let held = { (rank: Int) in [50, 55].map { ReplicaInfo(rank: rank, worldSize: 2, step: $0, own: true) } }
         for (recorded, expected) in [(54, 50), (55, 55), (60, 55)] {
-            var s = CoordinatorState(config: try Self.config(steps: 100), configHash: "abc", jobID: 1, tokenFile: "t", startStep: 40,
+            var s = CoordinatorState(config: try Self.config(steps: 100), configHash: "abc", jobID: 1, dataFiles: ["t"], startStep: 40,
                                      resumeFrom: "/ck/step-40", recordedSteps: recorded)
             _ = s.event(.message(from: a, reg(held(0)), now: 0))
             let assigned = sends(s.event(.message(from: b, reg(held(1)), now: 0)))

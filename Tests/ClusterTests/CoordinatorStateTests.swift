@@ -42,7 +42,7 @@ import Training
     }
 
     @Test func refusesOtherProtocolBuildOrConfig() throws {
-        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, dataFiles: ["t"])
         let v = sends(s.event(.message(from: a, Self.register(version: 99), now: 0)))
         #expect(v.first?.1.kind == .refused && v.first!.1.reason!.contains("protocol version 99"))
         let h = sends(s.event(.message(from: a, Self.register(hash: "zzz"), now: 0)))
@@ -51,7 +51,7 @@ import Training
     }
 
     @Test func assignsRanksWorkerMajorInARing() throws {
-        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: try Self.config(), configHash: "abc", jobID: 1, dataFiles: ["t"])
         _ = s.event(.message(from: a, Self.register(devices: 2), now: 0))
         let out = sends(s.event(.message(from: b, Self.register(devices: 1), now: 0)))
         #expect(out.count == 2)
@@ -70,14 +70,14 @@ import Training
         // … and without fault tolerance it is refused: the job is full.
         var cfg = try Self.config()
         cfg.faultTolerance.policy = .stop
-        var strict = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        var strict = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
         _ = strict.event(.message(from: a, Self.register(devices: 2), now: 0))
         _ = strict.event(.message(from: b, Self.register(devices: 1), now: 0))
         #expect(sends(strict.event(.message(from: c, Self.register(), now: 0))).first?.1.kind == .refused)
     }
 
     @Test func drivesStepsCheckpointsAndShutsDown() throws {
-        var s = CoordinatorState(config: try Self.config(steps: 2, checkpointDir: "/ck"), configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: try Self.config(steps: 2, checkpointDir: "/ck"), configHash: "abc", jobID: 1, dataFiles: ["t"])
         _ = s.event(.message(from: a, Self.register(), now: 0))
         _ = s.event(.message(from: b, Self.register(), now: 0))
         _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
@@ -117,7 +117,7 @@ import Training
     func twoWorkersTraining(policy: FaultToleranceConfig.Policy = .restart) throws -> CoordinatorState {
         var cfg = try Self.config()
         cfg.faultTolerance.policy = policy
-        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
         for id in [a, b] { _ = s.event(.message(from: id, Self.register(), now: 0)) }
         for id in [a, b] { _ = s.event(.message(from: id, ControlMessage(.ready), now: 0)) }
         return s
@@ -140,7 +140,7 @@ import Training
         cfg.faultTolerance.policy = .stop
         cfg.cluster.heartbeatIntervalMs = 100
         cfg.cluster.heartbeatTimeoutMs = 1000
-        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
         _ = s.event(.message(from: a, Self.register(), now: 0))
         _ = s.event(.message(from: b, Self.register(), now: 0))
         let beats = sends(s.event(.tick(now: 0.5)))
@@ -152,7 +152,7 @@ import Training
     }
 
     @Test func stopFinishesTheStepThenCheckpoints() throws {
-        var s = CoordinatorState(config: try Self.config(workers: 1, steps: 100, checkpointDir: "/ck"), configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: try Self.config(workers: 1, steps: 100, checkpointDir: "/ck"), configHash: "abc", jobID: 1, dataFiles: ["t"])
         _ = s.event(.message(from: a, Self.register(), now: 0))
         _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
         _ = s.event(.stopRequested(now: 0.1))
@@ -174,7 +174,7 @@ extension CoordinatorStateTests {
         var cfg = try Self.config()
         cfg.cluster.heartbeatIntervalMs = 100
         cfg.cluster.heartbeatTimeoutMs = 1000
-        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, tokenFile: "t")
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
         #expect(s.nextDeadline == nil)
         _ = s.event(.message(from: a, Self.register(), now: 5))
         _ = s.event(.tick(now: 5))   // the first heartbeat goes out at once

@@ -22,7 +22,7 @@ import Testing
             switch action {
             case let .request(m):
                 requests.append(m.offset!)
-                var answer = TokenFetch.serve(m, file: file)
+                var answer = TokenFetch.serve(m, files: [file])
                 tamper(&answer)
                 pending += fetch.received(answer)
             case let .append(offset, chunk):
@@ -73,19 +73,19 @@ import Testing
         #expect(reason.contains("failed its CRC-32C 4 times") && bad.data.isEmpty)
     }
 
-    @Test func onlyTheTokenFileIsServedAndStaleChunksAreIgnored() throws {
+    @Test func onlyTheJobsDataFilesAreServedAndStaleChunksAreIgnored() throws {
         let (url, _) = try Self.file(bytes: 10)
         defer { try? FileManager.default.removeItem(at: url) }
         var request = ControlMessage(.fetch)
         request.path = "/etc/shadow"
         request.offset = 0
         request.length = 10
-        #expect(TokenFetch.serve(request, file: url.path).reason == "only the job's token file is served")
+        #expect(TokenFetch.serve(request, files: [url.path]).reason == "only the job's data files are served")
         var f = TokenFetch(path: "/etc/shadow", cachedBytes: 0)
-        guard case .fail(let reason)? = f.received(TokenFetch.serve(request, file: url.path)).first else { Issue.record("accepted"); return }
-        #expect(reason.contains("only the job's token file"))
+        guard case .fail(let reason)? = f.received(TokenFetch.serve(request, files: [url.path])).first else { Issue.record("accepted"); return }
+        #expect(reason.contains("only the job's data files"))
         var g = TokenFetch(path: url.path, cachedBytes: 4)
         request.path = url.path
-        #expect(g.received(TokenFetch.serve(request, file: url.path)).isEmpty, "an answer for offset 0 when 4 bytes are cached")
+        #expect(g.received(TokenFetch.serve(request, files: [url.path])).isEmpty, "an answer for offset 0 when 4 bytes are cached")
     }
 }

@@ -12,26 +12,45 @@ import Testing
 
     static func stages(_ pairs: [(Double?, Int)]) -> [CurriculumStage] { pairs.map { CurriculumStage(maxDifficulty: $0.0, opensAt: $0.1) } }
 
+    /// The documents written to `shards` shard files (round-robin in blocks), mapped back.
+    static func mapped(_ docs: [[Int32]], shards: Int = 2) throws -> (dir: URL, shards: [TokenShard]) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-curriculum-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let per = (docs.count + shards - 1) / shards
+        var out: [TokenShard] = []
+        for s in 0..<shards {
+            let path = dir.appendingPathComponent(String(format: "train-%05d.zts", s)).path
+            let w = try TokenShardWriter(path: path, vocabularySize: 65_536, eos: nil)
+            for d in docs[(s * per)..<min(docs.count, (s + 1) * per)] { try w.append(document: d) }
+            try w.finish()
+            out.append(try TokenShard(path: path))
+        }
+        return (dir, out)
+    }
+
     @Test func planSortsByDifficultyAndCutsTheStages() throws {
         let docs = Self.documents([50, 10, 30, 20, 40])
-        let difficulty = docs.map { Double($0.count) }
-        let (stream, plan) = try CurriculumPlan.build(documents: docs, difficulty: difficulty,
-                                                      stages: Self.stages([(20, 0), (40, 10), (nil, 30)]), seqLen: 8)
+        let (order, plan) = try CurriculumPlan.sort(difficulty: docs.map { Double($0.count) }, lengths: docs.map(\.count),
+                                                    stages: Self.stages([(20, 0), (40, 10), (nil, 30)]), seqLen: 8)
         // Lengths 10, 20 | 30, 40 | 50, in that order.
+        #expect(order == [1, 3, 2, 4, 0])
         #expect(plan.tokens == [30, 100, 150])
         #expect(plan.opensAt == [0, 10, 30])
-        #expect(stream.count == 150)
-        var order: [Int] = []
-        for t in stream where order.last != Self.document(of: t) { order.append(Self.document(of: t)) }
-        #expect(order == [1, 3, 2, 4, 0])
         #expect(plan.stage(atStep: 0) == 0 && plan.stage(atStep: 9) == 0 && plan.stage(atStep: 10) == 1 && plan.stage(atStep: 500) == 2)
+        // The mapped stream (documents over two shard files) follows the order, across files.
+        let (dir, shards) = try Self.mapped(docs)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let stream = MappedTokens(shards: shards, documentOrder: order)
+        #expect(stream.count == 150)
+        #expect(stream.tokens(0..<150) == order.flatMap { docs[$0] })
+        #expect(stream.tokens(25..<35) == Array(order.flatMap { docs[$0] }[25..<35]))
+        #expect(MappedTokens(shards: shards).tokens(0..<150) == docs.flatMap { $0 })
         // A last stage with a ceiling leaves the harder documents out; ties keep file order.
-        let (capped, cappedPlan) = try CurriculumPlan.build(documents: Self.documents([10, 10, 99]), difficulty: [1, 1, 5],
-                                                            stages: Self.stages([(1, 0), (2, 5)]), seqLen: 4)
-        #expect(capped.count == 20 && cappedPlan.tokens == [20, 20])
-        #expect(Self.document(of: capped[0]) == 0 && Self.document(of: capped[10]) == 1)
+        let (capped, cappedPlan) = try CurriculumPlan.sort(difficulty: [1, 1, 5], lengths: [10, 10, 99], stages: Self.stages([(1, 0), (2, 5)]), seqLen: 4)
+        #expect(capped == [0, 1] && cappedPlan.tokens == [20, 20])
         // A stage too small for one sequence is an error that says what to change.
-        #expect { try CurriculumPlan.build(documents: docs, difficulty: difficulty, stages: Self.stages([(10, 0), (nil, 5)]), seqLen: 16) } throws: {
+        #expect { try CurriculumPlan.sort(difficulty: docs.map { Double($0.count) }, lengths: docs.map(\.count),
+                                          stages: Self.stages([(10, 0), (nil, 5)]), seqLen: 16) } throws: {
             ($0 as? DataError)?.message.contains("stages[0]: holds 10 tokens") == true
         }
     }
@@ -39,9 +58,12 @@ import Testing
     @Test func theSamplerDrawsOnlyFromOpenStages() throws {
         let lengths = (0..<40).map { 20 + 7 * (($0 * 13) % 40) }  // 20 … 293 tokens, shuffled
         let docs = Self.documents(lengths)
-        let (stream, plan) = try CurriculumPlan.build(documents: docs, difficulty: docs.map { Double($0.count) },
-                                                      stages: Self.stages([(100, 0), (200, 20), (nil, 40)]), seqLen: 16)
-        let sampler = try BatchSampler(source: .curriculum(tokens: stream, plan: plan), seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
+        let (order, plan) = try CurriculumPlan.sort(difficulty: lengths.map(Double.init), lengths: lengths,
+                                                    stages: Self.stages([(100, 0), (200, 20), (nil, 40)]), seqLen: 16)
+        let (dir, shards) = try Self.mapped(docs, shards: 3)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = TokenSource.mapped(MappedTokens(shards: shards, documentOrder: order), plan: plan)
+        let sampler = try BatchSampler(source: source, seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
         var seenByStage = [Set<Int>](repeating: [], count: 3)
         for step in 0..<80 {
             let k = plan.stage(atStep: step)
@@ -60,9 +82,13 @@ import Testing
         #expect(seenByStage[2].contains { lengths[$0] > 200 })
         // The same seed gives the same batches; the order depends only on the sample index, so a
         // sampler resumed at step 30 (origin: its samples consumed) continues identically.
-        let again = try BatchSampler(source: .curriculum(tokens: stream, plan: plan), seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
+        let again = try BatchSampler(source: source, seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
         again.origin = (30, sampler.position(step: 30))
         for step in 30..<50 { #expect(again.batch(step: step, micro: 1) == sampler.batch(step: step, micro: 1)) }
+        // Without a plan, mapped shards sample exactly like the same tokens in memory.
+        let plain = try BatchSampler(source: .mapped(MappedTokens(shards: shards), plan: nil), seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
+        let memory = try BatchSampler(source: .stream(docs.flatMap { $0 }), seqLen: 16, batchSize: 4, accumulation: 2, seed: 9)
+        for step in [0, 7, 300] { #expect(plain.batch(step: step, micro: 1) == memory.batch(step: step, micro: 1)) }
     }
 
     @Test func configRulesAreCheckedWithTheirPath() throws {
@@ -112,9 +138,9 @@ import Testing
         let side = DifficultyFile.path(forShard: shard)
         #expect(side.hasSuffix("train-00000.difficulty"))
         try DifficultyFile.write([0.9, 0.1, 0.7, 0.3], to: side)
-        guard case .curriculum(let stream, let plan) = try TokenSource.load(data) else { Issue.record("not a curriculum source"); return }
+        guard case .mapped(let stream, let plan?) = try TokenSource.load(data) else { Issue.record("not a curriculum source"); return }
         #expect(plan.tokens == [24, 48])
-        #expect([0, 12, 24, 36].map { Self.document(of: stream[$0]) } == [1, 3, 2, 0])
+        #expect([0, 12, 24, 36].map { Self.document(of: stream.tokens($0..<($0 + 1))[0]) } == [1, 3, 2, 0])
         // A sidecar of another shard, or a damaged one, is refused.
         try DifficultyFile.write([0.1, 0.2], to: side)
         #expect { try TokenSource.load(data) } throws: { ($0 as? DataError)?.message.contains("holds 2 values; its shard has 4 documents") == true }

@@ -52,8 +52,6 @@ public struct CurriculumConfig: ConfigSection, Equatable {
 public struct CurriculumPlan: Sendable, Equatable {
     public let opensAt: [Int]
     public let tokens: [Int]
-    /// The int32 tensors of the coordinator's token file that carry the plan beside `tokens`.
-    public static let tokensKey = "curriculum_stage_tokens", opensAtKey = "curriculum_opens_at"
     public init(opensAt: [Int], tokens: [Int]) {
         precondition(opensAt.count == tokens.count && !opensAt.isEmpty)
         self.opensAt = opensAt
@@ -63,27 +61,27 @@ public struct CurriculumPlan: Sendable, Equatable {
     /// The stage open at update `step`: the last one that opened at or before it.
     public func stage(atStep step: Int) -> Int { (opensAt.lastIndex { $0 <= step }) ?? 0 }
 
-    /// Sorts documents by difficulty and cuts the stages: `documents` are token arrays in file
-    /// order, `difficulty` one value per document.
-    public static func build(documents: [[Int32]], difficulty: [Double], stages: [CurriculumStage], seqLen: Int) throws -> (stream: [Int32], plan: CurriculumPlan) {
-        precondition(documents.count == difficulty.count)
-        let order = documents.indices.sorted { (difficulty[$0], $0) < (difficulty[$1], $1) }
-        var stream: [Int32] = []
-        stream.reserveCapacity(documents.reduce(0) { $0 + $1.count })
-        var ends: [Int] = []
-        var k = 0
-        for i in order {
+    /// The documents' order (easiest first, harder than the last stage left out) and the stages'
+    /// token counts, from each document's difficulty and length in tokens (file order).
+    public static func sort(difficulty: [Double], lengths: [Int], stages: [CurriculumStage], seqLen: Int) throws -> (order: [Int], plan: CurriculumPlan) {
+        precondition(lengths.count == difficulty.count)
+        let sorted = difficulty.indices.sorted { (difficulty[$0], $0) < (difficulty[$1], $1) }
+        var order: [Int] = [], ends: [Int] = []
+        order.reserveCapacity(sorted.count)
+        var total = 0, k = 0
+        for i in sorted {
             while k < stages.count, let cap = stages[k].maxDifficulty, difficulty[i] > cap {
-                ends.append(stream.count)
+                ends.append(total)
                 k += 1
             }
             if k == stages.count { break }  // harder than the last stage: never drawn
-            stream += documents[i]
+            order.append(i)
+            total += lengths[i]
         }
-        while ends.count < stages.count { ends.append(stream.count) }
+        while ends.count < stages.count { ends.append(total) }
         for (s, end) in ends.enumerated() where end < seqLen + 1 {
             throw DataError(.tooShort, "data.curriculum.stages[\(s)]: holds \(end) tokens; one sequence needs data.seq_len + 1 = \(seqLen + 1) (raise its max_difficulty or lower seq_len)")
         }
-        return (stream, CurriculumPlan(opensAt: stages.map(\.opensAt), tokens: ends))
+        return (order, CurriculumPlan(opensAt: stages.map(\.opensAt), tokens: ends))
     }
 }

@@ -184,18 +184,22 @@ public final class TokenShard: @unchecked Sendable {  // Safe: the mapping is re
 
     /// Tokens [range) widened to Int32.
     public func tokens(_ range: Range<Int>) -> [Int32] {
-        var out = [Int32](repeating: 0, count: range.count)
-        let start = base + tokensStart
-        out.withUnsafeMutableBufferPointer { o in
-            if bytesPerToken == 2 {
-                let p = start.assumingMemoryBound(to: UInt16.self)
-                for (k, i) in range.enumerated() { o[k] = Int32(UInt16(littleEndian: p[i])) }
-            } else {
-                let p = start.assumingMemoryBound(to: UInt32.self)
-                for (k, i) in range.enumerated() { o[k] = Int32(bitPattern: UInt32(littleEndian: p[i])) }
-            }
-        }
+        var out: [Int32] = []
+        out.reserveCapacity(range.count)
+        append(range, to: &out)
         return out
+    }
+
+    /// Tokens [range) widened to Int32, appended to `out`.
+    public func append(_ range: Range<Int>, to out: inout [Int32]) {
+        let start = base + tokensStart
+        if bytesPerToken == 2 {
+            let p = start.assumingMemoryBound(to: UInt16.self)
+            for i in range { out.append(Int32(UInt16(littleEndian: p[i]))) }
+        } else {
+            let p = start.assumingMemoryBound(to: UInt32.self)
+            for i in range { out.append(Int32(bitPattern: UInt32(littleEndian: p[i]))) }
+        }
     }
 
     public func document(_ d: Int) -> [Int32] { tokens(offset(document: d)..<offset(document: d + 1)) }
