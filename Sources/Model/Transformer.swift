@@ -481,6 +481,12 @@ public final class Transformer {
     }
 
     /// The logits (batch·seqLen, vocab) of the last forward.
+    /// The last forward's final hidden states, after the final norm (B·T, C): what the LM head reads.
+    public var finalHidden: UnsafeBufferPointer<Float> {
+        guard let a = acts else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(a.lnf.buffer)
+    }
+
     public var logits: UnsafeBufferPointer<Float> {
         guard let a = acts else { return UnsafeBufferPointer(start: nil, count: 0) }
         return UnsafeBufferPointer(a.logits.buffer)

@@ -17,12 +17,35 @@ public final class ReferenceModelScorer: DocumentScorer {
         model.parametersChanged()
     }
 
-    public func perplexities(_ documents: [[Int32]]) throws -> [Double] {
-        let window = model.config.maxSeqLen + 1, vocab = model.config.vocabSize
+    func check(_ doc: [Int32]) throws {
+        let vocab = model.config.vocabSize
+        if let bad = doc.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw TrainingError(.badInput, "reference_model: token \(bad) is outside the model's vocabulary of \(vocab) (was it trained with this tokenizer?)")
+        }
+    }
+
+    /// Mean of the final hidden states over every position of the document (windows of `max_seq_len`).
+    public func embeddings(_ documents: [[Int32]]) throws -> [[Float]] {
+        let window = model.config.maxSeqLen, c = model.config.hiddenSize
         return try documents.map { doc in
-            if let bad = doc.first(where: { $0 < 0 || Int($0) >= vocab }) {
-                throw TrainingError(.badInput, "reference_model: token \(bad) is outside the model's vocabulary of \(vocab) (was it trained with this tokenizer?)")
+            try check(doc)
+            var sum = [Double](repeating: 0, count: c)
+            var start = 0
+            while start < doc.count {
+                let piece = Array(doc[start..<min(doc.count, start + window)])
+                try model.forward(inputs: piece, targets: nil, batch: 1, seqLen: piece.count)
+                let h = model.finalHidden
+                for t in 0..<piece.count { for j in 0..<c { sum[j] += Double(h[t * c + j]) } }
+                start += piece.count
             }
+            return sum.map { Float($0 / Double(max(1, doc.count))) }
+        }
+    }
+
+    public func perplexities(_ documents: [[Int32]]) throws -> [Double] {
+        let window = model.config.maxSeqLen + 1
+        return try documents.map { doc in
+            try check(doc)
             guard doc.count >= 2 else { return 1 }
             var nll = 0.0, count = 0
             var start = 0

@@ -107,14 +107,15 @@ import ZeroTrainTestKit
 /// difficulty field (or a reference checkpoint's perplexity) beside the shards, and the local
 /// cluster trains easy documents first, identically on one and on two workers.
 @Suite struct CurriculumCommandTests {
-    func prepare(_ dir: URL, _ extra: String, output: String = "prepared", tokenizer: String = "{vocab_size: 300}") throws -> CLI.Result {
+    func prepare(_ dir: URL, _ extra: String, output: String = "prepared", tokenizer: String = "{vocab_size: 300}", inputs: String = "corpus.jsonl",
+                 dedup: String = "{exact: false, near: {enabled: false}}") throws -> CLI.Result {
         let file = dir.appendingPathComponent("prepare-\(output).yaml")
         try CLI.write("""
-            inputs: [corpus.jsonl]
+            inputs: [\(inputs)]
             output: \(output)
             ingest: {difficulty_field: difficulty}
             filters: {gopher_quality: {enabled: false}, gopher_repetition: {enabled: false}, c4: {enabled: false}}
-            dedup: {exact: false, near: {enabled: false}}
+            dedup: \(dedup)
             tokenizer: \(tokenizer)
             shards: {validation_fraction: 0}
             \(extra)
@@ -220,6 +221,21 @@ import ZeroTrainTestKit
         #expect(none.status == 2 && none.stderr.contains("no documents left after the perplexity filter"), "\(none.stderr)")
         let missing = try prepare(dir, "difficulty: perplexity", output: "missing")
         #expect(missing.status == 2 && missing.stderr.contains("reference_model: is required for difficulty: perplexity"), "\(missing.stderr)")
+
+        // Semantic dedup on the reference model's mean-pooled embeddings: copies of three
+        // documents with one word changed are found; the distinct documents are not.
+        var copies = try Data(contentsOf: dir.appendingPathComponent("corpus.jsonl"))
+        for (i, item) in SyntheticCorpus(seed: 8).items(count: 3, words: 60).enumerated() {
+            var line: [UInt8] = []
+            Document(id: "", text: item.text.replacingOccurrences(of: " ", with: " very ", options: [], range: item.text.range(of: " ")), source: "", line: 200 + i).appendJSONL(to: &line)
+            copies += Data(Array(line.dropLast(2)) + Array(",\"difficulty\":0}\n".utf8))
+        }
+        try copies.write(to: dir.appendingPathComponent("copies.jsonl"))
+        let semantic = try prepare(dir, "reference_model: ref", output: "semantic", tokenizer: tokenizer, inputs: "copies.jsonl",
+                                   dedup: "{exact: false, near: {enabled: false}, semantic: {enabled: true, embedding: model, threshold: 0.98}}")
+        #expect(semantic.status == 0 && semantic.stdout.contains("semantic duplicates 3"), "\(semantic.stdout)\(semantic.stderr)")
+        let noTokenizer = try prepare(dir, "reference_model: ref", output: "x", dedup: "{semantic: {enabled: true, embedding: model}}")
+        #expect(noTokenizer.status == 2 && noTokenizer.stderr.contains("tokenizer.path: dedup.semantic.embedding: model needs"), "\(noTokenizer.stderr)")
     }
 }
 

@@ -51,6 +51,21 @@ public struct SemanticIndex: Sendable {
         return sig
     }
 
+    /// The signature of a dense vector (a model's embedding): hyperplane k has entry ±1 for
+    /// dimension j from a hash of (j, k), as for the words of a TF-IDF vector.
+    public func signature(dense v: [Float]) -> [UInt64] {
+        var acc = [Float](repeating: 0, count: bits)
+        for (j, x) in v.enumerated() where x != 0 {
+            for block in 0..<(bits / 64) {
+                let r = TextHash.mix(UInt64(j) &* 0xD6E8_FEB8_6659_FD93 ^ (seed &+ UInt64(block) &* 0x9E37_79B9_7F4A_7C15))
+                for b in 0..<64 { acc[block * 64 + b] += (r >> UInt64(b)) & 1 == 1 ? x : -x }
+            }
+        }
+        var sig = [UInt64](repeating: 0, count: bits / 64)
+        for k in 0..<bits where acc[k] > 0 { sig[k / 64] |= 1 << UInt64(k % 64) }
+        return sig
+    }
+
     /// Estimated cosine similarity of two signatures.
     public func cosine(_ x: [UInt64], _ y: [UInt64]) -> Double {
         cos(Double.pi * Double(hamming(x[...], y[...])) / Double(bits))

@@ -54,9 +54,13 @@ public struct SemanticDedupConfig: ConfigSection, Equatable {
     public var bits = 256
     public var bands = 16
     public var seed: UInt64 = 3
+    /// What a document's vector is: "tfidf", or "model" — the mean-pooled final hidden state of
+    /// `reference_model` (which needs `tokenizer.path`, the tokenizer it was trained with).
+    public var embedding = "tfidf"
     public init() {}
     public static let fields: [ConfigField<Self>] = [
         .init("enabled", \.enabled), .init("threshold", \.threshold), .init("bits", \.bits), .init("bands", \.bands), .init("seed", \.seed),
+        .init("embedding", \.embedding),
     ]
 
     public func validate(path p: String) throws {
@@ -64,6 +68,7 @@ public struct SemanticDedupConfig: ConfigSection, Equatable {
         guard bits >= 64, bits % 64 == 0, bands >= 1, bits % bands == 0, bits / bands <= 64 else {
             throw DataError(.invalidConfig, "\(p).bits, bands: bits must be a multiple of 64 and of bands with ≤ 64 bits a band, got \(bits), \(bands)")
         }
+        guard ["tfidf", "model"].contains(embedding) else { throw DataError(.invalidConfig, "\(p).embedding: must be tfidf or model, got \"\(embedding)\"") }
     }
 }
 
@@ -139,7 +144,9 @@ public struct PrepareConfig: ConfigSection, Equatable {
     public init() {}
 
     /// Whether pass 3 needs the reference model's perplexities.
-    public var needsScorer: Bool { difficulty == "perplexity" || maxPerplexity != nil }
+    public var needsScorer: Bool { difficulty == "perplexity" || maxPerplexity != nil || modelEmbeddings }
+    /// Semantic dedup on the reference model's embeddings.
+    public var modelEmbeddings: Bool { dedup.semantic.enabled && dedup.semantic.embedding == "model" }
 
     public static let fields: [ConfigField<Self>] = [
         .init("inputs", \.inputs), .init("output", \.output), .init("threads", \.threads), .init("ingest", \.ingest),
@@ -168,7 +175,11 @@ public struct PrepareConfig: ConfigSection, Equatable {
             throw DataError(.invalidConfig, "difficulty: field needs ingest.difficulty_field (the JSONL number field to keep)")
         }
         if needsScorer && referenceModel == nil {
-            throw DataError(.invalidConfig, "reference_model: is required for \(difficulty == "perplexity" ? "difficulty: perplexity" : "max_perplexity") (a ZeroTrain checkpoint trained with this tokenizer)")
+            let use = difficulty == "perplexity" ? "difficulty: perplexity" : maxPerplexity != nil ? "max_perplexity" : "dedup.semantic.embedding: model"
+            throw DataError(.invalidConfig, "reference_model: is required for \(use) (a ZeroTrain checkpoint trained with this tokenizer)")
+        }
+        if modelEmbeddings && tokenizer.path == nil {
+            throw DataError(.invalidConfig, "tokenizer.path: dedup.semantic.embedding: model needs the tokenizer the reference model was trained with")
         }
         try augment?.validate()
         if let m = maxPerplexity, !(m > 1) { throw DataError(.invalidConfig, "max_perplexity: must be > 1, got \(m)") }

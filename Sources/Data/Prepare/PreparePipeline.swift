@@ -19,6 +19,9 @@ public final class PreparePipeline {
     /// The reference model of `reference_model` (required when `config.needsScorer`).
     public var scorer: (any DocumentScorer)?
 
+    /// Documents whose mean embedding centres the others' (semantic dedup on model embeddings).
+    static let centringSample = 512
+
     public init(config: PrepareConfig) throws {
         try config.validate()
         self.config = config
@@ -140,6 +143,22 @@ public final class PreparePipeline {
             throw DataError(.unreadable, "\(documentsPath): cannot create")
         }
         let training = config.tokenizer.path == nil
+        if config.needsScorer && scorer == nil {
+            throw DataError(.invalidConfig, "reference_model: \(config.referenceModel ?? "") is configured but no reference model was loaded")
+        }
+        // Semantic dedup on model embeddings encodes with the reference model's tokenizer.
+        let embedder = config.modelEmbeddings ? try BPETokenizer.load(path: config.tokenizer.path!) : nil
+        // Mean-pooled states of one model all point much the same way (anisotropy): each embedding
+        // is centred on the mean of the first `centringSample` documents' before hashing.
+        var center: [Float] = [], sampled: [Int: [Float]] = [:]
+        if let embedder {
+            let sampleReader = try RecordFileReader(path: stage1)
+            while sampled.count < Self.centringSample, let d = try sampleReader.next() {
+                sampled[sampled.count] = try scorer!.embeddings([embedder.encode(d.text)])[0]
+            }
+            center = [Float](repeating: 0, count: sampled.values.first?.count ?? 0)
+            for e in sampled.values { for j in e.indices { center[j] += e[j] / Float(sampled.count) } }
+        }
         var pieces: [ByteKey: Int] = [:]
         let recordsIn = try RecordFileReader(path: stage1)
         var n = 0
@@ -170,7 +189,11 @@ public final class PreparePipeline {
                     }
                 }
                 if semantic.enabled {
-                    let sig = semanticIndex.signature(words: MinHasher.wordHashes(d.text), frequencies: frequencies)
+                    let sig = if let embedder {
+                        semanticIndex.signature(dense: zip(try sampled.removeValue(forKey: i) ?? scorer!.embeddings([embedder.encode(d.text)])[0], center).map { $0 - $1 })
+                    } else {
+                        semanticIndex.signature(words: MinHasher.wordHashes(d.text), frequencies: frequencies)
+                    }
                     if let earlier = semanticIndex.check(sig) {
                         report.semanticDuplicates += 1
                         if report.semanticExamples.count < near.examples {
@@ -231,9 +254,6 @@ public final class PreparePipeline {
 
         // Pass 3: shards (and their difficulty files).
         t0 = Date()
-        if config.needsScorer && scorer == nil {
-            throw DataError(.invalidConfig, "reference_model: \(config.referenceModel ?? "") is configured but no reference model was loaded")
-        }
         report.bytesPerToken = TokenShardFormat.bytesPerToken(vocabularySize: tokenizer.vocabularySize)
         var writers: [String: TokenShardWriter] = [:]
         var difficulties: [String: [Double]] = [:]
@@ -276,7 +296,7 @@ public final class PreparePipeline {
             }
             if batch.isEmpty { break }
             let ids = tokenizer.encode(batch: batch.map(\.text), pool: pool)
-            let perplexities = config.needsScorer ? try scorer!.perplexities(ids) : []
+            let perplexities = config.difficulty == "perplexity" || config.maxPerplexity != nil ? try scorer!.perplexities(ids) : []
             var toAugment: [Document] = []
             for (k, tokens) in ids.enumerated() {
                 if let cap = config.maxPerplexity, !(perplexities[k] <= cap) {
