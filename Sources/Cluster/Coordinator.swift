@@ -174,7 +174,7 @@ public final class Coordinator: Sendable {
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
                                                          checkpointSeconds: checkpointSeconds, replicaSeconds: replicaSeconds,
                                                          bytesSentPerRank: bytes, memoryPerRank: memory, scalars: scalars))
-                    if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
+                    if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps || m.validation != nil {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
                 case .prepareCheckpoint:
@@ -238,20 +238,28 @@ public final class Coordinator: Sendable {
 
     /// Tokenises the configured data once into run-dir/tokens.safetensors (1-D int32) that workers
     /// memory-map; a pre-batched token file is used as it is. Rewrites `config.data` to point at it.
+    /// The held-out validation tokens (`data.validation_fraction` of the stream's tail, or
+    /// `data.validation_path`) go into the same file as the tensor `validation`, so a worker that
+    /// fetches the file gets both, and training's `tokens` hold none of them.
     private func prepareTokens(_ config: inout TrainConfig) throws -> String {
         if config.data.source == "tokens", let path = config.data.path {
             config.data.path = URL(fileURLWithPath: path).standardizedFileURL.path
+            if let v = config.data.validationPath { config.data.validationPath = URL(fileURLWithPath: v).standardizedFileURL.path }
             return config.data.path!
         }
-        let source = try TokenSource.load(config.data)
-        guard case .stream(let tokens) = source else { return config.data.path ?? "" }
+        let split = try ValidationSplit.load(config.data)
+        guard case .stream(let tokens) = split.train else { return config.data.path ?? "" }
         let url = runDirectory.appendingPathComponent("tokens.safetensors")
         var writer = SafeTensorsWriter()
         writer.add("tokens", shape: [tokens.count], int32s: tokens)
+        if let validation = split.validation { writer.add("validation", shape: [validation.count], int32s: validation) }
         try writer.write(to: url)
         config.data.source = "tokens"
         config.data.path = url.path
-        output("tokenised \(tokens.count) tokens into \(url.path)")
+        config.data.validationFraction = 0
+        config.data.validationPath = nil
+        output("tokenised \(tokens.count) tokens into \(url.path)"
+               + (split.validation.map { " (+ \($0.count) held-out validation tokens)" } ?? ""))
         return url.path
     }
 }

@@ -1,6 +1,7 @@
 import Checkpoint
 import Comm
 import Data
+import Evaluation
 import Foundation
 import Model
 import Optim
@@ -44,6 +45,8 @@ public final class Trainer {
     /// This rank's device-memory accounting.
     public let memory: MemoryLedger
     public let sampler: BatchSampler
+    /// The held-out validation data (nil: none configured); training never reads it.
+    public let heldOut: HeldOutEvaluation?
     public let pool: ThreadPool
     /// Updates completed (applied or skipped).
     public private(set) var step = 0
@@ -106,8 +109,15 @@ public final class Trainer {
                 bucketElements: Int(config.cluster.bucketMB * 1_048_576 / 4),
                 initialParameters: { elements, out in try Self.initialParameters(config: config, table: table, elements: elements, into: out) })
             model.residency = engine.residency
-            sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
+            let split = try source.map { ValidationSplit(train: $0, validation: nil) } ?? ValidationSplit.load(config.data)
+            sampler = try BatchSampler(source: split.train, seqLen: config.data.seqLen,
                                        batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps * worldSize, seed: t.seed)
+            heldOut = try split.validation.map {
+                try HeldOutEvaluation(tokens: $0, seqLen: config.data.seqLen, batchSize: t.microBatchSize, limit: t.evalSequences)
+            }
+            if t.evalInterval > 0, heldOut == nil {
+                throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
+            }
         } catch {
             queue?.shutdown()
             throw error
@@ -233,6 +243,22 @@ public final class Trainer {
             throw TrainingError(.nonFiniteStreak, "step \(step): \(nonFiniteStreak) consecutive updates skipped for a non-finite loss or gradient norm (loss \(loss), grad_norm \(gradNorm)), fault_tolerance.max_skipped_steps is \(limit); lower training.lr, raise warmup_steps or lower grad_clip")
         }
         return metrics
+    }
+
+    /// `training.eval_interval` asks for an evaluation after the update just completed (every
+    /// interval, and after the last update).
+    public var evaluationDue: Bool {
+        let interval = config.training.evalInterval
+        return interval > 0 && heldOut != nil && step > 0 && (step % interval == 0 || isFinished)
+    }
+
+    /// This rank's share of the validation sums (`HeldOutEvaluation`); every rank of the job calls
+    /// it at the same point, and the shares add up to the job's. Forward only, no dropout.
+    public func evaluate() throws -> LanguageModelTotals {
+        guard let heldOut else { throw TrainingError(.badInput, "no validation data (data.validation_fraction or data.validation_path)") }
+        // The update changed the weights since the step's bf16 copies were made.
+        model.parametersChanged()
+        return try heldOut.run(model: model, rank: rank, worldSize: worldSize)
     }
 
     /// All parameters (gathered from the shards at stage 3; a collective then).
