@@ -64,6 +64,10 @@ public final class Coordinator: Sendable {
         } catch {
             throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", cause: error)
         }
+        // A teacher that cannot serve this student is the user's to fix, before any worker starts.
+        if let distillation = config.training.distillation {
+            try Teacher.open(distillation, student: config.model, seqLen: config.data.seqLen)
+        }
         var jobConfig = config
         let tokenFile = try prepareTokens(&jobConfig)
         var startStep = 0

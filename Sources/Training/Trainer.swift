@@ -47,6 +47,8 @@ public final class Trainer {
     public let sampler: BatchSampler
     /// The held-out validation data (nil: none configured); training never reads it.
     public let heldOut: HeldOutEvaluation?
+    /// The distillation teacher (`training.distillation`); nil = plain cross-entropy.
+    public let teacher: Teacher?
     public let pool: ThreadPool
     /// Updates completed (applied or skipped).
     public private(set) var step = 0
@@ -114,6 +116,10 @@ public final class Trainer {
                                        batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps * worldSize, seed: t.seed)
             heldOut = try split.validation.map {
                 try HeldOutEvaluation(tokens: $0, seqLen: config.data.seqLen, batchSize: t.microBatchSize, limit: t.evalSequences)
+            }
+            let pool = self.pool
+            teacher = try t.distillation.map {
+                try Teacher(config: $0, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool)
             }
             if t.evalInterval > 0, heldOut == nil {
                 throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
@@ -206,9 +212,21 @@ public final class Trainer {
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
             let factor = backwardScaleHook?(step, local) ?? 1
-            try model.backward(scale: factor / Float(accumulation),
-                               gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
-            lossSum += Double(loss)
+            let scale = factor / Float(accumulation)
+            let ready = engine.gradientsReady(lastMicroBatch: local == accumulation - 1)
+            if let teacher {
+                // α · T² · KL / rows + (1 − α) · CE; the KL term's gradient joins the cross-entropy's in dLogits.
+                try teacher.forward(inputs: batch.inputs, batch: batch.batch, seqLen: batch.seqLen)
+                let rows = batch.batch * batch.seqLen, a = teacher.alpha, temperature = teacher.temperature
+                var divergence = 0.0
+                try model.backward(scale: scale * (1 - a), gradientsReady: ready) { dLogits, logits, n in
+                    divergence = teacher.divergence(student: logits, rows: n, dLogits: dLogits, gradScale: scale * a * temperature / Float(n))
+                }
+                lossSum += Double(a) * Double(temperature * temperature) * divergence / Double(rows) + Double(1 - a) * Double(loss)
+            } else {
+                try model.backward(scale: scale, gradientsReady: ready)
+                lossSum += Double(loss)
+            }
             auxSum += Double(model.lastAuxLoss)
             if expertCounts.isEmpty { expertCounts = model.lastExpertCounts } else {
                 for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }

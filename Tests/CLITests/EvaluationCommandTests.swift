@@ -147,6 +147,22 @@ import ZeroTrainTestKit
                 "stderr: \(r.stderr)")
     }
 
+    /// A distillation teacher with another vocabulary (the reference dense model's 64 tokens
+    /// against the byte-level student's 256) stops `train` and `local` at once.
+    @Test func teacherWithAnotherVocabularyIsExit2() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let cfg = root.appendingPathComponent("c.yaml")
+        try CLI.write("""
+            model: {num_layers: 1, hidden_size: 16, num_attention_heads: 2, max_seq_len: 16}
+            training: {total_steps: 1, warmup_steps: 0, micro_batch_size: 1, threads: 1, distillation: {teacher: \(Fixtures.reference("dense").path), temperature: 2, alpha: 0.5}}
+            data: {seq_len: 8}
+            """, to: cfg)
+        try expectExit2(["train", "--config", cfg.path], mentions: "has a vocabulary of 64 tokens, the student 256")
+        try expectExit2(["local", "--config", cfg.path, "--workers", "1", "--run-dir", root.appendingPathComponent("run").path],
+                        mentions: "share one vocabulary")
+    }
+
     @Test func badEvalInputs() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }

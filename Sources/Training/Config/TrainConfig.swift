@@ -47,6 +47,8 @@ public struct TrainingConfig: ConfigSection, Equatable {
     /// Sequences of data.seq_len + 1 tokens per evaluation: the first N windows of the
     /// validation tokens, the same ones every time (0 = all of them).
     public var evalSequences = 64
+    /// Knowledge distillation from a teacher model; nil = plain training.
+    public var distillation: DistillationConfig?
 
     public init() {}
 
@@ -58,6 +60,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
         .init("eval_interval", \.evalInterval), .init("eval_sequences", \.evalSequences),
+        .init("distillation", \.distillation),
         .init("gemm", \.gemm, read: { try named($0, "onednn or openblas") }, write: { $0.rawValue }),
         .init("precision", \.precision, read: { try named($0, "fp32 or bf16") }, write: { $0.rawValue }),
         .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
@@ -125,6 +128,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
         guard logInterval >= 1 else { throw fail("log_interval", "must be ≥ 1, got \(logInterval)") }
         guard evalInterval >= 0 else { throw fail("eval_interval", "must be ≥ 0 (0 = no evaluation), got \(evalInterval)") }
         guard evalSequences >= 0 else { throw fail("eval_sequences", "must be ≥ 0 (0 = all), got \(evalSequences)") }
+        try distillation?.validate(path: "\(p).distillation")
     }
 }
 
