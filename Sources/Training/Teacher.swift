@@ -31,6 +31,12 @@ public final class Teacher {
         chunk = FloatBuffer(count: self.chunkRows * teacherConfig.vocabSize)
     }
 
+    /// Bytes the teacher holds: fp32 weights, their bf16 copy in mixed precision, and one block of
+    /// logits (its forward-only activations are not counted).
+    public var bytes: Int {
+        model.table.count * (model.precision == .bf16 ? 6 : 4) + chunk.count * 4
+    }
+
     /// Checks the teacher without loading its weights: it exists, and its vocabulary and length
     /// fit the student. Returns its model config and, for a ZeroTrain checkpoint, its reader
     /// (nil: a Hugging Face folder). A coordinator calls it before it starts a job.

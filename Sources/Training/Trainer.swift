@@ -121,6 +121,11 @@ public final class Trainer {
             teacher = try t.distillation.map {
                 try Teacher(config: $0, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool)
             }
+            if let teacher {
+                // The teacher's weights (and their bf16 copy) and its block of logits live on the device too.
+                try memory.allocate(teacher.bytes, .params, what: "the distillation teacher (\(teacher.model.table.count) parameters)",
+                                    advice: "use a smaller teacher or a larger device budget")
+            }
             if t.evalInterval > 0, heldOut == nil {
                 throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
             }

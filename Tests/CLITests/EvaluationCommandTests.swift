@@ -89,6 +89,33 @@ import ZeroTrainTestKit
             let theirs = try #require(reported[r["step"] as! Int]?["quality/validation_loss"])
             #expect(abs(loss - theirs) <= 1e-5 * theirs, "step \(r["step"]!): \(loss) vs \(theirs)")
         }
+
+        // At ZeRO stage 3 every rank's evaluation forward gathers the parameters; the same figures.
+        let stage3 = try local(root, "w2-s3", Self.config(data: data, accumulation: 1) + "\nzero: {stage: 3}\n", workers: 2)
+        let s3 = try String(contentsOf: stage3.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(s3.filter { $0["validation_loss"] != nil }.count == 2)
+        for r in s3 {
+            guard let loss = r["validation_loss"] as? Double else { continue }
+            let theirs = try #require(reported[r["step"] as! Int]?["quality/validation_loss"])
+            #expect(abs(loss - theirs) <= 1e-5 * theirs, "stage 3, step \(r["step"]!): \(loss) vs \(theirs)")
+        }
+    }
+
+    /// TensorBoard's own reader (scripts/check_tensorboard.py) finds the quality tags at the evaluated steps.
+    @Test(.enabled(if: Python.hasTensorBoard, "needs Python with tensorboard: set ZEROTRAIN_PYTHON"))
+    func tensorBoardReadsTheQualityTags() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("marked.txt")
+        try CLI.write(Self.markedText(), to: data)
+        let run = try local(root, "tb", Self.config(data: data, accumulation: 1), workers: 2)
+        let r = Python.run(["scripts/check_tensorboard.py", run.path])
+        #expect(r.status == 0, "\(r.output)")
+        let json = try #require(r.output.split(separator: "\n").last)
+        let read = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: [Int]])
+        for tag in Self.qualityTags { #expect(read[tag] == [2, 5], "\(tag): \(read[tag] ?? [])") }
+        #expect(read["train/loss"] == Array(0..<6))
     }
 
     @Test func evalCommandScoresACheckpoint() throws {
