@@ -174,6 +174,40 @@ import ZeroTrainTestKit
                 "stderr: \(r.stderr)")
     }
 
+    /// Distillation on the cluster: 2 workers equal 1 worker with the same global batch, and the
+    /// teacher (a checkpoint of a wider model) changes the losses.
+    @Test func distillationOnTheClusterTwoWorkersEqualOne() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let teacherDir = root.appendingPathComponent("teacher")
+        let teacherConfig = root.appendingPathComponent("teacher.yaml")
+        try CLI.write("""
+            model: {num_layers: 2, hidden_size: 48, num_attention_heads: 4, max_seq_len: 64}
+            training: {lr: 0.003, warmup_steps: 2, total_steps: 10, micro_batch_size: 4, threads: 1, checkpoint_dir: \(teacherDir.path)}
+            data: {seq_len: 32}
+            """, to: teacherConfig)
+        let trained = try CLI.run(["train", "--config", teacherConfig.path])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        func student(_ accumulation: Int, teacher: Bool) -> String {
+            """
+            model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64}
+            training: {lr: 0.003, warmup_steps: 2, total_steps: 5, micro_batch_size: 2, gradient_accumulation_steps: \(accumulation), threads: 1, checkpoint_interval: 0\(teacher ? ", distillation: {teacher: \(teacherDir.path), temperature: 2, alpha: 0.7}" : "")}
+            data: {seq_len: 32}
+            cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 5000}
+            """
+        }
+        func losses(_ run: URL) throws -> [Double] {
+            try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double }
+        }
+        let two = try losses(local(root, "d2", student(1, teacher: true), workers: 2))
+        let one = try losses(local(root, "d1", student(2, teacher: true), workers: 1))
+        let plain = try losses(local(root, "p1", student(2, teacher: false), workers: 1))
+        #expect(two.count == 5 && one.count == 5 && plain.count == 5)
+        for (x, y) in zip(two, one) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(x) vs \(y)") }
+        #expect(zip(one, plain).allSatisfy { $0 != $1 }, "the teacher changed nothing: \(one) vs \(plain)")
+    }
+
     /// A distillation teacher with another vocabulary (the reference dense model's 64 tokens
     /// against the byte-level student's 256) stops `train` and `local` at once.
     @Test func teacherWithAnotherVocabularyIsExit2() throws {
