@@ -47,8 +47,10 @@ let package = Package(
         // (protocol, launcher, command loop) of `zerotrain bench comm`, extended by the test kit.
         .target(name: "Bench", dependencies: ["Common", "Comm", "CommZMQ"]),
         .target(name: "Zero", dependencies: ["Common", "Tensor", "Comm", "CNUMA", "Model", "Optim"]),
+        // Quality metrics: held-out loss, perplexity, accuracy; SQuAD exact match and F1; sacreBLEU-compatible BLEU.
+        .target(name: "Evaluation", dependencies: ["Common"]),
         .target(name: "Training", dependencies: [
-            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Telemetry",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Zero", "Telemetry", "Evaluation",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Telemetry", dependencies: [
@@ -57,9 +59,9 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor",
-                                                .product(name: "FlyingFox", package: "FlyingFox")]),
+                                                "Evaluation", .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(name: "zerotrain", dependencies: [
-            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
+            "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -72,7 +74,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Common", "Model", "Tensor"]),
         // FlyingFox: the local OpenAI-compatible server the back-translation client is tested against.
         .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint", .product(name: "FlyingFox", package: "FlyingFox")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit", "Evaluation"]),
         // The rank test processes spawn the ZeroTrainTestRank binary next to the test bundle.
         .testTarget(name: "CommTests", dependencies: ["Common", "Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),
         // Test helpers: the built zerotrain binary as real processes, the in-memory transport, the
@@ -82,10 +84,11 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data", "Evaluation"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

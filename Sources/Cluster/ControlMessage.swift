@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Training
 import Zero
@@ -107,6 +108,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var replicaSeconds: Double?
     /// step_done: per device (rank order), its own time split of the step (monitoring).
     public var rankSeconds: [RankSeconds]?
+    /// step_done: the worker's ranks' shares of the held-out evaluation after the step, summed (training.eval_interval).
+    public var validation: LanguageModelTotals?
 
     public init(_ kind: Kind) { self.kind = kind }
 

@@ -64,6 +64,10 @@ public final class Coordinator: Sendable {
         } catch {
             throw ClusterError(.runtime, "cannot create run directory \(runDirectory.path)", cause: error)
         }
+        // A teacher that cannot serve this student is the user's to fix, before any worker starts.
+        if let distillation = config.training.distillation {
+            try Teacher.open(distillation, student: config.model, seqLen: config.data.seqLen)
+        }
         var jobConfig = config
         let dataFiles = try prepareTokens(&jobConfig)
         var startStep = 0
@@ -174,7 +178,7 @@ public final class Coordinator: Sendable {
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,
                                                          checkpointSeconds: checkpointSeconds, replicaSeconds: replicaSeconds,
                                                          bytesSentPerRank: bytes, memoryPerRank: memory, scalars: scalars))
-                    if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps {
+                    if m.step % config.training.logInterval == 0 || m.step + 1 == config.training.totalSteps || m.validation != nil {
                         progress.step(m.step, m.line(totalSteps: config.training.totalSteps) + " | ranks \(state.worldSize)")
                     }
                 case .prepareCheckpoint:
@@ -237,32 +241,44 @@ public final class Coordinator: Sendable {
     }
 
     /// The files of the job's data the coordinator serves to workers that cannot see them. Token
-    /// shards are read in place by every worker (their path made absolute; a worker without it
-    /// fetches the files listed here); a pre-batched token file is used as it is; other sources are
-    /// tokenised once into run-dir/tokens.safetensors (1-D int32), and `config.data` is rewritten
-    /// to point at it.
+    /// shards are read in place by every worker (their paths made absolute; a worker without them
+    /// fetches the files listed here), their validation split too; a pre-batched token file is
+    /// used as it is; other sources are tokenised once into run-dir/tokens.safetensors (1-D int32),
+    /// and `config.data` is rewritten to point at it. There the held-out validation tokens
+    /// (`data.validation_fraction` of the stream's tail, or `data.validation_path`) go into the
+    /// same file as the tensor `validation`, so a worker that fetches the file gets both, and
+    /// training's `tokens` hold none of them.
     private func prepareTokens(_ config: inout TrainConfig) throws -> [String] {
         switch config.data.source {
         case "tokens", "shards":
             let path = URL(fileURLWithPath: config.data.path!).standardizedFileURL.path
             config.data.path = path
+            if let v = config.data.validationPath { config.data.validationPath = URL(fileURLWithPath: v).standardizedFileURL.path }
             guard config.data.source == "shards" else { return [path] }
             // Opened here once: a missing, empty or corrupt shard fails the job before any worker starts.
-            guard case .mapped(let tokens, _) = try TokenSource.load(config.data) else { return [] }
-            output("token shards \(path): \(tokens.count) tokens in \(tokens.shards.count) files, read in place by every worker")
+            let split = try ValidationSplit.load(config.data)
+            guard case .mapped(let tokens, _) = split.train else { return [] }
+            output("token shards \(path): \(tokens.count) tokens in \(tokens.shards.count) files, read in place by every worker"
+                   + (split.validation.map { " (+ \($0.count) validation tokens)" } ?? ""))
             let withScores = config.data.curriculum?.difficulty == "score"
-            return tokens.shards.flatMap { [$0.path] + (withScores ? [DifficultyFile.path(forShard: $0.path)] : []) }
+            let validation = try config.data.validationPath.map { try TokenShard.files(at: $0, split: "validation") } ?? []
+            return tokens.shards.flatMap { [$0.path] + (withScores ? [DifficultyFile.path(forShard: $0.path)] : []) } + validation
         default:
             break
         }
-        guard case .stream(let tokens) = try TokenSource.load(config.data) else { return [] }
+        let split = try ValidationSplit.load(config.data)
+        guard case .stream(let tokens) = split.train else { return [] }
         let url = runDirectory.appendingPathComponent("tokens.safetensors")
         var writer = SafeTensorsWriter()
         writer.add("tokens", shape: [tokens.count], int32s: tokens)
+        if let validation = split.validation { writer.add("validation", shape: [validation.count], int32s: validation) }
         try writer.write(to: url)
         config.data.source = "tokens"
         config.data.path = url.path
-        output("tokenised \(tokens.count) tokens into \(url.path)")
+        config.data.validationFraction = 0
+        config.data.validationPath = nil
+        output("tokenised \(tokens.count) tokens into \(url.path)"
+               + (split.validation.map { " (+ \($0.count) held-out validation tokens)" } ?? ""))
         return [url.path]
     }
 }

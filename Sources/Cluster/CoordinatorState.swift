@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Model
 import Training
@@ -498,6 +499,8 @@ public struct CoordinatorState {
             let exposed = slowest?.exposedCommunicationSeconds ?? 0
             var m = metrics
             m.seconds = now - stepStartedAt
+            // The workers' shares of the evaluation, summed in worker order.
+            m.validation = reports.compactMap(\.validation).reduce(nil) { ($0 ?? LanguageModelTotals()) + $1 }
             actions.append(.record(m, computeSeconds: compute, exposedCommunicationSeconds: exposed,
                                    idleSeconds: max(0, m.seconds - compute - exposed),
                                    checkpointSeconds: reports.compactMap(\.checkpointSeconds).max() ?? 0,

@@ -1,6 +1,7 @@
 import Checkpoint
 import Comm
 import Common
+import Evaluation
 import Foundation
 import Tensor
 import Training
@@ -158,6 +159,8 @@ final class Device: Sendable {
         var report = StepReport(metrics: m, checksums: checksums, computeSeconds: max(0, m.seconds - exposed),
                                 exposedCommunicationSeconds: exposed, bytesSent: sent, memory: trainer.memory.snapshot)
         report.dataSeconds = trainer.dataSeconds
+        // Every rank evaluates after the same steps (a ZeRO-3 forward gathers with all of them).
+        if trainer.evaluationDue { report.validation = try trainer.evaluate() }
         return report
     }
 }

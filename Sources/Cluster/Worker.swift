@@ -139,6 +139,8 @@ public final class Worker: Sendable {
                     }
                     var a = f.assignment
                     a.config.data.path = (f.folder ?? f.cache).path
+                    // The shards' validation split was fetched into the same folder.
+                    if f.folder != nil && a.config.data.validationPath != nil { a.config.data.validationPath = f.folder!.path }
                     fetch = nil
                     devices = startDevices(a, links: &links, generation: generation)
                 case let .fail(reason):

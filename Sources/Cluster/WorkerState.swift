@@ -1,5 +1,6 @@
 import Checkpoint
 import Common
+import Evaluation
 import Foundation
 import Training
 import Zero
@@ -34,6 +35,8 @@ public struct StepReport: Sendable, Equatable {
     public var replicaSeconds: Double = 0
     /// Seconds of the step spent reading micro-batches (included in `computeSeconds`).
     public var dataSeconds: Double = 0
+    /// The rank's share of the held-out evaluation after the step (`training.eval_interval`); nil when none ran.
+    public var validation: LanguageModelTotals?
 
     public init(metrics: StepMetrics, checksums: [UInt64], computeSeconds: Double, exposedCommunicationSeconds: Double,
                 bytesSent: [String: Int], memory: MemoryLedger.Snapshot) {
@@ -339,6 +342,8 @@ public struct WorkerState {
             done.checkpointSeconds = reports.map(\.checkpointSeconds).max()
             done.replicaSeconds = reports.map(\.replicaSeconds).max()
             done.memory = reports.map(\.memory)
+            // The devices' shares of the evaluation, summed in rank order.
+            done.validation = reports.compactMap(\.validation).reduce(nil) { ($0 ?? LanguageModelTotals()) + $1 }
             done.rankSeconds = reports.map {
                 ControlMessage.RankSeconds(compute: max(0, $0.computeSeconds - $0.dataSeconds), exposedCommunication: $0.exposedCommunicationSeconds,
                                            checkpoint: $0.checkpointSeconds, data: $0.dataSeconds)

@@ -14,13 +14,20 @@ public struct DataConfig: ConfigSection, Equatable {
     public var split: String?
     /// Tokens per training sequence (T); inputs are T tokens and targets the next T.
     public var seqLen: Int = 128
+    /// Hold out this fraction of the token stream (its tail) for validation; training never
+    /// reads it. 0 = none (unless `validation_path`).
+    public var validationFraction: Double = 0
+    /// A separate validation file of the same kind as `path` (text, jsonl, a token file, shards:
+    /// a file or a directory's validation-*.zts; with source builtin, a text file).
+    public var validationPath: String?
     /// Easy documents first (shards only): see `CurriculumConfig`.
     public var curriculum: CurriculumConfig?
 
     public init() {}
 
     public static let fields: [ConfigField<Self>] = [
-        .init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split), .init("curriculum", \.curriculum),
+        .init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split),
+        .init("validation_fraction", \.validationFraction), .init("validation_path", \.validationPath), .init("curriculum", \.curriculum),
     ]
 
     public func validate(path p: String = "data") throws {
@@ -34,6 +41,13 @@ public struct DataConfig: ConfigSection, Equatable {
             throw DataError(.invalidConfig, "\(p).path: is required for source \(source)")
         }
         guard seqLen >= 1 else { throw DataError(.invalidConfig, "\(p).seq_len: must be ≥ 1, got \(seqLen)") }
+        guard validationFraction >= 0 && validationFraction < 1 else {
+            throw DataError(.invalidConfig, "\(p).validation_fraction: must be in [0, 1), got \(validationFraction)")
+        }
+        if validationFraction > 0, validationPath != nil {
+            throw DataError(.invalidConfig, "\(p).validation_path: give either validation_path or validation_fraction, not both")
+        }
+        if let v = validationPath, v.isEmpty { throw DataError(.invalidConfig, "\(p).validation_path: must not be empty") }
         if let curriculum {
             guard source == "shards" else {
                 throw DataError(.invalidConfig, "\(p).curriculum: needs source shards (documents with a difficulty), got source \(source)")

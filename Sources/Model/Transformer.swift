@@ -334,15 +334,50 @@ public final class Transformer {
     @discardableResult
     public func forward(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int,
                         dropout: DropoutContext? = nil) throws -> Float {
+        let a = try trunk(inputs: inputs, targets: targets, batch: batch, seqLen: seqLen, dropout: dropout, logits: true)
+        let n = batch * seqLen, c = config.hiddenSize, v = config.vocabSize
+        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
+        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16)
+
+        lastAuxLoss = auxLoss(a)
+        if config.moeConfig != nil { lastExpertCounts = routingTotals(a).counts }
+        guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
+        lastLoss = targets.withUnsafeBufferPointer { t in
+            CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
+        }
+        return lastLoss
+    }
+
+    /// Forward up to the final norm only (no LM head, no loss): a distillation teacher's pass,
+    /// whose logits `headLogits(rows:into:)` then makes a block of rows at a time. Inference only;
+    /// the activations of such a pass have no (batch·seqLen, vocab) logits buffers at all.
+    public func forwardHidden(inputs: [Int32], batch: Int, seqLen: Int) throws {
+        _ = try trunk(inputs: inputs, targets: nil, batch: batch, seqLen: seqLen, dropout: nil, logits: false)
+    }
+
+    /// The logits of rows `rows` of the last `forwardHidden` into `out` (rows.count, vocab).
+    public func headLogits(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        guard let a = acts, rows.upperBound <= a.batch * a.seqLen else { preconditionFailure("headLogits needs a forwardHidden covering the rows") }
+        let c = config.hiddenSize
+        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
+        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
+        Linear.forward(x: a.lnf.pointer + rows.lowerBound * c, weight: head, y: out, rows: rows.count, inFeatures: c,
+                       outFeatures: config.vocabSize, bf16: headBF16)
+    }
+
+    /// Embedding, blocks and final norm (into `lnf`), with the LM head's region acquired.
+    /// `logits`: the activations need the (rows, vocab) logits buffers.
+    private func trunk(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int, dropout: DropoutContext?, logits: Bool) throws -> Activations {
         try checkInputs(inputs, targets, batch: batch, seqLen: seqLen)
-        if acts?.batch != batch || acts?.seqLen != seqLen {
-            acts = Activations(config: config, batch: batch, seqLen: seqLen, slots: checkpointing.slots(layers: config.numLayers))
+        if acts?.batch != batch || acts?.seqLen != seqLen || (logits && acts?.hasLogits == false) {
+            acts = Activations(config: config, batch: batch, seqLen: seqLen, slots: checkpointing.slots(layers: config.numLayers), logits: logits)
         }
         let a = acts!
         a.inputs = inputs
         a.targets = targets
         a.dropout = dropout
-        let n = batch * seqLen, c = config.hiddenSize, v = config.vocabSize
+        let n = batch * seqLen, c = config.hiddenSize
 
         beginPass(training: targets != nil)
         try acquire(0)
@@ -360,17 +395,7 @@ public final class Transformer {
         if config.tieEmbeddings { try acquire(0) }
         normForward(.final, x: a.layerIn[config.numLayers].pointer, y: a.lnf.pointer, mean: a.meanf.pointer,
                     rstd: a.rstdf.pointer, rows: n)
-        let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
-        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
-        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16)
-
-        lastAuxLoss = auxLoss(a)
-        if config.moeConfig != nil { lastExpertCounts = routingTotals(a).counts }
-        guard let targets else { releaseHeld(); lastLoss = 0; return 0 }
-        lastLoss = targets.withUnsafeBufferPointer { t in
-            CrossEntropy.forward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, rows: n, vocab: v, pool: pool)
-        }
-        return lastLoss
+        return a
     }
 
     /// Throws `invalidInput` unless there are batch × seqLen input tokens (and as many targets),
@@ -498,7 +523,12 @@ public final class Transformer {
     /// `gradientsReady`, when given, is told each contiguous range of `gradients` as soon as
     /// backward is done with it: the final norm and LM head, then block L−1 … block 0, then the
     /// embedding (which, with tied embeddings, also holds the LM head's gradient).
-    public func backward(scale: Float = 1, gradientsReady: ((Range<Int>) -> Void)? = nil) throws {
+    ///
+    /// `logitGradient`, when given, is called once the cross-entropy's gradient (times `scale`)
+    /// is in dLogits (rows, V), with (dLogits, logits, rows), to add the gradient of another term
+    /// of the loss on the logits (distillation) before it flows back.
+    public func backward(scale: Float = 1, gradientsReady: ((Range<Int>) -> Void)? = nil,
+                         logitGradient: ((UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) throws -> Void)? = nil) throws {
         guard let a = acts, let targets = a.targets else {
             throw ModelError(.invalidInput, "backward needs a forward with targets first")
         }
@@ -514,6 +544,7 @@ public final class Transformer {
             CrossEntropy.backward(logits: a.logits.pointer, targets: t, logSumExp: a.lse.pointer, dLogits: a.dLogits.pointer,
                                   rows: n, vocab: v, scale: scale, pool: pool)
         }
+        try logitGradient?(a.dLogits.pointer, a.logits.pointer, n)
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         let dHead = config.tieEmbeddings ? grad(.embedding) : grad(.lmHead)
         Linear.backward(dy: a.dLogits.pointer, x: a.lnf.pointer, weight: head, dx: a.dLn.pointer, dWeight: dHead,
@@ -659,7 +690,11 @@ final class Activations {
 
     @inline(__always) func slot(_ layer: Int) -> Int { layer % slots }
 
-    init(config: ModelConfig, batch: Int, seqLen: Int, slots: Int) {
+    /// The (rows, vocab) logits and their gradient are allocated (not for a teacher's `forwardHidden`).
+    let hasLogits: Bool
+
+    init(config: ModelConfig, batch: Int, seqLen: Int, slots: Int, logits withLogits: Bool = true) {
+        hasLogits = withLogits
         self.batch = batch
         self.seqLen = seqLen
         self.slots = slots
@@ -686,9 +721,9 @@ final class Activations {
             }
         }
         lnf = FloatBuffer(count: n * c); rstdf = FloatBuffer(count: n); meanf = FloatBuffer(count: layerNorm ? n : 0)
-        logits = FloatBuffer(count: n * config.vocabSize); lse = FloatBuffer(count: n)
+        logits = FloatBuffer(count: withLogits ? n * config.vocabSize : 0); lse = FloatBuffer(count: n)
         branch = FloatBuffer(count: n * c)
-        dLogits = FloatBuffer(count: n * config.vocabSize)
+        dLogits = FloatBuffer(count: withLogits ? n * config.vocabSize : 0)
         dLn = FloatBuffer(count: n * c); dRes = FloatBuffer(count: n * c); dBranch = FloatBuffer(count: n * c)
         dAtt = FloatBuffer(count: n * qDim); dQ = FloatBuffer(count: n * qDim)
         dK = FloatBuffer(count: n * kvDim); dV = FloatBuffer(count: n * kvDim)

@@ -50,6 +50,20 @@ public struct StepSample: Sendable, Equatable {
     public var skipped: Bool
     public var idleSeconds: Double
     public var ranks: [Rank]
+    /// The held-out evaluation after this step (mean cross-entropy in nats, its exp, next-token
+    /// accuracy 0…1); nil when none ran.
+    public var validation: Validation?
+
+    public struct Validation: Sendable, Equatable {
+        public var loss: Double
+        public var perplexity: Double
+        public var accuracy: Double
+        public init(loss: Double, perplexity: Double, accuracy: Double) {
+            self.loss = loss
+            self.perplexity = perplexity
+            self.accuracy = accuracy
+        }
+    }
 
     public init(step: Int, loss: Double, learningRate: Double, gradNorm: Double, auxLoss: Double?, tokens: Int, seconds: Double,
                 tokensPerSecond: Double, mfu: Double?, skipped: Bool, idleSeconds: Double, ranks: [Rank]) {
@@ -78,6 +92,9 @@ public struct StepSample: Sendable, Equatable {
         if let mfu { s.append(("train/mfu", mfu)) }
         if let auxLoss { s.append(("train/aux_loss", auxLoss)) }
         for (e, load) in expertLoad.enumerated() { s.append(("train/expert_load/expert\(e)", load)) }
+        if let v = validation {
+            s += [("quality/validation_loss", v.loss), ("quality/perplexity", v.perplexity), ("quality/next_token_accuracy", v.accuracy)]
+        }
         s += [("system/step_seconds", seconds), ("system/idle_seconds", idleSeconds)]
         for r in ranks {
             let p = "system/rank\(r.rank)/"

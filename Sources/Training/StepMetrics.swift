@@ -1,3 +1,5 @@
+import Evaluation
+
 /// What one optimizer update reports (stdout, metrics.jsonl).
 public struct StepMetrics: Codable, Sendable, Equatable {
     /// 0-based index of the update.
@@ -19,12 +21,17 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     /// MoE: the fraction of this rank's routed token slots each expert received in the update
     /// (all layers and micro-batches; sums to 1); nil for dense models.
     public var expertLoad: [Double]?
+    /// The held-out evaluation after this update (`training.eval_interval`), summed over the
+    /// job's ranks; nil when none ran.
+    public var validation: LanguageModelTotals?
 
     public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
 
     enum CodingKeys: String, CodingKey {
         case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second", skipped
         case expertLoad = "expert_load"
+        case validationLoss = "validation_loss", validationPerplexity = "validation_perplexity"
+        case validationAccuracy = "validation_accuracy", validationTokens = "validation_tokens", validationCorrect = "validation_correct"
     }
 
     public init(step: Int, loss: Float, auxLoss: Float, lr: Double, gradNorm: Double, tokens: Int, seconds: Double) {
@@ -48,6 +55,11 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         seconds = try c.decode(Double.self, forKey: .seconds)
         skipped = try c.decodeIfPresent(Bool.self, forKey: .skipped) ?? false
         expertLoad = try c.decodeIfPresent([Double].self, forKey: .expertLoad)
+        if let tokens = try c.decodeIfPresent(Int.self, forKey: .validationTokens) {
+            let loss = try Self.decodeNumber(c, .validationLoss)
+            validation = LanguageModelTotals(negativeLogLikelihood: loss * Double(tokens),
+                                             correct: try c.decode(Int.self, forKey: .validationCorrect), tokens: tokens)
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -63,6 +75,13 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         // Only when true, so the records of applied updates are unchanged.
         if skipped { try c.encode(true, forKey: .skipped) }
         try c.encodeIfPresent(expertLoad, forKey: .expertLoad)
+        if let v = validation {
+            try Self.encodeNumber(v.loss, &c, .validationLoss)
+            try Self.encodeNumber(v.perplexity, &c, .validationPerplexity)
+            try c.encode(v.accuracy, forKey: .validationAccuracy)
+            try c.encode(v.tokens, forKey: .validationTokens)
+            try c.encode(v.correct, forKey: .validationCorrect)
+        }
     }
 
     /// A skipped update's loss or norm is NaN or infinite, which JSON has no number for: it is
@@ -87,6 +106,11 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         return key == .loss ? Double(try c.decode(Float.self, forKey: key)) : try c.decode(Double.self, forKey: key)
     }
 
+    /// "val_loss … | val_ppl … | val_acc …".
+    public static func validationLine(_ v: LanguageModelTotals) -> String {
+        "val_loss \(String(format: "%.4f", v.loss)) | val_ppl \(String(format: "%.3f", v.perplexity)) | val_acc \(String(format: "%.4f", v.accuracy))"
+    }
+
     /// The human log line.
     public func line(totalSteps: Int) -> String {
         var s = "step \(step + 1)/\(totalSteps) | loss \(String(format: "%.4f", loss))"
@@ -96,6 +120,7 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         if auxLoss != 0 { s += " | aux \(String(format: "%.4f", auxLoss))" }
         s += " | lr \(String(format: "%.3e", lr)) | grad_norm \(String(format: "%.4f", gradNorm))"
         s += " | tok/s \(Int(tokensPerSecond.rounded()))"
+        if let v = validation { s += " | " + Self.validationLine(v) }
         return s
     }
 }

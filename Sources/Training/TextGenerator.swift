@@ -8,8 +8,9 @@ public struct TextGenerator {
     public let model: Transformer
     public init(model: Transformer) { self.model = model }
 
-    /// Appends `count` sampled tokens to `prompt`. temperature 0 = greedy; topK 0 = whole vocabulary.
-    public func generate(prompt: [Int32], count: Int, temperature: Double, topK: Int, seed: UInt64) throws -> [Int32] {
+    /// Appends up to `count` sampled tokens to `prompt`, ending early after a token of `stop`.
+    /// temperature 0 = greedy; topK 0 = whole vocabulary.
+    public func generate(prompt: [Int32], count: Int, temperature: Double, topK: Int, seed: UInt64, stop: Set<Int32> = []) throws -> [Int32] {
         guard !prompt.isEmpty else { throw TrainingError(.badInput, "the prompt is empty") }
         let rng = Philox(seed: seed)
         var tokens = prompt
@@ -18,7 +19,9 @@ public struct TextGenerator {
             let context = Array(tokens.suffix(model.config.maxSeqLen))
             try model.forward(inputs: context, targets: nil, batch: 1, seqLen: context.count)
             let logits = Array(model.logits[((context.count - 1) * v)..<(context.count * v)])
-            tokens.append(Int32(sample(logits, temperature: temperature, topK: topK, u: rng.uniformDouble(index: UInt64(i), stream: 0))))
+            let next = Int32(sample(logits, temperature: temperature, topK: topK, u: rng.uniformDouble(index: UInt64(i), stream: 0)))
+            tokens.append(next)
+            if stop.contains(next) { break }
         }
         return tokens
     }

@@ -1,6 +1,7 @@
 import Checkpoint
 import Comm
 import Data
+import Evaluation
 import Foundation
 import Model
 import Optim
@@ -44,6 +45,10 @@ public final class Trainer {
     /// This rank's device-memory accounting.
     public let memory: MemoryLedger
     public let sampler: BatchSampler
+    /// The held-out validation data (nil: none configured); training never reads it.
+    public let heldOut: HeldOutEvaluation?
+    /// The distillation teacher (`training.distillation`); nil = plain cross-entropy.
+    public let teacher: Teacher?
     public let pool: ThreadPool
     /// Updates completed (applied or skipped).
     public private(set) var step = 0
@@ -106,8 +111,24 @@ public final class Trainer {
                 bucketElements: Int(config.cluster.bucketMB * 1_048_576 / 4),
                 initialParameters: { elements, out in try Self.initialParameters(config: config, table: table, elements: elements, into: out) })
             model.residency = engine.residency
-            sampler = try BatchSampler(source: try source ?? TokenSource.load(config.data), seqLen: config.data.seqLen,
+            let split = try source.map { ValidationSplit(train: $0, validation: nil) } ?? ValidationSplit.load(config.data)
+            sampler = try BatchSampler(source: split.train, seqLen: config.data.seqLen,
                                        batchSize: t.microBatchSize, accumulation: t.gradientAccumulationSteps * worldSize, seed: t.seed)
+            heldOut = try split.validation.map {
+                try HeldOutEvaluation(tokens: $0, seqLen: config.data.seqLen, batchSize: t.microBatchSize, limit: t.evalSequences)
+            }
+            let pool = self.pool
+            teacher = try t.distillation.map {
+                try Teacher(config: $0, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool)
+            }
+            if let teacher {
+                // The teacher's weights (and their bf16 copy) and its block of logits live on the device too.
+                try memory.allocate(teacher.bytes, .params, what: "the distillation teacher (\(teacher.model.table.count) parameters)",
+                                    advice: "use a smaller teacher or a larger device budget")
+            }
+            if t.evalInterval > 0, heldOut == nil {
+                throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
+            }
         } catch {
             queue?.shutdown()
             throw error
@@ -196,9 +217,21 @@ public final class Trainer {
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
             let factor = backwardScaleHook?(step, local) ?? 1
-            try model.backward(scale: factor / Float(accumulation),
-                               gradientsReady: engine.gradientsReady(lastMicroBatch: local == accumulation - 1))
-            lossSum += Double(loss)
+            let scale = factor / Float(accumulation)
+            let ready = engine.gradientsReady(lastMicroBatch: local == accumulation - 1)
+            if let teacher {
+                // α · T² · KL / rows + (1 − α) · CE; the KL term's gradient joins the cross-entropy's in dLogits.
+                try teacher.forward(inputs: batch.inputs, batch: batch.batch, seqLen: batch.seqLen)
+                let rows = batch.batch * batch.seqLen, a = teacher.alpha, temperature = teacher.temperature
+                var divergence = 0.0
+                try model.backward(scale: scale * (1 - a), gradientsReady: ready) { dLogits, logits, n in
+                    divergence = teacher.divergence(student: logits, rows: n, dLogits: dLogits, gradScale: scale * a * temperature / Float(n))
+                }
+                lossSum += Double(a) * Double(temperature * temperature) * divergence / Double(rows) + Double(1 - a) * Double(loss)
+            } else {
+                try model.backward(scale: scale, gradientsReady: ready)
+                lossSum += Double(loss)
+            }
             auxSum += Double(model.lastAuxLoss)
             if expertCounts.isEmpty { expertCounts = model.lastExpertCounts } else {
                 for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }
@@ -233,6 +266,22 @@ public final class Trainer {
             throw TrainingError(.nonFiniteStreak, "step \(step): \(nonFiniteStreak) consecutive updates skipped for a non-finite loss or gradient norm (loss \(loss), grad_norm \(gradNorm)), fault_tolerance.max_skipped_steps is \(limit); lower training.lr, raise warmup_steps or lower grad_clip")
         }
         return metrics
+    }
+
+    /// `training.eval_interval` asks for an evaluation after the update just completed (every
+    /// interval, and after the last update).
+    public var evaluationDue: Bool {
+        let interval = config.training.evalInterval
+        return interval > 0 && heldOut != nil && step > 0 && (step % interval == 0 || isFinished)
+    }
+
+    /// This rank's share of the validation sums (`HeldOutEvaluation`); every rank of the job calls
+    /// it at the same point, and the shares add up to the job's. Forward only, no dropout.
+    public func evaluate() throws -> LanguageModelTotals {
+        guard let heldOut else { throw TrainingError(.badInput, "no validation data (data.validation_fraction or data.validation_path)") }
+        // The update changed the weights since the step's bf16 copies were made.
+        model.parametersChanged()
+        return try heldOut.run(model: model, rank: rank, worldSize: worldSize)
     }
 
     /// All parameters (gathered from the shards at stage 3; a collective then).

@@ -41,14 +41,15 @@ public struct TrainingRun {
                 }
                 return .stopped(step: trainer.step)
             }
-            let m: StepMetrics
+            var m: StepMetrics
             do {
                 m = try trainer.trainStep()
             } catch let e as TrainingError where e.code == .nonFiniteStreak {
                 try rollBack(after: e, checkpointDir: checkpointDir, rolledBackTo: &rolledBackTo)
                 continue
             }
-            if m.step % t.logInterval == 0 || trainer.isFinished || m.skipped {
+            if trainer.evaluationDue { m.validation = try trainer.evaluate() }
+            if m.step % t.logInterval == 0 || trainer.isFinished || m.skipped || m.validation != nil {
                 output(m.line(totalSteps: t.totalSteps))
                 try metrics?.append(m)
             }

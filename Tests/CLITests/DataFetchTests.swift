@@ -91,8 +91,9 @@ import ZeroTrainTestKit
         try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
         chmod(hidden.path, 0o700)
         var bytes: [Int] = []
-        for s in 0..<2 {
-            let path = shards.appendingPathComponent(String(format: "train-%05d.zts", s)).path
+        for s in 0..<3 {
+            // Two train shards and the validation split.
+            let path = shards.appendingPathComponent(s < 2 ? String(format: "train-%05d.zts", s) : "validation-00000.zts").path
             let w = try TokenShardWriter(path: path, vocabularySize: 256, eos: 1)
             for d in 0..<40 { try w.append(document: (0..<(30 + (d * 7 + s) % 50)).map { Int32(2 + ($0 * 31 + d * 17 + s) % 250) } + [1]) }
             try w.finish()
@@ -102,8 +103,8 @@ import ZeroTrainTestKit
         try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
         chmod(checkpoints.path, 0o777)
         let config = root.appendingPathComponent("job.yaml")
-        try CLI.write(LaunchTests.config.replacingOccurrences(of: "data: {seq_len: 32}", with: "data: {source: shards, path: \(shards.path), seq_len: 32}")
-            .replacingOccurrences(of: "checkpoint_interval: 0}", with: "checkpoint_interval: 0, checkpoint_dir: \(checkpoints.path)}"), to: config)
+        try CLI.write(LaunchTests.config.replacingOccurrences(of: "data: {seq_len: 32}", with: "data: {source: shards, path: \(shards.path), validation_path: \(shards.path), seq_len: 32}")
+            .replacingOccurrences(of: "checkpoint_interval: 0}", with: "checkpoint_interval: 0, eval_interval: 4, checkpoint_dir: \(checkpoints.path)}"), to: config)
         chmod(config.path, 0o644)
         // Reference: workers that see the shards.
         let local = root.appendingPathComponent("local")
@@ -133,15 +134,19 @@ import ZeroTrainTestKit
         for w in workers {
             #expect(w.wait(30) == 0, "\(w.output)")
             for (s, n) in bytes.enumerated() {
-                #expect(w.output.contains(String(format: "fetched %@/train-%05d.zts: %d bytes", shards.path, s, n)), "\(w.output)")
+                let name = s < 2 ? String(format: "train-%05d.zts", s) : "validation-00000.zts"
+                #expect(w.output.contains("fetched \(shards.path)/\(name): \(n) bytes"), "\(w.output)")
             }
         }
-        func losses(_ dir: URL) throws -> [Double] {
-            try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
-                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double
+        func values(_ dir: URL, _ key: String) throws -> [Double] {
+            try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").compactMap {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])[key] as? Double
             }
         }
-        let fetched = try losses(run), inPlace = try losses(local)
+        let fetched = try values(run, "loss"), inPlace = try values(local, "loss")
         #expect(fetched.count == 8 && fetched == inPlace, "\(fetched) vs \(inPlace)")
+        // The validation shards were fetched and evaluated the same.
+        let validation = try values(run, "validation_loss"), localValidation = try values(local, "validation_loss")
+        #expect(validation.count == 2 && validation == localValidation, "\(validation) vs \(localValidation)")
     }
 }

@@ -190,6 +190,15 @@ import Zero
         c.data.source = "text"
         c.data.path = "/tmp/corpus.txt"
         c.data.seqLen = 32
+        // validation_path is not set: it excludes validation_fraction.
+        c.data.validationFraction = 0.05
+        c.training.evalInterval = 10
+        c.training.evalSequences = 16
+        var d = DistillationConfig()
+        d.teacher = "/tmp/teacher"
+        d.temperature = 3
+        d.alpha = 0.25
+        c.training.distillation = d
         c.cluster.workers = 3
         c.cluster.heartbeatIntervalMs = 100
         c.cluster.heartbeatTimeoutMs = 2000

@@ -41,6 +41,14 @@ public struct TrainingConfig: ConfigSection, Equatable {
     /// Activation recomputation: none, every_layer, or {every_k: K} (keep the inputs of groups of
     /// K blocks and recompute a group's forward in backward).
     public var activationCheckpointing = ActivationCheckpointing.none
+    /// Evaluate on the held-out data (data.validation_fraction or data.validation_path) every N
+    /// updates and after the last; 0 = never.
+    public var evalInterval = 0
+    /// Sequences of data.seq_len + 1 tokens per evaluation: the first N windows of the
+    /// validation tokens, the same ones every time (0 = all of them).
+    public var evalSequences = 64
+    /// Knowledge distillation from a teacher model; nil = plain training.
+    public var distillation: DistillationConfig?
 
     public init() {}
 
@@ -51,6 +59,8 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("threads", \.threads), .init("checkpoint_interval", \.checkpointInterval), .init("checkpoint_keep", \.checkpointKeep),
         .init("checkpoint_dir", \.checkpointDir), .init("log_interval", \.logInterval),
         .init("metrics_file", \.metricsFile), .init("init_from", \.initFrom),
+        .init("eval_interval", \.evalInterval), .init("eval_sequences", \.evalSequences),
+        .init("distillation", \.distillation),
         .init("gemm", \.gemm, read: { try named($0, "onednn or openblas") }, write: { $0.rawValue }),
         .init("precision", \.precision, read: { try named($0, "fp32 or bf16") }, write: { $0.rawValue }),
         .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
@@ -116,6 +126,9 @@ public struct TrainingConfig: ConfigSection, Equatable {
         guard checkpointInterval >= 0 else { throw fail("checkpoint_interval", "must be ≥ 0, got \(checkpointInterval)") }
         guard checkpointKeep >= 1 else { throw fail("checkpoint_keep", "must be ≥ 1, got \(checkpointKeep)") }
         guard logInterval >= 1 else { throw fail("log_interval", "must be ≥ 1, got \(logInterval)") }
+        guard evalInterval >= 0 else { throw fail("eval_interval", "must be ≥ 0 (0 = no evaluation), got \(evalInterval)") }
+        guard evalSequences >= 0 else { throw fail("eval_sequences", "must be ≥ 0 (0 = all), got \(evalSequences)") }
+        try distillation?.validate(path: "\(p).distillation")
     }
 }
 
@@ -176,6 +189,9 @@ public struct TrainConfig: ConfigSection, Equatable {
             try device?.validate(path: "device")
         } catch let e as ZeroError {
             throw ConfigError(e)
+        }
+        if training.evalInterval > 0, data.validationFraction == 0, data.validationPath == nil, data.source != "tokens" {
+            throw ConfigError("training.eval_interval: needs held-out data: set data.validation_fraction or data.validation_path")
         }
         if data.seqLen > model.maxSeqLen {
             throw ConfigError("data.seq_len: must be ≤ model.max_seq_len (\(model.maxSeqLen)), got \(data.seqLen)")
