@@ -16,7 +16,7 @@ public struct QuantizationParameters: Sendable, Equatable {
 ///
 /// * Weights: int8, symmetric (zero point 0), per tensor or per output channel:
 ///   scale = max(|min(w, 0)|, max(w, 0)) / 127.5, at least fp32's epsilon (2⁻²³);
-///   q = clamp(round(w / scale), −128, 127), rounding half to even (MinMaxObserver /
+///   q = clamp(round(w · (1/scale)), −128, 127), rounding half to even (MinMaxObserver /
 ///   PerChannelMinMaxObserver with `per_tensor_symmetric` / `per_channel_symmetric`, then
 ///   `quantize_per_tensor` / `quantize_per_channel`).
 /// * Activations: uint8, affine, per call from the whole input's min and max, with fbgemm's
@@ -101,8 +101,10 @@ public enum Quantization {
             for i in 0..<count { lo = Swift.min(lo, start[i]); hi = Swift.max(hi, start[i]) }
             return Swift.max(Swift.max(-lo, hi) / 127.5, Float.ulpOfOne)
         }
+        // Multiplied by the reciprocal, as ATen's quantize_val does (dividing rounds ~0.1% of values the other way).
         func quantize(_ start: UnsafePointer<Float>, _ count: Int, _ s: Float, _ out: UnsafeMutablePointer<Int8>) {
-            for i in 0..<count { out[i] = Int8(Swift.min(127, Swift.max(-128, (start[i] / s).rounded(.toNearestOrEven)))) }
+            let inverse = 1 / s
+            for i in 0..<count { out[i] = Int8(Swift.min(127, Swift.max(-128, (start[i] * inverse).rounded(.toNearestOrEven)))) }
         }
         if perChannel {
             return (0..<rows).map { r in
