@@ -62,32 +62,30 @@ public enum Quantization {
 
     /// x (count) → its min and max, and its uint8 quantization into `q` (count) with
     /// `activationParameters`. Returns the parameters used.
+    ///
+    /// Plain loops the compiler vectorises: min/max as compares, rounding half to even by adding
+    /// and subtracting 1.5 · 2²³ (exact for |x/scale| < 2²²), and the byte taken from the bits of
+    /// the clamped value plus 1.5 · 2²³ (whose last mantissa bits are the integer).
     @discardableResult
     public static func quantizeActivations(_ x: UnsafePointer<Float>, count: Int, into q: UnsafeMutablePointer<UInt8>) -> QuantizationParameters {
-        var lo = Float.infinity, hi = -Float.infinity
-        let vectors = count / 16
-        if vectors > 0 {
-            var vlo = SIMD16<Float>(repeating: .infinity), vhi = SIMD16<Float>(repeating: -.infinity)
-            for v in 0..<vectors {
-                let xv = UnsafeRawPointer(x + 16 * v).loadUnaligned(as: SIMD16<Float>.self)
-                vlo = pointwiseMin(vlo, xv)
-                vhi = pointwiseMax(vhi, xv)
+        var lo: Float = 0, hi: Float = 0
+        if count > 0 {
+            lo = x[0]
+            hi = x[0]
+            for i in 0..<count {
+                let v = x[i]
+                lo = v < lo ? v : lo
+                hi = v > hi ? v : hi
             }
-            lo = vlo.min()
-            hi = vhi.max()
         }
-        for i in (16 * vectors)..<count { lo = Swift.min(lo, x[i]); hi = Swift.max(hi, x[i]) }
-        if count == 0 { lo = 0; hi = 0 }
         let p = activationParameters(min: lo, max: hi)
         let inverse = 1 / p.scale, zero = Float(p.zeroPoint)
-        for v in 0..<vectors {
-            let xv = UnsafeRawPointer(x + 16 * v).loadUnaligned(as: SIMD16<Float>.self)
-            var t = (xv * inverse).rounded(.toNearestOrEven) + zero
-            t = t.clamped(lowerBound: SIMD16(repeating: 0), upperBound: SIMD16(repeating: 255))
-            UnsafeMutableRawPointer(q + 16 * v).storeBytes(of: SIMD16<UInt8>(t), as: SIMD16<UInt8>.self)
-        }
-        for i in (16 * vectors)..<count {
-            q[i] = UInt8(Swift.min(255, Swift.max(0, (x[i] * inverse).rounded(.toNearestOrEven) + zero)))
+        let magic: Float = 12_582_912  // 1.5 · 2²³
+        for i in 0..<count {
+            var v = ((x[i] * inverse + magic) - magic) + zero
+            v = v < 0 ? 0 : v
+            v = v > 255 ? 255 : v
+            q[i] = UInt8(truncatingIfNeeded: (v + magic).bitPattern)
         }
         return p
     }
