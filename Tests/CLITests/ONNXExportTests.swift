@@ -1,5 +1,9 @@
+import Checkpoint
 import Foundation
+import Model
+import Tensor
 import Testing
+import Training
 import ZeroTrainTestKit
 
 extension Python {
@@ -37,6 +41,41 @@ extension Python {
         print("\(model) \(flags.joined(separator: " ")):\n\(check.output)")
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("KV cache") == flags.contains("--kv-cache"))
+    }
+
+    /// LayerNorm, exact GELU and a tied head (GPT-style), compared with ZeroTrain's forward in process.
+    @Test(.enabled(if: Python.hasONNXRuntime, "needs Python with onnx and onnxruntime: set ZEROTRAIN_PYTHON"))
+    func layerNormGELUTiedModel() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let ck = root.appendingPathComponent("ck"), config = root.appendingPathComponent("gpt.yaml")
+        try CLI.write("""
+            model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, max_seq_len: 32, norm: layernorm, activation: gelu, tie_embeddings: true}
+            training: {lr: 0.01, warmup_steps: 1, total_steps: 3, micro_batch_size: 2, threads: 1, checkpoint_dir: "\(ck.path)", log_interval: 1}
+            data: {seq_len: 16}
+            """, to: config)
+        let t = try CLI.run(["train", "--config", config.path])
+        try #require(t.status == 0, "train: \(t.stderr)")
+        // ZeroTrain's logits of the batch's inputs, in process.
+        let reader = try CheckpointReader<TrainConfig>(ck)
+        let model = try Transformer(config: reader.manifest.config.model, pool: ThreadPool(threads: 1))
+        try reader.read(.parameters, elements: 0..<model.table.count, into: model.parameters.pointer)
+        let tokens = try SafeTensorsFile(contentsOf: ExportCommandTests.batch).int32s("tokens")
+        let (b, width) = (2, tokens.count / 2)
+        let inputs = (0..<b).flatMap { tokens[($0 * width)..<($0 * width + width - 1)] }
+        try model.forward(inputs: Array(inputs), targets: nil, batch: b, seqLen: width - 1)
+        var writer = SafeTensorsWriter()
+        writer.add("logits", shape: [b, width - 1, model.config.vocabSize], floats: Array(model.logits))
+        let logits = root.appendingPathComponent("zt.safetensors")
+        try writer.write(to: logits)
+        let onnx = root.appendingPathComponent("onnx")
+        let o = try CLI.run(["export", "--format", "onnx", "--checkpoint", ck.path, "--out", onnx.path])
+        try #require(o.status == 0, "export --format onnx: \(o.stderr)")
+        let check = Python.run(["scripts/check_onnx_export.py", onnx.appendingPathComponent("model.onnx").path,
+                                ExportCommandTests.batch.path, logits.path])
+        print("gpt (layernorm, gelu, tied):\n\(check.output)")
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("LayerNormalization") && check.output.contains("Erf"))
     }
 
     @Test func rejectsAnUnknownFormat() throws {
