@@ -64,7 +64,7 @@ struct Quantize: ParsableCommand {
             let int8Bytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
             let fp32Bytes = 4 * fp32.table.count
             Console.out("\(folder.path): \(int8.quantized!.weights.count) linear weights int8 \(perChannel ? "per channel" : "per tensor"), "
-                        + "router/norms/embedding f32")
+                        + "embedding, norms and any MoE router stay f32")
             Console.out("size: fp32 \(Export.format(bytes: fp32Bytes)) → int8 \(Export.format(bytes: int8Bytes)) "
                         + String(format: "(%.1f%% of fp32)", 100 * Double(int8Bytes) / Double(fp32Bytes)))
             Console.out("compute: \(GEMM.summary(backend: GEMM.backend, bf16: false)), int8 \(OneDNN.vnni ? "VNNI" : "without VNNI"), \(threads) thread(s)")
