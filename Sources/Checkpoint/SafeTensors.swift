@@ -181,6 +181,24 @@ public struct SafeTensorsFile: Sendable {
         return out
     }
 
+    /// An I8 tensor's values, copied into `dst` (exactly its elements; `shape`, when given, must match).
+    public func read(_ name: String, into dst: UnsafeMutableBufferPointer<Int8>, shape: [Int]? = nil) throws {
+        let e = try require(name)
+        guard e.dtype == .i8 else {
+            throw CheckpointError(.unsupportedDType, "\(path): tensor \(name) is \(e.dtype.rawValue), expected I8")
+        }
+        if let shape, shape != e.shape {
+            throw CheckpointError(.shapeMismatch, "\(path): tensor \(name) has shape \(e.shape), expected \(shape)")
+        }
+        guard e.count == dst.count else {
+            throw CheckpointError(.shapeMismatch, "\(path): tensor \(name) has \(e.count) elements, expected \(dst.count)")
+        }
+        let start = dataStart + e.begin
+        bytes.withUnsafeBytes { raw in
+            UnsafeMutableRawBufferPointer(dst).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[start..<(start + e.count)]))
+        }
+    }
+
     /// An integer tensor (I32 or I64) as Int32 values.
     public func int32s(_ name: String) throws -> [Int32] {
         let e = try require(name)
@@ -249,6 +267,11 @@ public struct SafeTensorsWriter {
             for i in 0..<int32s.count { raw.storeBytes(of: int32s[i].littleEndian, toByteOffset: 4 * i, as: Int32.self) }
         }
         items.append(Item(name: name, dtype: .i32, shape: shape, bytes: d))
+    }
+
+    public mutating func add(_ name: String, shape: [Int], int8s: UnsafeBufferPointer<Int8>) {
+        precondition(shape.reduce(1, *) == int8s.count, "\(name): shape \(shape) does not match \(int8s.count) elements")
+        items.append(Item(name: name, dtype: .i8, shape: shape, bytes: Data(buffer: int8s)))
     }
 
     /// The complete file.

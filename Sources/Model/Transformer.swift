@@ -53,6 +53,10 @@ public final class Transformer {
     private var bf16Regions: [BFloat16Buffer?]
     private var bf16Fresh: [Bool]
     private let bf16Scratch = BF16Scratch()
+    /// int8 inference: the quantized linear weights (`quantize(perChannel:)` or a loaded int8
+    /// model) and the scratch inputs are quantized into. Required before a forward in int8.
+    public var quantized: QuantizedWeights?
+    private let int8Scratch = Int8Scratch()
     /// Mixed precision without a residency: a micro-batch's gradients of the embedding region and
     /// of the region being back-propagated (both live at once with tied embeddings).
     private var embeddingGradientScratch = FloatBuffer(count: 0)
@@ -67,7 +71,8 @@ public final class Transformer {
     /// - Parameters:
     ///   - ownsParameters, ownsGradients: false leaves `parameters` / `gradients` empty (ZeRO
     ///     stage 3 / stages 2–3, where a `residency` must be set before forward).
-    ///   - precision: bf16 runs the linear layers' products on bf16 copies of the weights.
+    ///   - precision: bf16 runs the linear layers' products on bf16 copies of the weights; int8
+    ///     (inference only) on `quantized`, the int8 weights.
     public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true,
                 precision: Precision = .fp32, checkpointing: ActivationCheckpointing = .none) throws {
         try config.validate()
@@ -83,6 +88,13 @@ public final class Transformer {
         gradientBase = Array(repeating: nil, count: table.regions.count)
         bf16Regions = Array(repeating: nil, count: table.regions.count)
         bf16Fresh = Array(repeating: false, count: table.regions.count)
+    }
+
+    /// int8 inference: quantizes the fp32 linear weights now in `parameters` (PyTorch's
+    /// `quantize_dynamic`: symmetric int8, per tensor or per output channel) into `quantized`.
+    public func quantize(perChannel: Bool) {
+        precondition(parameters.count == table.count, "quantize needs a model that owns its parameters")
+        quantized = QuantizedWeights(config: config, table: table, parameters: parameters.pointer, perChannel: perChannel)
     }
 
     /// The fp32 parameters changed (an optimizer step, a restore, a load): the bf16 copies are
@@ -206,6 +218,13 @@ public final class Transformer {
         return BF16Operands(weight: UnsafePointer(bf16Weight(kind, layer, expert)), scratch: bf16Scratch)
     }
 
+    /// The int8 operands of linear weight `kind` (nil unless the model runs in int8 and the weight
+    /// is quantized — the MoE router is not).
+    @inline(__always) func int8(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> Int8Operands? {
+        guard precision == .int8, let quantized else { return nil }
+        return quantized.operands(offset: table.offset(kind, layer: layer, expert: expert), scratch: int8Scratch)
+    }
+
     @inline(__always) func bf16Weight(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<UInt16> {
         let r = table.region(kind, layer: layer, layers: config.numLayers)
         return bf16Regions[r]!.pointer + (table.offset(kind, layer: layer, expert: expert) - table.regions[r].lowerBound)
@@ -265,6 +284,15 @@ public final class Transformer {
                        down: (0..<moe.numExperts).map { p(.expertDown, $0) },
                        sharedGate: hasShared ? p(.sharedGate) : nil, sharedUp: hasShared ? p(.sharedUp) : nil,
                        sharedDown: hasShared ? p(.sharedDown) : nil, scratch: bf16Scratch)
+    }
+
+    private func moeInt8(layer l: Int) -> MoEInt8? {
+        guard precision == .int8, quantized != nil, let moe = config.moeConfig else { return nil }
+        let hasShared = moe.numSharedExperts > 0
+        return MoEInt8(gate: (0..<moe.numExperts).map { int8(.expertGate, l, $0)! }, up: (0..<moe.numExperts).map { int8(.expertUp, l, $0)! },
+                       down: (0..<moe.numExperts).map { int8(.expertDown, l, $0)! },
+                       sharedGate: hasShared ? int8(.sharedGate, l) : nil, sharedUp: hasShared ? int8(.sharedUp, l) : nil,
+                       sharedDown: hasShared ? int8(.sharedDown, l) : nil)
     }
 
     // MARK: normalisation
@@ -338,7 +366,8 @@ public final class Transformer {
         let n = batch * seqLen, c = config.hiddenSize, v = config.vocabSize
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
-        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16,
+                       int8: config.tieEmbeddings ? int8(.embedding) : int8(.lmHead))
 
         lastAuxLoss = auxLoss(a)
         if config.moeConfig != nil { lastExpertCounts = routingTotals(a).counts }
@@ -363,13 +392,16 @@ public final class Transformer {
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
         Linear.forward(x: a.lnf.pointer + rows.lowerBound * c, weight: head, y: out, rows: rows.count, inFeatures: c,
-                       outFeatures: config.vocabSize, bf16: headBF16)
+                       outFeatures: config.vocabSize, bf16: headBF16, int8: config.tieEmbeddings ? int8(.embedding) : int8(.lmHead))
     }
 
     /// Embedding, blocks and final norm (into `lnf`), with the LM head's region acquired.
     /// `logits`: the activations need the (rows, vocab) logits buffers.
     private func trunk(inputs: [Int32], targets: [Int32]?, batch: Int, seqLen: Int, dropout: DropoutContext?, logits: Bool) throws -> Activations {
         try checkInputs(inputs, targets, batch: batch, seqLen: seqLen)
+        if precision == .int8, quantized == nil || residency != nil {
+            throw ModelError(.invalidInput, "an int8 model needs its quantized weights (quantize(perChannel:) or a quantized folder) and its own parameters")
+        }
         if acts?.batch != batch || acts?.seqLen != seqLen || (logits && acts?.hasLogits == false) {
             acts = Activations(config: config, batch: batch, seqLen: seqLen, slots: checkpointing.slots(layers: config.numLayers), logits: logits)
         }
@@ -430,16 +462,16 @@ public final class Transformer {
         let x = a.layerIn[l].pointer, ln1 = a.ln1[a.slot(l)].pointer, mid = a.mid[a.slot(l)].pointer, ln2 = a.ln2[a.slot(l)].pointer
         let branch = a.branch.pointer
         normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, rows: n)
-        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
-        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l))
-        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l))
+        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l), int8: int8(.qProj, l))
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l), int8: int8(.kProj, l))
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l), int8: int8(.vProj, l))
         rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h)
         rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv)
         Attention.forward(q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer, out: a.attOut[a.slot(l)].pointer,
                           probs: a.probs[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
                           headDim: d, window: config.window, pool: pool)
         Linear.forward(x: a.attOut[a.slot(l)].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c,
-                       bf16: bf16(.oProj, l))
+                       bf16: bf16(.oProj, l), int8: int8(.oProj, l))
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
@@ -457,23 +489,24 @@ public final class Transformer {
     private func mlpForward(layer l: Int, _ a: Activations, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
         if let moe = a.moe[a.slot(l)] {
-            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), bf16: moeBF16(layer: l), pool: pool)
+            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), bf16: moeBF16(layer: l), int8: moeInt8(layer: l),
+                        pool: pool)
             a.expertCounts[l] = moe.expertCounts
             a.probSums[l] = moe.probSums
         } else if config.activation == "swiglu" {
             Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpGate, l))
+                           bf16: bf16(.mlpGate, l), int8: int8(.mlpGate, l))
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpUp, l))
+                           bf16: bf16(.mlpUp, l), int8: int8(.mlpUp, l))
             SwiGLU.forward(gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer, h: a.h[a.slot(l)].pointer, count: n * ffn)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
-                           bf16: bf16(.mlpDown, l))
+                           bf16: bf16(.mlpDown, l), int8: int8(.mlpDown, l))
         } else {
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpUp, l))
+                           bf16: bf16(.mlpUp, l), int8: int8(.mlpUp, l))
             GELU.forward(x: a.up[a.slot(l)].pointer, y: a.h[a.slot(l)].pointer, count: n * ffn)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
-                           bf16: bf16(.mlpDown, l))
+                           bf16: bf16(.mlpDown, l), int8: int8(.mlpDown, l))
         }
     }
 
@@ -529,6 +562,7 @@ public final class Transformer {
     /// of the loss on the logits (distillation) before it flows back.
     public func backward(scale: Float = 1, gradientsReady: ((Range<Int>) -> Void)? = nil,
                          logitGradient: ((UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) throws -> Void)? = nil) throws {
+        guard precision.trains else { throw ModelError(.invalidInput, "int8 models run inference only; train in fp32 or bf16") }
         guard let a = acts, let targets = a.targets else {
             throw ModelError(.invalidInput, "backward needs a forward with targets first")
         }

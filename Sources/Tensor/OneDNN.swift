@@ -204,8 +204,9 @@ public enum OneDNN {
     final class ThreadCache {
         let stream: dnnl_stream_t
         private var entries: [MatmulKey: Matmul?] = [:]
+        private var int8Entries: [Int8MatmulKey: Int8Matmul?] = [:]
 
-        var count: Int { entries.count }
+        var count: Int { entries.count + int8Entries.count }
 
         init() {
             var s: dnnl_stream_t?
@@ -220,6 +221,13 @@ public enum OneDNN {
             if let hit = entries[key] { return hit }
             let made = Matmul(key)
             entries[key] = made
+            return made
+        }
+
+        func entry(for key: Int8MatmulKey) -> Int8Matmul? {
+            if let hit = int8Entries[key] { return hit }
+            let made = Int8Matmul(key)
+            int8Entries[key] = made
             return made
         }
 

@@ -71,7 +71,7 @@ struct BenchTrain: ParsableCommand {
                 cfg.training.gemm = g
             }
             if let precision {
-                guard let p = Precision(rawValue: precision) else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+                guard let p = Precision(rawValue: precision), p.trains else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
                 cfg.training.precision = p
             }
             guard steps >= 1 else { throw TrainingError(.badInput, "--steps must be ≥ 1") }

@@ -7,11 +7,13 @@ import Training
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a checkpoint as a Hugging Face model folder (config.json, sharded safetensors, index).",
+        abstract: "Write a checkpoint as a Hugging Face model folder (config.json, sharded safetensors, index) or as ONNX.",
         discussion: """
             --checkpoint is a checkpoint directory (its latest step), one step folder, or a Hugging Face folder \
             (to re-shard it or change its dtype). The weights are written tensor by tensor; a model larger than \
             --max-shard-size is split into model-00001-of-0000K.safetensors … with model.safetensors.index.json.
+            --format onnx writes --out/model.onnx instead: the forward pass (opset 17, standard operators), with \
+            past_key_values.N.key/value inputs and present.N.key/value outputs unless --no-kv-cache (docs/serving.md).
             """)
 
     @Option(name: .long, help: "Checkpoint directory, step folder, or Hugging Face folder.")
@@ -20,14 +22,30 @@ struct Export: ParsableCommand {
     @Option(name: .long, help: "Output folder (created if needed).")
     var out: String
 
+    @Option(name: .long, help: "Output format: hf (a Hugging Face folder) or onnx (model.onnx in --out).")
+    var format: String = "hf"
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "ONNX: past_key_values inputs and present outputs (the KV cache).")
+    var kvCache: Bool = true
+
+    @Flag(name: .long, help: "ONNX: weights in model.onnx.data beside the model (always done above 2 GB).")
+    var externalData: Bool = false
+
     @Option(name: .long, help: "Weight type: f32 or bf16 (round to nearest even).")
     var dtype: String = "f32"
 
     @Option(name: .long, help: "Largest weight file: bytes, or with a unit (500MB, 5GB = 5·10^9, 2GiB = 2·2^30).")
     var maxShardSize: String = "5GB"
 
+    enum Format: String { case hf, onnx }
+
+    var outputFormat: Format { Format(rawValue: format.lowercased()) ?? .hf }
+
     func run() throws {
         try runReportingErrors {
+            guard Format(rawValue: format.lowercased()) != nil else {
+                throw ValidationError("--format must be hf or onnx, got \"\(format)\"")
+            }
             guard let dtype = ExportDType(rawValue: dtype.lowercased()) else {
                 throw ValidationError("--dtype must be f32 or bf16, got \"\(self.dtype)\"")
             }
@@ -39,11 +57,15 @@ struct Export: ParsableCommand {
             guard source.resolvingSymlinksInPath().path != folder.resolvingSymlinksInPath().path else {
                 throw ValidationError("--out must differ from --checkpoint (the export replaces the folder's weight files)")
             }
-            let tensors = try tensorSource(source)
-            let table = ParameterTable(config: tensors.model)
+            let tensors = try ModelSource(source)
+            let table = ParameterTable(config: tensors.config)
             let clock = ContinuousClock()
             let start = clock.now
-            let files = try HuggingFaceExport.write(model: tensors.model, table: table, to: folder, dtype: dtype,
+            if outputFormat == .onnx {
+                try exportONNX(tensors, table: table, to: folder)
+                return
+            }
+            let files = try HuggingFaceExport.write(model: tensors.config, table: table, to: folder, dtype: dtype,
                                                     maxShardBytes: maxShardBytes, read: tensors.read)
             let seconds = (clock.now - start).seconds
             var total = 0
@@ -57,23 +79,30 @@ struct Export: ParsableCommand {
         }
     }
 
-    /// Where the tensors come from: the model config, and a function that fills one tensor.
-    /// The one place that knows the checkpoint format.
-    private func tensorSource(_ url: URL) throws -> (model: ModelConfig, read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) {
-        let fm = FileManager.default
-        let isHuggingFace = fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.huggingFaceConfigFile).path)
-            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.manifestFile).path)
-            && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.latestFile).path)
-        if isHuggingFace {
-            let model = try CheckpointStore.huggingFaceConfig(url)
-            let weights = try HuggingFaceFolder(url)
-            return (model, { entry, dst in try weights.read(entry, into: dst) })
+    /// Writes `--out`/model.onnx: the forward pass as standard opset-17 operators (`ONNXExport`),
+    /// fp32 weights inline, or in model.onnx.data with --external-data or above protobuf's 2 GB.
+    private func exportONNX(_ tensors: ModelSource, table: ParameterTable, to folder: URL) throws {
+        guard dtype.lowercased() == "f32" else { throw ValidationError("--format onnx writes f32 weights; drop --dtype \(dtype)") }
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(.io, "cannot create \(folder.path)", cause: error)
         }
-        // A sharded checkpoint: each tensor is read from the shard files it spans (verified), one at a time.
-        let reader = try CheckpointReader<TrainConfig>(url)
-        return (reader.manifest.config.model, { entry, dst in
-            try reader.read(.parameters, elements: entry.offset..<(entry.offset + entry.count), into: dst)
-        })
+        let clock = ContinuousClock()
+        let start = clock.now
+        let onnx = ONNXExport.model(config: tensors.config, table: table, kvCache: kvCache, read: tensors.read)
+        // protobuf's limit is 2 GiB per message; leave room for the graph itself.
+        let external = externalData || onnx.initializerBytes > (1 << 31) - (64 << 20)
+        let files = try onnx.write(to: folder.appendingPathComponent("model.onnx"), externalData: external)
+        var total = 0
+        for f in files {
+            let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? 0
+            total += size
+            Console.out("\(f.path)  \(Self.format(bytes: size))")
+        }
+        Console.out("onnx opset \(onnx.opset), \(onnx.nodes.count) nodes, \(table.count) parameters (f32), KV cache \(kvCache ? "in/out" : "none"), "
+                    + "\(external ? "external data" : "weights inline"), \(Self.format(bytes: total)) in "
+                    + String(format: "%.2f s", (clock.now - start).seconds))
     }
 
     static func format(bytes: Int) -> String {

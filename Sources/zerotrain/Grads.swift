@@ -29,7 +29,7 @@ struct Grads: ParsableCommand {
     var gemm: String = "onednn"
 
     func validate() throws {
-        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+        guard Precision(rawValue: precision)?.trains == true else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
         guard GEMMBackend(rawValue: gemm) != nil else { throw ValidationError("--gemm must be onednn or openblas, got \"\(gemm)\"") }
     }
 

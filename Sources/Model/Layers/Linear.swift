@@ -6,11 +6,24 @@ import Tensor
 /// In mixed precision (`bf16` given) the products take bf16 operands — the weight's bf16 copy
 /// and the input (or output gradient) rounded to bf16 in `bf16.scratch` — and accumulate and
 /// write fp32, as `torch.autocast` does for `linear` (with an fp32 instead of a bf16 result).
+///
+/// In int8 inference (`int8` given) the product is PyTorch's dynamically quantized linear: x is
+/// quantized to uint8 per call from its min and max (`Quantization.quantizeActivations`), multiplied
+/// by the int8 weight with int32 accumulation, and written in fp32 as
+/// y = (scale_x · scale_w) · Σ (q_x − zero_x) · q_w. The fp32 `weight` is then not read.
 public enum Linear {
     /// x (rows, in) → y (rows, out) = x · Wᵀ; with `accumulate`, y += x · Wᵀ.
     public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
-                               bf16: BF16Operands? = nil, varyingRows: Bool = false) {
+                               bf16: BF16Operands? = nil, int8: Int8Operands? = nil, varyingRows: Bool = false) {
+        if let int8 {
+            let xq = int8.scratch.input(rows * inFeatures), scales = int8.scratch.scales(outFeatures)
+            let p = Quantization.quantizeActivations(x, count: rows * inFeatures, into: xq)
+            for j in 0..<outFeatures { scales[j] = p.scale * int8.scales[int8.perChannel ? j : 0] }
+            GEMM.int8gemm(m: rows, n: outFeatures, k: inFeatures, a: xq, lda: inFeatures, aZeroPoint: p.zeroPoint,
+                          b: int8.weight, ldb: inFeatures, scales: scales, accumulate: accumulate, c: y, ldc: outFeatures)
+            return
+        }
         if let bf16 {
             let xb = bf16.scratch.input(rows * inFeatures)
             BF16.convert(x, to: xb, count: rows * inFeatures)
@@ -87,4 +100,44 @@ public final class BF16Scratch {
 
     /// Bytes held.
     public var bytes: Int { 2 * (inputs.count + gradients.count) }
+}
+
+/// A linear layer's int8 side in dynamic quantization: its int8 weight [out, in], its scales (one,
+/// or one per output channel) and the scratch its input is quantized into.
+public struct Int8Operands {
+    public let weight: UnsafePointer<Int8>
+    public let scales: UnsafePointer<Float>
+    public let perChannel: Bool
+    public let scratch: Int8Scratch
+
+    public init(weight: UnsafePointer<Int8>, scales: UnsafePointer<Float>, perChannel: Bool, scratch: Int8Scratch) {
+        self.weight = weight
+        self.scales = scales
+        self.perChannel = perChannel
+        self.scratch = scratch
+    }
+}
+
+/// Growable buffers for a layer's quantized input and its output scales (one model's, used by
+/// one thread at a time).
+public final class Int8Scratch {
+    private var inputs = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1)
+    private var outputScales = FloatBuffer(count: 0)
+
+    public init() {}
+
+    deinit { inputs.deallocate() }
+
+    public func input(_ count: Int) -> UnsafeMutablePointer<UInt8> {
+        if inputs.count < count {
+            inputs.deallocate()
+            inputs = .allocate(capacity: count)
+        }
+        return inputs.baseAddress!
+    }
+
+    public func scales(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if outputScales.count < count { outputScales = FloatBuffer(count: count) }
+        return outputScales.pointer
+    }
 }

@@ -48,6 +48,22 @@ public struct MoEBF16 {
     func operands(_ w: UnsafePointer<UInt16>?) -> BF16Operands? { w.map { BF16Operands(weight: $0, scratch: scratch) } }
 }
 
+/// The experts' int8 weights in int8 inference (the router stays fp32).
+public struct MoEInt8 {
+    public var gate: [Int8Operands], up: [Int8Operands], down: [Int8Operands]
+    public var sharedGate: Int8Operands?, sharedUp: Int8Operands?, sharedDown: Int8Operands?
+
+    public init(gate: [Int8Operands], up: [Int8Operands], down: [Int8Operands],
+                sharedGate: Int8Operands?, sharedUp: Int8Operands?, sharedDown: Int8Operands?) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.sharedGate = sharedGate
+        self.sharedUp = sharedUp
+        self.sharedDown = sharedDown
+    }
+}
+
 /// Top-k routed Mixture-of-Experts with SwiGLU experts (Mixtral), optional shared experts
 /// (DeepSeekMoE) and the Switch load-balancing statistics.
 ///
@@ -111,7 +127,7 @@ public final class MixtureOfExperts {
 
     /// x (rows, C) → y (rows, C). Saves routing and expert activations for backward.
     public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, w: MoEPointers, bf16: MoEBF16? = nil,
-                        pool: ThreadPool) {
+                        int8: MoEInt8? = nil, pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         Linear.forward(x: x, weight: w.router, y: probs.pointer, rows: n, inFeatures: c, outFeatures: e)
         for row in 0..<n { Kernels.softmaxRow(probs.pointer + row * e, count: e) }
@@ -151,11 +167,13 @@ public final class MixtureOfExperts {
             guard cnt > 0 else { continue }
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
-            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]), varyingRows: true)
-            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]), varyingRows: true)
+            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]),
+                           int8: int8?.gate[ex], varyingRows: true)
+            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]),
+                           int8: int8?.up[ex], varyingRows: true)
             SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i)
             Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c,
-                           bf16: bf16?.operands(bf16?.down[ex]), varyingRows: true)
+                           bf16: bf16?.operands(bf16?.down[ex]), int8: int8?.down[ex], varyingRows: true)
         }
         let selectedWeights = weights.pointer, out = outPacked.pointer
         slotRow.withUnsafeBufferPointer { slots in
@@ -171,12 +189,12 @@ public final class MixtureOfExperts {
         }
         if shared > 0, let sg = w.sharedGate, let su = w.sharedUp, let sd = w.sharedDown {
             Linear.forward(x: x, weight: sg, y: sharedGateAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
-                           bf16: bf16?.operands(bf16?.sharedGate))
+                           bf16: bf16?.operands(bf16?.sharedGate), int8: int8?.sharedGate)
             Linear.forward(x: x, weight: su, y: sharedUpAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
-                           bf16: bf16?.operands(bf16?.sharedUp))
+                           bf16: bf16?.operands(bf16?.sharedUp), int8: int8?.sharedUp)
             SwiGLU.forward(gate: sharedGateAct.pointer, up: sharedUpAct.pointer, h: sharedH.pointer, count: n * shared)
             Linear.forward(x: sharedH.pointer, weight: sd, y: y, rows: n, inFeatures: shared, outFeatures: c, accumulate: true,
-                           bf16: bf16?.operands(bf16?.sharedDown))
+                           bf16: bf16?.operands(bf16?.sharedDown), int8: int8?.sharedDown)
         }
     }
 

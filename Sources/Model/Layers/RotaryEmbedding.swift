@@ -53,3 +53,21 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 }
+
+extension RotaryEmbedding {
+    /// The tables as (maxPositions, headDim): each pair's cos and sin in both halves (the layout
+    /// of transformers' `cos`/`sin` caches, which exported graphs multiply elementwise).
+    public func fullTables() -> (cos: [Float], sin: [Float]) {
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: maxPositions * headDim), s = c
+        for p in 0..<maxPositions {
+            for i in 0..<half {
+                c[p * headDim + i] = cosTable[p * half + i]
+                c[p * headDim + half + i] = cosTable[p * half + i]
+                s[p * headDim + i] = sinTable[p * half + i]
+                s[p * headDim + half + i] = sinTable[p * half + i]
+            }
+        }
+        return (c, s)
+    }
+}

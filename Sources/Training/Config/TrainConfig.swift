@@ -62,7 +62,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("eval_interval", \.evalInterval), .init("eval_sequences", \.evalSequences),
         .init("distillation", \.distillation),
         .init("gemm", \.gemm, read: { try named($0, "onednn or openblas") }, write: { $0.rawValue }),
-        .init("precision", \.precision, read: { try named($0, "fp32 or bf16") }, write: { $0.rawValue }),
+        .init("precision", \.precision, read: { try trainable(named($0, "fp32 or bf16")) }, write: { $0.rawValue }),
         .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
             switch c {
             case .none: "none"
@@ -93,6 +93,12 @@ public struct TrainingConfig: ConfigSection, Equatable {
         let text = try value.decode(String.self)
         guard let v = Value(rawValue: text) else { throw InvalidConfigValue("must be \(allowed), got \"\(text)\"") }
         return v
+    }
+
+    /// int8 is an inference precision (`zerotrain quantize`), not a training one.
+    private static func trainable(_ precision: Precision) throws -> Precision {
+        guard precision.trains else { throw InvalidConfigValue("must be fp32 or bf16, got \"\(precision.rawValue)\" (int8 is for inference: zerotrain quantize)") }
+        return precision
     }
 
     public var schedule: LRSchedule {
