@@ -305,7 +305,7 @@ public final class ZMQAuthenticator: Sendable {
                     if m.unconfirmed.count == 1 { m.unconfirmed.removeAll() }
                 case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
                     m.failure = kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? Self.describe(protocolError: Int32(bitPattern: value))
-                        : "the connection broke off during the handshake"
+                        : "the handshake failed (a peer without CURVE, or one that broke off)"
                 case ZMQ_EVENT_DISCONNECTED:
                     let fd = Int32(bitPattern: value)
                     let address = m.unconfirmed.removeValue(forKey: fd)
