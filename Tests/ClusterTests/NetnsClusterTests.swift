@@ -19,16 +19,12 @@ import ZeroTrainTestKit
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         try CLI.write(Self.config, to: root.appendingPathComponent("netns.yaml"))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [CLI.repo.appendingPathComponent("scripts/netns-cluster.sh").path, "--zerotrain", CLI.binary.path,
-                       "--config", root.appendingPathComponent("netns.yaml").path, "--out", root.appendingPathComponent("out").path]
         let outURL = root.appendingPathComponent("script.out")
         _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
         let handle = try FileHandle(forWritingTo: outURL)
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
+        let p = try CLI.start([CLI.repo.appendingPathComponent("scripts/netns-cluster.sh").path, "--zerotrain", CLI.binary.path,
+                               "--config", root.appendingPathComponent("netns.yaml").path, "--out", root.appendingPathComponent("out").path],
+                              executable: URL(fileURLWithPath: "/bin/bash"), stdout: handle, stderr: handle)
         if !CLI.wait(for: [p], timeout: 240) { kill(p.processIdentifier, SIGTERM) }
         p.waitUntilExit()
         let text = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
