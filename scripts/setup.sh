@@ -2,7 +2,8 @@
 # Installs the system libraries ZeroTrain links against (Debian/Ubuntu), if missing.
 set -euo pipefail
 need=()
-for pkg in libzmq3-dev libopenblas-dev libnuma-dev libdnnl-dev zlib1g-dev libzstd-dev pkg-config; do
+# iproute2 (ip, tc): scripts/netns-cluster.sh and its test.
+for pkg in libzmq3-dev libopenblas-dev libnuma-dev libdnnl-dev zlib1g-dev libzstd-dev pkg-config iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -141,7 +141,6 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         return (try? e.encode(self)) ?? Data()
     }
 
-    public static func decode(_ data: Data) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: data) }
 
     /// Version of this control protocol; a worker with another is refused.
     public static let protocolVersion = 2

@@ -26,13 +26,18 @@ public struct NetworkFuzzer {
     /// 2^62 bytes. Returns when all are sent.
     public mutating func raw(host: String, port: Int, count: Int) -> Report {
         var report = Report()
+        var refusedInARow = 0
         while report.frames < count {
             let fd = Self.connect(host: host, port: port)
             guard fd >= 0 else {
+                // The port is closed: the daemon is gone (or the job ended); give up after 50 tries.
                 report.refused += 1
+                refusedInARow += 1
+                if refusedInARow >= 50 { break }
                 usleep(1000)
                 continue
             }
+            refusedInARow = 0
             report.connections += 1
             for _ in 0..<(1 + Int(rng.next() % 3)) where report.frames < count {
                 let frame = nextFrame()

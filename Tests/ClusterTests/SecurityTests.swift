@@ -180,6 +180,7 @@ import ZeroTrainTestKit
         #expect(attacked.status == 0, "\(attacked.coordinatorLog)")
         #expect(attacked.losses == clean.losses, "the attacked job trained other losses")
         #expect(attacked.losses.count == 400)
+        #expect(clean.losses.count == 400)
         let intruders = collected.all
         #expect(intruders.count == 3)
         for (name, r) in intruders {
@@ -202,7 +203,8 @@ import ZeroTrainTestKit
     /// messages from a peer whose key is allowed. The job finishes with the clean run's losses;
     /// the coordinator's and the worker's peak resident set stay within 64 MiB of the clean run's.
     @Test func fuzzedDaemonsTrainTheSameLossesInBoundedMemory() throws {
-        let cluster = try Cluster(steps: 400, allowed: ["worker-0", "worker-1", "fuzzer"])
+        // Long enough for the fuzzer to finish while the job trains, also on a loaded machine.
+        let cluster = try Cluster(steps: 1200, allowed: ["worker-0", "worker-1", "fuzzer"])
         defer { try? FileManager.default.removeItem(at: cluster.root) }
         let clean = try cluster.run("clean")
         try #require(clean.status == 0, "\(clean.coordinatorLog)")
@@ -220,10 +222,10 @@ import ZeroTrainTestKit
             }
         }
         #expect(fuzzed.status == 0, "\(fuzzed.coordinatorLog)")
-        #expect(fuzzed.losses == clean.losses, "the fuzzed job trained other losses")
+        #expect(fuzzed.losses == clean.losses && clean.losses.count == 1200, "the fuzzed job trained other losses")
         #expect(controlSent == 600)
         #expect(reports.reduce(0) { $0 + $1.frames } == 4000)
-        #expect(reports.allSatisfy { $0.refused == 0 }, "a daemon stopped accepting connections: \(reports)")
+        #expect(reports.allSatisfy { $0.refused == 0 }, "a daemon stopped accepting connections (or the job ended) before the fuzzer was done: \(reports)")
         #expect(fuzzed.coordinatorLog.contains("security: ignored a control message from peer"), "\(fuzzed.coordinatorLog)")
         let bound = 64 << 20
         #expect(fuzzed.peakBytes.coordinator <= clean.peakBytes.coordinator + bound,
