@@ -64,7 +64,11 @@ public enum ZMQKeyFile {
     /// Refuses to overwrite an existing secret.
     public static func write(_ pair: ZMQCurveKeyPair, directory: URL, name: String) throws -> (secret: URL, public: URL) {
         let fm = FileManager.default
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // Parents as usual; the key folder itself 0700.
+        try fm.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if !fm.fileExists(atPath: directory.path) {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        }
         let secret = directory.appendingPathComponent(name + ".key"), pub = directory.appendingPathComponent(name + ".pub")
         guard !fm.fileExists(atPath: secret.path) else {
             throw CommError(.invalidArgument, "\(secret.path) exists already; remove it or choose another --out")

@@ -63,4 +63,24 @@ import ZeroTrainTestKit
         #expect(list.status == 2 && list.stderr.contains("allowed:2: not a Z85 CURVE key"), "\(list.stderr)")
         #expect(list.stderr.split(separator: "\n").count == 1, "\(list.stderr)")
     }
+
+    /// `zerotrain local --curve`: keys for the job in RUN_DIR/keys, CURVE on both planes, the job trains.
+    @Test func localWithCurveGeneratesKeysPerJob() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.config.replacingOccurrences(of: "total_steps: 1", with: "total_steps: 5"), to: root.appendingPathComponent("c.yaml"))
+        let run = root.appendingPathComponent("run")
+        let r = try CLI.run(["local", "--config", root.appendingPathComponent("c.yaml").path, "--workers", "2", "--curve", "--run-dir", run.path])
+        #expect(r.status == 0 && r.stdout.contains("finished 5 steps"), "\(r.stdout) \(r.stderr)")
+        for name in ["coordinator.key", "worker-0.key", "worker-1.key"] {
+            let mode = try FileManager.default.attributesOfItem(atPath: run.appendingPathComponent("keys/\(name)").path)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(name)")
+        }
+        let allowed = try String(contentsOf: run.appendingPathComponent("keys/allowed-workers"), encoding: .utf8)
+        #expect(allowed.split(separator: "\n").filter { !$0.hasPrefix("# ") }.count == 2)
+        for slot in 0..<2 {
+            let log = try String(contentsOf: run.appendingPathComponent("worker-\(slot).log"), encoding: .utf8)
+            #expect(log.contains("(CURVE)"), "\(log)")
+        }
+    }
 }
