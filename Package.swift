@@ -86,7 +86,7 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data", "Evaluation"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
-                                                         "ZeroTrainTestWorker"]),
+                                                         "ZeroTrainTestWorker", "CommZMQ"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),

@@ -37,6 +37,14 @@ public struct RankCommand: Codable, Sendable {
     public var warmup: Int?
     public var iterations: Int?
 
+    /// `bind`: libzmq I/O threads of the rank's context (default 1; the first bind decides).
+    public var ioThreads: Int?
+    /// `bind`: CURVE on the ring link with this Z85 secret key, admitting only `predecessorPublicKey`.
+    public var curveSecretKey: String?
+    public var predecessorPublicKey: String?
+    /// `connect`: the successor's CURVE public key (with `curveSecretKey`).
+    public var successorPublicKey: String?
+
     public init(cmd: String) { self.cmd = cmd }
 }
 

@@ -20,6 +20,7 @@ public final class RankWorker {
     private let wrapTransport: TransportWrapper
     private let handleOther: CommandHandler
     private var context: ZMQContext?
+    private var authenticator: ZMQAuthenticator?
     private var transport: ZMQTransport?
     private var group: ProcessGroup?
     private var pending: RankCommand?
@@ -58,9 +59,16 @@ public final class RankWorker {
             }
             group = nil
             transport?.close()
-            if context == nil { context = try ZMQContext() }
+            if context == nil { context = try ZMQContext(ioThreads: c.ioThreads ?? 1) }
             var options = ZMQTransport.Options()
             if let bytes = c.socketBufferBytes { options.kernelBufferBytes = bytes }
+            if let secret = c.curveSecretKey {
+                // CURVE as in a job: this rank's key, and a ZAP handler that admits the predecessor's key only.
+                options.curve = .init(own: try ZMQCurveKeyPair(secretKey: secret))
+                options.zapDomain = "zerotrain-ring"
+                if authenticator == nil { authenticator = try ZMQAuthenticator(context: context!, log: { _ in }) }
+                authenticator?.setPolicy(.keys(Set([c.predecessorPublicKey].compactMap { $0 })), domain: "zerotrain-ring")
+            }
             let t = try ZMQTransport(context: context!, rank: rank, worldSize: worldSize, bind: endpoint, options: options)
             transport = t
             pending = c
@@ -71,7 +79,7 @@ public final class RankWorker {
             guard let t = transport, let bind = pending, let successor = c.successor else {
                 throw CommError(.invalidArgument, "connect needs a successor endpoint after bind")
             }
-            try t.connect(successor: successor)
+            try t.connect(successor: successor, publicKey: c.successorPublicKey)
             var options = ProcessGroup.Options()
             options.checksumPayloads = c.checksum ?? true
             if let bytes = c.segmentBytes { options.segmentBytes = bytes }

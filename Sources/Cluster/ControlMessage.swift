@@ -58,6 +58,13 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var pid: Int?
     /// register: the shards the worker holds in memory (in-memory replicas).
     public var replicas: [ReplicaInfo]?
+    /// register: `security.job_token`; a coordinator with a token refuses a registration without it.
+    public var jobToken: String?
+    /// register: with keys, whether the worker encrypts its ring links (security.encrypt_data_plane).
+    public var encryptsRing: Bool?
+    /// register: the worker's CURVE public key as the coordinator's ZAP handler authenticated it.
+    /// Set by the coordinator's daemon from the connection, never taken from the message.
+    public var publicKey: String?
     // refused, shutdown, failed
     public var reason: String?
     /// failed: a device stopped after fault_tolerance.max_skipped_steps non-finite updates in a row.
@@ -69,6 +76,10 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var epoch: UInt64?
     public var config: TrainConfig?
     public var successors: [String]?
+    /// assign: the data endpoint of each of the worker's ranks' ring predecessors.
+    public var predecessors: [String]?
+    /// assign: every rank's CURVE public key (index = rank), when the job's workers are authenticated.
+    public var ringKeys: [String]?
     /// assign: the data files a worker that cannot see them fetches (TokenFetch).
     public var dataFiles: [String]?
     public var resumeFrom: String?
@@ -134,7 +145,6 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         return (try? e.encode(self)) ?? Data()
     }
 
-    public static func decode(_ data: Data) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: data) }
 
     /// Version of this control protocol; a worker with another is refused.
     public static let protocolVersion = 2

@@ -92,13 +92,21 @@ public final class Coordinator: Sendable {
         monitor.notifier.notify("READY=1", "STATUS=waiting for \(config.cluster.workers) worker(s) on \(server.endpoint)")
         let metricsPath = config.training.metricsFile ?? runDirectory.appendingPathComponent("metrics.jsonl").path
         let metrics = try MetricsLog(path: metricsPath)
+        // The keys and the token stay here: workers get the job's config without its security section.
+        let jobToken = jobConfig.security?.jobToken
+        let ringEncryption = jobConfig.security.flatMap { $0.secretKeyFile == nil ? nil : $0.encryptDataPlane }
+        jobConfig.security = nil
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
                                      dataFiles: dataFiles, startStep: startStep, resumeFrom: resumeFolder,
-                                     recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath))
+                                     recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath), jobToken: jobToken,
+                                     ringEncryption: ringEncryption)
         let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
         func now() -> Double { (clock.now - origin).seconds }
         var stopSent = false
         var stop = mailbox.attach(server.wakeup)
+        // Registration attempts: 20 a second, bursts of 40 (a legitimate worker retries at most every 50 ms until delivered).
+        var registrations = RateLimiter(perSecond: 20, burst: 40)
+        var refusalsLoggedAt = 0.0
         while true {
             var actions: [CoordinatorState.Action] = []
             if stop && !stopSent {
@@ -110,16 +118,26 @@ public final class Coordinator: Sendable {
                                 monitoring.notifier.watchdogInterval.map { clock.now + .seconds($0) }].compactMap { $0 }.min()
                 switch try server.next(until: deadline) {
                 case let .message(peer, payload):
-                    if let m = ControlMessage.decode(payload) {
+                    switch ControlMessage.decodeChecked(payload) {
+                    case var .success(m):
+                        // A registration is used only within the rate limit, and with the key the
+                        // connection authenticated (never a key the message claims).
+                        if m.kind == .register && !registrations.admit(now: now()) { break }
+                        m.publicKey = server.authenticatedKey(of: peer)
                         actions += state.event(.message(from: peer, m, now: now()))
-                    } else {
-                        output("ignored an unreadable control message (\(payload.count) bytes)")
+                    case let .failure(rejection):
+                        let key = server.authenticatedKey(of: peer).map { ", key \(String($0.prefix(12)))…" } ?? ""
+                        output("security: ignored a control message from peer \(peer.map { String(format: "%02x", $0) }.joined())\(key): \(rejection.reason)")
                     }
                 case .wakeup:
                     stop = mailbox.take().stop
                 case .deadline:
                     break
                 }
+            }
+            if registrations.refusals > 0 && now() - refusalsLoggedAt >= 1 {
+                refusalsLoggedAt = now()
+                output("security: ignored \(registrations.takeRefusals()) registration attempt(s) over the rate limit (20 a second)")
             }
             actions += state.event(.tick(now: now()))
             let code = try perform(actions, state: &state, server: server, metrics: metrics, monitor: monitor, progress: progress, now: now)

@@ -40,6 +40,8 @@ public struct CoordinatorState {
         public var endpoints: [String]
         public var host: String
         public var pid: Int
+        /// The worker's authenticated CURVE public key (nil without security).
+        public var publicKey: String?
         /// Shards the worker holds in its memory (in-memory replicas), as it registered.
         public var replicas: [ReplicaInfo] = []
         /// The launcher's index of the worker, if it gave one (ranks follow it).
@@ -66,6 +68,11 @@ public struct CoordinatorState {
     public let dataFiles: [String]
     public let checkpointDir: String?
     public let resumeFrom: String?
+    /// `security.job_token`: registrations without it are refused (nil: none needed).
+    public let jobToken: String?
+    /// With keys: whether the job's ring links are encrypted; a worker that differs is refused (its
+    /// links could not connect to the others'). nil: no keys.
+    public let ringEncryption: Bool?
     public private(set) var phase = Phase.admitting
     public private(set) var workers: [WorkerRecord] = []
     public private(set) var step: Int
@@ -111,8 +118,10 @@ public struct CoordinatorState {
     ///   not used, since the steps between would have no record (the previous coordinator died
     ///   after the workers finished them but before it wrote them down).
     public init(config: TrainConfig, configHash: String, jobID: UInt64, dataFiles: [String], startStep: Int = 0,
-                resumeFrom: String? = nil, recordedSteps: Int? = nil) {
+                resumeFrom: String? = nil, recordedSteps: Int? = nil, jobToken: String? = nil, ringEncryption: Bool? = nil) {
         self.recordedSteps = recordedSteps
+        self.jobToken = jobToken
+        self.ringEncryption = ringEncryption
         self.config = config
         self.configHash = configHash
         self.jobID = jobID
@@ -197,8 +206,14 @@ public struct CoordinatorState {
             guard workers.allSatisfy({ $0.done != nil }) else { return [] }
             return stepFinished(now: now)
         case .checkpointDone:
-            guard index(of: id) != nil, (m.epoch ?? epoch) == epoch, let shardStep = m.step,
+            guard let i = index(of: id), (m.epoch ?? epoch) == epoch, let shardStep = m.step,
                   pendingCheckpoints[shardStep] != nil, let shards = m.shards else { return [] }
+            // Only the worker's own ranks' shards of this step, each once.
+            let have = Set(pendingCheckpoints[shardStep]!.map(\.rank))
+            guard shards.allSatisfy({ workers[i].ranks.contains($0.rank) && $0.step == shardStep && !have.contains($0.rank) }),
+                  Set(shards.map(\.rank)).count == shards.count else {
+                return [.log("security: ignored a checkpoint_done from \(describe(workers[i])) naming shards that are not its ranks' of step \(shardStep)")]
+            }
             pendingCheckpoints[shardStep]! += shards
             guard pendingCheckpoints[shardStep]!.count == worldSize else { return [] }
             let all = pendingCheckpoints.removeValue(forKey: shardStep)!
@@ -258,6 +273,13 @@ public struct CoordinatorState {
         if m.protocolVersion != ControlMessage.protocolVersion {
             return refuse("protocol version \(m.protocolVersion.map(String.init) ?? "none") differs from the coordinator's \(ControlMessage.protocolVersion)")
         }
+        if let token = jobToken, m.jobToken != token {
+            return refuse(m.jobToken == nil ? "no job token given (security.job_token); this job requires one"
+                                            : "the job token differs from this job's (the worker was started for another job)")
+        }
+        if let encrypt = ringEncryption, m.encryptsRing != encrypt {
+            return refuse("security.encrypt_data_plane differs: the job's ring links are " + (encrypt ? "encrypted" : "in the clear"))
+        }
         if m.build != ControlMessage.build {
             return refuse("build \(m.build ?? "unknown") differs from the coordinator's \(ControlMessage.build)")
         }
@@ -269,6 +291,7 @@ public struct CoordinatorState {
         }
         var record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
         record.replicas = m.replicas ?? []
+        record.publicKey = m.publicKey
         record.launchRank = m.launchRank
         switch phase {
         case .admitting, .recovering:
@@ -331,11 +354,14 @@ public struct CoordinatorState {
         // Ranks worker-major; each rank's successor is the next rank's endpoint, wrapping around.
         var rank = 0
         var all: [String] = []
+        var keys: [String] = []
         for i in workers.indices {
             workers[i].ranks = Array(rank..<(rank + workers[i].devices))
             rank += workers[i].devices
             all += workers[i].endpoints
+            if let key = workers[i].publicKey { keys += Array(repeating: key, count: workers[i].devices) }
         }
+        let ringKeys = keys.count == all.count ? keys : nil
         phase = .starting
         let plan = PartitionPlan(table: ParameterTable(config: config.model), worldSize: worldSize)
         for w in workers {
@@ -346,6 +372,8 @@ public struct CoordinatorState {
             a.epoch = epoch
             a.config = jobConfig
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
+            a.predecessors = w.ranks.map { all[($0 - 1 + all.count) % all.count] }
+            a.ringKeys = ringKeys
             a.dataFiles = dataFiles
             a.resumeFrom = resumeFolder
             a.restore = restore

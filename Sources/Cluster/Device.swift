@@ -17,6 +17,8 @@ final class Device: Sendable {
         let config: TrainConfig
         let link: LinkHandoff
         let successor: String
+        /// The successor's CURVE key when the ring is encrypted and the successor is another process.
+        let successorKey: String?
         let threads: Int
         let numaNode: Int
         let resumeFrom: String?
@@ -57,7 +59,7 @@ final class Device: Sendable {
                                       partitionPlan: s.partitionPlan,
                                       forensicsDirectory: s.forensicsDirectory.map { URL(fileURLWithPath: $0) }) {
                 let transport = try link.take()
-                try transport.connect(successor: s.successor)
+                try transport.connect(successor: s.successor, publicKey: s.successorKey)
                 return transport
             }
             let trainer = try Trainer(config: s.config, pool: ThreadPool(threads: s.threads), ring: ring)

@@ -28,6 +28,10 @@ public final class HostLauncher: Sendable {
         public var threads: Int?
         /// More `zerotrain coordinator` arguments (monitoring).
         public var coordinatorArguments: [String] = []
+        /// Without keys, let the coordinator and workers listen beyond loopback (`--insecure-listen`).
+        public var insecureListen = false
+        /// Pass the config to the workers (it has a `security:` section they need).
+        public var workersReadConfig = false
         public init(configPath: String, hostfile: Hostfile, runDirectory: URL) {
             self.configPath = configPath
             self.hostfile = hostfile
@@ -145,8 +149,11 @@ public final class HostLauncher: Sendable {
         }
 
         let hosts = options.hostfile.hosts
-        var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", "tcp://0.0.0.0:\(options.port == 0 ? "*" : String(options.port))",
+        // On this host only (`none`), the coordinator listens on loopback.
+        let listenHost = options.launcher == .none ? "127.0.0.1" : "0.0.0.0"
+        var coordinatorArgs = ["coordinator", "--config", options.configPath, "--listen", "tcp://\(listenHost):\(options.port == 0 ? "*" : String(options.port))",
                                "--run-dir", options.runDirectory.path, "--workers", String(hosts.count)]
+        if options.insecureListen { coordinatorArgs.append("--insecure-listen") }
         coordinatorArgs += options.coordinatorArguments
         try spawn([executable.path] + coordinatorArgs, label: "coordinator",
                   onExit: { status in events.withLock { $0.coordinatorStatus = status } },
@@ -176,6 +183,8 @@ public final class HostLauncher: Sendable {
             var args = ["worker", "--coordinator", coordinatorEndpoint, "--devices", String(host.slots), "--launch-rank", String(i)]
             args += ["--advertise", options.launcher == .none ? "127.0.0.1" : host.name]
             if let t = options.threads { args += ["--threads", String(t)] }
+            if options.insecureListen { args.append("--insecure-listen") }
+            if options.workersReadConfig { args += ["--config", options.configPath] }
             let name = host.name
             try spawn(Self.command(options.launcher, host: host.name, binary: binary, directory: directory, args: args), label: name,
                       onExit: { status in events.withLock { $0.workerExits.append((name, status)) } })

@@ -21,6 +21,8 @@ public final class LocalCluster: Sendable {
         public var coordinatorLog: URL?
         /// More `zerotrain coordinator` arguments (monitoring: `--http`, `--peak-gflops`).
         public var coordinatorArguments: [String] = []
+        /// More `zerotrain worker` arguments for the worker of each slot (its keys, `--curve`).
+        public var workerArguments: @Sendable (Int) -> [String] = { _ in [] }
         public init(configPath: String, workers: Int, runDirectory: URL) {
             self.configPath = configPath
             self.workers = workers
@@ -137,6 +139,7 @@ public final class LocalCluster: Sendable {
             handle.seekToEndOfFile()
             var args = ["worker", "--coordinator", endpoint, "--devices", String(options.devices)]
             if let t = options.threads { args += ["--threads", String(t)] }
+            args += options.workerArguments(slot)
             return try spawn(args, stdout: handle, role: .worker(slot))
         }
         var workers = try (0..<options.workers).map(startWorker)

@@ -28,6 +28,12 @@ public final class Worker: Sendable {
         /// The launcher's index of this worker (torchrun RANK, SLURM_PROCID): ranks follow it.
         public var launchRank: Int?
         public var protocolVersion = ControlMessage.protocolVersion
+        /// `security.job_token`, sent with the registration.
+        public var jobToken: String?
+        /// The control plane is CURVE-authenticated (for the hint when no coordinator answers).
+        public var authenticated = false
+        /// With keys: whether this worker's ring links are encrypted (the coordinator refuses a mismatch).
+        public var encryptsRing: Bool?
         /// Called on a device's thread after each of its steps, before the step is reported
         /// (instrumentation and tests).
         public var afterStep: StepHook?
@@ -79,6 +85,7 @@ public final class Worker: Sendable {
         var links = try (0..<options.devices).map {
             try network.bindRingLink(device: $0, devices: options.devices, advertiseHost: options.advertiseHost)
         }
+        if let first = links.first { output("ring link bound at \(first.boundEndpoint)" + (network.encryptsRing ? " (CURVE)" : "")) }
         var settings = WorkerState.Settings(coordinator: options.coordinator, devices: options.devices,
                                             endpoints: links.map(\.boundEndpoint), host: ProcessInfo.processInfo.hostName,
                                             pid: Int(getpid()))
@@ -87,6 +94,9 @@ public final class Worker: Sendable {
         settings.expectedWorldSize = options.expectedWorldSize
         settings.launchRank = options.launchRank
         settings.connectTimeoutSeconds = options.connectTimeoutSeconds
+        settings.jobToken = options.jobToken
+        settings.authenticated = options.authenticated
+        settings.encryptsRing = options.encryptsRing
         var state = WorkerState(settings: settings)
         var devices: [Device] = []
         /// Devices of each assignment are one generation; reports of an older one are dropped.
@@ -194,6 +204,8 @@ public final class Worker: Sendable {
                         }
                     }
                     devices = []
+                    // Nobody may connect to the new links until the next assignment names the predecessors.
+                    network.admitRingPredecessors(nil)
                     queue += state.event(.linksBound(links.map(\.boundEndpoint), now: now()))
                 case let .order(o):
                     for d in devices { d.order(Self.deviceOrder(o)) }
@@ -231,7 +243,10 @@ public final class Worker: Sendable {
                 .compactMap { $0 }.min()
             switch try client.next(until: deadline) {
             case let .message(_, data):
-                if let m = ControlMessage.decode(data), m.kind == .chunk {
+                let decoded = ControlMessage.decodeChecked(data)
+                if case let .failure(rejection) = decoded {
+                    output("security: ignored a control message from the coordinator: \(rejection.reason)")
+                } else if case let .success(m) = decoded, m.kind == .chunk {
                     // Answers to the fetch; still a message from the coordinator for the heartbeat timeout.
                     actions = state.event(.message(ControlMessage(.heartbeat), now: now()))
                     if var f = fetch {
@@ -239,10 +254,8 @@ public final class Worker: Sendable {
                         fetch?.state = f.state
                         actions += try fetched(next)
                     }
-                } else if let m = ControlMessage.decode(data) {
+                } else if case let .success(m) = decoded {
                     actions = state.event(.message(m, now: now()))
-                } else {
-                    output("ignored an unreadable control message (\(data.count) bytes)")
                 }
             case .wakeup:
                 let (reports, stop) = mailbox.take()
@@ -281,10 +294,18 @@ public final class Worker: Sendable {
         output("compute: \(GEMM.summary(backend: a.config.training.gemm, bf16: a.config.training.precision == .bf16)), \(threads) thread(s) per device")
         let mailbox = self.mailbox
         let report: @Sendable (DeviceReport) -> Void = { mailbox.post((generation, $0)) }
+        // Device 0's link (tcp) is the only one another process connects to: admitted from its
+        // predecessor only; every device's send link pins its successor's key when that is another process.
+        if let predecessors = a.predecessors, let first = a.ranks.first {
+            let p = (first - 1 + a.worldSize) % a.worldSize
+            network.admitRingPredecessors([RingPeer(endpoint: predecessors[0], publicKey: a.ringKeys?[p])])
+        }
         var devices: [Device] = []
         for (d, rank) in a.ranks.enumerated() {
+            let successorRank = (rank + 1) % a.worldSize
+            let successorKey = network.encryptsRing && a.successors[d].hasPrefix("tcp://") ? a.ringKeys?[successorRank] : nil
             let setup = Device.Setup(index: d, rank: rank, worldSize: a.worldSize, jobID: a.jobID, epoch: a.epoch, config: a.config,
-                                     link: LinkHandoff(links.removeFirst()), successor: a.successors[d], threads: threads,
+                                     link: LinkHandoff(links.removeFirst()), successor: a.successors[d], successorKey: successorKey, threads: threads,
                                      numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom, restore: a.restore,
                                      replicas: replicas, faultDelays: options.faultDelays, partitionPlan: a.partitionPlan, afterStep: options.afterStep,
                                      forensicsDirectory: a.forensicsDirectory)

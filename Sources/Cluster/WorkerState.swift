@@ -90,6 +90,13 @@ public struct WorkerState {
         public var launchRank: Int?
         /// How long to keep trying to reach the coordinator, in seconds.
         public var connectTimeoutSeconds = 60.0
+        /// The job token (`security.job_token`) sent with the registration; the coordinator refuses another.
+        public var jobToken: String?
+        /// The control plane is CURVE-authenticated (the coordinator's key is pinned): a coordinator
+        /// that never answers may have refused the handshake.
+        public var authenticated = false
+        /// With keys: whether the ring links are encrypted (sent with the registration).
+        public var encryptsRing: Bool?
         /// How long stopping devices may take before the worker leaves without them, in seconds.
         public var deviceStopGraceSeconds = 2.0
 
@@ -133,6 +140,10 @@ public struct WorkerState {
         public var forensicsDirectory: String? = nil
         /// The job's data files, fetched from the coordinator when this host cannot see them.
         public var dataFiles: [String] = []
+        /// The CURVE public key of every rank of the job (index = rank; nil: the ring is not authenticated by key).
+        public var ringKeys: [String]? = nil
+        /// The data endpoint of each of this worker's ranks' ring predecessors.
+        public var predecessors: [String]? = nil
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -264,9 +275,12 @@ public struct WorkerState {
                   ranks.count == settings.devices, successors.count == ranks.count else {
                 return exit(.failed("malformed assignment from the coordinator"))
             }
+            if let keys = m.ringKeys, keys.count != worldSize { return exit(.failed("malformed assignment from the coordinator (ring keys)")) }
+            if let p = m.predecessors, p.count != ranks.count { return exit(.failed("malformed assignment from the coordinator (predecessors)")) }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
                                successors: successors, resumeFrom: m.resumeFrom, restore: m.restore,
-                               partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory, dataFiles: m.dataFiles ?? [])
+                               partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory, dataFiles: m.dataFiles ?? [],
+                               ringKeys: m.ringKeys, predecessors: m.predecessors)
             assignment = a
             phase = .starting
             lastBeat = now
@@ -382,7 +396,8 @@ public struct WorkerState {
         switch phase {
         case .registering:
             if now >= started + connectWindow {
-                return exit(.failed("no coordinator answered at \(settings.coordinator) within \(Int(connectWindow)) s"))
+                return exit(.failed("no coordinator answered at \(settings.coordinator) within \(Int(connectWindow)) s"
+                                    + (settings.authenticated ? " (no CURVE handshake completed: check that security.coordinator_public_key is the coordinator's, and that this worker's public key is on its allowed_workers list)" : "")))
             }
             guard now >= nextRegistration else { return [] }
             nextRegistration = now + backoff
@@ -451,6 +466,8 @@ public struct WorkerState {
         r.endpoints = endpoints
         r.host = settings.host
         r.pid = settings.pid
+        r.jobToken = settings.jobToken
+        r.encryptsRing = settings.encryptsRing
         return r
     }
 

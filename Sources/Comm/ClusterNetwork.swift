@@ -12,6 +12,23 @@ public protocol ClusterNetwork: Sendable {
     /// predecessor is on another worker, which reaches it at `advertiseHost`; the others'
     /// predecessors are devices of this process.
     func bindRingLink(device: Int, devices: Int, advertiseHost: String) throws -> any RingLink
+    /// Who may connect to this process's ring links from another process, from the membership's
+    /// assignment: the predecessors of its ranks (their CURVE keys, or their hosts when the ring is
+    /// not encrypted). nil = nobody yet: connections wait for the next call (a link is bound before
+    /// the worker knows its predecessor). A network without authentication ignores it.
+    func admitRingPredecessors(_ peers: [RingPeer]?)
+    /// Whether ring links are CURVE-encrypted (then `RingLink.connect` needs the successor's key).
+    var encryptsRing: Bool { get }
+}
+
+/// A ring neighbour in another process: its data endpoint and, with CURVE, its public key.
+public struct RingPeer: Sendable, Equatable {
+    public var endpoint: String
+    public var publicKey: String?
+    public init(endpoint: String, publicKey: String?) {
+        self.endpoint = endpoint
+        self.publicKey = publicKey
+    }
 }
 
 /// A rank's ring link: receives from the predecessor at `boundEndpoint` (give it to the
@@ -19,7 +36,8 @@ public protocol ClusterNetwork: Sendable {
 /// rank's communication thread only.
 public protocol RingLink: Transport {
     var boundEndpoint: String { get }
-    func connect(successor: String) throws
+    /// Connects to the successor's endpoint; `publicKey`: its CURVE key, pinned (nil: no CURVE).
+    func connect(successor: String, publicKey: String?) throws
 }
 
 /// What a daemon's event loop wakes up for.
@@ -55,6 +73,8 @@ public protocol ControlServer: ControlEndpoint {
     var endpoint: String { get }
     /// Sends to `peer`; false when the peer is not connected (gone).
     func send(_ data: Data, to peer: Data) throws -> Bool
+    /// The CURVE public key the peer authenticated with (nil without authentication).
+    func authenticatedKey(of peer: Data) -> String?
 }
 
 /// A worker's end: one peer, the coordinator.

@@ -15,10 +15,24 @@ public final class ControlRouter: ControlServer {
     private let identity = ZMQMessage(), payload = ZMQMessage()
     private let events: EventWakeup
     public let endpoint: String
+    /// The CURVE key each peer authenticated with (ZAP's user id), from its messages.
+    private var keys: [Data: String] = [:]
 
-    public init(context: ZMQContext, bind endpoint: String) throws {
+    /// With `security`, a CURVE server whose clients `authenticator` admits by key (domain
+    /// `ZMQNetwork.controlDomain`), its failed handshakes logged.
+    public init(context: ZMQContext, bind endpoint: String, security: ZMQNetwork.Security? = nil,
+                authenticator: ZMQAuthenticator? = nil) throws {
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setOption(ZMQ_ROUTER_MANDATORY, 1, name: "ZMQ_ROUTER_MANDATORY")
+        // A peer that sends a bigger part is disconnected before libzmq allocates it; at most
+        // 64 messages are queued per peer.
+        try socket.setMaximumMessageSize(ZMQNetwork.maxControlMessageBytes)
+        try socket.setOption(ZMQ_RCVHWM, 64, name: "ZMQ_RCVHWM")
+        if let security, let authenticator {
+            try socket.setCurveServer(secretKey: security.keys.secretKey)
+            try socket.setZAPDomain(ZMQNetwork.controlDomain)
+            try authenticator.watch(socket, label: "control")
+        }
         try socket.bind(endpoint)
         self.endpoint = try socket.lastEndpoint()
         events = try EventWakeup()
@@ -31,6 +45,10 @@ public final class ControlRouter: ControlServer {
             guard try socket.receive(identity) else { return nil }
             let peer = Data(identity.bytes)
             guard socket.hasMoreParts, try socket.receive(payload, dontWait: false) else { return nil }
+            if let key = payload.property("User-Id"), !key.isEmpty, keys[peer] == nil {
+                if keys.count > 4096 { keys.removeAll() }
+                keys[peer] = key
+            }
             var data = Data(payload.bytes)
             while socket.hasMoreParts {   // tolerate stray extra frames
                 try socket.receive(payload, dontWait: false)
@@ -55,7 +73,12 @@ public final class ControlRouter: ControlServer {
         return try socket.send(payload)
     }
 
-    public func close(linger: Duration) { socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds)) }
+    public func authenticatedKey(of peer: Data) -> String? { keys[peer] }
+
+    public func close(linger: Duration) {
+        socket.stopMonitor()
+        socket.close(lingerMs: Int32(clamping: linger.wholeMilliseconds))
+    }
 }
 
 /// A worker's end of the control plane: a DEALER connected to the coordinator with IMMEDIATE set,
@@ -69,10 +92,18 @@ public final class ControlDealer: ControlClient {
     private let payload = ZMQMessage()
     private let events: EventWakeup
 
-    public init(connect endpoint: String) throws {
+    /// With `security` (and its `coordinatorKey`), a CURVE client that pins the coordinator's key.
+    public init(connect endpoint: String, security: ZMQNetwork.Security? = nil) throws {
         context = try ZMQContext(ioThreads: 1)
         socket = try ZMQSocket(context: context, kind: .dealer)
         try socket.setOption(ZMQ_IMMEDIATE, 1, name: "ZMQ_IMMEDIATE")
+        try socket.setMaximumMessageSize(ZMQNetwork.maxControlMessageBytes)
+        if let security {
+            guard let server = security.coordinatorKey else {
+                throw CommError(.invalidArgument, "security.coordinator_public_key is needed to reach a coordinator with keys")
+            }
+            try socket.setCurveClient(serverKey: server, publicKey: security.keys.publicKey, secretKey: security.keys.secretKey)
+        }
         try socket.connect(endpoint)
         events = try EventWakeup()
     }

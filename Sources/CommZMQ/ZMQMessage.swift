@@ -51,6 +51,13 @@ public final class ZMQMessage {
 
     public var count: Int { zmq_msg_size(pointer) }
 
+    /// A metadata property of a received message ("User-Id": what the ZAP handler named the
+    /// connection's peer, its CURVE key; "Peer-Address"), or nil.
+    public func property(_ name: String) -> String? {
+        guard let value = zmq_msg_gets(pointer, name) else { return nil }
+        return String(cString: value)
+    }
+
     /// The message bytes; valid until the next reset, clear, send or receive.
     public var bytes: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: zmq_msg_data(pointer), count: zmq_msg_size(pointer))

@@ -58,6 +58,25 @@ public final class ZMQSocket {
         }
     }
 
+    public func setOption(_ option: Int32, int64 value: Int64, name: String) throws {
+        var v = value
+        if zmq_setsockopt(try live("zmq_setsockopt"), option, &v, MemoryLayout<Int64>.size) != 0 {
+            throw ZMQError.last("zmq_setsockopt", "\(name)=\(value)")
+        }
+    }
+
+    /// The largest message part this socket accepts, in bytes: a peer that sends a bigger one is
+    /// disconnected by libzmq before the part is allocated (-1 = no limit).
+    public func setMaximumMessageSize(_ bytes: Int64) throws {
+        try setOption(ZMQ_MAXMSGSIZE, int64: bytes, name: "ZMQ_MAXMSGSIZE")
+    }
+
+    /// The ZAP domain: with one set, the context's ZAP handler (`ZMQAuthenticator`) decides about
+    /// every connection to this socket, also without CURVE (by address).
+    public func setZAPDomain(_ domain: String) throws {
+        try setOption(ZMQ_ZAP_DOMAIN, bytes: Array(domain.utf8), name: "ZMQ_ZAP_DOMAIN")
+    }
+
     public func setOption(_ option: Int32, bytes: [UInt8], name: String) throws {
         let h = try live("zmq_setsockopt")
         let rc = bytes.withUnsafeBytes { zmq_setsockopt(h, option, $0.baseAddress, $0.count) }
@@ -100,7 +119,8 @@ public final class ZMQSocket {
         try setOption(ZMQ_HEARTBEAT_TTL, max(timeoutMs, 100), name: "ZMQ_HEARTBEAT_TTL")
     }
 
-    /// Makes this socket a CURVE server (the bind side of a link) with its Z85 secret key.
+    /// Makes this socket a CURVE server (the bind side of a link) with its Z85 secret key. Without a
+    /// ZAP handler in the context (`ZMQAuthenticator`) and a ZAP domain, it admits any client key.
     public func setCurveServer(secretKey: String) throws {
         try setOption(ZMQ_CURVE_SERVER, 1, name: "ZMQ_CURVE_SERVER")
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(secretKey.utf8) + [0], name: "ZMQ_CURVE_SECRETKEY")

@@ -32,16 +32,23 @@ public final class ZMQTransport: Transport {
         /// How long a dropped predecessor connection may stay down, with nothing left to read,
         /// before receives fail with `.peerLost` (frames sent just before a clean close still arrive).
         public var peerLossGrace: Duration = .milliseconds(100)
-        /// CURVE encryption of both links (costs ~10x throughput on loopback; see docs/protocol.md).
+        /// CURVE encryption of both links (costs ~10x throughput on loopback; see docs/security.md).
         public var curve: Curve?
+        /// With a ZAP domain set, the context's ZAP handler (`ZMQAuthenticator`) decides who may
+        /// connect to the bound socket (by CURVE key, or by address without CURVE).
+        public var zapDomain: String?
+        /// The largest message part the bound socket accepts (a header or one payload segment), in
+        /// bytes; a predecessor that sends more is disconnected before anything is allocated. -1 = no limit.
+        public var maxMessageBytes: Int64 = -1
 
         public struct Curve: Sendable {
             /// This rank's key pair: it is the CURVE server of its bound (receiving) socket.
             public var own: ZMQCurveKeyPair
-            /// The successor's public key (this rank is a client of the successor's socket).
-            public var successorPublicKey: String
+            /// The successor's public key (this rank is a client of the successor's socket), when
+            /// known at creation; `connect(successor:publicKey:)` may give it later.
+            public var successorPublicKey: String?
 
-            public init(own: ZMQCurveKeyPair, successorPublicKey: String) {
+            public init(own: ZMQCurveKeyPair, successorPublicKey: String? = nil) {
                 self.own = own
                 self.successorPublicKey = successorPublicKey
             }
@@ -84,6 +91,8 @@ public final class ZMQTransport: Transport {
             socket = pull
             try Self.configure(pull, options, endpoint: endpoint)
             if let curve = options.curve { try pull.setCurveServer(secretKey: curve.own.secretKey) }
+            if let domain = options.zapDomain { try pull.setZAPDomain(domain) }
+            if options.maxMessageBytes >= 0 { try pull.setMaximumMessageSize(options.maxMessageBytes) }
             pullMonitor = try ZMQMonitor(watching: pull, context: context)
             try pull.bind(endpoint)
             boundEndpoint = try pull.lastEndpoint()
@@ -98,14 +107,22 @@ public final class ZMQTransport: Transport {
     /// Connects to the successor's bound endpoint. Sends wait (up to their deadline) until the
     /// connection is up.
     public func connect(successor endpoint: String) throws {
+        try connect(successor: endpoint, publicKey: options.curve?.successorPublicKey)
+    }
+
+    /// As `connect(successor:)`, pinning the successor's CURVE key `publicKey` (needed when the
+    /// transport encrypts, `options.curve`; ignored otherwise).
+    public func connect(successor endpoint: String, publicKey: String?) throws {
         try Self.checkScheme(endpoint)
         do {
             let push = try ZMQSocket(context: context, kind: .push)
             try Self.configure(push, options, endpoint: endpoint)
             try push.setOption(ZMQ_IMMEDIATE, 1, name: "ZMQ_IMMEDIATE")
             if let curve = options.curve {
-                try push.setCurveClient(serverKey: curve.successorPublicKey, publicKey: curve.own.publicKey,
-                                        secretKey: curve.own.secretKey)
+                guard let serverKey = publicKey else {
+                    throw CommError(.invalidArgument, "rank \(rank) encrypts its ring link but was given no public key for rank \(successor)")
+                }
+                try push.setCurveClient(serverKey: serverKey, publicKey: curve.own.publicKey, secretKey: curve.own.secretKey)
             }
             pushMonitor = try ZMQMonitor(watching: push, context: context)
             self.push = push

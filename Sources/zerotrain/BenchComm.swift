@@ -51,6 +51,12 @@ struct BenchComm: ParsableCommand {
     @Option(help: "Kernel socket buffer size in bytes for tcp/ipc (-1 = OS default).")
     var socketBuffer: Int32 = -1
 
+    @Flag(help: "CURVE-encrypt the ring links (tcp and ipc), keys per rank and a ZAP handler as in a job (docs/security.md).")
+    var curve: Bool = false
+
+    @Option(help: "libzmq I/O threads per rank process (tcp and ipc).")
+    var ioThreads: Int = 1
+
     @Flag(help: "Send fp32 buffers as bf16 on the wire.")
     var bf16: Bool = false
 
@@ -67,6 +73,8 @@ struct BenchComm: ParsableCommand {
             throw ValidationError("--transport must be tcp, ipc or inproc, got \(transport)")
         }
         guard segmentBytes >= 64 else { throw ValidationError("--segment-bytes must be at least 64") }
+        guard (1...64).contains(ioThreads) else { throw ValidationError("--io-threads must be 1…64, got \(ioThreads)") }
+        if curve && transport == "inproc" { throw ValidationError("--curve needs --transport tcp or ipc (inproc links have no handshake to encrypt)") }
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be ≥ 1 and --warmup ≥ 0") }
         _ = try parsedSizes()
         _ = try parsedOps()
@@ -155,8 +163,14 @@ struct BenchComm: ParsableCommand {
         defer { workers.forEach { $0.kill() } }
         let tag = "\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         var endpoints: [String] = []
+        let keys = curve ? try (0..<ranks).map { _ in try ZMQCurveKeyPair.generate() } : []
         for (rank, worker) in workers.enumerated() {
             var bind = RankCommand(cmd: "bind")
+            bind.ioThreads = ioThreads
+            if curve {
+                bind.curveSecretKey = keys[rank].secretKey
+                bind.predecessorPublicKey = keys[(rank - 1 + ranks) % ranks].publicKey
+            }
             bind.rank = rank
             bind.worldSize = ranks
             bind.epoch = 1
@@ -170,6 +184,7 @@ struct BenchComm: ParsableCommand {
         for (rank, worker) in workers.enumerated() {
             var connect = RankCommand(cmd: "connect")
             connect.successor = endpoints[(rank + 1) % ranks]
+            if curve { connect.successorPublicKey = keys[(rank + 1) % ranks].publicKey }
             connect.checksum = payloadCRC
             connect.segmentBytes = segmentBytes
             let reply = try worker.call(connect, timeout: .seconds(30))
@@ -279,7 +294,7 @@ struct BenchComm: ParsableCommand {
             measurements.indices.first { measurements[$0].op == op && measurements[$0].bytes == bytes }.map { median(times[$0]) }
         }
         if !json {
-            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), wire \(bf16 ? "bf16" : "fp32"), median of \(iterations) runs after \(warmup) warm-up\(interleave ? ", operations interleaved run by run" : "")")
+            print("# zerotrain bench comm: \(ranks) ranks over \(transport), payload CRC \(payloadCRC ? "on" : "off"), CURVE \(curve ? "on" : "off"), \(ioThreads) I/O thread(s), wire \(bf16 ? "bf16" : "fp32"), median of \(iterations) runs after \(warmup) warm-up\(interleave ? ", operations interleaved run by run" : "")")
             print("# p2p = ring exchange of the bytes each rank sends in the collective; ratio = busbw / p2p")
             print(String(repeating: " ", count: 1) + pad("bytes", 12) + pad("operation", 15) + pad("time(us)", 12)
                   + pad("algbw(GB/s)", 13) + pad("busbw(GB/s)", 13) + pad("p2p(GB/s)", 11) + pad("ratio", 8))

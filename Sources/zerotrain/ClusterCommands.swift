@@ -16,8 +16,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Config file (YAML or Hugging Face config.json); default $ZEROTRAIN_CONFIG.")
     var config: String?
 
-    @Option(name: .long, help: "Control endpoint to bind, e.g. tcp://0.0.0.0:5555 (port * = any free port); default $ZEROTRAIN_LISTEN, else tcp://0.0.0.0:5555.")
+    @Option(name: .long, help: "Control endpoint to bind, e.g. tcp://0.0.0.0:5555 (port * = any free port); default $ZEROTRAIN_LISTEN, else tcp://0.0.0.0:5555 with security: keys and tcp://127.0.0.1:5555 without.")
     var listen: String?
+
+    @Flag(name: .long, help: "Without security: keys, listen on a non-loopback address anyway (prints a warning; trusted networks only).")
+    var insecureListen = false
+
+    @Option(name: .long, help: "The coordinator's secret key file (overrides security.secret_key_file).")
+    var secretKeyFile: String?
+
+    @Option(name: .long, help: "The file of worker public keys to admit (overrides security.allowed_workers).")
+    var allowedWorkers: String?
 
     @Option(name: .long, help: "Run directory: tokenised data, metrics.jsonl, event file, checkpoints, coordinator.endpoint; default $ZEROTRAIN_RUN_DIR.")
     var runDir: String?
@@ -40,7 +49,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
             guard let runDir = runDir ?? env["ZEROTRAIN_RUN_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) else {
                 throw ValidationError("give --run-dir DIR (or set ZEROTRAIN_RUN_DIR)")
             }
-            let listen = listen ?? env["ZEROTRAIN_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "tcp://0.0.0.0:5555"
             var workers = self.workers
             if workers == nil, let text = env["ZEROTRAIN_WORKERS"], !text.isEmpty {
                 guard let n = Int(text), n >= 1 else { throw ValidationError("ZEROTRAIN_WORKERS=\(text): expected a whole number ≥ 1") }
@@ -48,9 +56,19 @@ struct CoordinatorCommand: AsyncParsableCommand {
             }
             var cfg = try TrainConfig.load(path: config)
             if let workers { cfg.cluster.workers = workers }
+            if secretKeyFile != nil || allowedWorkers != nil {
+                var s = cfg.security ?? SecurityConfig()
+                s.secretKeyFile = secretKeyFile ?? s.secretKeyFile
+                s.allowedWorkers = allowedWorkers ?? s.allowedWorkers
+                cfg.security = s
+            }
             try cfg.validate()
+            let security = try SecurityResolver.coordinator(cfg.security)
+            let listen = listen ?? env["ZEROTRAIN_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "tcp://\(security == nil ? "127.0.0.1" : "0.0.0.0"):5555"
+            try SecurityResolver.checkListen(host: SecurityResolver.tcpHost(listen), secured: security != nil,
+                                             insecure: insecureListen || env["ZEROTRAIN_INSECURE_LISTEN"] == "1", what: "--listen")
             let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume,
-                                          network: try ZMQNetwork(), monitoring: try monitoring.resolved(), output: Console.out)
+                                          network: try ZMQNetwork(security: security, log: Console.out), monitoring: try monitoring.resolved(), output: Console.out)
             let code = try await runAsService("coordinator", body: { try coordinator.run() }, stop: { coordinator.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
@@ -93,6 +111,21 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "This worker's index in its launcher's order (torchrun RANK, SLURM_PROCID; default from the environment): when every worker has one, ranks are given in that order.")
     var launchRank: Int?
 
+    @Option(name: .long, help: "This worker's secret key file (zerotrain keygen; default $ZEROTRAIN_SECRET_KEY_FILE, else security.secret_key_file of --config).")
+    var secretKeyFile: String?
+
+    @Option(name: .long, help: "The coordinator's public key to pin: Z85 text or its .pub file (default $ZEROTRAIN_COORDINATOR_KEY, else security.coordinator_public_key of --config).")
+    var coordinatorKey: String?
+
+    @Option(name: .long, help: "The job token to register with (default $ZEROTRAIN_JOB_TOKEN, else security.job_token of --config).")
+    var jobToken: String?
+
+    @Flag(name: .long, help: "Ring links in the clear even with keys (security.encrypt_data_plane: false; the coordinator refuses a mismatch).")
+    var noEncryptDataPlane = false
+
+    @Flag(name: .long, help: "Without keys, advertise (bind the ring link on) a non-loopback address anyway (prints a warning; trusted networks only).")
+    var insecureListen = false
+
     @Option(name: .long, help: .hidden)
     var protocolVersion: Int?
 
@@ -131,8 +164,24 @@ struct WorkerCommand: AsyncParsableCommand {
             // so that `zerotrain local` passes it to every worker it starts.
             options.faultDelays.afterShardWriteMs = Double(processEnv["ZEROTRAIN_FAULT_SLOW_SHARD_WRITE_MS"] ?? "") ?? 0
             options.faultDelays.beforeReplicaExchangeMs = Double(processEnv["ZEROTRAIN_FAULT_SLOW_REPLICA_MS"] ?? "") ?? 0
-            if let config = config ?? env.config { options.configHash = try TrainConfig.load(path: config).fingerprint }
-            let worker = Worker(options: options, network: try ZMQNetwork(), output: Console.out)
+            var security = SecurityConfig()
+            if let config = config ?? env.config {
+                let cfg = try TrainConfig.load(path: config)
+                options.configHash = cfg.fingerprint
+                security = cfg.security ?? security
+            }
+            func setting(_ flag: String?, _ name: String) -> String? { flag ?? processEnv[name].flatMap { $0.isEmpty ? nil : $0 } }
+            security.secretKeyFile = setting(secretKeyFile, "ZEROTRAIN_SECRET_KEY_FILE") ?? security.secretKeyFile
+            security.coordinatorPublicKey = setting(coordinatorKey, "ZEROTRAIN_COORDINATOR_KEY") ?? security.coordinatorPublicKey
+            security.jobToken = setting(jobToken, "ZEROTRAIN_JOB_TOKEN") ?? security.jobToken
+            if noEncryptDataPlane { security.encryptDataPlane = false }
+            let keys = try SecurityResolver.worker(security)
+            options.jobToken = security.jobToken
+            options.authenticated = keys != nil
+            options.encryptsRing = keys?.encryptDataPlane
+            try SecurityResolver.checkListen(host: options.advertiseHost, secured: keys != nil,
+                                             insecure: insecureListen || processEnv["ZEROTRAIN_INSECURE_LISTEN"] == "1", what: "--advertise")
+            let worker = Worker(options: options, network: try ZMQNetwork(security: keys, log: Console.out), output: Console.out)
             let code = try await runAsService("worker", signals: [.sigterm], body: { try worker.run() }, stop: { worker.requestStop() })
             if code != 0 { throw ExitCode(code) }
         }
@@ -162,6 +211,9 @@ struct Local: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory.")
     var resume: String?
 
+    @Flag(name: .long, help: "CURVE on both planes with keys generated for this job in RUN_DIR/keys (docs/security.md).")
+    var curve = false
+
     @OptionGroup var monitoring: MonitoringOptions
 
     func run() async throws {
@@ -176,6 +228,11 @@ struct Local: AsyncParsableCommand {
             options.resume = resume
             options.coordinatorArguments = monitoring.arguments
             guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
+            if curve {
+                let keys = try LocalKeys.generate(in: options.runDirectory.appendingPathComponent("keys"), workers: options.workers)
+                options.coordinatorArguments += ["--secret-key-file", keys.coordinatorSecret, "--allowed-workers", keys.allowList]
+                options.workerArguments = { slot in ["--secret-key-file", keys.workerSecrets[slot], "--coordinator-key", keys.coordinatorPublic] }
+            }
             let cluster = LocalCluster(options: options)
             let code = try await runAsService("local", body: { try cluster.run() }, stop: { cluster.requestStop() })
             if code != 0 { throw ExitCode(code) }

@@ -35,6 +35,9 @@ struct Launch: AsyncParsableCommand {
     @Option(name: .long, help: "Run directory (default: runs/<config name>).")
     var runDir: String?
 
+    @Flag(name: .long, help: "Without security: keys, let the coordinator and workers listen beyond loopback (prints a warning; trusted networks only).")
+    var insecureListen = false
+
     @OptionGroup var monitoring: MonitoringOptions
 
     func run() async throws {
@@ -49,7 +52,7 @@ struct Launch: AsyncParsableCommand {
                 throw ValidationError("--hostfile \(hostfile): cannot read the file")
             }
             let hosts = try Hostfile(parsing: text, path: hostfile)
-            _ = try TrainConfig.load(path: config)
+            let cfg = try TrainConfig.load(path: config)
             let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
             var options = HostLauncher.Options(configPath: URL(fileURLWithPath: config).standardizedFileURL.path, hostfile: hosts,
                                                runDirectory: URL(fileURLWithPath: runDir ?? "runs/\(name)"))
@@ -60,6 +63,8 @@ struct Launch: AsyncParsableCommand {
             options.remoteDirectory = remoteDirectory
             options.threads = threads
             options.coordinatorArguments = monitoring.arguments
+            options.insecureListen = insecureListen
+            options.workersReadConfig = cfg.security != nil
             let launcher = HostLauncher(options: options)
             let code = try await runAsService("launch", body: { try launcher.run() }, stop: { launcher.requestStop() })
             if code != 0 { throw ExitCode(code) }

@@ -155,6 +155,8 @@ public struct TrainConfig: ConfigSection, Equatable {
     public var device: DeviceConfig?
     /// What the job does when a worker dies or training diverges.
     public var faultTolerance: FaultToleranceConfig
+    /// CURVE keys and the data plane's encryption; nil = no keys (loopback only).
+    public var security: SecurityConfig?
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
                 cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil,
@@ -174,7 +176,7 @@ public struct TrainConfig: ConfigSection, Equatable {
     public static let fields: [ConfigField<Self>] = [
         .required("model", \.model), .init("training", \.training), .init("data", \.data),
         .init("cluster", \.cluster), .init("zero", \.zero), .init("device", \.device),
-        .init("fault_tolerance", \.faultTolerance),
+        .init("fault_tolerance", \.faultTolerance), .init("security", \.security),
     ]
 
     /// Cross-section rules plus each section's own.
@@ -191,6 +193,7 @@ public struct TrainConfig: ConfigSection, Equatable {
         try cluster.validate(path: "cluster")
         try zero.validate(path: "zero")
         try faultTolerance.validate(path: "fault_tolerance")
+        try security?.validate(path: "security")
         do {
             try device?.validate(path: "device")
         } catch let e as ZeroError {
