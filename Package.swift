@@ -58,8 +58,12 @@ let package = Package(
         ]),
         .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor",
                                                 .product(name: "FlyingFox", package: "FlyingFox")]),
+        // Inference: the KV-cached engine, sampling, the HTTP server (`zerotrain generate`, `zerotrain serve`).
+        .target(name: "Serve", dependencies: ["Common", "Tensor", "Model", "Checkpoint", "Data", "Telemetry",
+                                              .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(name: "zerotrain", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench",
+            "Serve",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -81,10 +85,12 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data",
+                                                     "Serve", "Tensor"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "Model", "Tensor", "Checkpoint", "Data", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

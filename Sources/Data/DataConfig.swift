@@ -1,4 +1,5 @@
 import Common
+import Foundation
 
 /// The `data:` section of a config file.
 public struct DataConfig: ConfigSection, Equatable {
@@ -14,10 +15,16 @@ public struct DataConfig: ConfigSection, Equatable {
     public var split: String?
     /// Tokens per training sequence (T); inputs are T tokens and targets the next T.
     public var seqLen: Int = 128
+    /// A byte-level BPE `tokenizer.json` (`zerotrain data tokenizer train`): builtin, text and
+    /// jsonl text is encoded with it, and checkpoints record it (copied as tokenizer.json) for
+    /// `generate`, `serve` and `export`. Default: for shards, the shard directory's tokenizer.json
+    /// when it has one (what `data prepare` writes); otherwise none — the byte-level tokenizer.
+    public var tokenizer: String?
 
     public init() {}
 
-    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split)]
+    public static let fields: [ConfigField<Self>] = [.init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split),
+                                                  .init("tokenizer", \.tokenizer)]
 
     public func validate(path p: String = "data") throws {
         guard ["builtin", "text", "jsonl", "tokens", "shards"].contains(source) else {
@@ -30,6 +37,24 @@ public struct DataConfig: ConfigSection, Equatable {
             throw DataError(.invalidConfig, "\(p).path: is required for source \(source)")
         }
         guard seqLen >= 1 else { throw DataError(.invalidConfig, "\(p).seq_len: must be ≥ 1, got \(seqLen)") }
+        if let tokenizer, tokenizer.isEmpty { throw DataError(.invalidConfig, "\(p).tokenizer: must name a tokenizer.json file") }
+    }
+
+    /// The tokenizer.json the run's tokens come from: `tokenizer`, else a shard directory's
+    /// tokenizer.json; nil = the byte-level tokenizer.
+    public var tokenizerFile: String? {
+        if let tokenizer { return tokenizer }
+        guard source == "shards", let path else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+        let file = URL(fileURLWithPath: path).appendingPathComponent(ModelTokenizer.fileName).path
+        return FileManager.default.fileExists(atPath: file) ? file : nil
+    }
+
+    /// The tokenizer of `tokenizerFile` (the byte-level one when there is none).
+    public func modelTokenizer() throws -> ModelTokenizer {
+        guard let file = tokenizerFile else { return .bytes }
+        return .bpe(try BPETokenizer.load(path: file))
     }
 }
 

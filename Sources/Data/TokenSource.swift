@@ -9,9 +9,11 @@ public enum TokenSource: Sendable {
     /// Pre-batched tokens [steps, micro, batch, seq_len + 1], replayed in order.
     case batches(tokens: [Int32], steps: Int, micro: Int, batch: Int, width: Int)
 
-    /// Loads the configured source. Files that are missing, empty or malformed are errors.
-    public static func load(_ config: DataConfig, tokenizer: ByteTokenizer = ByteTokenizer()) throws -> TokenSource {
+    /// Loads the configured source, text encoded with the configured tokenizer (`data.tokenizer`,
+    /// byte-level by default). Files that are missing, empty or malformed are errors.
+    public static func load(_ config: DataConfig) throws -> TokenSource {
         try config.validate()
+        let tokenizer = try config.modelTokenizer()
         switch config.source {
         case "builtin":
             return .stream(tokenizer.encode(BuiltinCorpus.text()))

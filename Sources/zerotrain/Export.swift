@@ -2,7 +2,9 @@ import ArgumentParser
 import Checkpoint
 import Common
 import Foundation
+import Data
 import Model
+import Serve
 import Training
 
 struct Export: ParsableCommand {
@@ -43,8 +45,9 @@ struct Export: ParsableCommand {
             let table = ParameterTable(config: tensors.model)
             let clock = ContinuousClock()
             let start = clock.now
-            let files = try HuggingFaceExport.write(model: tensors.model, table: table, to: folder, dtype: dtype,
+            var files = try HuggingFaceExport.write(model: tensors.model, table: table, to: folder, dtype: dtype,
                                                     maxShardBytes: maxShardBytes, read: tensors.read)
+            files += try Self.writeTokenizer(from: tensors.folder, to: folder, model: tensors.model)
             let seconds = (clock.now - start).seconds
             var total = 0
             for f in files {
@@ -59,7 +62,9 @@ struct Export: ParsableCommand {
 
     /// Where the tensors come from: the model config, and a function that fills one tensor.
     /// The one place that knows the checkpoint format.
-    private func tensorSource(_ url: URL) throws -> (model: ModelConfig, read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) {
+    /// `folder` is where the tokenizer is recorded (the step folder of a checkpoint).
+    private func tensorSource(_ url: URL) throws -> (model: ModelConfig, folder: URL,
+                                                     read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void) {
         let fm = FileManager.default
         let isHuggingFace = fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.huggingFaceConfigFile).path)
             && !fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.manifestFile).path)
@@ -67,13 +72,35 @@ struct Export: ParsableCommand {
         if isHuggingFace {
             let model = try CheckpointStore.huggingFaceConfig(url)
             let weights = try HuggingFaceFolder(url)
-            return (model, { entry, dst in try weights.read(entry, into: dst) })
+            return (model, url, { entry, dst in try weights.read(entry, into: dst) })
         }
         // A sharded checkpoint: each tensor is read from the shard files it spans (verified), one at a time.
         let reader = try CheckpointReader<TrainConfig>(url)
-        return (reader.manifest.config.model, { entry, dst in
+        return (reader.manifest.config.model, reader.folder, { entry, dst in
             try reader.read(.parameters, elements: entry.offset..<(entry.offset + entry.count), into: dst)
         })
+    }
+
+    /// The model's tokenizer for transformers: the recorded tokenizer.json, copied, and a
+    /// tokenizer_config.json naming its special tokens and the server's chat template (Jinja).
+    /// Nothing for a model with the byte-level tokenizer (no tokenizer.json: transformers has no
+    /// byte-level tokenizer class to name).
+    static func writeTokenizer(from source: URL, to folder: URL, model: ModelConfig) throws -> [URL] {
+        let tokenizer = try ModelTokenizer.load(folder: source)
+        guard case .bpe = tokenizer else { return [] }
+        let json = folder.appendingPathComponent(ModelTokenizer.fileName)
+        if source.resolvingSymlinksInPath().path != folder.resolvingSymlinksInPath().path {
+            try? FileManager.default.removeItem(at: json)
+            try FileManager.default.copyItem(at: source.appendingPathComponent(ModelTokenizer.fileName), to: json)
+        }
+        var config: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.maxSeqLen,
+                                     "chat_template": ChatTemplate.jinja, "clean_up_tokenization_spaces": false]
+        for (key, token) in [("bos_token", "<|bos|>"), ("eos_token", "<|eos|>"), ("pad_token", "<|pad|>")]
+        where tokenizer.specialTokens.contains(token) { config[key] = token }
+        let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        let url = folder.appendingPathComponent("tokenizer_config.json")
+        try data.write(to: url, options: .atomic)
+        return [json, url]
     }
 
     static func format(bytes: Int) -> String {
