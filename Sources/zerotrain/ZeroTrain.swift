@@ -17,7 +17,7 @@ struct ZeroTrain: AsyncParsableCommand {
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",
         subcommands: [Train.self, Local.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Grads.self, Export.self, Plan.self,
-                      CheckpointCommand.self, Trace.self, DataCommand.self, Bench.self, Systemd.self])
+                      CheckpointCommand.self, Trace.self, DataCommand.self, Bench.self, Systemd.self, ServeCommand.self])
 }
 
 struct Bench: ParsableCommand {
