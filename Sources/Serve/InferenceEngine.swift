@@ -122,13 +122,25 @@ public final class InferenceEngine {
     }
 
     /// x (rows, in) → y (rows, out) = x · Wᵀ for dense weight `kind` of `layer` (stored [out, in]).
-    /// Every dense weight of the forward pass is applied here.
+    /// Every dense weight of the forward pass is applied here. The rows go in pieces of at most
+    /// `Self.rowBlock`: oneDNN's fixed-shape primitives are cached per row count, so this bounds
+    /// their number whatever the prompts (its run-time-dimension primitive, which needs no cache, is
+    /// several times slower on a prefill's hundreds of rows: docs/benchmarks.md, Serving).
     private func project(_ kind: TensorKind, layer: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int,
                          accumulate: Bool = false) {
         let shape = model.table.entry(kind, layer: layer)!.shape
-        Linear.forward(x: x, weight: weight(kind, layer: layer), y: y, rows: rows, inFeatures: shape[1], outFeatures: shape[0],
-                       accumulate: accumulate, varyingRows: true)
+        let w = weight(kind, layer: layer)
+        var start = 0
+        while start < rows {
+            let count = min(Self.rowBlock, rows - start)
+            Linear.forward(x: x + start * shape[1], weight: w, y: y + start * shape[0], rows: count, inFeatures: shape[1],
+                           outFeatures: shape[0], accumulate: accumulate)
+            start += count
+        }
     }
+
+    /// Rows per product (see `project`).
+    static let rowBlock = 64
 
     private func norm(_ w: TensorKind, _ b: TensorKind, layer: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int) {
         let c = config.hiddenSize, eps = Float(config.normEps)

@@ -73,18 +73,24 @@ struct ServeCommand: AsyncParsableCommand {
 final class ServeDaemon: Sendable {
     private let loop = Mutex<GenerationLoop?>(nil)
     private let stopRequested = Atomic<Bool>(false)
+    /// No progress lines (the bench runs daemons in-process).
+    private let quiet: Bool
+
+    init(quiet: Bool = false) { self.quiet = quiet }
 
     func requestStop() {
         stopRequested.store(true, ordering: .relaxed)
         loop.withLock { loop in
             guard let loop else { return }
             let (queued, running) = loop.occupancy
-            Console.out("serve: stopping: no new requests; finishing \(queued + running) request(s)")
+            if !quiet { Console.out("serve: stopping: no new requests; finishing \(queued + running) request(s)") }
             loop.shutdown()
         }
     }
 
-    func run(model url: URL, name: String, address: InferenceServer.ListenAddress, limits: ServeLimits, threads: Int) throws -> Int32 {
+    /// `onListening` is told the bound address once the server accepts requests.
+    func run(model url: URL, name: String, address: InferenceServer.ListenAddress, limits: ServeLimits, threads: Int,
+             onListening: (InferenceServer.ListenAddress) -> Void = { _ in }) throws -> Int32 {
         GEMM.setThreads(threads)
         let served = try ServedModel.load(url, pool: ThreadPool(threads: threads))
         let metrics = ServeMetrics(version: ControlMessage.build, model: name)
@@ -96,14 +102,15 @@ final class ServeDaemon: Sendable {
         loop.withLock { $0 = generation }
         if stopRequested.load(ordering: .relaxed) { generation.shutdown() }
         let c = served.transformer.config
-        Console.out("serve: \(name) (\(c.numLayers) layers, hidden \(c.hiddenSize), \(served.transformer.table.count) parameters, "
-                    + "tokenizer \(served.tokenizer.name)) on http://\(bound) — max batch \(limits.maxBatch), queue \(limits.maxQueue)")
+        if !quiet { Console.out("serve: \(name) (\(c.numLayers) layers, hidden \(c.hiddenSize), \(served.transformer.table.count) parameters, "
+                    + "tokenizer \(served.tokenizer.name)) on http://\(bound) — max batch \(limits.maxBatch), queue \(limits.maxQueue)") }
+        onListening(bound)
         let notifier = SystemdNotifier()
         notifier.notify("READY=1", "STATUS=serving \(name) on \(bound)")
         generation.run()
         notifier.notify("STOPPING=1", "STATUS=stopping: every accepted request finished")
         server.stop()
-        Console.out("serve: stopped")
+        if !quiet { Console.out("serve: stopped") }
         return 0
     }
 }

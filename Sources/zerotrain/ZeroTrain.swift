@@ -23,7 +23,7 @@ struct ZeroTrain: AsyncParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure performance (results go into docs/benchmarks.md).",
-        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self, BenchCheckpoint.self, BenchResilience.self, BenchData.self])
+        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self, BenchCheckpoint.self, BenchResilience.self, BenchData.self, BenchServe.self])
 }
 
 /// OpenBLAS reads its settings once, when the library loads — before `main`. Its idle worker
