@@ -60,8 +60,12 @@ let package = Package(
         ]),
         .target(name: "Cluster", dependencies: ["Common", "Training", "Telemetry", "Zero", "Comm", "Model", "Data", "Checkpoint", "Tensor",
                                                 "Evaluation", .product(name: "FlyingFox", package: "FlyingFox")]),
+        // Inference: the KV-cached engine, sampling, the HTTP server (`zerotrain generate`, `zerotrain serve`).
+        .target(name: "Serve", dependencies: ["Common", "Tensor", "Model", "Checkpoint", "Data", "Telemetry",
+                                              .product(name: "FlyingFox", package: "FlyingFox")]),
         .executableTarget(name: "zerotrain", dependencies: [
             "Common", "Tensor", "Model", "Optim", "Data", "Checkpoint", "Training", "Telemetry", "Comm", "CommZMQ", "Zero", "Cluster", "Bench", "Evaluation",
+            "Serve",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -84,11 +88,13 @@ let package = Package(
         .executableTarget(name: "ZeroTrainTestRank", dependencies: ["ZeroTrainTestKit", "Bench"]),
         // A worker with fault injection (the divergence guard's test).
         .executableTarget(name: "ZeroTrainTestWorker", dependencies: ["ZeroTrainTestKit", "Cluster", "CommZMQ"]),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data", "Evaluation"]),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainTestKit", "Checkpoint", "Training", "Model", "Telemetry", "Common", "Data", "Evaluation",
+                                                     "Serve", "Tensor"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Common", "Tensor", "Training", "Model", "Zero", "Checkpoint", "ZeroTrainTestKit",
                                                          "ZeroTrainTestWorker", "CommZMQ"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Common"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ZeroTrainTestKit"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "Model", "Tensor", "Checkpoint", "Data", "ZeroTrainTestKit"]),
         .testTarget(name: "ZeroTests", dependencies: ["Zero", "Model", "Training", "Comm", "Tensor", "ZeroTrainTestKit"]),
     ]
 )

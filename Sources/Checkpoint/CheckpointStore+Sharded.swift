@@ -27,6 +27,19 @@ extension CheckpointStore {
         return CheckpointFile(name: Self.huggingFaceConfigFile, bytes: data.count, crc32c: crc)
     }
 
+    /// Copies the run's tokenizer.json (`file`; nil = the byte-level tokenizer, nothing to copy)
+    /// into the pending folder as `tokenizer.json`; returns its manifest entry.
+    public func writeTokenizer(from file: String?, step: Int) throws -> CheckpointFile? {
+        guard let file else { return nil }
+        let data = try Self.readData(URL(fileURLWithPath: file))
+        let folder = pendingFolder(step: step)
+        try FileIO.makeDirectory(directory)
+        try FileIO.makeDirectory(folder)
+        try FileIO.writeDurably(data, to: folder.appendingPathComponent(Self.tokenizerFile))
+        let crc = data.withUnsafeBytes { CRC32C.checksum($0) }
+        return CheckpointFile(name: Self.tokenizerFile, bytes: data.count, crc32c: crc)
+    }
+
     /// The commit: checks every file the manifest lists is in the pending folder with its size,
     /// writes manifest.json (fsync), fsyncs the folder, renames step-N.tmp → step-N (replacing an
     /// older step-N), fsyncs DIR, replaces `latest` atomically, then deletes committed step

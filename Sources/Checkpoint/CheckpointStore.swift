@@ -27,6 +27,8 @@ public struct CheckpointStore: Sendable {
     /// A sharded Hugging Face folder's index: `{"metadata": {"total_size": bytes}, "weight_map": {tensor: file}}`.
     public static let modelIndexFile = "model.safetensors.index.json"
     public static let huggingFaceConfigFile = "config.json"
+    /// The tokenizer a checkpoint or an export records (Hugging Face tokenizer.json); none = byte-level.
+    public static let tokenizerFile = "tokenizer.json"
 
     /// "step-00000200".
     public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }

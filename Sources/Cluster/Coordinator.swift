@@ -221,9 +221,10 @@ public final class Coordinator: Sendable {
     private func commit(step: Int, config jobConfig: TrainConfig, shards: [ShardRecord], now: Double) -> CoordinatorState.Event {
         do {
             let store = CheckpointStore(directory: URL(fileURLWithPath: jobConfig.training.checkpointDir!))
-            let extra = try store.writeHuggingFaceConfig(jobConfig.model, step: step)
+            let extra = [try store.writeHuggingFaceConfig(jobConfig.model, step: step),
+                         try store.writeTokenizer(from: jobConfig.data.tokenizerFile, step: step)]
             let manifest = try CheckpointManifest(config: jobConfig, stage: jobConfig.zero.stage, table: ParameterTable(config: jobConfig.model),
-                                                  shards: shards, extraFiles: [extra].compactMap { $0 })
+                                                  shards: shards, extraFiles: extra.compactMap { $0 })
             let folder = try store.commit(manifest, keep: jobConfig.training.checkpointKeep)
             return .committed(step: step, path: folder.path, error: nil, now: now)
         } catch {

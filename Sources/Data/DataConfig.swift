@@ -1,4 +1,5 @@
 import Common
+import Foundation
 
 /// The `data:` section of a config file.
 public struct DataConfig: ConfigSection, Equatable {
@@ -22,12 +23,18 @@ public struct DataConfig: ConfigSection, Equatable {
     public var validationPath: String?
     /// Easy documents first (shards only): see `CurriculumConfig`.
     public var curriculum: CurriculumConfig?
+    /// A byte-level BPE `tokenizer.json` (`zerotrain data tokenizer train`): builtin, text and
+    /// jsonl text is encoded with it, and checkpoints record it (copied as tokenizer.json) for
+    /// `generate`, `serve` and `export`. Default: for shards, the shard directory's tokenizer.json
+    /// when it has one (what `data prepare` writes); otherwise none — the byte-level tokenizer.
+    public var tokenizer: String?
 
     public init() {}
 
     public static let fields: [ConfigField<Self>] = [
         .init("source", \.source), .init("path", \.path), .init("seq_len", \.seqLen), .init("split", \.split),
         .init("validation_fraction", \.validationFraction), .init("validation_path", \.validationPath), .init("curriculum", \.curriculum),
+        .init("tokenizer", \.tokenizer),
     ]
 
     public func validate(path p: String = "data") throws {
@@ -54,6 +61,24 @@ public struct DataConfig: ConfigSection, Equatable {
             }
             try curriculum.validate(path: "\(p).curriculum")
         }
+        if let tokenizer, tokenizer.isEmpty { throw DataError(.invalidConfig, "\(p).tokenizer: must name a tokenizer.json file") }
+    }
+
+    /// The tokenizer.json the run's tokens come from: `tokenizer`, else a shard directory's
+    /// tokenizer.json; nil = the byte-level tokenizer.
+    public var tokenizerFile: String? {
+        if let tokenizer { return tokenizer }
+        guard source == "shards", let path else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+        let file = URL(fileURLWithPath: path).appendingPathComponent(ModelTokenizer.fileName).path
+        return FileManager.default.fileExists(atPath: file) ? file : nil
+    }
+
+    /// The tokenizer of `tokenizerFile` (the byte-level one when there is none).
+    public func modelTokenizer() throws -> ModelTokenizer {
+        guard let file = tokenizerFile else { return .bytes }
+        return .bpe(try BPETokenizer.load(path: file))
     }
 }
 

@@ -12,9 +12,11 @@ public enum TokenSource: Sendable {
     /// difficulty with the stages as prefixes of the stream.
     case mapped(MappedTokens, plan: CurriculumPlan?)
 
-    /// Loads the configured source. Files that are missing, empty or malformed are errors.
-    public static func load(_ config: DataConfig, tokenizer: ByteTokenizer = ByteTokenizer()) throws -> TokenSource {
+    /// Loads the configured source, text encoded with the configured tokenizer (`data.tokenizer`,
+    /// byte-level by default). Files that are missing, empty or malformed are errors.
+    public static func load(_ config: DataConfig) throws -> TokenSource {
         try config.validate()
+        let tokenizer = try config.modelTokenizer()
         switch config.source {
         case "builtin":
             return .stream(tokenizer.encode(BuiltinCorpus.text()))

@@ -18,8 +18,8 @@ public struct ValidationSplit: Sendable {
         self.validation = validation
     }
 
-    public static func load(_ config: DataConfig, tokenizer: ByteTokenizer = ByteTokenizer()) throws -> ValidationSplit {
-        let source = try TokenSource.load(config, tokenizer: tokenizer)
+    public static func load(_ config: DataConfig) throws -> ValidationSplit {
+        let source = try TokenSource.load(config)
         if config.source == "tokens", let path = config.path,
            let file = try? SafeTensorsFile(contentsOf: URL(fileURLWithPath: path)), let e = file.entry("validation"), e.shape.count == 1 {
             return ValidationSplit(train: source, validation: try file.int32s("validation"))
@@ -45,7 +45,7 @@ public struct ValidationSplit: Sendable {
             v.validationPath = nil
             v.curriculum = nil  // every held-out document, in file order
             let tokens: [Int32]
-            switch try TokenSource.load(v, tokenizer: tokenizer) {
+            switch try TokenSource.load(v) {
             case .stream(let t): tokens = t
             case .mapped(let t, _): tokens = t.tokens(0..<t.count)  // the validation shards, in file order
             case .batches: throw DataError(.invalidConfig, "data.validation_path: \(path) is pre-batched; validation needs a token stream")

@@ -401,7 +401,8 @@ public final class Trainer {
         let store = CheckpointStore(directory: directory)
         let record = try snapshot().write(into: store.pendingFolder(step: step))
         let manifest = try CheckpointManifest(config: config, stage: engine.stage, table: model.table, shards: [record],
-                                              extraFiles: [store.writeHuggingFaceConfig(config.model, step: step)].compactMap { $0 })
+                                              extraFiles: [store.writeHuggingFaceConfig(config.model, step: step),
+                                                           store.writeTokenizer(from: config.data.tokenizerFile, step: step)].compactMap { $0 })
         return try store.commit(manifest, keep: config.training.checkpointKeep)
     }
 

@@ -4,6 +4,7 @@ import Data
 import Evaluation
 import Foundation
 import Model
+import Serve
 import Tensor
 import Training
 
@@ -70,7 +71,7 @@ struct Eval: ParsableCommand {
             let model = try Transformer(config: config.model, pool: ThreadPool(threads: threads), precision: config.training.precision)
             try reader.read(.parameters, elements: 0..<model.table.count, into: model.parameters.pointer)
             if let references {
-                try task(model: model, pairs: references.pairs, bleu: bleu)
+                try task(model: model, tokenizer: try ModelTokenizer.load(folder: reader.folder), pairs: references.pairs, bleu: bleu)
             } else {
                 try languageModel(model: model, config: config, kind: kind)
             }
@@ -103,8 +104,11 @@ struct Eval: ParsableCommand {
         guard dataConfig.seqLen >= 1 && dataConfig.seqLen <= config.model.maxSeqLen else {
             throw ValidationError("--seq-len must be in 1…\(config.model.maxSeqLen) (model.max_seq_len), got \(dataConfig.seqLen)")
         }
-        guard case .stream(let tokens) = try TokenSource.load(dataConfig) else {
-            throw DataError(.invalidConfig, "\(data): a pre-batched token file; eval needs a token stream")
+        let tokens: [Int32]
+        switch try TokenSource.load(dataConfig) {
+        case .stream(let t): tokens = t
+        case .mapped(let t, _): tokens = t.tokens(0..<t.count)
+        case .batches: throw DataError(.invalidConfig, "\(data): a pre-batched token file; eval needs a token stream")
         }
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= config.model.vocabSize }) {
             throw DataError(.mismatch, "\(data): token \(bad) is outside the model's vocabulary (\(config.model.vocabSize))")
@@ -120,20 +124,18 @@ struct Eval: ParsableCommand {
         }
     }
 
-    private func task(model: Transformer, pairs: [ReferenceFile.Pair], bleu: CorpusBLEU) throws {
-        let tokenizer = ByteTokenizer()
-        let stopTokens = tokenizer.encode(stop)
-        guard stopTokens.count <= 1 else { throw ValidationError("--stop must be one byte (a character of the byte tokenizer), got \(stop.debugDescription)") }
-        let generator = TextGenerator(model: model)
+    /// Greedy answers from the KV-cached engine, through the tokenizer the checkpoint records,
+    /// cut at `--stop`; the prompt's last max_seq_len − max_new_tokens tokens are kept.
+    private func task(model: Transformer, tokenizer: ModelTokenizer, pairs: [ReferenceFile.Pair], bleu: CorpusBLEU) throws {
+        let engine = InferenceEngine(model: model)
+        let keep = max(1, model.config.maxSeqLen - maxNewTokens)
         var outputs: [String] = []
         for pair in pairs {
             let prompt = tokenizer.encode(pair.prompt)
             guard !prompt.isEmpty else { throw EvaluationError(.badInput, "\(data): a prompt is empty") }
-            let out = try generator.generate(prompt: Array(prompt.suffix(model.config.maxSeqLen)), count: maxNewTokens, temperature: 0, topK: 0,
-                                             seed: 0, stop: Set(stopTokens))
-            var answer = Array(out.dropFirst(min(prompt.count, model.config.maxSeqLen)))
-            if let last = answer.last, stopTokens.contains(last) { answer.removeLast() }
-            outputs.append(tokenizer.decode(answer))
+            let request = GenerationRequest(prompt: Array(prompt.suffix(keep)), maxTokens: min(maxNewTokens, model.config.maxSeqLen - min(prompt.count, keep)),
+                                            sampling: SamplingParameters(), stop: stop.isEmpty ? [] : [stop])
+            outputs.append(try engine.generate([request], tokenizer: tokenizer)[0].text)
         }
         let scores = TaskScores(predictions: outputs, references: pairs.map(\.references), bleu: bleu)
         if let predictions {

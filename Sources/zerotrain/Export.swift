@@ -2,7 +2,9 @@ import ArgumentParser
 import Checkpoint
 import Common
 import Foundation
+import Data
 import Model
+import Serve
 import Training
 
 struct Export: ParsableCommand {
@@ -65,8 +67,9 @@ struct Export: ParsableCommand {
                 try exportONNX(tensors, table: table, to: folder)
                 return
             }
-            let files = try HuggingFaceExport.write(model: tensors.config, table: table, to: folder, dtype: dtype,
+            var files = try HuggingFaceExport.write(model: tensors.config, table: table, to: folder, dtype: dtype,
                                                     maxShardBytes: maxShardBytes, read: tensors.read)
+            files += try Self.writeTokenizer(from: tensors.folder, to: folder, model: tensors.config)
             let seconds = (clock.now - start).seconds
             var total = 0
             for f in files {
@@ -103,6 +106,28 @@ struct Export: ParsableCommand {
         Console.out("onnx opset \(onnx.opset), \(onnx.nodes.count) nodes, \(table.count) parameters (f32), KV cache \(kvCache ? "in/out" : "none"), "
                     + "\(external ? "external data" : "weights inline"), \(Self.format(bytes: total)) in "
                     + String(format: "%.2f s", (clock.now - start).seconds))
+    }
+
+    /// The model's tokenizer for transformers: the recorded tokenizer.json, copied, and a
+    /// tokenizer_config.json naming its special tokens and the server's chat template (Jinja).
+    /// Nothing for a model with the byte-level tokenizer (no tokenizer.json: transformers has no
+    /// byte-level tokenizer class to name).
+    static func writeTokenizer(from source: URL, to folder: URL, model: ModelConfig) throws -> [URL] {
+        let tokenizer = try ModelTokenizer.load(folder: source)
+        guard case .bpe = tokenizer else { return [] }
+        let json = folder.appendingPathComponent(ModelTokenizer.fileName)
+        if source.resolvingSymlinksInPath().path != folder.resolvingSymlinksInPath().path {
+            try? FileManager.default.removeItem(at: json)
+            try FileManager.default.copyItem(at: source.appendingPathComponent(ModelTokenizer.fileName), to: json)
+        }
+        var config: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.maxSeqLen,
+                                     "chat_template": ChatTemplate.jinja, "clean_up_tokenization_spaces": false]
+        for (key, token) in [("bos_token", "<|bos|>"), ("eos_token", "<|eos|>"), ("pad_token", "<|pad|>")]
+        where tokenizer.specialTokens.contains(token) { config[key] = token }
+        let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        let url = folder.appendingPathComponent("tokenizer_config.json")
+        try data.write(to: url, options: .atomic)
+        return [json, url]
     }
 
     static func format(bytes: Int) -> String {

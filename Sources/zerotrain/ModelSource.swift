@@ -9,6 +9,8 @@ import Training
 /// verified) or a Hugging Face folder. The one place in the CLI that knows the checkpoint formats.
 struct ModelSource {
     let config: ModelConfig
+    /// Where the model records its tokenizer: the Hugging Face folder, or the checkpoint's step folder.
+    let folder: URL
     /// Fills one tensor (entry.count floats) from the source.
     let read: (ParameterEntry, UnsafeMutablePointer<Float>) throws -> Void
 
@@ -22,12 +24,14 @@ struct ModelSource {
                 throw CheckpointError(.incompatible, "\(url.path) is an int8 quantized folder; give the fp32 checkpoint or Hugging Face folder it was made from")
             }
             config = try CheckpointStore.huggingFaceConfig(url)
+            folder = url
             let weights = try HuggingFaceFolder(url)
             read = { entry, dst in try weights.read(entry, into: dst) }
             return
         }
         let reader = try CheckpointReader<TrainConfig>(url)
         config = reader.manifest.config.model
+        folder = reader.folder
         read = { entry, dst in
             try reader.read(.parameters, elements: entry.offset..<(entry.offset + entry.count), into: dst)
         }

@@ -3,7 +3,7 @@ import Foundation
 
 struct Systemd: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Render or install the systemd units (deploy/systemd: coordinator, worker@ID, target).",
+        abstract: "Render or install the systemd units (deploy/systemd: coordinator, worker@ID, target, serve).",
         subcommands: [SystemdRender.self, SystemdInstall.self])
 }
 
@@ -43,7 +43,7 @@ struct SystemdRender: ParsableCommand {
     @Option(name: .long, help: "Directory to write into (default: print to stdout).")
     var out: String?
 
-    @Flag(name: .long, help: "Also write the example environment files (common.env, coordinator.env, worker-0.env).")
+    @Flag(name: .long, help: "Also write the example environment files (common.env, coordinator.env, worker-0.env, serve.env).")
     var env = false
 
     func run() throws {

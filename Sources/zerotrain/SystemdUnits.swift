@@ -17,6 +17,7 @@ struct SystemdUnits {
         var f = [(name: "zerotrain.target", text: target)]
         if coordinator { f.append(("zerotrain-coordinator.service", coordinatorService)) }
         f.append(("zerotrain-worker@.service", workerService))
+        f.append(("zerotrain-serve.service", serveService))
         return f
     }
 
@@ -49,6 +50,16 @@ struct SystemdUnits {
           ZEROTRAIN_THREADS=4
           # The address other workers reach this one at (ring links).
           ZEROTRAIN_ADVERTISE=10.0.0.2
+
+          """),
+         ("serve.env", """
+          # Read by zerotrain-serve.service (`zerotrain serve`, docs/serving.md).
+          # The model: a checkpoint directory, a step folder or a Hugging Face folder (read-only is enough).
+          ZEROTRAIN_MODEL=/srv/zerotrain/model
+          # Address of the HTTP API; loopback unless a proxy in front of it, or you, open it on purpose.
+          ZEROTRAIN_SERVE_LISTEN=127.0.0.1:8080
+          # Limits: --max-tokens, --max-batch, --max-queue, --request-timeout, --max-body-bytes, --threads.
+          ZEROTRAIN_SERVE_ARGS=--max-batch 16 --max-queue 64 --threads 4
 
           """)]
     }
@@ -132,6 +143,38 @@ struct SystemdUnits {
 
         [Install]
         WantedBy=zerotrain.target
+
+        """
+    }
+
+    /// The inference server; not part of the training target. SIGTERM drains: new requests get 503,
+    /// accepted ones finish, then it exits 0.
+    var serveService: String {
+        """
+        [Unit]
+        Description=ZeroTrain inference server: /predict and OpenAI-compatible completions over HTTP
+        Wants=network-online.target
+        After=network-online.target
+        StartLimitIntervalSec=600
+        StartLimitBurst=5
+
+        [Service]
+        Type=notify
+        NotifyAccess=main
+        EnvironmentFile=-\(configDirectory)/serve.env
+        # The model and the address from the environment file (ZEROTRAIN_MODEL, ZEROTRAIN_SERVE_LISTEN, ZEROTRAIN_SERVE_ARGS).
+        ExecStart=\(binary) serve --model ${ZEROTRAIN_MODEL} --listen ${ZEROTRAIN_SERVE_LISTEN} $ZEROTRAIN_SERVE_ARGS
+        # SIGTERM: stop accepting (503), finish the accepted requests, exit 0.
+        KillSignal=SIGTERM
+        KillMode=mixed
+        TimeoutStartSec=300
+        TimeoutStopSec=120
+        Restart=on-failure
+        RestartSec=5s
+        \(hardening)
+
+        [Install]
+        WantedBy=multi-user.target
 
         """
     }

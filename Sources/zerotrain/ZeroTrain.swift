@@ -17,13 +17,13 @@ struct ZeroTrain: AsyncParsableCommand {
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",
         subcommands: [Train.self, Local.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Eval.self, Grads.self, Export.self, Quantize.self, Plan.self,
-                      CheckpointCommand.self, Trace.self, DataCommand.self, Bench.self, Systemd.self, Keygen.self])
+                      CheckpointCommand.self, Trace.self, DataCommand.self, Bench.self, Systemd.self, Keygen.self, ServeCommand.self])
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure performance (results go into docs/benchmarks.md).",
-        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self, BenchCheckpoint.self, BenchResilience.self, BenchData.self, BenchQuantize.self])
+        subcommands: [BenchTrain.self, BenchComm.self, BenchScaling.self, BenchCheckpoint.self, BenchResilience.self, BenchData.self, BenchQuantize.self, BenchServe.self])
 }
 
 /// OpenBLAS reads its settings once, when the library loads — before `main`. Its idle worker

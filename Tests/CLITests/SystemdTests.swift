@@ -13,8 +13,8 @@ import ZeroTrainTestKit
     }()
 
     static let deploy = CLI.repo.appendingPathComponent("deploy/systemd")
-    static let unitNames = ["zerotrain.target", "zerotrain-coordinator.service", "zerotrain-worker@.service"]
-    static let envNames = ["common.env", "coordinator.env", "worker-0.env"]
+    static let unitNames = ["zerotrain.target", "zerotrain-coordinator.service", "zerotrain-worker@.service", "zerotrain-serve.service"]
+    static let envNames = ["common.env", "coordinator.env", "worker-0.env", "serve.env"]
 
     @Test func committedUnitsAreTheRendering() throws {
         let dir = CLI.tempDir()
@@ -49,7 +49,7 @@ import ZeroTrainTestKit
             let (status, output) = Self.tool(Self.analyze, ["verify", "--man=no", "./" + unit], in: dir)
             #expect(status == 0 && output.isEmpty, "systemd-analyze verify \(unit): \(output)")
         }
-        for unit in ["zerotrain-coordinator.service", "zerotrain-worker@.service"] {
+        for unit in ["zerotrain-coordinator.service", "zerotrain-worker@.service", "zerotrain-serve.service"] {
             let (status, output) = Self.tool(Self.analyze, ["security", "--offline=true", "--threshold=30", "./" + unit], in: dir)
             let score = output.split(separator: "\n").last { $0.contains("Overall exposure level") } ?? "?"
             print("systemd-analyze security \(unit): \(score.trimmingCharacters(in: .whitespaces))")

@@ -88,7 +88,7 @@ import Testing
         }
         let task = Task { try await server.run() }
         defer { task.cancel() }
-        try await server.waitUntilListening()
+        try await server.waitUntilListening(timeout: 60)
         let port: UInt16
         switch await server.listeningAddress {
         case let .ip4(_, p)?, let .ip6(_, p)?: port = p

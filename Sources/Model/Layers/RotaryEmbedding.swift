@@ -52,6 +52,28 @@ public struct RotaryEmbedding: Sendable {
             }
         }
     }
+
+    /// Rotates `rows` rows of x (rows, heads, headDim) in place, row r by the angle of position
+    /// `positions[r]` (inference: each row of a batch of sequences has its own position).
+    public func apply(_ x: UnsafeMutablePointer<Float>, positions: [Int], heads: Int) {
+        let half = headDim / 2
+        cosTable.withUnsafeBufferPointer { cosT in
+            sinTable.withUnsafeBufferPointer { sinT in
+                for (r, p) in positions.enumerated() {
+                    precondition(p >= 0 && p < maxPositions, "position \(p) is outside the rotary table (max_seq_len \(maxPositions))")
+                    let cs = cosT.baseAddress! + p * half, sn = sinT.baseAddress! + p * half
+                    for h in 0..<heads {
+                        let v = x + (r * heads + h) * headDim
+                        for i in 0..<half {
+                            let a = v[i], bb = v[i + half]
+                            v[i] = a * cs[i] - bb * sn[i]
+                            v[i + half] = bb * cs[i] + a * sn[i]
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 extension RotaryEmbedding {

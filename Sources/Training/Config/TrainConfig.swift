@@ -210,7 +210,13 @@ public struct TrainConfig: ConfigSection, Equatable {
            let shard = try? TokenShard(path: first, verify: false), shard.vocabularySize > model.vocabSize {
             throw ConfigError("model.vocab_size: must be ≥ the vocabulary of the token shards (\(shard.vocabularySize) in \(first)), got \(model.vocabSize)")
         }
-        if data.source != "tokens" && data.source != "shards" && model.vocabSize < ByteTokenizer.vocabularySize {
+        if let file = data.tokenizer {
+            let tokenizer: BPETokenizer
+            do { tokenizer = try BPETokenizer.load(path: file) } catch let e as DataError { throw ConfigError("data.tokenizer: \(e.message)") }
+            if tokenizer.vocabularySize > model.vocabSize {
+                throw ConfigError("model.vocab_size: must be ≥ the vocabulary of data.tokenizer (\(tokenizer.vocabularySize) in \(file)), got \(model.vocabSize)")
+            }
+        } else if data.source != "tokens" && data.source != "shards" && model.vocabSize < ByteTokenizer.vocabularySize {
             throw ConfigError("model.vocab_size: must be ≥ 256 for the byte-level tokenizer of data.source \(data.source), got \(model.vocabSize)")
         }
     }
