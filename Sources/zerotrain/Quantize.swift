@@ -123,6 +123,7 @@ struct Quantize: ParsableCommand {
         switch try TokenSource.load(data) {
         case .stream(let t): tokens = t
         case .batches(let t, _, _, _, _): tokens = t
+        case .mapped(let t, _): tokens = t.tokens(0..<min(t.count, limit))
         }
         tokens = Array(tokens.prefix(limit))
         guard tokens.count >= 2 else { throw ValidationError("--eval \(path) has fewer than 2 tokens") }
