@@ -55,7 +55,8 @@ struct Sweep: AsyncParsableCommand {
 
 /// Runs a sweep's trials as `zerotrain local` child processes, at most `parallel` at once;
 /// follows each trial's metrics.jsonl, feeds the early stopping rule and stops (SIGTERM: the
-/// job checkpoints and shuts down) the trials it rejects; writes sweep.json after every event
+/// job checkpoints and shuts down) the trials it rejects or pauses, and resumes the ones
+/// successive halving promotes from their checkpoints (`zerotrain local --resume auto`); writes sweep.json after every event
 /// and the results at the end. Each child dies with the sweep (ZEROTRAIN_EXIT_WITH_PARENT).
 final class SweepDriver: @unchecked Sendable {
     private struct Running {
@@ -81,7 +82,8 @@ final class SweepDriver: @unchecked Sendable {
     private let threads: Int?
     private let executable: URL
     private let events = Monitor(Events())
-    private var rule: MedianStoppingRule?
+    private var median: MedianStoppingRule?
+    private var halving: SuccessiveHalving?
 
     init(plan: SweepPlan, state: SweepState, output: URL, parallel: Int, workers: Int, threads: Int?) throws {
         self.plan = plan
@@ -91,10 +93,19 @@ final class SweepDriver: @unchecked Sendable {
         self.workers = workers
         self.threads = threads
         executable = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-        if case let .median(grace, interval, minTrials) = plan.space.earlyStopping {
+        switch plan.space.earlyStopping {
+        case .none: break
+        case let .median(grace, interval, minTrials):
             var rule = MedianStoppingRule(grace: grace, interval: interval, minTrials: minTrials)
             for t in state.trials where t.status.ended { rule.replay(trial: t.id, curve: t.curve.map { ($0.step, $0.loss) }) }
-            self.rule = rule
+            median = rule
+        case let .asha(minSteps, eta):
+            // The rungs end at the shortest trial's total_steps.
+            var rule = SuccessiveHalving(minSteps: minSteps, eta: eta, maxSteps: plan.trials.map(\.config.training.totalSteps).min()!)
+            for t in state.trials where !t.curve.isEmpty || t.rung != nil {
+                rule.replay(trial: t.id, curve: t.curve.map { ($0.step, $0.loss) }, level: t.rung ?? 0)
+            }
+            halving = rule
         }
     }
 
@@ -111,8 +122,8 @@ final class SweepDriver: @unchecked Sendable {
                 stopped = true
                 for r in running.values { kill(r.process.processIdentifier, SIGTERM) }
             }
-            while !stopped, running.count < parallel, let i = state.trials.indices.first(where: { state.trials[$0].status == .pending }) {
-                running[i] = try start(i)
+            while !stopped, running.count < parallel, let n = next(running) {
+                running[n.index] = try start(n.index, resume: n.resume)
                 try state.save(in: output)
             }
             if running.isEmpty { break }
@@ -144,22 +155,38 @@ final class SweepDriver: @unchecked Sendable {
         return stopped ? 1 : 0
     }
 
-    /// Starts trial `i` afresh: a trial that was running when an earlier sweep died runs again from the start.
-    private func start(_ i: Int) throws -> Running {
+    /// The trial to run next and whether it resumes: a promoted trial killed with an earlier
+    /// sweep, then (successive halving) a promotion, then a pending trial; nil when none.
+    private func next(_ running: [Int: Running]) -> (index: Int, resume: Bool)? {
+        if let i = state.trials.indices.first(where: { state.trials[$0].status == .running && running[$0] == nil }) { return (i, true) }
+        if let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
+            state.trials[i].rung = halving!.level(of: p.trial)
+            Console.out("sweep: \(p.trial) promoted to rung \(p.rung)")
+            return (i, true)
+        }
+        return state.trials.indices.first { state.trials[$0].status == .pending }.map { ($0, false) }
+    }
+
+    /// Starts trial `i` afresh (a trial that was running when an earlier sweep died runs again
+    /// from the start), or resumes it from its newest checkpoint (`--resume auto`).
+    private func start(_ i: Int, resume: Bool) throws -> Running {
         let trial = plan.trials[i]
         let fm = FileManager.default
-        try? fm.removeItem(at: trial.directory)
-        try fm.createDirectory(at: trial.runDirectory, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try encoder.encode(trial.config).write(to: trial.configFile)
         let logURL = trial.directory.appendingPathComponent("local.log")
-        _ = fm.createFile(atPath: logURL.path, contents: nil)
+        if !resume {
+            try? fm.removeItem(at: trial.directory)
+            try fm.createDirectory(at: trial.runDirectory, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(trial.config).write(to: trial.configFile)
+            _ = fm.createFile(atPath: logURL.path, contents: nil)
+        }
         let log = try FileHandle(forWritingTo: logURL)
+        _ = try log.seekToEnd()
         let p = Process()
         p.executableURL = executable
         p.arguments = ["local", "--config", trial.configFile.path, "--workers", String(workers), "--run-dir", trial.runDirectory.path]
-            + (threads.map { ["--threads", String($0)] } ?? [])
+            + (threads.map { ["--threads", String($0)] } ?? []) + (resume ? ["--resume", "auto"] : [])
         var env = ProcessInfo.processInfo.environment
         env[LocalCluster.watchParentVariable] = "1"
         p.environment = env
@@ -172,8 +199,10 @@ final class SweepDriver: @unchecked Sendable {
         try p.run()
         state.trials[i].status = .running
         state.trials[i].starts += 1
+        state.trials[i].note = nil
+        if halving != nil, state.trials[i].rung == nil { state.trials[i].rung = 0 }
         let values = trial.assignment.values.map { "\($0.path)=\($0.value.scalarText)" }.joined(separator: " ")
-        Console.out("sweep: \(trial.assignment.id) started (\(values))")
+        Console.out("sweep: \(trial.assignment.id) " + (resume ? "resumed from its checkpoint" : "started") + " (\(values))")
         return Running(index: i, process: p, lifeline: lifeline, log: log)
     }
 
@@ -191,14 +220,23 @@ final class SweepDriver: @unchecked Sendable {
             let line = r.partial[r.partial.startIndex..<nl]
             r.partial = Data(r.partial[(nl + 1)...])
             guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                  let index = (o["step"] as? NSNumber)?.intValue, let loss = (o["loss"] as? NSNumber)?.doubleValue, loss.isFinite else { continue }
+                  let index = (o["step"] as? NSNumber)?.intValue, let loss = (o["loss"] as? NSNumber)?.doubleValue, loss.isFinite,
+                  index + 1 > state.trials[r.index].steps else { continue }   // a resumed trial's log holds its earlier steps
             let step = index + 1   // metrics.jsonl counts from 0; the sweep counts updates done
             state.trials[r.index].record(step: step, loss: loss, validationLoss: (o["validation_loss"] as? NSNumber)?.doubleValue)
             any = true
-            if !r.stopping, case let .stop(rung, best, median)? = rule?.report(trial: id, step: step, loss: loss) {
+            guard !r.stopping else { continue }
+            var note: String?
+            if case let .stop(rung, best, m)? = median?.report(trial: id, step: step, loss: loss) {
+                note = String(format: "median rule at step %d: best loss %.4f > median %.4f", rung, best, m)
+            }
+            if case let .pause(rung, best)? = halving?.report(trial: id, step: step, loss: loss) {
+                note = String(format: "successive halving: paused at rung %d, best loss %.4f", rung, best)
+            }
+            if let note {
                 r.stopping = true
-                state.trials[r.index].note = String(format: "median rule at step %d: best loss %.4f > median %.4f", rung, best, median)
-                Console.out("sweep: \(id) stopped early (\(state.trials[r.index].note!))")
+                state.trials[r.index].note = note
+                Console.out("sweep: \(id) stopped early (\(note))")
                 kill(r.process.processIdentifier, SIGTERM)
             }
         }
@@ -215,16 +253,19 @@ final class SweepDriver: @unchecked Sendable {
         } else if stopping {
             state.trials[i].status = .stopped
         } else if interrupted {
-            // Stopped with the sweep: it runs again when the sweep resumes.
-            let starts = state.trials[i].starts
-            state.trials[i] = plan.initialState.trials[i]
-            state.trials[i].starts = starts
+            // Stopped with the sweep: it runs again when the sweep resumes (from the start, or
+            // from its checkpoint when successive halving had promoted it).
+            if (state.trials[i].rung ?? 0) == 0 {
+                let starts = state.trials[i].starts
+                state.trials[i] = plan.initialState.trials[i]
+                state.trials[i].starts = starts
+            }
         } else {
             state.trials[i].status = .failed
             state.trials[i].note = "exit \(code); see \(plan.trials[i].directory.appendingPathComponent("local.log").path)"
             Console.out("sweep: \(id) failed (\(state.trials[i].note!))")
         }
-        // Trials that ended feed the rule with their whole curve.
-        if state.trials[i].status.ended { rule?.replay(trial: id, curve: state.trials[i].curve.map { ($0.step, $0.loss) }) }
+        // Trials that ended feed the median rule with their whole curve.
+        if state.trials[i].status.ended { median?.replay(trial: id, curve: state.trials[i].curve.map { ($0.step, $0.loss) }) }
     }
 }

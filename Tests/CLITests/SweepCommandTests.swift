@@ -108,6 +108,36 @@ import Glibc
         #expect(check.status == 0, "\(check.stderr)")
     }
 
+    /// Successive halving on 4 trials (η 2, rungs 10, 20, 40): losers pause at a rung, the top half
+    /// resumes from its checkpoint (no step is trained twice), one trial reaches the end.
+    @Test func successiveHalvingResumesPromotedTrials() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = root.appendingPathComponent("base.yaml"), space = root.appendingPathComponent("space.yaml"), out = root.appendingPathComponent("out")
+        try CLI.write(Self.base.replacingOccurrences(of: "total_steps: 60", with: "total_steps: 40"), to: base)
+        try CLI.write("""
+            sampler: grid
+            parameters: {training.lr: [0.02, 0.01, 0.00002, 0.00001]}
+            early_stopping: {rule: asha, min_steps: 10, eta: 2}
+            """, to: space)
+        let r = try CLI.run(["sweep", "--config", base.path, "--space", space.path, "--out", out.path, "--parallel", "2"], timeout: 120)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        let trials = try Self.trials(out)
+        // A paused job may run to its end before the stop reaches it (tiny steps on a loaded
+        // machine): then it counts as finished. The promotions do not depend on that timing.
+        #expect(trials.contains { $0.status == "stopped" && $0.steps < 40 }, "\(trials)")
+        #expect(trials[2].starts == 1 && trials[3].starts == 1, "\(trials)")   // the tiny rates are never promoted
+        let winner = try #require(trials.first { $0.starts == 3 }, "\(trials)")
+        #expect(winner.status == "finished")
+        #expect(winner.steps == 40 && winner.starts == 3, "\(winner)")   // rung 10, resumed to 20, resumed to 40
+        #expect(["trial-000", "trial-001"].contains(winner.id))
+        #expect(r.stdout.contains("\(winner.id) resumed from its checkpoint"))
+        // Resumed, not restarted: every step of the winner's log appears once, in order.
+        let log = try String(contentsOf: out.appendingPathComponent("trials/\(winner.id)/run/metrics.jsonl"), encoding: .utf8)
+        let steps = log.split(separator: "\n").map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
+        #expect(steps == Array(0..<40), "\(steps)")
+    }
+
     func expectExit2(_ space: String, mentions text: String) throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -162,6 +162,63 @@ import Testing
         let s = try SearchSpace.parse(text: "sampler: grid\nparameters: {training.lr: [0.1]}\nearly_stopping: {rule: median, grace: 5, interval: 3, min_trials: 1}\n")
         #expect(s.earlyStopping == .median(grace: 5, interval: 3, minTrials: 1))
         #expect(try SearchSpace.parse(text: "sampler: grid\nparameters: {training.lr: [0.1]}\n").earlyStopping == EarlyStopping.none)
+        let a = try SearchSpace.parse(text: "sampler: grid\nparameters: {training.lr: [0.1]}\nearly_stopping: {rule: asha, min_steps: 4, eta: 3}\n")
+        #expect(a.earlyStopping == .asha(minSteps: 4, eta: 3))
+        #expect(throws: ConfigError.self) { try SearchSpace.parse(text: "sampler: grid\nparameters: {training.lr: [0.1]}\nearly_stopping: {rule: asha, grace: 4}\n") }
+        #expect(throws: ConfigError.self) { try SearchSpace.parse(text: "sampler: grid\nparameters: {training.lr: [0.1]}\nearly_stopping: {rule: asha, eta: 1}\n") }
+    }
+
+    // MARK: successive halving
+
+    @Test func halvingRungsAndPromotions() {
+        var h = SuccessiveHalving(minSteps: 4, eta: 2, maxSteps: 20)
+        #expect(h.rungs == [4, 8, 16, 20])
+        // Four trials reach rung 4 with losses 4, 1, 3, 2 (a: 4, b: 1, c: 3, d: 2).
+        #expect(h.report(trial: "a", step: 2, loss: 5) == .continue)
+        #expect(h.report(trial: "a", step: 4, loss: 4) == .pause(rung: 4, loss: 4))
+        #expect(h.report(trial: "a", step: 5, loss: 0.1) == .continue)   // late reports change nothing
+        #expect(h.promotion() == nil)                                      // 1 at the rung: top half is empty
+        #expect(h.report(trial: "b", step: 4, loss: 1) == .pause(rung: 4, loss: 1))
+        let first = h.promotion()
+        #expect(first?.trial == "b" && first?.rung == 8)                   // top 1 of {a 4, b 1}
+        #expect(h.level(of: "b") == 1)
+        #expect(h.report(trial: "c", step: 4, loss: 3) == .pause(rung: 4, loss: 3))
+        #expect(h.promotion() == nil)                                      // top 1 of 3 is b, promoted already
+        #expect(h.report(trial: "d", step: 4, loss: 2) == .pause(rung: 4, loss: 2))
+        let second = h.promotion()
+        #expect(second?.trial == "d" && second?.rung == 8)                 // top 2 of 4: b, d
+        #expect(h.promotion() == nil)
+        // b reaches 8, then d: the better of the two goes on to 16, then 20 completes.
+        #expect(h.report(trial: "b", step: 8, loss: 0.9) == .pause(rung: 8, loss: 0.9))
+        #expect(h.report(trial: "d", step: 8, loss: 0.5) == .pause(rung: 8, loss: 0.5))
+        let third = h.promotion()
+        #expect(third?.trial == "d" && third?.rung == 16)
+        #expect(h.report(trial: "d", step: 16, loss: 0.4) == .pause(rung: 16, loss: 0.4))
+        #expect(h.promotion() == nil)                                      // 1 at rung 16: no top half
+        var h3 = SuccessiveHalving(minSteps: 2, eta: 3, maxSteps: 18)
+        #expect(h3.rungs == [2, 6, 18])
+        for (i, loss) in [5.0, 4, 3, 2, 1, 6].enumerated() { _ = h3.report(trial: "t\(i)", step: 2, loss: loss) }
+        let p1 = h3.promotion(), p2 = h3.promotion(), p3 = h3.promotion()
+        #expect(p1?.trial == "t4" && p1?.rung == 6 && p2?.trial == "t3" && p3 == nil)   // top 6/3 = 2
+        // A single rung is the end of training: reaching it completes the trial.
+        var one = SuccessiveHalving(minSteps: 10, eta: 2, maxSteps: 8)
+        #expect(one.rungs == [8])
+        #expect(one.report(trial: "x", step: 8, loss: 1) == .complete)
+    }
+
+    @Test func halvingReplayRebuildsTheRungs() {
+        var live = SuccessiveHalving(minSteps: 4, eta: 2, maxSteps: 16)
+        for (id, loss) in [("a", 3.0), ("b", 1.0)] { _ = live.report(trial: id, step: 4, loss: loss) }
+        #expect(live.promotion()?.trial == "b")
+        _ = live.report(trial: "b", step: 6, loss: 0.8)
+        // The same history from curves: b was promoted (level 1), a paused at rung 0.
+        var back = SuccessiveHalving(minSteps: 4, eta: 2, maxSteps: 16)
+        back.replay(trial: "a", curve: [(2, 4), (4, 3), (5, 2.9)], level: 0)
+        back.replay(trial: "b", curve: [(2, 2), (4, 1), (6, 0.8)], level: 1)
+        #expect(back.results == live.results && back.promoted == live.promoted)
+        #expect(back.level(of: "b") == 1 && back.level(of: "a") == 0)
+        #expect(back.promotion() == nil)
+        #expect(back.report(trial: "b", step: 8, loss: 0.7) == .pause(rung: 8, loss: 0.7))
     }
 
     // MARK: state

@@ -1,37 +1,5 @@
 import Common
 
-/// The sweep's early stopping rule (`early_stopping:` of the space file).
-public enum EarlyStopping: Sendable, Equatable {
-    case none
-    /// Median stopping: at each rung (`grace`, then every `interval` steps), a trial whose best
-    /// loss so far is worse than the median of the other trials' losses at that step stops,
-    /// once at least `minTrials` others have reached it.
-    case median(grace: Int, interval: Int, minTrials: Int)
-
-    static func parse(_ value: ConfigValue, fail: (String) -> ConfigError) throws -> EarlyStopping {
-        guard case .map(let pairs) = value else { throw fail("early_stopping: expected {rule: median | none, ...}, got \(value.shortDescription)") }
-        var rule = "none", grace = 0, interval = 10, minTrials = 2
-        for (k, v) in pairs {
-            switch (k, v) {
-            case ("rule", .string(let s)): rule = s
-            case ("grace", .int(let n)) where n >= 0: grace = n
-            case ("interval", .int(let n)) where n >= 1: interval = n
-            case ("min_trials", .int(let n)) where n >= 1: minTrials = n
-            case ("rule", _): throw fail("early_stopping.rule: expected median or none, got \(v.shortDescription)")
-            case ("grace", _): throw fail("early_stopping.grace: expected a whole number ≥ 0, got \(v.shortDescription)")
-            case ("interval", _), ("min_trials", _): throw fail("early_stopping.\(k): expected a whole number ≥ 1, got \(v.shortDescription)")
-            default: throw fail("early_stopping.\(k): unknown key (rule, grace, interval, min_trials)")
-            }
-        }
-        switch rule {
-        case "none": return .none
-        case "median": return .median(grace: grace, interval: interval, minTrials: minTrials)
-        case "asha": throw fail("early_stopping.rule: asha (successive halving) is not available yet; use median or none")
-        default: throw fail("early_stopping.rule: unknown rule \"\(rule)\" (median or none)")
-        }
-    }
-}
-
 /// The median stopping rule as a state machine over loss reports: it keeps every trial's curve
 /// and answers each report with continue or stop. Pure (no processes, no clock), so synthetic
 /// curves test it; the sweep driver feeds it metrics.jsonl lines and acts on its answers.

@@ -26,12 +26,14 @@ public struct SweepState: Codable, Sendable, Equatable {
         /// Why it stopped or failed.
         public var note: String?
         public var curve: [Point]
-        /// How many times the trial was started (a restarted sweep reruns a trial that was running).
+        /// How many times the trial was started or resumed.
         public var starts: Int
+        /// Successive halving: the rung (index) the trial runs to or was paused at.
+        public var rung: Int?
 
         enum CodingKeys: String, CodingKey {
             case id, parameters, status, steps, finalLoss = "final_loss", bestLoss = "best_loss"
-            case validationLoss = "validation_loss", note, curve, starts
+            case validationLoss = "validation_loss", note, curve, starts, rung
         }
 
         public init(id: String, parameters: [String: String]) {
@@ -67,8 +69,10 @@ public struct SweepState: Codable, Sendable, Equatable {
         self.trials = trials
     }
 
-    /// The state of `directory`, or a fresh one; a trial that was running when the sweep died
-    /// goes back to pending (its partial curve is dropped: it runs again from the start).
+    /// The state of `directory`, or a fresh one. A trial that was running when the sweep died
+    /// goes back to pending (its partial curve is dropped: it runs again from the start) unless
+    /// successive halving had promoted it past its first rung: then it stays `running`, to be
+    /// resumed from its newest checkpoint.
     public static func resume(in directory: URL, fingerprint: String, fresh: SweepState) throws -> SweepState {
         let file = directory.appendingPathComponent("sweep.json")
         guard let data = FileManager.default.contents(atPath: file.path) else { return fresh }
@@ -81,7 +85,7 @@ public struct SweepState: Codable, Sendable, Equatable {
         guard state.fingerprint == fingerprint, state.trials.map(\.id) == fresh.trials.map(\.id) else {
             throw ConfigError("\(directory.path): holds a sweep of another config or space; give another --out or remove it")
         }
-        for i in state.trials.indices where !state.trials[i].status.ended {
+        for i in state.trials.indices where !state.trials[i].status.ended && (state.trials[i].rung ?? 0) == 0 {
             let starts = state.trials[i].starts
             state.trials[i] = fresh.trials[i]
             state.trials[i].starts = starts
