@@ -159,7 +159,9 @@ final class SweepDriver: @unchecked Sendable {
     /// sweep, then (successive halving) a promotion, then a pending trial; nil when none.
     private func next(_ running: [Int: Running]) -> (index: Int, resume: Bool)? {
         if let i = state.trials.indices.first(where: { state.trials[$0].status == .running && running[$0] == nil }) { return (i, true) }
-        if let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
+        while let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
+            // A job that ran to its end before its pause took effect has nothing left to run.
+            guard state.trials[i].status != .finished else { continue }
             state.trials[i].rung = halving!.level(of: p.trial)
             Console.out("sweep: \(p.trial) promoted to rung \(p.rung)")
             return (i, true)
