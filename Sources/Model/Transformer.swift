@@ -220,7 +220,7 @@ public final class Transformer {
 
     /// The int8 operands of linear weight `kind` (nil unless the model runs in int8 and the weight
     /// is quantized — the MoE router is not).
-    @inline(__always) func int8(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> Int8Operands? {
+    @inline(__always) public func int8(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> Int8Operands? {
         guard precision == .int8, let quantized else { return nil }
         return quantized.operands(offset: table.offset(kind, layer: layer, expert: expert), scratch: int8Scratch)
     }
@@ -286,7 +286,8 @@ public final class Transformer {
                        sharedDown: hasShared ? p(.sharedDown) : nil, scratch: bf16Scratch)
     }
 
-    private func moeInt8(layer l: Int) -> MoEInt8? {
+    /// The int8 operands of MoE layer `l`'s experts (nil unless the model runs in int8).
+    public func moeInt8(layer l: Int) -> MoEInt8? {
         guard precision == .int8, quantized != nil, let moe = config.moeConfig else { return nil }
         let hasShared = moe.numSharedExperts > 0
         return MoEInt8(gate: (0..<moe.numExperts).map { int8(.expertGate, l, $0)! }, up: (0..<moe.numExperts).map { int8(.expertUp, l, $0)! },

@@ -134,7 +134,7 @@ public final class InferenceEngine {
         while start < rows {
             let count = min(Self.rowBlock, rows - start)
             Linear.forward(x: x + start * shape[1], weight: w, y: y + start * shape[0], rows: count, inFeatures: shape[1],
-                           outFeatures: shape[0], accumulate: accumulate)
+                           outFeatures: shape[0], accumulate: accumulate, int8: model.int8(kind, layer))
             start += count
         }
     }
@@ -166,7 +166,7 @@ public final class InferenceEngine {
                                 sharedGate: shared ? weight(.sharedGate, layer: l) : nil,
                                 sharedUp: shared ? weight(.sharedUp, layer: l) : nil,
                                 sharedDown: shared ? weight(.sharedDown, layer: l) : nil)
-            layer.forward(x: x, y: y, w: w, pool: model.pool)
+            layer.forward(x: x, y: y, w: w, int8: model.moeInt8(layer: l), pool: model.pool)
         } else if config.activation == "swiglu" {
             project(.mlpGate, layer: l, x: x, y: s.gate.pointer, rows: n)
             project(.mlpUp, layer: l, x: x, y: s.up.pointer, rows: n)

@@ -7,7 +7,8 @@ import Tensor
 /// A model ready to serve: its weights in a `Transformer` and the tokenizer it was trained with.
 /// Loads a ZeroTrain checkpoint (a checkpoint directory's latest step or one step folder, with
 /// any number of shard files) or a Hugging Face model folder (config.json and safetensors,
-/// sharded or not); the tokenizer is the folder's tokenizer.json, or the byte-level one.
+/// sharded or not), or an int8 folder of `zerotrain quantize`; the tokenizer is the folder's
+/// tokenizer.json, or the byte-level one.
 public struct ServedModel {
     public let transformer: Transformer
     public let tokenizer: ModelTokenizer
@@ -30,7 +31,11 @@ public struct ServedModel {
     public static func load(_ url: URL, pool: ThreadPool) throws -> ServedModel {
         let model: Transformer, folder: URL
         let hf = isHuggingFaceFolder(url)
-        if hf {
+        if QuantizedModel.isQuantized(url) {
+            // `zerotrain quantize`'s folder: every linear layer runs int8.
+            folder = url
+            model = try QuantizedModel.load(url, pool: pool)
+        } else if hf {
             folder = url
             model = try CheckpointStore.importHuggingFace(url, pool: pool)
         } else {

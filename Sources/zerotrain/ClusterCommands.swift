@@ -217,6 +217,7 @@ struct Local: AsyncParsableCommand {
     @OptionGroup var monitoring: MonitoringOptions
 
     func run() async throws {
+        LocalCluster.watchParentIfAsked()
         try await runReportingErrors {
             _ = try monitoring.resolved()
             let cfg = try TrainConfig.load(path: config)

@@ -60,7 +60,9 @@ struct Quantize: ParsableCommand {
             let fp32 = try weights.model(pool: pool)
             let int8 = try weights.model(pool: pool, precision: .int8)
             int8.quantize(perChannel: perChannel)
+            // The tokenizer the model records goes with it (serve and generate read it there).
             let files = try QuantizedModel.write(int8, to: folder)
+            _ = try Export.writeTokenizer(from: weights.folder, to: folder, model: weights.config)
             let int8Bytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
             let fp32Bytes = 4 * fp32.table.count
             Console.out("\(folder.path): \(int8.quantized!.weights.count) linear weights int8 \(perChannel ? "per channel" : "per tensor"), "

@@ -16,7 +16,7 @@ struct ZeroTrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerotrain",
         abstract: "Train DeepSeek-family transformer language models on CPUs.",
-        subcommands: [Train.self, Local.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Eval.self, Grads.self, Export.self, Quantize.self, Plan.self,
+        subcommands: [Train.self, Local.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self, Generate.self, Eval.self, Grads.self, Export.self, Quantize.self, Plan.self, Sweep.self,
                       CheckpointCommand.self, Trace.self, DataCommand.self, Bench.self, Systemd.self, Keygen.self, ServeCommand.self])
 }
 

@@ -166,3 +166,29 @@ import Testing
         #expect(bytes.finishReason == .length && bytes.tokens.count == 10)   // no EOS in the byte-level tokenizer
     }
 }
+
+/// An int8 model (`Transformer.quantize`) runs its linear layers in int8 in the engine too: its
+/// prefill logits differ from the fp32 engine's (the in-process quantized model keeps the fp32
+/// weights, so an engine that skipped the int8 path would give the fp32 logits exactly) and stay
+/// within quantization noise of `Transformer.forward` on the same int8 model (not equal: the
+/// engine's LM head quantizes only the last row's activations).
+@Test(arguments: ["dense", "moe"])
+func theEngineRunsAnInt8ModelInInt8(_ name: String) throws {
+    let fp32 = try InferenceEngineTests.model(name)
+    let int8 = try Transformer(config: fp32.config, pool: ThreadPool(threads: 2), precision: .int8)
+    int8.parameters.pointer.update(from: fp32.parameters.pointer, count: fp32.table.count)
+    int8.quantize(perChannel: false)
+    let prompt: [Int32] = [72, 101, 108, 108, 111, 44, 32, 119, 111]
+    let v = fp32.config.vocabSize
+    func prefill(_ m: Transformer) throws -> [Float] {
+        let engine = InferenceEngine(model: m)
+        return try engine.step([.init(cache: engine.makeCache(positions: 16), tokens: prompt)])[0]
+    }
+    let got = try prefill(int8), plain = try prefill(fp32)
+    try int8.forward(inputs: prompt, targets: nil, batch: 1, seqLen: prompt.count)
+    let forward = Array(int8.logits[((prompt.count - 1) * v)..<(prompt.count * v)])
+    let fromFP32 = zip(got, plain).map { abs($0 - $1) }.max()!, fromForward = zip(got, forward).map { abs($0 - $1) }.max()!
+    let scale = plain.map(abs).max()!
+    #expect(fromFP32 > 1e-4 * scale, "\(name): the engine's int8 logits equal the fp32 ones")
+    #expect(fromForward < 0.05 * scale, "\(name): engine vs forward on the int8 model: \(fromForward) (logits up to \(scale))")
+}

@@ -50,11 +50,11 @@ public struct ReferenceSimilarityFilter: Sendable {
         var sum: [UInt64: Double] = [:]
         for words in documents {
             let v = Self.vector(words, idf: idf, unseen: unseenIDF)
-            let norm = v.values.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let norm = v.sorted(by: { $0.key < $1.key }).reduce(0) { $0 + $1.value * $1.value }.squareRoot()
             for (w, x) in v { sum[w, default: 0] += x / norm / n }
         }
         centroid = sum
-        centroidNorm = sum.values.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        centroidNorm = sum.sorted(by: { $0.key < $1.key }).reduce(0) { $0 + $1.value * $1.value }.squareRoot()
         referenceDocuments = documents.count
     }
 
@@ -72,7 +72,8 @@ public struct ReferenceSimilarityFilter: Sendable {
         if words.isEmpty { return 0 }
         let v = Self.vector(words, idf: idf, unseen: unseenIDF)
         var dot = 0.0, norm = 0.0
-        for (w, x) in v {
+        // In word order, so the sum (and a decision at the threshold) is the same on every run.
+        for (w, x) in v.sorted(by: { $0.key < $1.key }) {
             norm += x * x
             if let c = centroid[w] { dot += x * c }
         }

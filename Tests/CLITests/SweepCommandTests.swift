@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+import ZeroTrainTestKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `zerotrain sweep` end to end: real `zerotrain local` jobs per trial, the median rule
+/// stopping trials, the results, SIGKILL of the sweep and its resumption, and bad input.
+@Suite(.serialized) struct SweepCommandTests {
+    static let base = """
+        model: {num_layers: 1, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 32}
+        training: {lr: 0.003, warmup_steps: 2, total_steps: 60, micro_batch_size: 8, threads: 1, log_interval: 10, checkpoint_interval: 0}
+        data: {seq_len: 32}
+        cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 5000}
+        """
+
+    /// 8 trials: 4 learning rates × 2 seeds; the tiny rates fall behind and meet the median rule.
+    static let space = """
+        sampler: grid
+        parameters:
+          training.lr: [0.02, 0.01, 0.00002, 0.00001]
+          training.seed: [1, 2]
+        early_stopping: {rule: median, grace: 10, interval: 10, min_trials: 2}
+        """
+
+    struct Trial { let id: String; let status: String; let starts: Int; let steps: Int }
+
+    static func trials(_ dir: URL) throws -> [Trial] {
+        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("sweep.json").path) else { return [] }
+        let o = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return (o["trials"] as! [[String: Any]]).map {
+            Trial(id: $0["id"] as! String, status: $0["status"] as! String, starts: ($0["starts"] as! NSNumber).intValue, steps: ($0["steps"] as! NSNumber).intValue)
+        }
+    }
+
+    @Test func sweepStopsLosersReportsAndResumesAfterSIGKILL() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = root.appendingPathComponent("base.yaml"), space = root.appendingPathComponent("space.yaml"), out = root.appendingPathComponent("out")
+        try CLI.write(Self.base, to: base)
+        try CLI.write(Self.space, to: space)
+        let args = ["sweep", "--config", base.path, "--space", space.path, "--out", out.path, "--parallel", "2"]
+
+        // First run: killed (SIGKILL, no chance to clean up) once some trials have ended.
+        let first = try CLI.start(args)
+        let deadline = Date().addingTimeInterval(90)
+        var ended: [Trial] = []
+        while Date() < deadline, first.isRunning {
+            ended = ((try? Self.trials(out)) ?? []).filter { ["finished", "stopped", "failed"].contains($0.status) }
+            if ended.count >= 3 { break }
+            usleep(50_000)
+        }
+        try #require(ended.count >= 3 && first.isRunning, "the sweep ended or stalled before the kill: \(ended.map(\.id))")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let before = try Self.trials(out)
+        let endedBefore = before.filter { ["finished", "stopped", "failed"].contains($0.status) }
+        try #require(endedBefore.count < 8, "all trials had ended before the kill")
+        // The trials' jobs die with the sweep.
+        var left: [String] = []
+        for _ in 0..<100 {
+            left = ((try? CLI.runTool("/usr/bin/pgrep", ["-af", "zerotrain"])) ?? "").split(separator: "\n").map(String.init).filter { $0.contains(out.path) }
+            if left.isEmpty { break }
+            usleep(100_000)
+        }
+        #expect(left.isEmpty, "processes left after the sweep was killed: \(left)")
+        let logsBefore = try endedBefore.map { try Data(contentsOf: out.appendingPathComponent("trials/\($0.id)/run/metrics.jsonl")) }
+
+        // Second run with the same command: the ended trials are kept, the rest run.
+        let r = try CLI.run(args, timeout: 120)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("resuming: \(endedBefore.count) of 8 trials ended before"), "\(r.stdout)")
+        let after = try Self.trials(out)
+        #expect(after.count == 8 && after.allSatisfy { $0.status == "finished" || $0.status == "stopped" }, "\(after)")
+        for t in endedBefore {
+            let now = try #require(after.first { $0.id == t.id })
+            #expect(now.starts == 1 && now.status == t.status && now.steps == t.steps, "\(t.id) was run again")
+            #expect(!r.stdout.contains("\(t.id) started"), "\(t.id) was started again")
+        }
+        let logsAfter = try endedBefore.map { try Data(contentsOf: out.appendingPathComponent("trials/\($0.id)/run/metrics.jsonl")) }
+        #expect(logsBefore == logsAfter)
+
+        // Early stopping worked: the tiny learning rates were stopped before the end, the good ones finished.
+        #expect(after.contains { $0.status == "stopped" && $0.steps < 60 }, "\(after)")
+        #expect(after.filter { $0.status == "finished" }.allSatisfy { $0.steps == 60 })
+        #expect(after[0].status == "finished" && after[1].status == "finished")
+
+        // The results.
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        #expect(md.hasPrefix("| trial | training.lr | training.seed | status | steps | final_loss | best_loss | validation_loss |"))
+        #expect(md.split(separator: "\n").filter { $0.hasPrefix("| trial-") }.count == 8)
+        let csv = try String(contentsOf: out.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 9)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
+        #expect((json["trials"] as! [Any]).count == 8)
+        let svg = try String(contentsOf: out.appendingPathComponent("curves.svg"), encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("</svg>"))
+        #expect(svg.components(separatedBy: "<polyline class=\"trial\"").count - 1 == 8)
+        #expect(svg.contains("stroke-dasharray"))   // stopped trials are dashed
+        let winner = try #require(json["winner"] as? String)
+        #expect(["trial-000", "trial-001", "trial-002", "trial-003"].contains(winner))
+        let best = try String(contentsOf: out.appendingPathComponent("best.yaml"), encoding: .utf8)
+        #expect(best.contains("hidden_size: 32") && best.contains("total_steps: 60"))
+        // best.yaml is a config the trainer loads.
+        let check = try CLI.run(["plan", "--config", out.appendingPathComponent("best.yaml").path, "--devices", "1"], timeout: 30)
+        #expect(check.status == 0, "\(check.stderr)")
+    }
+
+    /// Successive halving on 4 trials (η 2, rungs 10, 20, 40): losers pause at a rung, the top half
+    /// resumes from its checkpoint (no step is trained twice), a promoted trial reaches the end.
+    @Test func successiveHalvingResumesPromotedTrials() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = root.appendingPathComponent("base.yaml"), space = root.appendingPathComponent("space.yaml"), out = root.appendingPathComponent("out")
+        // Larger batches than the median test: steps slow enough that a pause lands near its rung.
+        try CLI.write(Self.base.replacingOccurrences(of: "total_steps: 60", with: "total_steps: 40").replacingOccurrences(of: "micro_batch_size: 8", with: "micro_batch_size: 32"), to: base)
+        try CLI.write("""
+            sampler: grid
+            parameters: {training.lr: [0.02, 0.01, 0.00002, 0.00001]}
+            early_stopping: {rule: asha, min_steps: 10, eta: 2}
+            """, to: space)
+        let r = try CLI.run(["sweep", "--config", base.path, "--space", space.path, "--out", out.path, "--parallel", "2"], timeout: 120)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        let trials = try Self.trials(out)
+        // A paused job may run to its end before the stop reaches it (tiny steps on a loaded
+        // machine): then it counts as finished. The promotions do not depend on that timing.
+        #expect(trials.contains { $0.status == "stopped" && $0.steps < 40 }, "\(trials)")
+        #expect(trials[2].starts == 1 && trials[3].starts == 1, "\(trials)")   // the tiny rates are never promoted
+        // The top trials were promoted: resumed from their checkpoints (once or twice, as far as
+        // the stops caught them), and one of them ran to the end.
+        let winner = try #require(trials.filter { $0.starts >= 2 && $0.status == "finished" }.first, "\(trials)")
+        #expect(winner.steps == 40)
+        #expect(["trial-000", "trial-001"].contains(winner.id))
+        #expect(r.stdout.contains("\(winner.id) resumed from its checkpoint"))
+        // Resumed, not restarted: every step of the winner's log appears once, in order.
+        let log = try String(contentsOf: out.appendingPathComponent("trials/\(winner.id)/run/metrics.jsonl"), encoding: .utf8)
+        let steps = log.split(separator: "\n").map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
+        #expect(steps == Array(0..<40), "\(steps)")
+    }
+
+    func expectExit2(_ space: String, mentions text: String) throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try CLI.write(Self.base, to: root.appendingPathComponent("base.yaml"))
+        try CLI.write(space, to: root.appendingPathComponent("space.yaml"))
+        let r = try CLI.run(["sweep", "--config", root.appendingPathComponent("base.yaml").path, "--space", root.appendingPathComponent("space.yaml").path,
+                             "--out", root.appendingPathComponent("out").path], timeout: 30)
+        #expect(r.status == 2, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.hasPrefix("zerotrain: error: ") && r.stderr.contains(text), "stderr: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("out/trials").path))
+    }
+
+    @Test func emptySearchSpace() throws { try expectExit2("sampler: grid\nparameters: {}\n", mentions: "the search space is empty") }
+
+    @Test func unknownSampler() throws { try expectExit2("sampler: bayes\nparameters: {training.lr: [0.1]}\n", mentions: "unknown sampler \"bayes\"") }
+
+    @Test func unknownConfigPath() throws {
+        try expectExit2("sampler: grid\nparameters: {training.learning_rate: [0.1]}\n", mentions: "parameters.training.learning_rate: unknown config path")
+    }
+
+    @Test func nonNumericRange() throws {
+        try expectExit2("sampler: random\ntrials: 3\nparameters: {training.lr: {min: small, max: 0.1}}\n", mentions: "parameters.training.lr.min: expected a number, got \"small\"")
+    }
+}
