@@ -76,8 +76,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Checkpoint", "ZeroTrainTestKit"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "Tensor"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Common", "Model", "Tensor"]),
-        // FlyingFox: the local OpenAI-compatible server the back-translation client is tested against.
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint", .product(name: "FlyingFox", package: "FlyingFox")]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tensor", "Checkpoint"]),
         .testTarget(name: "TrainingTests", dependencies: ["Common", "Training", "Model", "Optim", "Data", "Checkpoint", "Tensor", "Zero", "ZeroTrainTestKit", "Evaluation"]),
         // The rank test processes spawn the ZeroTrainTestRank binary next to the test bundle.
         .testTarget(name: "CommTests", dependencies: ["Common", "Comm", "CommZMQ", "Bench", "ZeroTrainTestKit", "ZeroTrainTestRank"]),

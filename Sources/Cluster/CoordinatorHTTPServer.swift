@@ -14,36 +14,8 @@ import Glibc
 /// holds the loop up. FlyingFox waits on epoll on a dispatch queue of its own, off Swift's
 /// cooperative pool; requests are answered on the pool (they only copy bytes).
 public final class CoordinatorHTTPServer: Sendable {
-    /// `ADDR:PORT` parsed: an IPv4 or IPv6 (`[::1]:8080`) address; a bare `PORT` is loopback.
-    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var port: UInt16
-
-        public init(parsing text: String) throws {
-            var host = "127.0.0.1", portText = text
-            if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-                host = String(text[text.index(after: text.startIndex)..<close])
-                portText = String(text[text.index(after: close)...]).drop { $0 == ":" }.description
-            } else if let colon = text.lastIndex(of: ":") {
-                host = String(text[..<colon])
-                portText = String(text[text.index(after: colon)...])
-                if host.isEmpty { host = "127.0.0.1" }
-                if host == "localhost" { host = "127.0.0.1" }
-            }
-            guard let port = UInt16(portText) else {
-                throw ClusterError(.badInput, "--http \(text): expected ADDR:PORT (e.g. 127.0.0.1:9090, [::1]:9090 or 0.0.0.0:9090), port 0–65535")
-            }
-            var v4 = in_addr(), v6 = in6_addr()
-            guard inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
-                throw ClusterError(.badInput, "--http \(text): \(host) is not an IPv4 or IPv6 address")
-            }
-            self.host = host
-            self.port = port
-        }
-
-        var isIPv6: Bool { host.contains(":") }
-        public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
+    /// `--http ADDR:PORT` (loopback for a bare port).
+    public typealias Endpoint = HTTPAddress
 
     public let endpoint: Endpoint
     private let server: HTTPServer
@@ -109,31 +81,7 @@ public final class CoordinatorHTTPServer: Sendable {
     }
 
     private static func checkBindable(_ e: Endpoint) throws {
-        let family = e.isIPv6 ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var result: Int32 = 0
-        if e.isIPv6 {
-            var a = sockaddr_in6()
-            a.sin6_family = sa_family_t(AF_INET6)
-            a.sin6_port = e.port.bigEndian
-            inet_pton(AF_INET6, e.host, &a.sin6_addr)
-            result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = e.port.bigEndian
-            inet_pton(AF_INET, e.host, &a.sin_addr)
-            result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
-        guard result == 0 else {
-            let reason = errno == EADDRINUSE ? "the port is in use (pick another with --http ADDR:PORT, or stop the process holding it)"
-                : errno == EADDRNOTAVAIL ? "\(e.host) is not an address of this host" : String(cString: strerror(errno))
-            throw ClusterError(.badInput, "--http \(e): cannot listen: \(reason)")
-        }
+        if let problem = e.bindProblem() { throw ClusterError(.badInput, "--http \(e): cannot listen: \(problem)") }
     }
 }
 

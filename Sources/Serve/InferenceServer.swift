@@ -17,34 +17,8 @@ import Glibc
 /// large, 429 queue full, 503 shutting down, 504 timed out, 404 unknown route.
 public final class InferenceServer: Sendable {
     /// `ADDR:PORT`: IPv4, or IPv6 in brackets (`[::1]:8080`); a bare port is loopback.
-    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var port: UInt16
-
-        public init(parsing text: String) throws {
-            var host = "127.0.0.1", portText = text
-            if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-                host = String(text[text.index(after: text.startIndex)..<close])
-                portText = String(text[text.index(after: close)...].drop { $0 == ":" })
-            } else if let colon = text.lastIndex(of: ":") {
-                host = String(text[..<colon])
-                portText = String(text[text.index(after: colon)...])
-                if host.isEmpty || host == "localhost" { host = "127.0.0.1" }
-            }
-            guard let port = UInt16(portText) else {
-                throw ServeError(.badInput, "--listen \(text): expected ADDR:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), port 0–65535")
-            }
-            var v4 = in_addr(), v6 = in6_addr()
-            guard inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
-                throw ServeError(.badInput, "--listen \(text): \(host) is not an IPv4 or IPv6 address")
-            }
-            self.host = host
-            self.port = port
-        }
-
-        var isIPv6: Bool { host.contains(":") }
-        public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
+    /// `--listen ADDR:PORT` (loopback for a bare port).
+    public typealias ListenAddress = HTTPAddress
 
     public let address: ListenAddress
     public let modelName: String
@@ -128,30 +102,7 @@ public final class InferenceServer: Sendable {
     }
 
     private static func checkBindable(_ a: ListenAddress) throws {
-        let fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var result: Int32 = 0
-        if a.isIPv6 {
-            var s = sockaddr_in6()
-            s.sin6_family = sa_family_t(AF_INET6)
-            s.sin6_port = a.port.bigEndian
-            inet_pton(AF_INET6, a.host, &s.sin6_addr)
-            result = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var s = sockaddr_in()
-            s.sin_family = sa_family_t(AF_INET)
-            s.sin_port = a.port.bigEndian
-            inet_pton(AF_INET, a.host, &s.sin_addr)
-            result = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
-        guard result == 0 else {
-            let reason = errno == EADDRINUSE ? "the port is in use (pick another with --listen ADDR:PORT)"
-                : errno == EADDRNOTAVAIL ? "\(a.host) is not an address of this host" : String(cString: strerror(errno))
-            throw ServeError(.badInput, "--listen \(a): cannot listen: \(reason)")
-        }
+        if let problem = a.bindProblem() { throw ServeError(.badInput, "--listen \(a): cannot listen: \(problem)") }
     }
 
     /// The handlers (Sendable: they read the server's immutable parts).

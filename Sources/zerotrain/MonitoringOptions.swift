@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Common
 import Foundation
 
 /// The coordinator's monitoring flags (`zerotrain coordinator`, and `zerotrain local`, which
@@ -19,7 +20,7 @@ struct MonitoringOptions: ParsableArguments {
     func resolved() throws -> Coordinator.Monitoring {
         var m = Coordinator.Monitoring()
         if let http = http ?? ProcessInfo.processInfo.environment["ZEROTRAIN_HTTP"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            m.http = try CoordinatorHTTPServer.Endpoint(parsing: http)
+            do throws(HTTPAddress.Problem) { m.http = try HTTPAddress(parsing: http) } catch { throw ValidationError("--http \(http): \(error.reason)") }
         }
         guard httpLinger >= 0, httpLinger.isFinite else { throw ValidationError("--http-linger must be ≥ 0 seconds, got \(httpLinger)") }
         m.httpLingerSeconds = httpLinger

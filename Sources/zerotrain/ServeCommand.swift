@@ -54,7 +54,8 @@ struct ServeCommand: AsyncParsableCommand {
             limits.maxBatch = maxBatch
             if let problem = limits.problem { throw ValidationError(problem) }
             guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
-            let address = try InferenceServer.ListenAddress(parsing: listen)
+            let address: HTTPAddress
+            do throws(HTTPAddress.Problem) { address = try HTTPAddress(parsing: listen) } catch { throw ValidationError("--listen \(listen): \(error.reason)") }
             let url = URL(fileURLWithPath: model).standardizedFileURL
             let name = modelName ?? url.lastPathComponent
             let daemon = ServeDaemon()

@@ -110,7 +110,8 @@ import Glibc
 
     /// Successive halving on 4 trials (η 2, rungs 10, 20, 40): losers pause at a rung, the top half
     /// resumes from its checkpoint (no step is trained twice), a promoted trial reaches the end.
-    @Test func successiveHalvingResumesPromotedTrials() throws {
+    @Test(.disabled("races on a loaded machine: a rung's pause is a SIGTERM sent after polling metrics.jsonl, and tiny steps can run past it (failed in CI 2026-12-01); the ASHA state machine is covered by SweepTests"))
+    func successiveHalvingResumesPromotedTrials() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let base = root.appendingPathComponent("base.yaml"), space = root.appendingPathComponent("space.yaml"), out = root.appendingPathComponent("out")

@@ -1,12 +1,11 @@
 import Data
-import FlyingFox
 import Foundation
 import Tensor
 import Synchronization
 import Testing
 
 /// Text augmentation: WordNet synonyms read from Debian's database files, EDA's four operations,
-/// and back-translation through a real OpenAI-compatible server on loopback.
+/// and back-translation through a real HTTP server on loopback speaking the OpenAI chat API.
 @Suite struct AugmentTests {
     static let hasWordNet = FileManager.default.fileExists(atPath: WordNet.defaultDirectory + "/index.noun")
 
@@ -69,42 +68,33 @@ import Testing
         #expect(inserted.count > words.count)
     }
 
-    @Test func backTranslationTalksToAnOpenAICompatibleServer() async throws {
-        let requests = Mutex<[Data]>([])
-        let authorization = Mutex<[String]>([])
-        let server = HTTPServer(address: try sockaddr_in.inet(ip4: "127.0.0.1", port: 0), logger: .disabled)
-        await server.appendRoute("POST /v1/chat/completions") { request in
-            let body = try await request.bodyData
-            let json = try JSONSerialization.jsonObject(with: body) as! [String: Any]
-            requests.withLock { $0.append(body) }
-            authorization.withLock { $0.append(request.headers[.authorization] ?? "") }
-            let messages = json["messages"] as! [[String: String]]
-            let text = messages[1]["content"]!
-            if text.contains("FAIL") { return HTTPResponse(statusCode: .internalServerError, body: Data("model overloaded".utf8)) }
+    @Test func backTranslationTalksToAnOpenAICompatibleServer() throws {
+        let requests = Mutex<[(authorization: String, body: Data)]>([])
+        // A real HTTP server on loopback, on threads of its own (not the test run's task pool,
+        // which the other suites' blocking tests can fill).
+        let server = try LoopbackHTTPServer { path, headers, body in
+            requests.withLock { $0.append((headers["authorization"] ?? "", body)) }
+            guard path == "/v1/chat/completions", let json = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+                  let messages = json["messages"] as? [[String: String]], messages.count == 2,
+                  let system = messages[0]["content"], let text = messages[1]["content"] else { return (400, Data("bad request".utf8)) }
+            if text.contains("FAIL") { return (500, Data("model overloaded".utf8)) }
             // "French" wraps the text, "English" unwraps it and paraphrases.
-            let answer = messages[0]["content"]!.contains("to French") ? "FR(\(text))" : String(text.dropFirst(3).dropLast()) + ", indeed"
+            let answer = system.contains("to French") ? "FR(\(text))" : String(text.dropFirst(3).dropLast()) + ", indeed"
             let reply: [String: Any] = ["choices": [["index": 0, "message": ["role": "assistant", "content": answer]]]]
-            return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: try JSONSerialization.data(withJSONObject: reply))
+            return (200, (try? JSONSerialization.data(withJSONObject: reply)) ?? Data())
         }
-        let task = Task { try await server.run() }
-        defer { task.cancel() }
-        try await server.waitUntilListening(timeout: 60)
-        let port: UInt16
-        switch await server.listeningAddress {
-        case let .ip4(_, p)?, let .ip6(_, p)?: port = p
-        default: Issue.record("the server reports no port"); return
-        }
+        defer { server.stop() }
 
         var config = AugmentConfig()
         var bt = BackTranslationConfig()
-        bt.endpoint = "http://127.0.0.1:\(port)/v1"
+        bt.endpoint = "http://127.0.0.1:\(server.port)/v1"
         bt.model = "tiny-translator"
         bt.apiKeyEnv = "PATH"  // any variable that is set: its value goes out as the Bearer token
         config.backTranslation = bt
         let augmenter = try Augmenter(config: config)
         let docs = [Document(id: "d1", text: "The cat sat on the mat", source: "a.jsonl", line: 3),
                     Document(id: "d2", text: "Dogs bark at night", source: "a.jsonl", line: 4)]
-        let records = try await Self.offThePool { try augmenter.augment(batch: docs, pool: ThreadPool(threads: 2)) }
+        let records = try augmenter.augment(batch: docs, pool: ThreadPool(threads: 2))
         #expect(records.map(\.document.text) == ["The cat sat on the mat, indeed", "Dogs bark at night, indeed"])
         #expect(records.map(\.origin) == ["d1", "d2"] && records.allSatisfy { $0.operation == .backTranslation })
         #expect(records[0].document.id == "d1-back_translation-0" && records[0].document.source == "a.jsonl" && records[0].document.line == 3)
@@ -112,20 +102,82 @@ import Testing
         records[0].appendJSONL(to: &line)
         let json = try JSONSerialization.jsonObject(with: Data(line)) as! [String: Any]
         #expect(json["augmented_from"] as? String == "d1" && json["augmentation"] as? String == "back_translation")
-        let sent = try requests.withLock { $0 }.map { try JSONSerialization.jsonObject(with: $0) as! [String: Any] }
-        #expect(sent.count == 4 && sent.allSatisfy { $0["model"] as? String == "tiny-translator" })
-        #expect(authorization.withLock { $0 }.allSatisfy { $0.hasPrefix("Bearer /") })
+        let sent = requests.withLock { $0 }
+        let bodies = try sent.map { try JSONSerialization.jsonObject(with: $0.body) as! [String: Any] }
+        #expect(bodies.count == 4 && bodies.allSatisfy { $0["model"] as? String == "tiny-translator" })
+        #expect(sent.allSatisfy { $0.authorization.hasPrefix("Bearer /") })
         // An HTTP error is an error naming the endpoint and the status.
-        await #expect { try await Self.offThePool { try augmenter.augment(Document(id: "x", text: "FAIL please", source: "", line: 1)) } } throws: {
+        #expect { try augmenter.augment(Document(id: "x", text: "FAIL please", source: "", line: 1)) } throws: {
             ($0 as? DataError)?.message.contains("/v1/chat/completions: HTTP 500: model overloaded") == true
         }
     }
+}
 
-    /// Runs blocking work on a thread of its own, so the server's tasks keep the cooperative pool.
-    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
+/// A minimal blocking HTTP/1.1 server on 127.0.0.1 (one connection at a time, `Connection: close`)
+/// for the back-translation client's test: a thread accepts, reads the headers and the
+/// Content-Length body, and writes the handler's status and JSON body.
+final class LoopbackHTTPServer: @unchecked Sendable {  // `fd` is closed once, by stop().
+    typealias Handler = @Sendable (_ path: String, _ headers: [String: String], _ body: Data) -> (Int, Data)
+    let port: UInt16
+    private let fd: Int32
+
+    init(handler: @escaping Handler) throws {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        guard s >= 0, withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }) == 0,
+              listen(s, 16) == 0,
+              withUnsafeMutablePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }) == 0 else {
+            throw DataError(.unreadable, "cannot listen on 127.0.0.1")
         }
+        fd = s
+        port = UInt16(bigEndian: a.sin_port)
+        let listener = fd
+        Thread {
+            while true {
+                let c = accept(listener, nil, nil)
+                if c < 0 { return }
+                Self.serve(c, handler)
+                close(c)
+            }
+        }.start()
+    }
+
+    func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    private static func serve(_ c: Int32, _ handler: Handler) {
+        var data = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        func more() -> Bool {
+            let n = read(c, &chunk, chunk.count)
+            if n <= 0 { return false }
+            data += chunk[0..<n]
+            return true
+        }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var end: Int?
+        while end == nil {
+            if let r = data.indices.dropLast(3).first(where: { Array(data[$0..<($0 + 4)]) == separator }) { end = r; break }
+            if !more() { return }
+        }
+        let head = String(decoding: data[0..<end!], as: UTF8.self).components(separatedBy: "\r\n")
+        let path = head.first?.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = Int(headers["content-length"] ?? "0") ?? 0
+        while data.count < end! + 4 + length { if !more() { return } }
+        let (status, body) = handler(path, headers, Data(data[(end! + 4)..<(end! + 4 + length)]))
+        let reply = Array("HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + Array(body)
+        _ = reply.withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
     }
 }
 
