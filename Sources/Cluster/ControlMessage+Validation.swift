@@ -98,6 +98,8 @@ extension ControlMessage {
             guard epoch != nil, step != nil, metrics != nil else { return "needs epoch, step and metrics" }
         case .checkpointDone:
             guard epoch != nil, step != nil, shards != nil else { return "needs epoch, step and shards" }
+        case .checkpointFailed:
+            guard epoch != nil, step != nil, reason != nil else { return "needs epoch, step and reason" }
         case .fetch:
             guard path != nil, offset != nil, length != nil else { return "needs path, offset and length" }
         case .assign:

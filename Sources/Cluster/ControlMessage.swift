@@ -24,6 +24,10 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         /// worker → coordinator: its ranks' shards of checkpoint `step` are written (`shards`);
         /// once every rank's is in, the coordinator writes the manifest and commits.
         case checkpointDone = "checkpoint_done"
+        /// worker → coordinator: a shard of checkpoint `step` could not be written (`reason`: the
+        /// disk is full, read-only, …). The devices train on; the coordinator abandons that
+        /// checkpoint, or stops the job when it cannot go on without it.
+        case checkpointFailed = "checkpoint_failed"
         /// both ways, every heartbeat interval.
         case heartbeat
         /// coordinator → workers: stop now (`reason`).

@@ -201,6 +201,11 @@ public final class Coordinator: Sendable {
                     }
                 case .prepareCheckpoint:
                     break
+                case let .abandonCheckpoint(step):
+                    monitor.metrics.checkpointLost()
+                    if let dir = config.training.checkpointDir {
+                        try? FileManager.default.removeItem(at: CheckpointStore(directory: URL(fileURLWithPath: dir)).pendingFolder(step: step))
+                    }
                 case let .serveChunk(peer, request):
                     _ = try server.send(TokenFetch.serve(request, files: state.dataFiles).encoded(), to: peer)
                 case let .commit(step, jobConfig, shards):

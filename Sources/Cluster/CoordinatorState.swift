@@ -25,6 +25,8 @@ public struct CoordinatorState {
                     rankSeconds: [ControlMessage.RankSeconds])
         /// A checkpoint's files are being written: clear what an aborted earlier attempt at the same step left in its pending folder.
         case prepareCheckpoint(step: Int)
+        /// A checkpoint that will not be committed: its pending folder (step-N.tmp) can go.
+        case abandonCheckpoint(step: Int)
         /// Every rank's shard of checkpoint `step` is written: write the manifest (from the
         /// membership's `config`, rank 0's record first) and commit; then report `.committed`.
         case commit(step: Int, config: TrainConfig, shards: [ShardRecord])
@@ -108,6 +110,8 @@ public struct CoordinatorState {
     private var stepStartedAt = 0.0
     /// Checkpoints being written: shard records received so far, by step.
     private var pendingCheckpoints: [Int: [ShardRecord]] = [:]
+    /// Checkpoints lost in a row (a shard not written, or the commit failed); a commit resets it.
+    private var checkpointsLostInARow = 0
     private var stopAfterStep = false
     private var exitCode: Int32 = 0
     public private(set) var exitMessage = ""
@@ -218,6 +222,10 @@ public struct CoordinatorState {
             guard pendingCheckpoints[shardStep]!.count == worldSize else { return [] }
             let all = pendingCheckpoints.removeValue(forKey: shardStep)!
             return [.commit(step: shardStep, config: membershipConfig, shards: all)]
+        case .checkpointFailed:
+            guard let i = index(of: id), (m.epoch ?? epoch) == epoch, let lost = m.step,
+                  pendingCheckpoints.removeValue(forKey: lost) != nil else { return [] }
+            return checkpointLost(step: lost, reason: "\(describe(workers[i])): \(m.reason ?? "unknown error")", now: now)
         case .failed:
             guard let i = index(of: id) else { return [] }
             let reason = "\(describe(workers[i])) failed: \(m.reason ?? "unknown error")"
@@ -559,9 +567,8 @@ public struct CoordinatorState {
     }
 
     private mutating func committed(step committedStep: Int, path: String?, error: String?, now: Double) -> [Action] {
-        guard let path else {
-            return finish(code: 1, message: "cannot commit the checkpoint of step \(committedStep): \(error ?? "unknown error")", now: now)
-        }
+        guard let path else { return checkpointLost(step: committedStep, reason: error ?? "unknown error", now: now) }
+        checkpointsLostInARow = 0
         if committedStep >= lastCheckpoint?.step ?? -1 { lastCheckpoint = (path, committedStep) }
         var actions: [Action] = [.log("checkpoint \(path)")]
         if phase == .checkpointing && committedStep == step {
@@ -569,6 +576,24 @@ public struct CoordinatorState {
             actions += afterCheckpoint(now: now)
         }
         return actions
+    }
+
+    /// A checkpoint could not be saved (a shard not written: the disk is full, read-only, …; or
+    /// the commit failed). Every rank's training state is intact and a restart would meet the same
+    /// disk, so this is not a recovery: the job goes on without that checkpoint, with a warning.
+    /// It stops (exit 1) when it cannot go on without it — the final checkpoint, SIGTERM's, a
+    /// grow's — or on the second lost checkpoint in a row, before more work rests on the last one.
+    private mutating func checkpointLost(step lost: Int, reason: String, now: Double) -> [Action] {
+        checkpointsLostInARow += 1
+        let last = lastCheckpoint.map { "\($0.path) (step \($0.step))" } ?? "none"
+        let message = "cannot save the checkpoint of step \(lost): \(reason)"
+        if (phase == .checkpointing && lost == step) || checkpointsLostInARow >= 2 {
+            let why = checkpointsLostInARow >= 2 ? "the second checkpoint in a row lost" : "the job cannot finish without it"
+            return [.abandonCheckpoint(step: lost)]
+                + finish(code: 1, message: "\(message); the job stops (\(why)); the last checkpoint is \(last): free the space and resume from it", now: now)
+        }
+        return [.abandonCheckpoint(step: lost),
+                .log("warning: \(message); training goes on, the last checkpoint is \(last) (a second lost checkpoint in a row stops the job)")]
     }
 
     private mutating func afterCheckpoint(now: Double) -> [Action] {

@@ -94,10 +94,12 @@ final class Device: Sendable {
                     writer.waitIdle()
                     let snapshot = trainer.snapshot()
                     let (index, rank, report) = (s.index, s.rank, self.report)
-                    writer.submit(snapshot, into: CheckpointStore(directory: directory).pendingFolder(step: snapshot.step)) { result in
+                    let step = snapshot.step
+                    writer.submit(snapshot, into: CheckpointStore(directory: directory).pendingFolder(step: step)) { result in
                         switch result {
                         case let .success(record): report(.checkpointWritten(device: index, record))
-                        case let .failure(error): report(.failed(device: index, DeviceFailure(rank: rank, error: error)))
+                        // The training state is intact: only this checkpoint is lost, and the coordinator decides.
+                        case let .failure(error): report(.checkpointFailed(device: index, step: step, DeviceFailure(rank: rank, error: error)))
                         }
                     }
                     checkpointSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

@@ -12,6 +12,8 @@ public enum DeviceReport: Sendable, Equatable {
     case stepDone(device: Int, StepReport)
     /// The device's shard of a checkpoint is written (in the background, while training went on).
     case checkpointWritten(device: Int, ShardRecord)
+    /// The device's shard of checkpoint `step` could not be written; the device trains on.
+    case checkpointFailed(device: Int, step: Int, DeviceFailure)
     /// The device failed and stopped (a collective timed out, out of memory, …).
     case failed(device: Int, DeviceFailure)
     /// The device's thread has ended.
@@ -196,6 +198,8 @@ public struct WorkerState {
     private var stepReports: [Int: StepReport] = [:]
     /// Shards written, by checkpoint step and device, until every device's is in.
     private var shardsWritten: [Int: [Int: ShardRecord]] = [:]
+    /// Checkpoints (by step) of which a shard could not be written, already reported.
+    private var checkpointsFailed: Set<Int> = []
     private var currentStep = 0
     private var checksumRequested = false
     private var stopDeadline = 0.0
@@ -364,7 +368,7 @@ public struct WorkerState {
             }
             return [.send(done)]
         case let .checkpointWritten(device, record):
-            guard [.ready, .stepping].contains(phase) else { return [] }
+            guard [.ready, .stepping].contains(phase), !checkpointsFailed.contains(record.step) else { return [] }
             shardsWritten[record.step, default: [:]][device] = record
             guard let all = shardsWritten[record.step], all.count == settings.devices else { return [] }
             shardsWritten[record.step] = nil
@@ -373,6 +377,16 @@ public struct WorkerState {
             c.epoch = assignment?.epoch
             c.shards = (0..<settings.devices).compactMap { all[$0] }
             return [.send(c)]
+        case let .checkpointFailed(_, step, failure):
+            guard [.ready, .stepping].contains(phase) else { return [] }
+            // One report per checkpoint: the worker's other shards of it no longer matter.
+            guard checkpointsFailed.insert(step).inserted else { return [] }
+            shardsWritten[step] = nil
+            var c = ControlMessage(.checkpointFailed)
+            c.step = step
+            c.epoch = assignment?.epoch
+            c.reason = failure.description
+            return [.send(c), .log("warning: checkpoint of step \(step) not written: \(failure.description)")]
         }
     }
 
@@ -448,6 +462,7 @@ public struct WorkerState {
         stoppedDevices = []
         stepReports = [:]
         shardsWritten = [:]
+        checkpointsFailed = []
         phase = .registering
         started = now
         backoff = 0.05

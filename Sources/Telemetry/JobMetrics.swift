@@ -94,6 +94,11 @@ public final class JobMetrics: Sendable {
 
     public func recovered() { recoveries.increment() }
 
+    /// A checkpoint that could not be saved (the job went on without it, or stopped).
+    public func checkpointLost() {
+        registry.makeCounter(name: "zerotrain_checkpoint_failures_total", help: "Checkpoints that could not be saved.").increment()
+    }
+
     /// A health-monitor warning (`rule`: one of `HealthMonitor.Rule`).
     public func healthWarning(_ rule: HealthMonitor.Rule) {
         registry.makeCounter(name: "zerotrain_health_warnings_total", labels: [("rule", rule.rawValue)],

@@ -198,3 +198,62 @@ extension CoordinatorStateTests {
         #expect(code == 1 && message.contains("was stopped by a signal"))
     }
 }
+
+extension CoordinatorStateTests {
+    static func shardFailed(step: Int, epoch: UInt64 = 1) -> ControlMessage {
+        var m = ControlMessage(.checkpointFailed)
+        m.step = step
+        m.epoch = epoch
+        m.reason = "rank 0: cannot write /ck/step-00000002.tmp/shard-00000-of-00001.safetensors (cause: No space left on device)"
+        return m
+    }
+
+    /// A checkpoint whose shard could not be written is abandoned with a warning and training goes
+    /// on; a second one lost in a row stops the job (exit 1), naming the cause and the last checkpoint.
+    @Test func aLostCheckpointIsAWarningThenASecondStopsTheJob() throws {
+        var cfg = try Self.config(workers: 1, steps: 100, checkpointDir: "/ck")
+        cfg.training.checkpointInterval = 2
+        var s = CoordinatorState(config: cfg, configHash: "abc", jobID: 1, dataFiles: ["t"])
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        func finishStep(_ step: Int) -> [CoordinatorState.Action] {
+            var d = ControlMessage(.stepDone)
+            d.step = step
+            d.metrics = StepMetrics(step: step, loss: 1, auxLoss: 0, lr: 0.1, gradNorm: 1, tokens: 8, seconds: 0.1)
+            return s.event(.message(from: a, d, now: Double(step)))
+        }
+        _ = finishStep(0)
+        #expect(sends(finishStep(1)).map(\.1.kind) == [.checkpoint, .step])
+        let lost = s.event(.message(from: a, Self.shardFailed(step: 2), now: 2))
+        #expect(lost.contains(.abandonCheckpoint(step: 2)))
+        #expect(lost.contains { if case .log(let l) = $0 { return l.hasPrefix("warning: cannot save the checkpoint of step 2") && l.contains("No space left") && l.contains("training goes on") }; return false })
+        #expect(sends(lost).isEmpty && s.phase == .running)
+        // A late report for the abandoned checkpoint changes nothing.
+        #expect(s.event(.message(from: a, Self.shardsDone(step: 2, ranks: [0]), now: 2)).isEmpty)
+        _ = finishStep(2)
+        #expect(sends(finishStep(3)).map(\.1.kind) == [.checkpoint, .step])
+        // The commit of step 4 fails too: the second in a row.
+        _ = s.event(.message(from: a, Self.shardsDone(step: 4, ranks: [0]), now: 4))
+        let stop = s.event(.committed(step: 4, path: nil, error: "cannot write /ck/step-00000004.tmp/manifest.json (No space left on device)", now: 4))
+        #expect(stop.contains(.abandonCheckpoint(step: 4)))
+        #expect(sends(stop).map(\.1.kind) == [.shutdown])
+        let exit = s.event(.message(from: a, ControlMessage(.bye), now: 5))
+        guard case let .exit(code, message)? = exit.last else { Issue.record("no exit: \(exit)"); return }
+        #expect(code == 1 && message.contains("step 4") && message.contains("second checkpoint in a row") && message.contains("the last checkpoint is none"))
+    }
+
+    /// The job's last checkpoint (or SIGTERM's) cannot be done without: losing it stops the job.
+    @Test func losingTheFinalCheckpointStopsTheJob() throws {
+        var s = CoordinatorState(config: try Self.config(workers: 1, steps: 1, checkpointDir: "/ck"), configHash: "abc", jobID: 1, dataFiles: ["t"])
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        var d = ControlMessage(.stepDone)
+        d.step = 0
+        #expect(sends(s.event(.message(from: a, d, now: 1))).map(\.1.kind) == [.checkpoint])
+        #expect(s.phase == .checkpointing)
+        let stop = s.event(.message(from: a, Self.shardFailed(step: 1), now: 2))
+        #expect(stop.contains(.abandonCheckpoint(step: 1)) && sends(stop).map(\.1.kind) == [.shutdown])
+        guard case let .exit(code, message)? = s.event(.message(from: a, ControlMessage(.bye), now: 3)).last else { Issue.record("no exit"); return }
+        #expect(code == 1 && message.contains("cannot finish without it"))
+    }
+}

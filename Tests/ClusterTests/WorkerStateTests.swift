@@ -182,6 +182,27 @@ import Zero
         #expect(s.phase == .stepping)
     }
 
+    /// A shard that cannot be written is reported once per checkpoint; the devices train on.
+    @Test func aShardThatCannotBeWrittenIsReportedOnceAndTrainingGoesOn() throws {
+        var s = try running()
+        var c = ControlMessage(.checkpoint)
+        c.step = 5
+        c.directory = "/ck"
+        _ = s.event(.message(c, now: 1))
+        struct Full: Error, CustomStringConvertible { var description: String { "No space left on device" } }
+        let actions = s.event(.device(.checkpointFailed(device: 1, step: 5, DeviceFailure(rank: 1, error: Full())), now: 1.2))
+        let report = sent(actions)
+        #expect(report.map(\.kind) == [.checkpointFailed] && report[0].step == 5 && report[0].epoch == 1)
+        #expect(report[0].reason == "rank 1: No space left on device")
+        #expect(!actions.contains(.stopDevices) && s.phase == .ready)
+        // The other device's shard of that checkpoint, or its failure, is not reported.
+        #expect(sent(s.event(.device(.checkpointWritten(device: 0, Self.shard(step: 5, rank: 0)), now: 1.3))).isEmpty)
+        #expect(sent(s.event(.device(.checkpointFailed(device: 0, step: 5, DeviceFailure(rank: 0, error: Full())), now: 1.4))).isEmpty)
+        var step = ControlMessage(.step)
+        step.step = 5
+        #expect(s.event(.message(step, now: 1.5)).contains(.order(.step(5, checksum: false, replicate: false))))
+    }
+
     // MARK: device failure
 
     @Test func aFailedDeviceFailsTheWorkerAndTellsTheCoordinator() throws {
