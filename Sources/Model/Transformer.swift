@@ -242,11 +242,6 @@ public final class Transformer {
         return s
     }
 
-    /// fp8: the delayed scaling of linear weight `kind` (nil in other precisions, or before its first use).
-    public func fp8Scaling(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> FP8LinearScaling? {
-        fp8Scalings[table.offset(kind, layer: layer, expert: expert)]
-    }
-
     /// The low-precision operands of linear weight `kind` (nil in fp32: the layer multiplies in fp32).
     @inline(__always) func mixed(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> MixedOperands? {
         guard precision.isMixed else { return nil }
