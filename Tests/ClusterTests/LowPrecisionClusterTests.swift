@@ -80,6 +80,15 @@ import ZeroTrainTestKit
             #expect(scale == (step <= 3 ? 65536 : 32768), "step \(step): loss scale \(String(describing: scale))")
             #expect((r["skipped"] as? Bool ?? false) == (step == 3) && (r["overflow"] as? Bool ?? false) == (step == 3), "step \(step): \(r)")
         }
+        // The final checkpoint, committed by the coordinator from the ranks' records, holds the scale
+        // and the 16 clean updates since the overflow (what a resumed run continues from).
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let manifest = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: run.appendingPathComponent("checkpoints/\(latest)/manifest.json"))) as? [String: Any]
+        let state = manifest?["loss_scale"] as? [String: Any]
+        #expect((state?["scale"] as? NSNumber)?.floatValue == 32768 && (state?["clean_steps"] as? NSNumber)?.intValue == 16,
+                "manifest loss_scale: \(String(describing: state))")
         for w in workers { w.waitUntilExit() }
     }
 }
