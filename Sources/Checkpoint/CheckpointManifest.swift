@@ -23,16 +23,18 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
     public var schedule: ScheduleState
     /// Updates skipped for non-finite gradients (AdamW's t = step − skippedSteps).
     public var skippedSteps: Int
+    /// fp16: the dynamic loss scale after `step` updates (nil in other precisions).
+    public var lossScale: LossScaleState?
     /// Every file of the checkpoint but the manifest: the shard files (by rank) and config.json.
     public var files: [CheckpointFile]
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", step, worldSize = "world_size", zeroStage = "zero_stage", config, tensors
-        case dataCursor = "data_cursor", schedule, skippedSteps = "skipped_steps", files
+        case dataCursor = "data_cursor", schedule, skippedSteps = "skipped_steps", lossScale = "loss_scale", files
     }
 
     public init(step: Int, worldSize: Int, zeroStage: Int, config: Config, tensors: [TensorLayout], dataCursor: DataCursor,
-                schedule: ScheduleState, skippedSteps: Int, files: [CheckpointFile]) {
+                schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil, files: [CheckpointFile]) {
         self.formatVersion = Self.currentFormatVersion
         self.step = step
         self.worldSize = worldSize
@@ -42,6 +44,7 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
         self.dataCursor = dataCursor
         self.schedule = schedule
         self.skippedSteps = skippedSteps
+        self.lossScale = lossScale
         self.files = files
     }
 
@@ -60,6 +63,7 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
         dataCursor = try c.decode(DataCursor.self, forKey: .dataCursor)
         schedule = try c.decode(ScheduleState.self, forKey: .schedule)
         skippedSteps = try c.decode(Int.self, forKey: .skippedSteps)
+        lossScale = try c.decodeIfPresent(LossScaleState.self, forKey: .lossScale)
         files = try c.decode([CheckpointFile].self, forKey: .files)
     }
 

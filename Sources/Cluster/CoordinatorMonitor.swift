@@ -94,6 +94,7 @@ final class CoordinatorMonitor {
                                 auxLoss: config.model.isMoE ? Double(m.auxLoss) : nil, tokens: m.tokens, seconds: m.seconds,
                                 tokensPerSecond: m.tokensPerSecond, mfu: mfu, skipped: m.skipped, idleSeconds: idleSeconds, ranks: ranks)
         sample.expertLoad = m.expertLoad ?? []
+        sample.lossScale = m.lossScale.map(Double.init)
         if let v = m.validation { sample.validation = .init(loss: v.loss, perplexity: v.perplexity, accuracy: v.accuracy) }
         let scalars = sample.scalars
         try events.scalars(step: m.step, scalars)

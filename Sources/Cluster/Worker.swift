@@ -291,7 +291,7 @@ public final class Worker: Sendable {
         // Several devices call BLAS concurrently: each call must stay on its caller's thread.
         GEMM.setThreads(options.devices > 1 ? 1 : threads)
         GEMM.backend = a.config.training.gemm
-        output("compute: \(GEMM.summary(backend: a.config.training.gemm, bf16: a.config.training.precision == .bf16)), \(threads) thread(s) per device")
+        output("compute: \(GEMM.summary(backend: a.config.training.gemm, precision: a.config.training.precision.rawValue)), \(threads) thread(s) per device")
         let mailbox = self.mailbox
         let report: @Sendable (DeviceReport) -> Void = { mailbox.post((generation, $0)) }
         // Device 0's link (tcp) is the only one another process connects to: admitted from its

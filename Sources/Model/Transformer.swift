@@ -44,15 +44,21 @@ public final class Transformer {
     private var accessOrder: [Int] = []
     private var accessed = 0
     private var held: Set<Int> = []
-    /// Mixed precision: each region's bf16 copy (kept between steps when the model owns its
-    /// parameters, made per acquisition under a residency) and whether it matches the fp32 values.
+    /// Mixed precision: each region's weight copy — bf16 or fp16 bits, or fp8 codes (kept between
+    /// steps when the model owns its parameters, made per acquisition under a residency) — and
+    /// whether it matches the fp32 values.
     public let precision: Precision
     /// Activation recomputation: keep only the inputs of groups of blocks and run a group's forward
     /// again just before its backward.
     public let checkpointing: ActivationCheckpointing
-    private var bf16Regions: [BFloat16Buffer?]
-    private var bf16Fresh: [Bool]
-    private let bf16Scratch = BF16Scratch()
+    private var halfCopies: [BFloat16Buffer?]
+    private var fp8Copies: [FP8Buffer?]
+    private var copiesFresh: [Bool]
+    private let mixedScratch = MixedScratch()
+    /// fp8: each linear weight's delayed scaling (its weight, input and output gradient), by the
+    /// weight's offset in the flat buffer; and the length of their amax histories.
+    private var fp8Scalings: [Int: FP8LinearScaling] = [:]
+    public let fp8HistoryLength: Int
     /// int8 inference: the quantized linear weights (`quantize(perChannel:)` or a loaded int8
     /// model) and the scratch inputs are quantized into. Required before a forward in int8.
     public var quantized: QuantizedWeights?
@@ -71,13 +77,16 @@ public final class Transformer {
     /// - Parameters:
     ///   - ownsParameters, ownsGradients: false leaves `parameters` / `gradients` empty (ZeRO
     ///     stage 3 / stages 2–3, where a `residency` must be set before forward).
-    ///   - precision: bf16 runs the linear layers' products on bf16 copies of the weights; int8
-    ///     (inference only) on `quantized`, the int8 weights.
+    ///   - precision: bf16, fp16 and fp8 run the linear layers' products on copies of the weights
+    ///     in that format; int8 (inference only) on `quantized`, the int8 weights.
+    ///   - fp8HistoryLength: fp8: the amax history of each tensor's delayed scale.
     public init(config: ModelConfig, pool: ThreadPool, ownsParameters: Bool = true, ownsGradients: Bool = true,
-                precision: Precision = .fp32, checkpointing: ActivationCheckpointing = .none) throws {
+                precision: Precision = .fp32, checkpointing: ActivationCheckpointing = .none, fp8HistoryLength: Int = 16) throws {
         try config.validate()
+        precondition(fp8HistoryLength >= 1, "an amax history holds at least one value")
         self.config = config
         self.precision = precision
+        self.fp8HistoryLength = fp8HistoryLength
         self.checkpointing = checkpointing
         self.table = ParameterTable(config: config)
         self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
@@ -86,8 +95,9 @@ public final class Transformer {
         self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
         parameterBase = Array(repeating: nil, count: table.regions.count)
         gradientBase = Array(repeating: nil, count: table.regions.count)
-        bf16Regions = Array(repeating: nil, count: table.regions.count)
-        bf16Fresh = Array(repeating: false, count: table.regions.count)
+        halfCopies = Array(repeating: nil, count: table.regions.count)
+        fp8Copies = Array(repeating: nil, count: table.regions.count)
+        copiesFresh = Array(repeating: false, count: table.regions.count)
     }
 
     /// int8 inference: quantizes the fp32 linear weights now in `parameters` (PyTorch's
@@ -97,10 +107,10 @@ public final class Transformer {
         quantized = QuantizedWeights(config: config, table: table, parameters: parameters.pointer, perChannel: perChannel)
     }
 
-    /// The fp32 parameters changed (an optimizer step, a restore, a load): the bf16 copies are
+    /// The fp32 parameters changed (an optimizer step, a restore, a load): the weight copies are
     /// made again at their next use. The trainer calls this once per optimizer step.
     public func parametersChanged() {
-        for r in bf16Fresh.indices { bf16Fresh[r] = false }
+        for r in copiesFresh.indices { copiesFresh[r] = false }
     }
 
     // MARK: initialisation
@@ -162,7 +172,7 @@ public final class Transformer {
     /// when backward follows, blocks L … 1 again.
     private func beginPass(training: Bool) {
         releaseHeld()
-        if residency == nil, precision == .bf16 {  // drop scratch a failed backward left live
+        if residency == nil, precision.isMixed {  // drop scratch a failed backward left live
             for r in gradientBase.indices { gradientBase[r] = nil }
         }
         let last = table.regions.count - 1
@@ -183,7 +193,7 @@ public final class Transformer {
     private func acquire(_ r: Int) throws {
         guard let residency else {
             parameterBase[r] = parameters.pointer + table.regions[r].lowerBound
-            refreshBF16(r)
+            refreshCopy(r)
             return
         }
         if held.contains(r) { return }
@@ -191,31 +201,57 @@ public final class Transformer {
         accessed += 1
         parameterBase[r] = try residency.acquire(r, upcoming: accessOrder[accessed...])
         held.insert(r)
-        bf16Fresh[r] = false
-        refreshBF16(r)
+        copiesFresh[r] = false
+        refreshCopy(r)
     }
 
     private func release(_ r: Int) {
         guard let residency, held.remove(r) != nil else { return }
         residency.release(r)
         parameterBase[r] = nil
-        bf16Regions[r] = nil
-        bf16Fresh[r] = false
+        halfCopies[r] = nil
+        fp8Copies[r] = nil
+        copiesFresh[r] = false
     }
 
-    /// Rounds region `r`'s parameters to bf16 unless its copy is current (mixed precision only).
-    private func refreshBF16(_ r: Int) {
-        guard precision == .bf16, !bf16Fresh[r], let base = parameterBase[r] else { return }
-        let count = table.regions[r].count
-        if bf16Regions[r]?.count != count { bf16Regions[r] = BFloat16Buffer(count: count) }
-        BF16.convert(base, to: bf16Regions[r]!.pointer, count: count)
-        bf16Fresh[r] = true
+    /// Rounds region `r`'s parameters to the precision's format unless its copy is current (mixed
+    /// precision only). fp8 casts each weight matrix with its own delayed scale.
+    private func refreshCopy(_ r: Int) {
+        guard precision.isMixed, !copiesFresh[r], let base = parameterBase[r] else { return }
+        let region = table.regions[r]
+        switch precision {
+        case .bf16, .fp16:
+            if halfCopies[r]?.count != region.count { halfCopies[r] = BFloat16Buffer(count: region.count) }
+            let copy = halfCopies[r]!.pointer
+            if precision == .bf16 { BF16.convert(base, to: copy, count: region.count) } else { FP16.convert(base, to: copy, count: region.count) }
+        default:
+            if fp8Copies[r]?.count != region.count { fp8Copies[r] = FP8Buffer(count: region.count) }
+            let copy = fp8Copies[r]!.pointer
+            for e in table.entries where e.shape.count == 2 && region.contains(e.offset) {
+                let at = e.offset - region.lowerBound
+                fp8Scaling(offset: e.offset).weight.cast { FP8.encode(base + at, to: copy + at, count: e.count, scale: $0, format: .e4m3) }
+            }
+        }
+        copiesFresh[r] = true
     }
 
-    /// The bf16 operands of linear weight `kind` (nil in fp32: the layer multiplies in fp32).
-    @inline(__always) func bf16(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> BF16Operands? {
-        guard precision == .bf16 else { return nil }
-        return BF16Operands(weight: UnsafePointer(bf16Weight(kind, layer, expert)), scratch: bf16Scratch)
+    private func fp8Scaling(offset: Int) -> FP8LinearScaling {
+        if let s = fp8Scalings[offset] { return s }
+        let s = FP8LinearScaling(historyLength: fp8HistoryLength)
+        fp8Scalings[offset] = s
+        return s
+    }
+
+    /// The low-precision operands of linear weight `kind` (nil in fp32: the layer multiplies in fp32).
+    @inline(__always) func mixed(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> MixedOperands? {
+        guard precision.isMixed else { return nil }
+        let r = table.region(kind, layer: layer, layers: config.numLayers)
+        let offset = table.offset(kind, layer: layer, expert: expert), at = offset - table.regions[r].lowerBound
+        switch precision {
+        case .bf16: return MixedOperands(weight: .bf16(UnsafePointer(halfCopies[r]!.pointer + at)), scratch: mixedScratch)
+        case .fp16: return MixedOperands(weight: .fp16(UnsafePointer(halfCopies[r]!.pointer + at)), scratch: mixedScratch)
+        default: return MixedOperands(weight: .fp8(UnsafePointer(fp8Copies[r]!.pointer + at), fp8Scaling(offset: offset)), scratch: mixedScratch)
+        }
     }
 
     /// The int8 operands of linear weight `kind` (nil unless the model runs in int8 and the weight
@@ -225,17 +261,12 @@ public final class Transformer {
         return quantized.operands(offset: table.offset(kind, layer: layer, expert: expert), scratch: int8Scratch)
     }
 
-    @inline(__always) func bf16Weight(_ kind: TensorKind, _ layer: Int = -1, _ expert: Int = -1) -> UnsafeMutablePointer<UInt16> {
-        let r = table.region(kind, layer: layer, layers: config.numLayers)
-        return bf16Regions[r]!.pointer + (table.offset(kind, layer: layer, expert: expert) - table.regions[r].lowerBound)
-    }
-
     private func releaseHeld() {
         for r in held.sorted() { release(r) }
     }
 
     private func gradientRegion(_ r: Int) throws {
-        if residency == nil, precision == .bf16 {
+        if residency == nil, precision.isMixed {
             // A micro-batch's gradient of the region goes to zeroed scratch and is added to the
             // accumulated one when backward is done with it: ((0 + g₀) + g₁) + …, the sum the
             // ranks' reduction forms, so bf16 — which magnifies last-bit differences of the
@@ -253,7 +284,7 @@ public final class Transformer {
     }
 
     private func gradientsDone(_ r: Int, _ gradientsReady: ((Range<Int>) -> Void)?) throws {
-        if residency == nil, precision == .bf16, let scratch = gradientBase[r] {
+        if residency == nil, precision.isMixed, let scratch = gradientBase[r] {
             let region = table.regions[r]
             Kernels.add(scratch, into: gradients.pointer + region.lowerBound, count: region.count)
             gradientBase[r] = nil
@@ -276,14 +307,14 @@ public final class Transformer {
                            sharedDown: hasShared ? p(.sharedDown) : nil)
     }
 
-    private func moeBF16(layer l: Int) -> MoEBF16? {
-        guard precision == .bf16, let moe = config.moeConfig else { return nil }
+    private func moeMixed(layer l: Int) -> MoEMixed? {
+        guard precision.isMixed, let moe = config.moeConfig else { return nil }
         let hasShared = moe.numSharedExperts > 0
-        func p(_ k: TensorKind, _ e: Int = -1) -> UnsafePointer<UInt16> { UnsafePointer(bf16Weight(k, l, e)) }
-        return MoEBF16(gate: (0..<moe.numExperts).map { p(.expertGate, $0) }, up: (0..<moe.numExperts).map { p(.expertUp, $0) },
-                       down: (0..<moe.numExperts).map { p(.expertDown, $0) },
-                       sharedGate: hasShared ? p(.sharedGate) : nil, sharedUp: hasShared ? p(.sharedUp) : nil,
-                       sharedDown: hasShared ? p(.sharedDown) : nil, scratch: bf16Scratch)
+        func p(_ k: TensorKind, _ e: Int = -1) -> MixedOperands { mixed(k, l, e)! }
+        return MoEMixed(gate: (0..<moe.numExperts).map { p(.expertGate, $0) }, up: (0..<moe.numExperts).map { p(.expertUp, $0) },
+                        down: (0..<moe.numExperts).map { p(.expertDown, $0) },
+                        sharedGate: hasShared ? p(.sharedGate) : nil, sharedUp: hasShared ? p(.sharedUp) : nil,
+                        sharedDown: hasShared ? p(.sharedDown) : nil)
     }
 
     /// The int8 operands of MoE layer `l`'s experts (nil unless the model runs in int8).
@@ -366,8 +397,8 @@ public final class Transformer {
         let a = try trunk(inputs: inputs, targets: targets, batch: batch, seqLen: seqLen, dropout: dropout, logits: true)
         let n = batch * seqLen, c = config.hiddenSize, v = config.vocabSize
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
-        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
-        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, bf16: headBF16,
+        let headMixed = config.tieEmbeddings ? mixed(.embedding) : mixed(.lmHead)
+        Linear.forward(x: a.lnf.pointer, weight: head, y: a.logits.pointer, rows: n, inFeatures: c, outFeatures: v, mixed: headMixed,
                        int8: config.tieEmbeddings ? int8(.embedding) : int8(.lmHead))
 
         lastAuxLoss = auxLoss(a)
@@ -391,9 +422,9 @@ public final class Transformer {
         guard let a = acts, rows.upperBound <= a.batch * a.seqLen else { preconditionFailure("headLogits needs a forwardHidden covering the rows") }
         let c = config.hiddenSize
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
-        let headBF16 = config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead)
+        let headMixed = config.tieEmbeddings ? mixed(.embedding) : mixed(.lmHead)
         Linear.forward(x: a.lnf.pointer + rows.lowerBound * c, weight: head, y: out, rows: rows.count, inFeatures: c,
-                       outFeatures: config.vocabSize, bf16: headBF16, int8: config.tieEmbeddings ? int8(.embedding) : int8(.lmHead))
+                       outFeatures: config.vocabSize, mixed: headMixed, int8: config.tieEmbeddings ? int8(.embedding) : int8(.lmHead))
     }
 
     /// Embedding, blocks and final norm (into `lnf`), with the LM head's region acquired.
@@ -463,16 +494,16 @@ public final class Transformer {
         let x = a.layerIn[l].pointer, ln1 = a.ln1[a.slot(l)].pointer, mid = a.mid[a.slot(l)].pointer, ln2 = a.ln2[a.slot(l)].pointer
         let branch = a.branch.pointer
         normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, rows: n)
-        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l), int8: int8(.qProj, l))
-        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.kProj, l), int8: int8(.kProj, l))
-        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, bf16: bf16(.vProj, l), int8: int8(.vProj, l))
+        Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l), int8: int8(.qProj, l))
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.kProj, l), int8: int8(.kProj, l))
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.vProj, l), int8: int8(.vProj, l))
         rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h)
         rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv)
         Attention.forward(q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer, out: a.attOut[a.slot(l)].pointer,
                           probs: a.probs[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
                           headDim: d, window: config.window, pool: pool)
         Linear.forward(x: a.attOut[a.slot(l)].pointer, weight: param(.oProj, l), y: branch, rows: n, inFeatures: qDim, outFeatures: c,
-                       bf16: bf16(.oProj, l), int8: int8(.oProj, l))
+                       mixed: mixed(.oProj, l), int8: int8(.oProj, l))
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
@@ -490,24 +521,24 @@ public final class Transformer {
     private func mlpForward(layer l: Int, _ a: Activations, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
         if let moe = a.moe[a.slot(l)] {
-            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), bf16: moeBF16(layer: l), int8: moeInt8(layer: l),
+            moe.forward(x: x, y: y, w: moePointers(layer: l, gradients: false), mixed: moeMixed(layer: l), int8: moeInt8(layer: l),
                         pool: pool)
             a.expertCounts[l] = moe.expertCounts
             a.probSums[l] = moe.probSums
         } else if config.activation == "swiglu" {
             Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpGate, l), int8: int8(.mlpGate, l))
+                           mixed: mixed(.mlpGate, l), int8: int8(.mlpGate, l))
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpUp, l), int8: int8(.mlpUp, l))
+                           mixed: mixed(.mlpUp, l), int8: int8(.mlpUp, l))
             SwiGLU.forward(gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer, h: a.h[a.slot(l)].pointer, count: n * ffn)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
-                           bf16: bf16(.mlpDown, l), int8: int8(.mlpDown, l))
+                           mixed: mixed(.mlpDown, l), int8: int8(.mlpDown, l))
         } else {
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           bf16: bf16(.mlpUp, l), int8: int8(.mlpUp, l))
+                           mixed: mixed(.mlpUp, l), int8: int8(.mlpUp, l))
             GELU.forward(x: a.up[a.slot(l)].pointer, y: a.h[a.slot(l)].pointer, count: n * ffn)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
-                           bf16: bf16(.mlpDown, l), int8: int8(.mlpDown, l))
+                           mixed: mixed(.mlpDown, l), int8: int8(.mlpDown, l))
         }
     }
 
@@ -563,7 +594,7 @@ public final class Transformer {
     /// of the loss on the logits (distillation) before it flows back.
     public func backward(scale: Float = 1, gradientsReady: ((Range<Int>) -> Void)? = nil,
                          logitGradient: ((UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) throws -> Void)? = nil) throws {
-        guard precision.trains else { throw ModelError(.invalidInput, "int8 models run inference only; train in fp32 or bf16") }
+        guard precision.trains else { throw ModelError(.invalidInput, "int8 models run inference only; train in \(Precision.trainingNames)") }
         guard let a = acts, let targets = a.targets else {
             throw ModelError(.invalidInput, "backward needs a forward with targets first")
         }
@@ -583,7 +614,7 @@ public final class Transformer {
         let head = config.tieEmbeddings ? param(.embedding) : param(.lmHead)
         let dHead = config.tieEmbeddings ? grad(.embedding) : grad(.lmHead)
         Linear.backward(dy: a.dLogits.pointer, x: a.lnf.pointer, weight: head, dx: a.dLn.pointer, dWeight: dHead,
-                        rows: n, inFeatures: c, outFeatures: v, bf16: config.tieEmbeddings ? bf16(.embedding) : bf16(.lmHead))
+                        rows: n, inFeatures: c, outFeatures: v, mixed: config.tieEmbeddings ? mixed(.embedding) : mixed(.lmHead))
         normBackward(.final, dy: a.dLn.pointer, x: a.layerIn[config.numLayers].pointer, mean: a.meanf.pointer,
                      rstd: a.rstdf.pointer, dx: dRes, rows: n, accumulate: false)
         try gradientsDone(headRegion, gradientsReady)
@@ -638,18 +669,18 @@ public final class Transformer {
             Dropout.apply(dBranch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
         Linear.backward(dy: dBranch, x: a.attOut[a.slot(l)].pointer, weight: param(.oProj, l), dx: a.dAtt.pointer,
-                        dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c, bf16: bf16(.oProj, l))
+                        dWeight: grad(.oProj, l), rows: n, inFeatures: qDim, outFeatures: c, mixed: mixed(.oProj, l))
         Attention.backward(dOut: a.dAtt.pointer, q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer,
                            probs: a.probs[a.slot(l)].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
                            batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
         rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
         rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
         Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: dLn,
-                        dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim, bf16: bf16(.qProj, l))
+                        dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l))
         Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: dLn,
-                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.kProj, l))
+                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.kProj, l))
         Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: dLn,
-                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, bf16: bf16(.vProj, l))
+                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.vProj, l))
         normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, dx: dRes,
                      rows: n, accumulate: true)
     }
@@ -661,22 +692,22 @@ public final class Transformer {
         let n = a.batch * a.seqLen, c = config.hiddenSize, ffn = config.ffnSize
         if let moe = a.moe[a.slot(l)] {
             moe.backward(dy: dy, x: x, dx: dx, w: moePointers(layer: l, gradients: false),
-                         grads: moePointers(layer: l, gradients: true), bf16: moeBF16(layer: l), auxGradient: auxGradient, pool: pool)
+                         grads: moePointers(layer: l, gradients: true), mixed: moeMixed(layer: l), auxGradient: auxGradient, pool: pool)
         } else if config.activation == "swiglu" {
             Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, mixed: mixed(.mlpDown, l))
             SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer,
                             dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dGate.pointer, x: x, weight: param(.mlpGate, l), dx: dx,
-                            dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpGate, l))
+                            dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn, mixed: mixed(.mlpGate, l))
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
-                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, bf16: bf16(.mlpUp, l))
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, mixed: mixed(.mlpUp, l))
         } else {
             Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
-                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, bf16: bf16(.mlpDown, l))
+                            dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, mixed: mixed(.mlpDown, l))
             GELU.backward(dy: a.dH.pointer, x: a.up[a.slot(l)].pointer, dx: a.dUp.pointer, count: n * ffn)
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
-                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, bf16: bf16(.mlpUp, l))
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, mixed: mixed(.mlpUp, l))
         }
     }
 
@@ -687,18 +718,24 @@ public final class Transformer {
 
     /// Bytes of activations one micro-batch of `batch` × `seqLen` needs, without building a model
     /// (the memory planner sizes models far larger than the machine it runs on).
-    /// In bf16 add the conversion scratch: the widest layer input and output gradient in bf16, and
-    /// (without a residency) a micro-batch's gradients of the embedding and of the largest block.
+    /// In mixed precision add the conversion scratch: the widest layer input and output gradient
+    /// in bf16 (fp16 and fp8: in fp32, with the largest weight widened to fp32), and (without a
+    /// residency) a micro-batch's gradients of the embedding and of the largest block.
     public static func activationBytes(config: ModelConfig, batch: Int, seqLen: Int, precision: Precision = .fp32,
                                        checkpointing: ActivationCheckpointing = .none) -> Int {
         let fp32 = Activations.elementCount(config: config, batch: batch, seqLen: seqLen,
                                             slots: checkpointing.slots(layers: config.numLayers)) * MemoryLayout<Float>.stride
-        guard precision == .bf16 else { return fp32 }
+        guard precision.isMixed else { return fp32 }
         let n = batch * seqLen, c = config.hiddenSize
         let widest = max(c, config.numAttentionHeads * config.headSize, config.ffnSize * max(1, config.moeConfig?.numSharedExperts ?? 1))
         let table = ParameterTable(config: config)
         let regions = table.regions.dropFirst().map(\.count).max() ?? 0
-        return fp32 + 2 * n * widest + 2 * n * max(widest, config.vocabSize) + 4 * (table.regions[0].count + regions)
+        let gradients = 4 * (table.regions[0].count + regions)
+        guard precision == .bf16 else {
+            let largestWeight = table.entries.filter { $0.shape.count == 2 }.map(\.count).max() ?? 0
+            return fp32 + 4 * n * widest + 4 * n * max(widest, config.vocabSize) + 4 * largestWeight + gradients
+        }
+        return fp32 + 2 * n * widest + 2 * n * max(widest, config.vocabSize) + gradients
     }
 }
 

@@ -33,9 +33,12 @@ public enum GradientClipping {
 
     /// Multiplies `grads` in place by the clip coefficient for a global `norm` (maxNorm 0 = no
     /// clipping). `grads` may be just this rank's shard when `norm` is the global one.
-    public static func scale(_ grads: UnsafeMutableBufferPointer<Float>, norm: Double, maxNorm: Double, pool: ThreadPool? = nil) {
-        guard maxNorm > 0, let base = grads.baseAddress else { return }
-        let k = coefficient(norm: norm, maxNorm: maxNorm)
+    /// `unscale`: the gradients are those of a scaled loss (fp16) and are multiplied by `unscale`
+    /// too, in the same pass; `norm` is the norm of the unscaled gradients.
+    public static func scale(_ grads: UnsafeMutableBufferPointer<Float>, norm: Double, maxNorm: Double, unscale: Float = 1,
+                             pool: ThreadPool? = nil) {
+        guard maxNorm > 0 || unscale != 1, let base = grads.baseAddress else { return }
+        let k = (maxNorm > 0 ? coefficient(norm: norm, maxNorm: maxNorm) : 1) * unscale
         let work: (Range<Int>) -> Void = { range in Kernels.scale(base + range.lowerBound, by: k, count: range.count) }
         if let pool { pool.parallelFor(grads.count, minChunk: chunk, work) } else { work(0..<grads.count) }
     }

@@ -48,6 +48,8 @@ public struct StepSample: Sendable, Equatable {
     /// Model FLOPs utilisation, 0…1; nil when the peak is unknown.
     public var mfu: Double?
     public var skipped: Bool
+    /// fp16: the dynamic loss scale the step used; nil in other precisions.
+    public var lossScale: Double?
     public var idleSeconds: Double
     public var ranks: [Rank]
     /// The held-out evaluation after this step (mean cross-entropy in nats, its exp, next-token
@@ -90,6 +92,7 @@ public struct StepSample: Sendable, Equatable {
             ("train/tokens_per_second", tokensPerSecond), ("train/skipped", skipped ? 1 : 0),
         ]
         if let mfu { s.append(("train/mfu", mfu)) }
+        if let lossScale { s.append(("train/loss_scale", lossScale)) }
         if let auxLoss { s.append(("train/aux_loss", auxLoss)) }
         for (e, load) in expertLoad.enumerated() { s.append(("train/expert_load/expert\(e)", load)) }
         if let v = validation {

@@ -106,13 +106,18 @@ public enum GEMM {
     }
 
     /// One line for start-up logs: the library, what it dispatches, and how bf16 products run.
-    public static func summary(backend: GEMMBackend, bf16: Bool) -> String {
+    public static func summary(backend: GEMMBackend, precision: String) -> String {
         var line: String
         switch backend {
         case .onednn: line = "gemm onednn \(OneDNN.version) (isa \(OneDNN.effectiveISA))"
         case .openblas: line = "gemm openblas (kernel \(kernelName))"
         }
-        guard bf16 else { return line + ", precision fp32" }
+        switch precision {
+        case "bf16": break
+        case "fp16": return line + ", precision fp16 (operands rounded to fp16, fp32 products: no fp16 matmul on this CPU; dynamic loss scaling)"
+        case "fp8": return line + ", precision fp8 (simulated: e4m3/e5m2-rounded operands with delayed scaling, fp32 products; no speedup)"
+        default: return line + ", precision \(precision)"
+        }
         switch (backend, OneDNN.bf16Support) {
         case (.onednn, .native): line += ", precision bf16 (native AVX512_BF16)"
         case (.onednn, .emulated): line += ", precision bf16 (emulated by oneDNN: this CPU has no AVX512_BF16)"

@@ -12,14 +12,18 @@ public struct ShardRecord: Codable, Sendable, Equatable {
     public var dataCursor: DataCursor
     public var schedule: ScheduleState
     public var skippedSteps: Int
+    /// fp16: the dynamic loss scale (nil in other precisions).
+    public var lossScale: LossScaleState?
 
-    public init(step: Int, rank: Int, file: CheckpointFile, dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int) {
+    public init(step: Int, rank: Int, file: CheckpointFile, dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int,
+                lossScale: LossScaleState? = nil) {
         self.step = step
         self.rank = rank
         self.file = file
         self.dataCursor = dataCursor
         self.schedule = schedule
         self.skippedSteps = skippedSteps
+        self.lossScale = lossScale
     }
 }
 
@@ -43,9 +47,10 @@ public final class ShardSnapshot: @unchecked Sendable {
     public let dataCursor: DataCursor
     public let schedule: ScheduleState
     public let skippedSteps: Int
+    public let lossScale: LossScaleState?
 
     public init(step: Int, rank: Int, worldSize: Int, start: Int, count: Int, capacity: Int? = nil, seed: UInt64,
-         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int) {
+         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil) {
         self.step = step
         self.rank = rank
         self.worldSize = worldSize
@@ -57,6 +62,7 @@ public final class ShardSnapshot: @unchecked Sendable {
         self.dataCursor = dataCursor
         self.schedule = schedule
         self.skippedSteps = skippedSteps
+        self.lossScale = lossScale
     }
 
     /// An empty snapshot for the shard `start ..< start + count` of rank `rank` at the same step
@@ -64,7 +70,8 @@ public final class ShardSnapshot: @unchecked Sendable {
     /// rank), to receive a neighbour's replica into.
     public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot) {
         self.init(step: own.step, rank: rank, worldSize: own.worldSize, start: start, count: count, capacity: own.capacity,
-                  seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps)
+                  seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps,
+                  lossScale: own.lossScale)
     }
 
     // The three parts lie back to back, as in the shard file, so a checkpoint writes them as one
@@ -111,6 +118,7 @@ public final class ShardSnapshot: @unchecked Sendable {
         let file = try ShardWriter.write(into: folder, rank: rank, worldSize: worldSize, start: start, step: step, seed: seed,
                                          parameters: UnsafeBufferPointer(parameters), expAvg: UnsafeBufferPointer(expAvg),
                                          expAvgSq: UnsafeBufferPointer(expAvgSq))
-        return ShardRecord(step: step, rank: rank, file: file, dataCursor: dataCursor, schedule: schedule, skippedSteps: skippedSteps)
+        return ShardRecord(step: step, rank: rank, file: file, dataCursor: dataCursor, schedule: schedule, skippedSteps: skippedSteps,
+                           lossScale: lossScale)
     }
 }

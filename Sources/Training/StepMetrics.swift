@@ -18,6 +18,10 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     public var seconds: Double
     /// The update was skipped on every rank: the loss or gradient norm was not finite.
     public var skipped = false
+    /// fp16: the skip was a gradient overflow under the loss scale (the scale was halved), not a divergence.
+    public var overflow = false
+    /// fp16: the dynamic loss scale this update's backward used; nil in other precisions.
+    public var lossScale: Float?
     /// MoE: the fraction of this rank's routed token slots each expert received in the update
     /// (all layers and micro-batches; sums to 1); nil for dense models.
     public var expertLoad: [Double]?
@@ -29,6 +33,7 @@ public struct StepMetrics: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second", skipped
+        case overflow, lossScale = "loss_scale"
         case expertLoad = "expert_load"
         case validationLoss = "validation_loss", validationPerplexity = "validation_perplexity"
         case validationAccuracy = "validation_accuracy", validationTokens = "validation_tokens", validationCorrect = "validation_correct"
@@ -54,6 +59,8 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         tokens = try c.decode(Int.self, forKey: .tokens)
         seconds = try c.decode(Double.self, forKey: .seconds)
         skipped = try c.decodeIfPresent(Bool.self, forKey: .skipped) ?? false
+        overflow = try c.decodeIfPresent(Bool.self, forKey: .overflow) ?? false
+        lossScale = try c.decodeIfPresent(Float.self, forKey: .lossScale)
         expertLoad = try c.decodeIfPresent([Double].self, forKey: .expertLoad)
         if let tokens = try c.decodeIfPresent(Int.self, forKey: .validationTokens) {
             let loss = try Self.decodeNumber(c, .validationLoss)
@@ -74,6 +81,8 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         // Only when true, so the records of applied updates are unchanged.
         if skipped { try c.encode(true, forKey: .skipped) }
+        if overflow { try c.encode(true, forKey: .overflow) }
+        try c.encodeIfPresent(lossScale, forKey: .lossScale)
         try c.encodeIfPresent(expertLoad, forKey: .expertLoad)
         if let v = validation {
             try Self.encodeNumber(v.loss, &c, .validationLoss)
@@ -114,11 +123,15 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     /// The human log line.
     public func line(totalSteps: Int) -> String {
         var s = "step \(step + 1)/\(totalSteps) | loss \(String(format: "%.4f", loss))"
+        if overflow, let lossScale {
+            return s + " | skipped (fp16 gradient overflow at loss scale \(lossScale), halved)"
+        }
         if skipped {
             return s + " | grad_norm \(String(format: "%.4f", gradNorm)) | skipped (non-finite loss/gradients)"
         }
         if auxLoss != 0 { s += " | aux \(String(format: "%.4f", auxLoss))" }
         s += " | lr \(String(format: "%.3e", lr)) | grad_norm \(String(format: "%.4f", gradNorm))"
+        if let lossScale { s += " | loss_scale \(lossScale)" }
         s += " | tok/s \(Int(tokensPerSecond.rounded()))"
         if let v = validation { s += " | " + Self.validationLine(v) }
         return s

@@ -31,10 +31,10 @@ public final class Teacher {
         chunk = FloatBuffer(count: self.chunkRows * teacherConfig.vocabSize)
     }
 
-    /// Bytes the teacher holds: fp32 weights, their bf16 copy in mixed precision, and one block of
+    /// Bytes the teacher holds: fp32 weights, their low-precision copy in mixed precision, and one block of
     /// logits (its forward-only activations are not counted).
     public var bytes: Int {
-        model.table.count * (model.precision == .bf16 ? 6 : 4) + chunk.count * 4
+        model.table.count * (4 + model.precision.weightCopyBytes) + chunk.count * 4
     }
 
     /// Checks the teacher without loading its weights: it exists, and its vocabulary and length

@@ -55,8 +55,10 @@ public final class Trainer {
     /// Updates skipped because the loss or gradient norm was not finite, in total. AdamW's bias
     /// correction counts the applied ones, `step + 1 − skippedSteps`; settable for resume.
     public var skippedSteps = 0
-    /// Consecutive skipped updates up to now (0 after an applied one).
+    /// Consecutive skipped updates up to now (0 after an applied one); fp16 overflow skips do not count.
     public internal(set) var nonFiniteStreak = 0
+    /// fp16: the dynamic loss scale (nil in other precisions); restored on resume.
+    public internal(set) var lossScaler: DynamicLossScaler?
     /// Instrumentation and tests: asked before each micro-batch's backward with (step, micro-batch
     /// of this rank); the factor returned multiplies the backward pass's loss scale. A non-finite
     /// factor makes that micro-batch's gradients non-finite on this rank, as an overflow would.
@@ -83,6 +85,7 @@ public final class Trainer {
         if ring == nil { GEMM.setThreads(t.threads) }
         GEMM.backend = t.gemm
         model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
+        if t.precision == .fp16 { lossScaler = DynamicLossScaler(scale: Float(t.lossScale), growthInterval: t.lossScaleGrowthInterval) }
         let table = model.table
         let partition = ring?.partitionPlan ?? PartitionPlan(table: table, worldSize: worldSize)
         do {
@@ -155,7 +158,7 @@ public final class Trainer {
                                                          precision: config.training.precision,
                                                          checkpointing: config.training.activationCheckpointing),
             bucketBytes: worldSize > 1 ? Int(config.cluster.bucketMB * 1_048_576) : 0,
-            regionsGatheredAtOnce: z.regionsGatheredAtOnce, bf16Weights: config.training.precision == .bf16)
+            regionsGatheredAtOnce: z.regionsGatheredAtOnce, weightCopies: config.training.precision)
         try footprint.reserve(in: ledger, advice: ZeroFootprint.advice(stage: stage, ranks: worldSize,
                                                                        optimizerOffloaded: z.offloadOptimizer != .none))
         return ledger
@@ -168,7 +171,8 @@ public final class Trainer {
         let model = try Transformer(config: config.model, pool: pool, ownsParameters: !stage.shardsParameters,
                                     ownsGradients: !stage.shardsGradients,
                                     precision: config.training.precision,
-                                    checkpointing: config.training.activationCheckpointing)
+                                    checkpointing: config.training.activationCheckpointing,
+                                    fp8HistoryLength: config.training.fp8AmaxHistory)
         if !stage.shardsParameters {
             try initialParameters(config: config, table: model.table, elements: 0..<model.table.count, into: model.parameters.pointer)
         }
@@ -195,6 +199,13 @@ public final class Trainer {
     /// finite is skipped on every rank (`StepMetrics.skipped`); the one that makes
     /// `fault_tolerance.max_skipped_steps` consecutive skips is counted too, then this throws
     /// `TrainingError` `.nonFiniteStreak`.
+    ///
+    /// fp16: the loss is multiplied by the dynamic loss scale before backward and the gradients
+    /// divided by it before clipping. Non-finite gradients under a finite loss are an overflow
+    /// (`StepMetrics.overflow`): skipped on every rank — the gradient norm is all-reduced, so all
+    /// ranks see it — with the scale halved, and, as in PyTorch's GradScaler, not a divergence:
+    /// they do not count towards `max_skipped_steps` (unless the scale has fallen below 2⁻²⁴,
+    /// where nothing is left to lower). A non-finite loss is a divergence in every precision.
     public func trainStep() throws -> StepMetrics {
         let start = DispatchTime.now().uptimeNanoseconds
         let t = config.training
@@ -217,7 +228,7 @@ public final class Trainer {
             let loss = try model.forward(inputs: batch.inputs, targets: batch.targets, batch: batch.batch,
                                          seqLen: batch.seqLen, dropout: dropout)
             let factor = backwardScaleHook?(step, local) ?? 1
-            let scale = factor / Float(accumulation)
+            let scale = factor * (lossScaler?.scale ?? 1) / Float(accumulation)
             let ready = engine.gradientsReady(lastMicroBatch: local == accumulation - 1)
             if let teacher {
                 // α · T² · KL / rows + (1 − α) · CE; the KL term's gradient joins the cross-entropy's in dLogits.
@@ -238,18 +249,27 @@ public final class Trainer {
             }
         }
         let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
-        let gradNorm = totals.gradNorm
         let loss = Float(totals.lossSum / Double(accumulation))
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
         // The totals are all-reduced, so every rank takes the same decision. A skipped update
         // changes nothing: no clipping, no AdamW, no gathers; the next beginStep zeroes the gradients.
+        let scaleUsed = lossScaler?.scale
+        var unscale: Float = 1, overflow = false
+        if var scaler = lossScaler, loss.isFinite {
+            switch scaler.update(gradientsFinite: totals.gradNorm.isFinite) {
+            case .apply(let u): unscale = u
+            case .skip: overflow = true
+            }
+            lossScaler = scaler
+        }
+        let gradNorm = totals.gradNorm * Double(unscale)
         let skipped = !loss.isFinite || !gradNorm.isFinite
         if skipped {
             skippedSteps += 1
-            nonFiniteStreak += 1
+            if !overflow || lossScaler!.scale < 0x1p-24 { nonFiniteStreak += 1 }
         } else {
             nonFiniteStreak = 0
-            engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip)
+            engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip, unscale: unscale)
             engine.update(lr: lr, t: step + 1 - skippedSteps)
             try engine.parametersUpdated()
         }
@@ -258,11 +278,13 @@ public final class Trainer {
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         metrics.skipped = skipped
+        metrics.overflow = overflow
+        metrics.lossScale = scaleUsed
         let routed = expertCounts.reduce(0, +)
         if routed > 0 { metrics.expertLoad = expertCounts.map { Double($0) / Double(routed) } }
         step += 1
         let limit = config.faultTolerance.maxSkippedSteps
-        if skipped, nonFiniteStreak >= limit {
+        if skipped, nonFiniteStreak >= limit, !overflow || lossScaler!.scale < 0x1p-24 {
             throw TrainingError(.nonFiniteStreak, "step \(step): \(nonFiniteStreak) consecutive updates skipped for a non-finite loss or gradient norm (loss \(loss), grad_norm \(gradNorm)), fault_tolerance.max_skipped_steps is \(limit); lower training.lr, raise warmup_steps or lower grad_clip")
         }
         return metrics
@@ -299,7 +321,8 @@ public final class Trainer {
     /// neighbours' replicas have equal sizes on the wire and snapshot buffers are recycled.
     public func snapshot() -> ShardSnapshot {
         let s = checkpointShard
-        let snap = emptySnapshot(of: rank, step: step, samplesConsumed: sampler.position(step: step), skippedSteps: skippedSteps)
+        let snap = emptySnapshot(of: rank, step: step, samplesConsumed: sampler.position(step: step), skippedSteps: skippedSteps,
+                                 lossScale: lossScaleState)
         // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
         let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
         // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
@@ -340,7 +363,20 @@ public final class Trainer {
         }
         step = snap.step
         skippedSteps = snap.skippedSteps
+        restoreLossScale(snap.lossScale)
         sampler.origin = (snap.step, snap.dataCursor.samplesConsumed)
+    }
+
+    /// fp16: the loss scaler's state as a checkpoint records it (nil in other precisions).
+    var lossScaleState: LossScaleState? { lossScaler.map { LossScaleState(scale: $0.scale, cleanSteps: $0.cleanSteps) } }
+
+    /// fp16: the loss scaler from a checkpoint's state; a checkpoint without one (written in
+    /// another precision) starts from `training.loss_scale`.
+    func restoreLossScale(_ state: LossScaleState?) {
+        guard let scaler = lossScaler else { return }
+        let t = config.training
+        lossScaler = state.map { DynamicLossScaler(scale: $0.scale, growthInterval: scaler.growthInterval, cleanSteps: min($0.cleanSteps, scaler.growthInterval - 1)) }
+            ?? DynamicLossScaler(scale: Float(t.lossScale), growthInterval: t.lossScaleGrowthInterval)
     }
 
     /// Restores the state after update `step` from shards held in memory by the ranks' workers
@@ -351,10 +387,13 @@ public final class Trainer {
         let own = local(rank)
         // The job's data cursor and skipped count are the same in every shard: a rank that holds none takes them from the others.
         let known = own ?? transfers.compactMap { local($0.rank) }.first
-        var meta = [Double(known?.dataCursor.samplesConsumed ?? 0), Double(known?.skippedSteps ?? 0), known == nil ? 0 : 1]
+        var meta = [Double(known?.dataCursor.samplesConsumed ?? 0), Double(known?.skippedSteps ?? 0), known == nil ? 0 : 1,
+                    Double(known?.lossScale?.scale ?? 0), Double(known?.lossScale?.cleanSteps ?? 0)]
         if let queue = engine.queue { meta = try queue.allReduceScalars(meta) }
         guard meta[2] > 0 else { throw TrainingError(.runtime, "no rank holds a replica of step \(step)") }
         let samples = Int((meta[0] / meta[2]).rounded()), skipped = Int((meta[1] / meta[2]).rounded())
+        // The loss scale is a power of two, exact through the mean of equal values.
+        let lossScale = meta[3] > 0 ? LossScaleState(scale: Float(meta[3] / meta[2]), cleanSteps: Int((meta[4] / meta[2]).rounded())) : nil
         var mine = own
         for t in transfers {
             let buffer: ShardSnapshot
@@ -364,7 +403,7 @@ public final class Trainer {
                 }
                 buffer = held
             } else {
-                buffer = emptySnapshot(of: t.rank, step: step, samplesConsumed: samples, skippedSteps: skipped)
+                buffer = emptySnapshot(of: t.rank, step: step, samplesConsumed: samples, skippedSteps: skipped, lossScale: lossScale)
             }
             try engine.queue?.broadcast(buffer.storage.buffer, root: t.root)
             if t.rank == rank { mine = buffer }
@@ -375,13 +414,13 @@ public final class Trainer {
 
     /// An empty snapshot of rank `r`'s shard after `step` (its buffer sized for the largest shard),
     /// with the job's data cursor and schedule there.
-    func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int) -> ShardSnapshot {
+    func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int, lossScale: LossScaleState? = nil) -> ShardSnapshot {
         let s = partitionPlan.shardRange(r), t = config.training
         return ShardSnapshot(step: step, rank: r, worldSize: worldSize, start: s.lowerBound, count: s.count,
                              capacity: partitionPlan.largestShardCount, seed: t.seed,
                              dataCursor: DataCursor(samplesConsumed: samplesConsumed,
                                                     globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
-                             schedule: scheduleState(at: step), skippedSteps: skippedSteps)
+                             schedule: scheduleState(at: step), skippedSteps: skippedSteps, lossScale: lossScale)
     }
 
     /// The learning-rate schedule as a checkpoint records it, before update `step`.
@@ -428,6 +467,7 @@ public final class Trainer {
         }
         step = m.step
         skippedSteps = m.skippedSteps
+        restoreLossScale(m.lossScale)
         sampler.origin = (m.step, m.dataCursor.samplesConsumed)
     }
 }
@@ -442,7 +482,7 @@ extension CheckpointManifest where Config == TrainConfig {
         }
         self.init(step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
                   config: config, tensors: TensorLayout.layouts(of: table),
-                  dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps,
+                  dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps, lossScale: first.lossScale,
                   files: sorted.map(\.file) + extraFiles)
     }
 }

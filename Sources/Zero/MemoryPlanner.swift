@@ -81,13 +81,13 @@ public struct PlannerInput: Codable, Sendable, Equatable {
     /// Stage 3: regions whose full parameters are gathered at once (the one in use plus those
     /// prefetched; `zero.prefetch_depth` + 1).
     public var regionsGatheredAtOnce: Int
-    /// Mixed precision (`training.precision: bf16`): bf16 weight copies and conversion scratch.
-    public var bf16: Bool
+    /// `training.precision`: mixed precision (bf16, fp16, fp8) adds the weight copies and the conversion scratch.
+    public var precision: Precision
 
     public init(model: ModelConfig, microBatchSize: Int, seqLen: Int, devices: Int, deviceCapacity: Int,
                 hostMemory: Int, devicesPerHost: Int = 8, bucketBytes: Int = 4 * ByteSize.mebibyte, regionsGatheredAtOnce: Int = 2,
-                bf16: Bool = false) {
-        self.bf16 = bf16
+                precision: Precision = .fp32) {
+        self.precision = precision
         self.model = model
         self.microBatchSize = microBatchSize
         self.seqLen = seqLen
@@ -256,7 +256,7 @@ public enum MemoryPlanner {
         let table = ParameterTable(config: input.model)
         let psi = table.count, unit = table.largestRegion
         let activations = Transformer.activationBytes(config: input.model, batch: input.microBatchSize, seqLen: input.seqLen,
-                                                      precision: input.bf16 ? .bf16 : .fp32)
+                                                      precision: input.precision)
         let rows = self.rows(input: input, parameters: psi, largestUnit: unit, activations: activations)
         let sizeClass = ModelSizeClass(parameters: psi)
         return MemoryPlan(input: input, parameters: psi, largestUnit: unit, shardElements: (psi + input.devices - 1) / input.devices,
@@ -276,7 +276,7 @@ public enum MemoryPlanner {
         let footprint = ZeroFootprint(stage: o.stage, optimizerTier: o.optimizer.memoryTier, parameterTier: o.params.memoryTier,
                                       parameters: psi, ranks: n, largestRegion: unit, activationBytes: activations,
                                       bucketBytes: input.bucketBytes, regionsGatheredAtOnce: input.regionsGatheredAtOnce,
-                                      bf16Weights: input.bf16)
+                                      weightCopies: input.precision)
         let device = DeviceBytes(params: footprint.bytes(in: .device, .params), grads: footprint.bytes(in: .device, .grads),
                                  optimizer: footprint.bytes(in: .device, .optimizer), activations: activations,
                                  comm: footprint.bytes(in: .device, .comm) + footprint.bytes(in: .device, .gathered))

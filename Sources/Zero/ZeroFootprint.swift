@@ -1,3 +1,5 @@
+import Model
+
 /// What one rank holds for a ZeRO stage and offload choice — the ZeRO memory formulas, written
 /// once. The memory ledger reserves these bytes before a rank builds anything, and
 /// `MemoryPlanner` (`zerotrain plan`) sums them per device, host and disk.
@@ -32,11 +34,12 @@ public struct ZeroFootprint: Sendable, Equatable {
     ///   - bucketBytes: bytes of one gradient bucket (0 when nothing is bucketed, e.g. one rank).
     ///   - regionsGatheredAtOnce: stage 3: regions whose parameters are gathered at the same time
     ///     (the one in use and those prefetched).
-    ///   - bf16Weights: mixed precision: a bf16 copy of the weights the products read (2Ψ, or at
-    ///     stage 3 2 bytes per gathered element), beside the fp32 master weights, gradients and
-    ///     moments — 2 + 4 + 12 bytes per parameter at stages 0.
+    ///   - weightCopies: mixed precision: a copy of the weights in that format, which the products
+    ///     read (`Precision.weightCopyBytes` per element: bf16 and fp16 2Ψ, fp8 Ψ; or at stage 3
+    ///     per gathered element), beside the fp32 master weights, gradients and moments — e.g.
+    ///     2 + 4 + 12 bytes per parameter at stage 0 in bf16 or fp16, 1 + 4 + 12 in fp8.
     public init(stage: ZeroStage, optimizerTier: MemoryTier, parameterTier: MemoryTier, parameters psi: Int, ranks: Int,
-                largestRegion: Int, activationBytes: Int, bucketBytes: Int, regionsGatheredAtOnce: Int, bf16Weights: Bool = false) {
+                largestRegion: Int, activationBytes: Int, bucketBytes: Int, regionsGatheredAtOnce: Int, weightCopies: Precision = .fp32) {
         let shard = (psi + ranks - 1) / ranks
         var items = [
             Item(category: .params, tier: stage.shardsParameters ? parameterTier : .device,
@@ -46,8 +49,10 @@ public struct ZeroFootprint: Sendable, Equatable {
                  what: "the AdamW moments", upFront: true),
             Item(category: .activations, tier: .device, bytes: activationBytes, what: "the activations of one micro-batch", upFront: true),
         ]
-        if bf16Weights && !stage.shardsParameters {
-            items.insert(Item(category: .params, tier: .device, bytes: 2 * psi, what: "the bf16 weight copies", upFront: true), at: 1)
+        let copyBytes = weightCopies.weightCopyBytes
+        if copyBytes > 0 && !stage.shardsParameters {
+            items.insert(Item(category: .params, tier: .device, bytes: copyBytes * psi, what: "the \(weightCopies) weight copies", upFront: true),
+                         at: 1)
         }
         if !stage.shardsGradients {
             if bucketBytes > 0 {
@@ -56,7 +61,7 @@ public struct ZeroFootprint: Sendable, Equatable {
         } else {
             let gathered = stage.shardsParameters ? regionsGatheredAtOnce * largestRegion : 0
             items.append(Item(category: stage.shardsParameters ? .gathered : .comm, tier: .device,
-                              bytes: 4 * (2 * largestRegion + gathered) + (bf16Weights ? 2 * gathered : 0),
+                              bytes: 4 * (2 * largestRegion + gathered) + copyBytes * gathered,
                               what: "the \(stage) working set (region gradients being reduced"
                                   + (stage.shardsParameters ? ", gathered parameters)" : ")"),
                               upFront: false))

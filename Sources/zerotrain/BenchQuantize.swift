@@ -46,7 +46,7 @@ struct BenchQuantize: ParsableCommand {
                 .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
                 .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
             Console.out("# zerotrain bench quantize: \(config), \(fp32.table.count) parameters, \(n) thread(s), \(cpu), nproc \(ProcessInfo.processInfo.activeProcessorCount)")
-            Console.out("# compute: \(GEMM.summary(backend: GEMM.backend, bf16: false)); int8 \(OneDNN.vnni ? "with VNNI" : "without VNNI"), weights \(perChannel ? "per channel" : "per tensor"), fp32 and int8 alternated, median of \(repeats)")
+            Console.out("# compute: \(GEMM.summary(backend: GEMM.backend, precision: "fp32")); int8 \(OneDNN.vnni ? "with VNNI" : "without VNNI"), weights \(perChannel ? "per channel" : "per tensor"), fp32 and int8 alternated, median of \(repeats)")
             let decode = try Quantize.decodeLatency(fp32: fp32, int8: int8, repeats: repeats)
             Console.out(String(format: "decode (batch 1, 1 token): fp32 %.3f ms, int8 %.3f ms, int8 latency %+.1f%% (%.2f× faster)",
                                1e3 * decode.fp32, 1e3 * decode.int8, 100 * (decode.int8 / decode.fp32 - 1), decode.fp32 / decode.int8))

@@ -27,7 +27,7 @@ struct BenchTrain: ParsableCommand {
     @Option(name: .long, help: "Override training.gemm (onednn or openblas).")
     var gemm: String?
 
-    @Option(name: .long, help: "Override training.precision (fp32 or bf16).")
+    @Option(name: .long, help: "Override training.precision (fp32, bf16, fp16 or fp8).")
     var precision: String?
 
     @Flag(name: .long, help: "Print one JSON object.")
@@ -71,7 +71,7 @@ struct BenchTrain: ParsableCommand {
                 cfg.training.gemm = g
             }
             if let precision {
-                guard let p = Precision(rawValue: precision), p.trains else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+                guard let p = Precision(rawValue: precision), p.trains else { throw ValidationError("--precision must be \(Precision.trainingNames), got \"\(precision)\"") }
                 cfg.training.precision = p
             }
             guard steps >= 1 else { throw TrainingError(.badInput, "--steps must be ≥ 1") }
@@ -115,7 +115,7 @@ struct BenchTrain: ParsableCommand {
                 Console.out(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
                 Console.out("config \(config), \(t) thread(s), \(steps) timed steps of \(tokens) tokens")
-                Console.out("compute: \(GEMM.summary(backend: backend, bf16: cfg.training.precision == .bf16))")
+                Console.out("compute: \(GEMM.summary(backend: backend, precision: cfg.training.precision.rawValue))")
                 Console.out("matmul peaks (2048³, best of 5): " + peaks.keys.sorted().map { "\($0) " + String(format: "%.1f", peaks[$0]!) }
                     .joined(separator: ", ") + " GFLOP/s; MFU against \(peakKey)")
                 Console.out(String(format: "step time (median): %.4f s   tokens/s: %.0f", median, r.tokensPerSecond))

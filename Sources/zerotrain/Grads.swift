@@ -22,14 +22,14 @@ struct Grads: ParsableCommand {
     @Option(name: .long, help: "Compute threads.")
     var threads: Int = 1
 
-    @Option(name: .long, help: "Precision of the matrix products: fp32 or bf16 (mixed precision, fp32 results).")
+    @Option(name: .long, help: "Precision of the matrix products: fp32, bf16, fp16 or fp8 (mixed precision, fp32 results; no loss scaling).")
     var precision: String = "fp32"
 
     @Option(name: .long, help: "GEMM library: onednn or openblas.")
     var gemm: String = "onednn"
 
     func validate() throws {
-        guard Precision(rawValue: precision)?.trains == true else { throw ValidationError("--precision must be fp32 or bf16, got \"\(precision)\"") }
+        guard Precision(rawValue: precision)?.trains == true else { throw ValidationError("--precision must be \(Precision.trainingNames), got \"\(precision)\"") }
         guard GEMMBackend(rawValue: gemm) != nil else { throw ValidationError("--gemm must be onednn or openblas, got \"\(gemm)\"") }
     }
 

@@ -94,7 +94,7 @@ struct Plan: ParsableCommand {
             devices: n, deviceCapacity: device.capacity, hostMemory: host,
             devicesPerHost: try count(devicesPerHost, "devices-per-host"),
             bucketBytes: Int(train.cluster.bucketMB * Double(ByteSize.mebibyte)),
-            regionsGatheredAtOnce: train.zero.regionsGatheredAtOnce, bf16: train.training.precision == .bf16)
+            regionsGatheredAtOnce: train.zero.regionsGatheredAtOnce, precision: train.training.precision)
         let plan = try MemoryPlanner.plan(input)
         if json {
             let encoder = JSONEncoder()

@@ -69,7 +69,7 @@ struct Quantize: ParsableCommand {
                         + "embedding, norms and any MoE router stay f32")
             Console.out("size: fp32 \(Export.format(bytes: fp32Bytes)) → int8 \(Export.format(bytes: int8Bytes)) "
                         + String(format: "(%.1f%% of fp32)", 100 * Double(int8Bytes) / Double(fp32Bytes)))
-            Console.out("compute: \(GEMM.summary(backend: GEMM.backend, bf16: false)), int8 \(OneDNN.vnni ? "VNNI" : "without VNNI"), \(threads) thread(s)")
+            Console.out("compute: \(GEMM.summary(backend: GEMM.backend, precision: "fp32")), int8 \(OneDNN.vnni ? "VNNI" : "without VNNI"), \(threads) thread(s)")
             let latency = try Self.decodeLatency(fp32: fp32, int8: int8, repeats: latencyRepeats)
             Console.out(String(format: "latency (one token, batch 1, median of %d alternated): fp32 %.3f ms, int8 %.3f ms (%+.1f%%)",
                                latencyRepeats, 1e3 * latency.fp32, 1e3 * latency.int8, 100 * (latency.int8 / latency.fp32 - 1)))

@@ -60,7 +60,7 @@ struct Train: AsyncParsableCommand {
             // Ctrl-C or SIGTERM: the run checkpoints at the next update boundary and exits 130.
             let code = try await runAsService("train", body: {
                 let trainer = try Trainer(config: config)
-                Console.out("compute: \(GEMM.summary(backend: config.training.gemm, bf16: config.training.precision == .bf16)), \(config.training.threads) thread(s)")
+                Console.out("compute: \(GEMM.summary(backend: config.training.gemm, precision: config.training.precision.rawValue)), \(config.training.threads) thread(s)")
                 if let resumeFrom {
                     try trainer.resume(from: URL(fileURLWithPath: resumeFrom))
                     Console.out("resumed at step \(trainer.step) from \(resumeFrom)")

@@ -28,6 +28,19 @@ import Testing
         try expectExit2(["train", "--config", f.path], mentions: "model.moe_config.top_k: must be ≤ num_experts (16), got 20")
     }
 
+    @Test(arguments: [("precision: fp4", "training.precision: must be fp32, bf16, fp16 or fp8, got \"fp4\""),
+                      ("precision: fp16, loss_scale: 0", "training.loss_scale: must be a positive finite number, got 0.0"),
+                      ("precision: fp16, loss_scale: -65536", "training.loss_scale: must be a positive finite number, got -65536.0"),
+                      ("precision: fp16, loss_scale_growth_interval: 0", "training.loss_scale_growth_interval: must be ≥ 1, got 0"),
+                      ("precision: fp8, fp8_amax_history: 0", "training.fp8_amax_history: must be ≥ 1, got 0")])
+    func badPrecisionSettings(setting: String, message: String) throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let f = dir.appendingPathComponent("c.yaml")
+        try CLI.write("model: {num_layers: 1, hidden_size: 16, num_attention_heads: 2}\ntraining: {\(setting), total_steps: 1}\n", to: f)
+        try expectExit2(["train", "--config", f.path], mentions: message)
+    }
+
     @Test func missingConfigFile() throws {
         try expectExit2(["train", "--config", "/nonexistent/config.yaml"], mentions: "cannot read the config file")
     }

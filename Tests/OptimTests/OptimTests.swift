@@ -68,3 +68,26 @@ import Testing
         #expect(small.toArray() == [0.3, 0.4])
     }
 }
+
+/// PyTorch GradScaler's schedule: ×2 after `growthInterval` clean updates, ×0.5 and skip on overflow.
+@Suite struct DynamicLossScalerTests {
+    @Test func growsAfterCleanStepsAndBacksOffOnOverflow() {
+        var s = DynamicLossScaler(scale: 65536, growthInterval: 3)
+        #expect(s.update(gradientsFinite: true) == .apply(unscale: 1 / 65536))
+        #expect(s.update(gradientsFinite: true) == .apply(unscale: 1 / 65536))
+        #expect(s.update(gradientsFinite: true) == .apply(unscale: 1 / 65536))  // the third clean one: the next is doubled
+        #expect(s.scale == 131072 && s.cleanSteps == 0)
+        #expect(s.update(gradientsFinite: true) == .apply(unscale: 1 / 131072))
+        #expect(s.update(gradientsFinite: false) == .skip)
+        #expect(s.scale == 65536 && s.cleanSteps == 0)
+        #expect(s.update(gradientsFinite: false) == .skip && s.scale == 32768)
+    }
+
+    @Test func unscalingInTheClipPassIsExact() {
+        var g: [Float] = [3 * 1024, 4 * 1024]
+        g.withUnsafeMutableBufferPointer { GradientClipping.scale($0, norm: 5, maxNorm: 0, unscale: 1.0 / 1024) }
+        #expect(g == [3, 4])
+        g.withUnsafeMutableBufferPointer { GradientClipping.scale($0, norm: 5, maxNorm: 1, unscale: 0.5) }
+        #expect(g == [3 * 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1), 4 * 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1)])
+    }
+}

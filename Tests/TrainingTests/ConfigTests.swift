@@ -216,6 +216,9 @@ import Zero
         c.zero.reduceDtype = "bf16"
         c.training.gemm = .openblas
         c.training.precision = .bf16
+        c.training.lossScale = 1024
+        c.training.lossScaleGrowthInterval = 500
+        c.training.fp8AmaxHistory = 4
         c.training.activationCheckpointing = .everyK(2)
         c.device = DeviceConfig(profile: "a100-40g", memory: 1 << 30, scale: 0.5)
         c.faultTolerance.policy = .elastic

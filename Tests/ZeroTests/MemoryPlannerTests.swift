@@ -188,7 +188,7 @@ import Testing
         let psi = 1_000_000, region = 100_000
         func footprint(_ stage: ZeroStage, _ bf16: Bool) -> ZeroFootprint {
             ZeroFootprint(stage: stage, optimizerTier: .device, parameterTier: .device, parameters: psi, ranks: 4,
-                          largestRegion: region, activationBytes: 0, bucketBytes: 0, regionsGatheredAtOnce: 2, bf16Weights: bf16)
+                          largestRegion: region, activationBytes: 0, bucketBytes: 0, regionsGatheredAtOnce: 2, weightCopies: bf16 ? .bf16 : .fp32)
         }
         for stage in [ZeroStage.replicated, .optimizerSharded, .gradientsSharded] {
             #expect(footprint(stage, true).bytes(in: .device, .params) - footprint(stage, false).bytes(in: .device, .params) == 2 * psi)
@@ -198,5 +198,19 @@ import Testing
         let s3 = footprint(.parametersSharded, true), s3fp32 = footprint(.parametersSharded, false)
         #expect(s3.bytes(in: .device, .params) == s3fp32.bytes(in: .device, .params))
         #expect(s3.bytes(in: .device, .gathered) - s3fp32.bytes(in: .device, .gathered) == 2 * 2 * region)
+    }
+
+    /// fp16 copies weigh 2 bytes per parameter, as bf16's; fp8 copies 1.
+    @Test(arguments: [(Precision.fp16, 2), (.fp8, 1), (.bf16, 2), (.fp32, 0)])
+    func weightCopiesByFormat(precision: Precision, bytes: Int) {
+        let psi = 1_000_000, region = 100_000
+        func footprint(_ stage: ZeroStage, _ p: Precision) -> ZeroFootprint {
+            ZeroFootprint(stage: stage, optimizerTier: .device, parameterTier: .device, parameters: psi, ranks: 4,
+                          largestRegion: region, activationBytes: 0, bucketBytes: 0, regionsGatheredAtOnce: 2, weightCopies: p)
+        }
+        #expect(footprint(.replicated, precision).bytes(in: .device, .params) - footprint(.replicated, .fp32).bytes(in: .device, .params) == bytes * psi)
+        #expect(footprint(.parametersSharded, precision).bytes(in: .device, .gathered)
+                - footprint(.parametersSharded, .fp32).bytes(in: .device, .gathered) == bytes * 2 * region)
+        #expect(bytes == 0 || footprint(.replicated, precision).items.contains { $0.what == "the \(precision) weight copies" })
     }
 }

@@ -27,25 +27,20 @@ public struct MoEPointers {
     }
 }
 
-/// The experts' bf16 weight copies in mixed precision (the router stays fp32, as DeepSeek gates in fp32).
-public struct MoEBF16 {
-    public var gate: [UnsafePointer<UInt16>], up: [UnsafePointer<UInt16>], down: [UnsafePointer<UInt16>]
-    public var sharedGate: UnsafePointer<UInt16>?, sharedUp: UnsafePointer<UInt16>?, sharedDown: UnsafePointer<UInt16>?
-    public let scratch: BF16Scratch
+/// The experts' low-precision operands in mixed precision (the router stays fp32, as DeepSeek gates in fp32).
+public struct MoEMixed {
+    public var gate: [MixedOperands], up: [MixedOperands], down: [MixedOperands]
+    public var sharedGate: MixedOperands?, sharedUp: MixedOperands?, sharedDown: MixedOperands?
 
-    public init(gate: [UnsafePointer<UInt16>], up: [UnsafePointer<UInt16>], down: [UnsafePointer<UInt16>],
-                sharedGate: UnsafePointer<UInt16>?, sharedUp: UnsafePointer<UInt16>?, sharedDown: UnsafePointer<UInt16>?,
-                scratch: BF16Scratch) {
+    public init(gate: [MixedOperands], up: [MixedOperands], down: [MixedOperands],
+                sharedGate: MixedOperands?, sharedUp: MixedOperands?, sharedDown: MixedOperands?) {
         self.gate = gate
         self.up = up
         self.down = down
         self.sharedGate = sharedGate
         self.sharedUp = sharedUp
         self.sharedDown = sharedDown
-        self.scratch = scratch
     }
-
-    func operands(_ w: UnsafePointer<UInt16>?) -> BF16Operands? { w.map { BF16Operands(weight: $0, scratch: scratch) } }
 }
 
 /// The experts' int8 weights in int8 inference (the router stays fp32).
@@ -126,7 +121,7 @@ public final class MixtureOfExperts {
     }
 
     /// x (rows, C) → y (rows, C). Saves routing and expert activations for backward.
-    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, w: MoEPointers, bf16: MoEBF16? = nil,
+    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, w: MoEPointers, mixed: MoEMixed? = nil,
                         int8: MoEInt8? = nil, pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         Linear.forward(x: x, weight: w.router, y: probs.pointer, rows: n, inFeatures: c, outFeatures: e)
@@ -167,13 +162,13 @@ public final class MixtureOfExperts {
             guard cnt > 0 else { continue }
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
-            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]),
+            Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.gate[ex],
                            int8: int8?.gate[ex], varyingRows: true)
-            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.up[ex]),
+            Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.up[ex],
                            int8: int8?.up[ex], varyingRows: true)
             SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i)
             Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c,
-                           bf16: bf16?.operands(bf16?.down[ex]), int8: int8?.down[ex], varyingRows: true)
+                           mixed: mixed?.down[ex], int8: int8?.down[ex], varyingRows: true)
         }
         let selectedWeights = weights.pointer, out = outPacked.pointer
         slotRow.withUnsafeBufferPointer { slots in
@@ -189,19 +184,19 @@ public final class MixtureOfExperts {
         }
         if shared > 0, let sg = w.sharedGate, let su = w.sharedUp, let sd = w.sharedDown {
             Linear.forward(x: x, weight: sg, y: sharedGateAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
-                           bf16: bf16?.operands(bf16?.sharedGate), int8: int8?.sharedGate)
+                           mixed: mixed?.sharedGate, int8: int8?.sharedGate)
             Linear.forward(x: x, weight: su, y: sharedUpAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
-                           bf16: bf16?.operands(bf16?.sharedUp), int8: int8?.sharedUp)
+                           mixed: mixed?.sharedUp, int8: int8?.sharedUp)
             SwiGLU.forward(gate: sharedGateAct.pointer, up: sharedUpAct.pointer, h: sharedH.pointer, count: n * shared)
             Linear.forward(x: sharedH.pointer, weight: sd, y: y, rows: n, inFeatures: shared, outFeatures: c, accumulate: true,
-                           bf16: bf16?.operands(bf16?.sharedDown), int8: int8?.sharedDown)
+                           mixed: mixed?.sharedDown, int8: int8?.sharedDown)
         }
     }
 
     /// dy (rows, C) → dx (rows, C) (overwritten); gradients accumulate into `grads`.
     /// `auxGradient[e]` is d(total loss)/d(p[row, e]) from the load-balancing loss, the same for every row.
     public func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                         w: MoEPointers, grads: MoEPointers, bf16: MoEBF16? = nil, auxGradient: [Float], pool: ThreadPool) {
+                         w: MoEPointers, grads: MoEPointers, mixed: MoEMixed? = nil, auxGradient: [Float], pool: ThreadPool) {
         let n = rows, c = channels, e = experts, k = topK, i = intermediate
         let dOut = dOutPacked.pointer, out = outPacked.pointer, selectedWeights = weights.pointer
         let dWeights = self.dWeights.pointer
@@ -219,13 +214,13 @@ public final class MixtureOfExperts {
             let xe = xPacked.pointer + start * c
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
             Linear.backward(dy: dOut + start * c, x: h, weight: w.down[ex], dx: dH.pointer, dWeight: grads.down[ex],
-                            rows: cnt, inFeatures: i, outFeatures: c, bf16: bf16?.operands(bf16?.down[ex]), varyingRows: true)
+                            rows: cnt, inFeatures: i, outFeatures: c, mixed: mixed?.down[ex], varyingRows: true)
             SwiGLU.backward(dh: dH.pointer, gate: g, up: u, dGate: dGate.pointer, dUp: dUp.pointer, count: cnt * i)
             let dxe = dXPacked.pointer + start * c
             Linear.backward(dy: dGate.pointer, x: xe, weight: w.gate[ex], dx: dxe, dWeight: grads.gate[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, bf16: bf16?.operands(bf16?.gate[ex]), varyingRows: true)
+                            rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.gate[ex], varyingRows: true)
             Linear.backward(dy: dUp.pointer, x: xe, weight: w.up[ex], dx: dxe, dWeight: grads.up[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, bf16: bf16?.operands(bf16?.up[ex]), varyingRows: true)
+                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, mixed: mixed?.up[ex], varyingRows: true)
         }
         for row in 0..<n {
             let dxr = dx + row * c
@@ -252,13 +247,13 @@ public final class MixtureOfExperts {
         if shared > 0, let sg = w.sharedGate, let su = w.sharedUp, let sd = w.sharedDown,
            let gsg = grads.sharedGate, let gsu = grads.sharedUp, let gsd = grads.sharedDown {
             Linear.backward(dy: dy, x: sharedH.pointer, weight: sd, dx: dH.pointer, dWeight: gsd,
-                            rows: n, inFeatures: shared, outFeatures: c, bf16: bf16?.operands(bf16?.sharedDown))
+                            rows: n, inFeatures: shared, outFeatures: c, mixed: mixed?.sharedDown)
             SwiGLU.backward(dh: dH.pointer, gate: sharedGateAct.pointer, up: sharedUpAct.pointer,
                             dGate: dGate.pointer, dUp: dUp.pointer, count: n * shared)
             Linear.backward(dy: dGate.pointer, x: x, weight: sg, dx: dx, dWeight: gsg,
-                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, bf16: bf16?.operands(bf16?.sharedGate))
+                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, mixed: mixed?.sharedGate)
             Linear.backward(dy: dUp.pointer, x: x, weight: su, dx: dx, dWeight: gsu,
-                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, bf16: bf16?.operands(bf16?.sharedUp))
+                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, mixed: mixed?.sharedUp)
         }
     }
 }

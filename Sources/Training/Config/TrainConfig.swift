@@ -35,9 +35,16 @@ public struct TrainingConfig: ConfigSection, Equatable {
     public var initFrom: String?
     /// Library of the matrix products: "onednn" (default) or "openblas" (the portable fallback).
     public var gemm = GEMMBackend.onednn
-    /// Precision of the matrix products: "fp32" or "bf16" (bf16 operands, fp32 master weights,
-    /// moments, accumulation, norms, softmax, router and loss).
+    /// Precision of the matrix products: "fp32", "bf16", "fp16" or "fp8" (low-precision operands;
+    /// fp32 master weights, moments, accumulation, norms, softmax, router and loss). fp16 scales
+    /// the loss dynamically; fp8 is simulated (rounded to e4m3/e5m2, multiplied in fp32).
     public var precision = Precision.fp32
+    /// fp16: the initial dynamic loss scale (the loss is multiplied by it before backward).
+    public var lossScale: Double = 65536
+    /// fp16: clean updates in a row after which the loss scale doubles.
+    public var lossScaleGrowthInterval = 2000
+    /// fp8: amaxes each tensor's delayed scale remembers (scale = fp8 max / max of the history).
+    public var fp8AmaxHistory = 16
     /// Activation recomputation: none, every_layer, or {every_k: K} (keep the inputs of groups of
     /// K blocks and recompute a group's forward in backward).
     public var activationCheckpointing = ActivationCheckpointing.none
@@ -62,7 +69,9 @@ public struct TrainingConfig: ConfigSection, Equatable {
         .init("eval_interval", \.evalInterval), .init("eval_sequences", \.evalSequences),
         .init("distillation", \.distillation),
         .init("gemm", \.gemm, read: { try named($0, "onednn or openblas") }, write: { $0.rawValue }),
-        .init("precision", \.precision, read: { try trainable(named($0, "fp32 or bf16")) }, write: { $0.rawValue }),
+        .init("precision", \.precision, read: { try trainable(named($0, Precision.trainingNames)) }, write: { $0.rawValue }),
+        .init("loss_scale", \.lossScale), .init("loss_scale_growth_interval", \.lossScaleGrowthInterval),
+        .init("fp8_amax_history", \.fp8AmaxHistory),
         .init("activation_checkpointing", \.activationCheckpointing, read: checkpointing, write: { c -> (any Encodable)? in
             switch c {
             case .none: "none"
@@ -97,7 +106,7 @@ public struct TrainingConfig: ConfigSection, Equatable {
 
     /// int8 is an inference precision (`zerotrain quantize`), not a training one.
     private static func trainable(_ precision: Precision) throws -> Precision {
-        guard precision.trains else { throw InvalidConfigValue("must be fp32 or bf16, got \"\(precision.rawValue)\" (int8 is for inference: zerotrain quantize)") }
+        guard precision.trains else { throw InvalidConfigValue("must be \(Precision.trainingNames), got \"\(precision.rawValue)\" (int8 is for inference: zerotrain quantize)") }
         return precision
     }
 
@@ -124,6 +133,11 @@ public struct TrainingConfig: ConfigSection, Equatable {
         }
         guard optim.numCycles > 0 else { throw fail("num_cycles", "must be > 0, got \(optim.numCycles)") }
         guard optim.gradClip >= 0 else { throw fail("grad_clip", "must be ≥ 0 (0 disables clipping), got \(optim.gradClip)") }
+        guard lossScale > 0 && lossScale <= Double(Float.greatestFiniteMagnitude) else {
+            throw fail("loss_scale", "must be a positive finite number, got \(lossScale)")
+        }
+        guard lossScaleGrowthInterval >= 1 else { throw fail("loss_scale_growth_interval", "must be ≥ 1, got \(lossScaleGrowthInterval)") }
+        guard fp8AmaxHistory >= 1 else { throw fail("fp8_amax_history", "must be ≥ 1, got \(fp8AmaxHistory)") }
         guard microBatchSize >= 1 else { throw fail("micro_batch_size", "must be ≥ 1, got \(microBatchSize)") }
         guard gradientAccumulationSteps >= 1 else {
             throw fail("gradient_accumulation_steps", "must be ≥ 1, got \(gradientAccumulationSteps)")

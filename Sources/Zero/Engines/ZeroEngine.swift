@@ -67,9 +67,10 @@ extension ZeroEngine {
         optimizer.pool.parallelFor(grads.count, minChunk: 1 << 16) { r in (base + r.lowerBound).update(repeating: 0, count: r.count) }
     }
 
-    /// Scales the rank's gradients for the global `norm` (torch's clip_grad_norm_; 0 = no clipping).
-    public func clip(norm: Double, maxNorm: Double) {
-        GradientClipping.scale(gradientShard, norm: norm, maxNorm: maxNorm, pool: optimizer.pool)
+    /// Scales the rank's gradients for the global `norm` (torch's clip_grad_norm_; 0 = no clipping);
+    /// `unscale` divides out an fp16 loss scale first (`norm` is then the unscaled gradients' norm).
+    public func clip(norm: Double, maxNorm: Double, unscale: Float = 1) {
+        GradientClipping.scale(gradientShard, norm: norm, maxNorm: maxNorm, unscale: unscale, pool: optimizer.pool)
     }
 
     /// AdamW with rate `lr` on the rank's shard; `t` is the 1-based update count.
