@@ -120,7 +120,10 @@ final class SweepDriver: @unchecked Sendable {
     /// 0 when every trial ended (finished, stopped or failed); 1 when the sweep was stopped first.
     func run() throws -> Int32 {
         let done = state.trials.filter(\.status.ended).count
-        if done > 0 { Console.out("sweep: resuming: \(done) of \(state.trials.count) trials ended before, not run again") }
+        if done > 0 {
+            Console.out("sweep: resuming: \(done) of \(state.trials.count) trials ended before, not run again"
+                        + (halving != nil ? " (a paused one resumes from its checkpoint if promoted)" : ""))
+        }
         var running: [Int: Running] = [:]
         var stopped = false
         while true {
