@@ -18,6 +18,8 @@ public final class Coordinator: Sendable {
     public let runDirectory: URL
     public let listen: String
     public let resume: String?
+    /// `--stop-after-step`: pause after this update (checkpoint, exit 0); nil: run to total_steps.
+    public let pauseStep: Int?
     public let network: any ClusterNetwork
     public let monitoring: Monitoring
     private let output: @Sendable (String) -> Void
@@ -37,7 +39,7 @@ public final class Coordinator: Sendable {
         public init() {}
     }
 
-    public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil, network: any ClusterNetwork,
+    public init(config: TrainConfig, listen: String, runDirectory: URL, resume: String? = nil, pauseStep: Int? = nil, network: any ClusterNetwork,
                 monitoring: Monitoring = Monitoring(), output: @escaping @Sendable (String) -> Void = { print($0) }) {
         var c = config
         if c.training.checkpointDir == nil { c.training.checkpointDir = runDirectory.appendingPathComponent("checkpoints").path }
@@ -45,6 +47,7 @@ public final class Coordinator: Sendable {
         self.listen = listen
         self.runDirectory = runDirectory
         self.resume = resume
+        self.pauseStep = pauseStep
         self.network = network
         self.monitoring = monitoring
         self.output = output
@@ -56,7 +59,7 @@ public final class Coordinator: Sendable {
     /// Where ranks write their flight recorders when a collective fails (`zerotrain trace`).
     public var forensicsDirectory: URL { runDirectory.appendingPathComponent("forensics") }
 
-    /// Runs the job; returns the exit code (0 finished, 1 failed, 130 stopped).
+    /// Runs the job; returns the exit code (0 finished or paused at `pauseStep`, 1 failed, 130 stopped).
     public func run() throws -> Int32 {
         let fm = FileManager.default
         do {
@@ -99,7 +102,7 @@ public final class Coordinator: Sendable {
         var state = CoordinatorState(config: jobConfig, configHash: config.fingerprint, jobID: UInt64.random(in: 1...UInt64.max),
                                      dataFiles: dataFiles, startStep: startStep, resumeFrom: resumeFolder,
                                      recordedSteps: resume == nil ? nil : Self.recordedSteps(metricsPath), jobToken: jobToken,
-                                     ringEncryption: ringEncryption)
+                                     ringEncryption: ringEncryption, pauseStep: pauseStep)
         let progress = ProgressLine(totalSteps: config.training.totalSteps, interactive: isatty(1) != 0, output: output)
         func now() -> Double { (clock.now - origin).seconds }
         var stopSent = false

@@ -32,7 +32,7 @@ public struct CoordinatorState {
         case commit(step: Int, config: TrainConfig, shards: [ShardRecord])
         /// A worker asked for a chunk of the token file (`fetch`): answer with `TokenFetch.serve`.
         case serveChunk(to: Data, ControlMessage)
-        /// The job is over: exit with `code` (0 finished, 1 failed, 130 stopped).
+        /// The job is over: exit with `code` (0 finished or paused, 1 failed, 130 stopped).
         case exit(code: Int32, message: String)
     }
 
@@ -57,7 +57,7 @@ public struct CoordinatorState {
     }
 
     /// admitting → starting → running → stopping → finished; `checkpointing` after the last step
-    /// (or a stop, or before growing) until that checkpoint is committed — other checkpoints are
+    /// (or a stop, a pause, or before growing) until that checkpoint is committed — other checkpoints are
     /// written in the background while the next steps run. A failure while
     /// starting, running or checkpointing goes to recovering (fault_tolerance.policy restart or
     /// elastic), which admits the next membership and goes back to starting.
@@ -70,6 +70,9 @@ public struct CoordinatorState {
     public let dataFiles: [String]
     public let checkpointDir: String?
     public let resumeFrom: String?
+    /// `--stop-after-step N`: after update N the job checkpoints and exits 0, paused (a later
+    /// `--resume` continues it as if it had never stopped); nil, or N ≥ total_steps: no pause.
+    public let pauseStep: Int?
     /// `security.job_token`: registrations without it are refused (nil: none needed).
     public let jobToken: String?
     /// With keys: whether the job's ring links are encrypted; a worker that differs is refused (its
@@ -122,8 +125,10 @@ public struct CoordinatorState {
     ///   not used, since the steps between would have no record (the previous coordinator died
     ///   after the workers finished them but before it wrote them down).
     public init(config: TrainConfig, configHash: String, jobID: UInt64, dataFiles: [String], startStep: Int = 0,
-                resumeFrom: String? = nil, recordedSteps: Int? = nil, jobToken: String? = nil, ringEncryption: Bool? = nil) {
+                resumeFrom: String? = nil, recordedSteps: Int? = nil, jobToken: String? = nil, ringEncryption: Bool? = nil,
+                pauseStep: Int? = nil) {
         self.recordedSteps = recordedSteps
+        self.pauseStep = pauseStep.flatMap { $0 < config.training.totalSteps ? $0 : nil }
         self.jobToken = jobToken
         self.ringEncryption = ringEncryption
         self.config = config
@@ -199,6 +204,9 @@ public struct CoordinatorState {
             if workers.allSatisfy(\.ready) {
                 if step >= config.training.totalSteps {
                     return finish(code: 0, message: "the job has already finished: step \(step) of \(config.training.totalSteps)", now: now)
+                }
+                if let pauseStep, step >= pauseStep {
+                    return finish(code: 0, message: "paused at step \(step) of \(config.training.totalSteps) (--stop-after-step \(pauseStep)); nothing to run", now: now)
                 }
                 phase = .running
                 return [.log("all \(worldSize) ranks ready on \(workers.count) worker(s); training from step \(step)")] + startStep(now: now)
@@ -547,7 +555,8 @@ public struct CoordinatorState {
         }
         step += 1
         let interval = config.training.checkpointInterval
-        let due = checkpointDir != nil && (step == config.training.totalSteps || stopAfterStep || growRequested || (interval > 0 && step % interval == 0))
+        let pausing = step == pauseStep
+        let due = checkpointDir != nil && (step == config.training.totalSteps || pausing || stopAfterStep || growRequested || (interval > 0 && step % interval == 0))
         if due, let dir = checkpointDir {
             // Every rank snapshots its own shard and writes it in the background; nothing is
             // gathered. Training goes on unless the job waits for this checkpoint.
@@ -558,7 +567,7 @@ public struct CoordinatorState {
             pendingCheckpoints[step] = []
             actions.append(.prepareCheckpoint(step: step))
             actions += workers.map { .send(to: $0.id, c) }
-            if step >= config.training.totalSteps || stopAfterStep || growRequested {
+            if step >= config.training.totalSteps || pausing || stopAfterStep || growRequested {
                 phase = .checkpointing
                 return actions
             }
@@ -602,6 +611,9 @@ public struct CoordinatorState {
         }
         if stopAfterStep {
             return finish(code: 130, message: "stopped at step \(step)", now: now)
+        }
+        if step == pauseStep {
+            return finish(code: 0, message: "paused at step \(step) of \(config.training.totalSteps) (--stop-after-step); --resume continues it", now: now)
         }
         if growRequested && (checkpointDir == nil || lastCheckpoint?.step == step) {
             return recover("\(standby.count) worker(s) standing by: growing the world", now: now)

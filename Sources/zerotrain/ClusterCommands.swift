@@ -37,6 +37,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory (any number of workers).")
     var resume: String?
 
+    @Option(name: .long, help: "Pause after update N: checkpoint it and exit 0 (\"paused at step N\"); --resume continues exactly. N ≥ training.total_steps: no pause.")
+    var stopAfterStep: Int?
+
     @OptionGroup var monitoring: MonitoringOptions
 
     func run() async throws {
@@ -63,11 +66,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 cfg.security = s
             }
             try cfg.validate()
+            if let stopAfterStep, stopAfterStep < 1 { throw ValidationError("--stop-after-step must be ≥ 1, got \(stopAfterStep)") }
             let security = try SecurityResolver.coordinator(cfg.security)
             let listen = listen ?? env["ZEROTRAIN_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "tcp://\(security == nil ? "127.0.0.1" : "0.0.0.0"):5555"
             try SecurityResolver.checkListen(host: SecurityResolver.tcpHost(listen), secured: security != nil,
                                              insecure: insecureListen || env["ZEROTRAIN_INSECURE_LISTEN"] == "1", what: "--listen")
-            let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume,
+            let coordinator = Coordinator(config: cfg, listen: listen, runDirectory: URL(fileURLWithPath: runDir), resume: resume, pauseStep: stopAfterStep,
                                           network: try ZMQNetwork(security: security, log: Console.out), monitoring: try monitoring.resolved(), output: Console.out)
             let code = try await runAsService("coordinator", body: { try coordinator.run() }, stop: { coordinator.requestStop() })
             if code != 0 { throw ExitCode(code) }
@@ -191,7 +195,7 @@ struct WorkerCommand: AsyncParsableCommand {
 struct Local: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a coordinator and N workers on this host as separate processes.",
-        discussion: "Exits 0 only when the job finished. Ctrl-C or SIGTERM stops the job cleanly (checkpoint first); no process is left behind.")
+        discussion: "Exits 0 only when the job finished (or paused at --stop-after-step). Ctrl-C or SIGTERM stops the job cleanly (checkpoint first); no process is left behind.")
 
     @Option(name: .long, help: "Config file.")
     var config: String
@@ -211,6 +215,9 @@ struct Local: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from a checkpoint directory.")
     var resume: String?
 
+    @Option(name: .long, help: "Pause after update N: checkpoint it and exit 0 (\"paused at step N\"); --resume auto continues exactly.")
+    var stopAfterStep: Int?
+
     @Flag(name: .long, help: "CURVE on both planes with keys generated for this job in RUN_DIR/keys (docs/security.md).")
     var curve = false
 
@@ -227,8 +234,9 @@ struct Local: AsyncParsableCommand {
             options.devices = devices
             options.threads = threads
             options.resume = resume
-            options.coordinatorArguments = monitoring.arguments
+            options.coordinatorArguments = monitoring.arguments + (stopAfterStep.map { ["--stop-after-step", String($0)] } ?? [])
             guard options.workers >= 1, devices >= 1 else { throw ClusterError(.badInput, "--workers and --devices must be ≥ 1") }
+            if let stopAfterStep, stopAfterStep < 1 { throw ClusterError(.badInput, "--stop-after-step must be ≥ 1, got \(stopAfterStep)") }
             if curve {
                 let keys = try LocalKeys.generate(in: options.runDirectory.appendingPathComponent("keys"), workers: options.workers)
                 options.coordinatorArguments += ["--secret-key-file", keys.coordinatorSecret, "--allowed-workers", keys.allowList]

@@ -104,7 +104,7 @@ final class ServeDaemon: Sendable {
         if stopRequested.load(ordering: .relaxed) { generation.shutdown() }
         let c = served.transformer.config
         if !quiet { Console.out("serve: \(name) (\(c.numLayers) layers, hidden \(c.hiddenSize), \(served.transformer.table.count) parameters, "
-                    + "tokenizer \(served.tokenizer.name)) on http://\(bound) — max batch \(limits.maxBatch), queue \(limits.maxQueue)") }
+                    + (served.transformer.precision == .int8 ? "int8 weights, " : "") + "tokenizer \(served.tokenizer.name)) on http://\(bound) — max batch \(limits.maxBatch), queue \(limits.maxQueue)") }
         onListening(bound)
         let notifier = SystemdNotifier()
         notifier.notify("READY=1", "STATUS=serving \(name) on \(bound)")

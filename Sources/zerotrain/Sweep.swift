@@ -54,18 +54,24 @@ struct Sweep: AsyncParsableCommand {
 }
 
 /// Runs a sweep's trials as `zerotrain local` child processes, at most `parallel` at once;
-/// follows each trial's metrics.jsonl, feeds the early stopping rule and stops (SIGTERM: the
-/// job checkpoints and shuts down) the trials it rejects or pauses, and resumes the ones
-/// successive halving promotes from their checkpoints (`zerotrain local --resume auto`); writes sweep.json after every event
-/// and the results at the end. Each child dies with the sweep (ZEROTRAIN_EXIT_WITH_PARENT).
+/// follows each trial's metrics.jsonl and feeds the early stopping rule. The median rule's
+/// losers are stopped (SIGTERM: the job checkpoints and shuts down). Successive halving runs
+/// each segment of a trial with `--stop-after-step <its rung>`, so the job itself pauses exactly
+/// there (checkpoint, exit 0), and resumes the trials it promotes from those checkpoints
+/// (`zerotrain local --resume auto`). Writes sweep.json after every event and the results at the
+/// end. Each child dies with the sweep (ZEROTRAIN_EXIT_WITH_PARENT).
 final class SweepDriver: @unchecked Sendable {
     private struct Running {
         let index: Int
         let process: Process
         let lifeline: Pipe
         let log: FileHandle
+        /// Successive halving: the rung step the job pauses at by itself (`--stop-after-step`);
+        /// nil: it runs to its end.
+        let pauseStep: Int?
         var offset: UInt64 = 0
         var partial = Data()
+        /// The median rule stopped it (SIGTERM sent).
         var stopping = false
     }
 
@@ -114,7 +120,10 @@ final class SweepDriver: @unchecked Sendable {
     /// 0 when every trial ended (finished, stopped or failed); 1 when the sweep was stopped first.
     func run() throws -> Int32 {
         let done = state.trials.filter(\.status.ended).count
-        if done > 0 { Console.out("sweep: resuming: \(done) of \(state.trials.count) trials ended before, not run again") }
+        if done > 0 {
+            Console.out("sweep: resuming: \(done) of \(state.trials.count) trials ended before, not run again"
+                        + (halving != nil ? " (a paused one resumes from its checkpoint if promoted)" : ""))
+        }
         var running: [Int: Running] = [:]
         var stopped = false
         while true {
@@ -142,7 +151,7 @@ final class SweepDriver: @unchecked Sendable {
                 guard var r = running.removeValue(forKey: i) else { continue }
                 _ = follow(&r)
                 try? r.log.close()
-                finish(i, code: code, stopping: r.stopping, interrupted: stopped)
+                finish(i, code: code, running: r, interrupted: stopped)
                 changed = true
             }
             if changed { try state.save(in: output) }
@@ -159,9 +168,7 @@ final class SweepDriver: @unchecked Sendable {
     /// sweep, then (successive halving) a promotion, then a pending trial; nil when none.
     private func next(_ running: [Int: Running]) -> (index: Int, resume: Bool)? {
         if let i = state.trials.indices.first(where: { state.trials[$0].status == .running && running[$0] == nil }) { return (i, true) }
-        while let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
-            // A job that ran to its end before its pause took effect has nothing left to run.
-            guard state.trials[i].status != .finished else { continue }
+        if let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
             state.trials[i].rung = halving!.level(of: p.trial)
             Console.out("sweep: \(p.trial) promoted to rung \(p.rung)")
             return (i, true)
@@ -170,9 +177,12 @@ final class SweepDriver: @unchecked Sendable {
     }
 
     /// Starts trial `i` afresh (a trial that was running when an earlier sweep died runs again
-    /// from the start), or resumes it from its newest checkpoint (`--resume auto`).
+    /// from the start), or resumes it from its newest checkpoint (`--resume auto`). Under
+    /// successive halving the job pauses by itself at the rung it runs to, unless that is the last.
     private func start(_ i: Int, resume: Bool) throws -> Running {
         let trial = plan.trials[i]
+        if halving != nil, state.trials[i].rung == nil { state.trials[i].rung = 0 }
+        let pauseStep = halving.flatMap { h in state.trials[i].rung.flatMap { $0 < h.rungs.count - 1 ? h.rungs[$0] : nil } }
         let fm = FileManager.default
         let logURL = trial.directory.appendingPathComponent("local.log")
         if !resume {
@@ -187,8 +197,11 @@ final class SweepDriver: @unchecked Sendable {
         _ = try log.seekToEnd()
         let p = Process()
         p.executableURL = executable
-        p.arguments = ["local", "--config", trial.configFile.path, "--workers", String(workers), "--run-dir", trial.runDirectory.path]
-            + (threads.map { ["--threads", String($0)] } ?? []) + (resume ? ["--resume", "auto"] : [])
+        var arguments = ["local", "--config", trial.configFile.path, "--workers", String(workers), "--run-dir", trial.runDirectory.path]
+        if let threads { arguments += ["--threads", String(threads)] }
+        if resume { arguments += ["--resume", "auto"] }
+        if let pauseStep { arguments += ["--stop-after-step", String(pauseStep)] }
+        p.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env[LocalCluster.watchParentVariable] = "1"
         p.environment = env
@@ -202,10 +215,9 @@ final class SweepDriver: @unchecked Sendable {
         state.trials[i].status = .running
         state.trials[i].starts += 1
         state.trials[i].note = nil
-        if halving != nil, state.trials[i].rung == nil { state.trials[i].rung = 0 }
         let values = trial.assignment.values.map { "\($0.path)=\($0.value.scalarText)" }.joined(separator: " ")
         Console.out("sweep: \(trial.assignment.id) " + (resume ? "resumed from its checkpoint" : "started") + " (\(values))")
-        return Running(index: i, process: p, lifeline: lifeline, log: log)
+        return Running(index: i, process: p, lifeline: lifeline, log: log, pauseStep: pauseStep)
     }
 
     /// Reads the trial's new metrics.jsonl lines into its curve and the rule; true if any came.
@@ -228,31 +240,38 @@ final class SweepDriver: @unchecked Sendable {
             state.trials[r.index].record(step: step, loss: loss, validationLoss: (o["validation_loss"] as? NSNumber)?.doubleValue)
             any = true
             guard !r.stopping else { continue }
-            var note: String?
             if case let .stop(rung, best, m)? = median?.report(trial: id, step: step, loss: loss) {
-                note = String(format: "median rule at step %d: best loss %.4f > median %.4f", rung, best, m)
-            }
-            if case let .pause(rung, best)? = halving?.report(trial: id, step: step, loss: loss) {
-                note = String(format: "successive halving: paused at rung %d, best loss %.4f", rung, best)
-            }
-            if let note {
+                let note = String(format: "median rule at step %d: best loss %.4f > median %.4f", rung, best, m)
                 r.stopping = true
                 state.trials[r.index].note = note
                 Console.out("sweep: \(id) stopped early (\(note))")
                 kill(r.process.processIdentifier, SIGTERM)
             }
+            // The job pauses at the rung by itself (`--stop-after-step`): its report of the rung is its last.
+            if case let .pause(rung, best)? = halving?.report(trial: id, step: step, loss: loss) {
+                let note = String(format: "successive halving: paused at rung %d, best loss %.4f", rung, best)
+                state.trials[r.index].note = note
+                Console.out("sweep: \(id) paused (\(note))")
+            }
         }
         return any
     }
 
-    private func finish(_ i: Int, code: Int32, stopping: Bool, interrupted: Bool) {
+    private func finish(_ i: Int, code: Int32, running r: Running, interrupted: Bool) {
         let id = state.trials[i].id
-        if code == 0 {
-            // A job can end its last steps before a stop reaches it: it finished.
+        if code == 0, let pauseStep = r.pauseStep, state.trials[i].steps == pauseStep {
+            // Paused at its rung (a checkpoint of that step): ended unless successive halving promotes it.
+            state.trials[i].status = .stopped
+        } else if code == 0, let pauseStep = r.pauseStep {
+            state.trials[i].status = .failed
+            state.trials[i].note = "its job paused at step \(pauseStep) (--stop-after-step) but its metrics.jsonl ends at step \(state.trials[i].steps)"
+            Console.out("sweep: \(id) failed (\(state.trials[i].note!))")
+        } else if code == 0 {
+            // A job can end its last steps before the median rule's stop reaches it: it finished.
             state.trials[i].status = .finished
-            if stopping { state.trials[i].note! += "; it had finished before the stop took effect" }
+            if r.stopping { state.trials[i].note! += "; it had finished before the stop took effect" }
             Console.out("sweep: \(id) finished: \(state.trials[i].steps) steps, " + String(format: "best loss %.4f", state.trials[i].bestLoss ?? .nan))
-        } else if stopping {
+        } else if r.stopping {
             state.trials[i].status = .stopped
         } else if interrupted {
             // Stopped with the sweep: it runs again when the sweep resumes (from the start, or

@@ -41,6 +41,18 @@ import Testing
         try expectExit2(["train", "--config", f.path], mentions: message)
     }
 
+    /// `bench quantize --decode N` (KV-cached decode latency): the prompt and N tokens must fit the model.
+    @Test func benchQuantizeDecodeBeyondTheContext() throws {
+        try expectExit2(["bench", "quantize", "--config", "configs/tiny.yaml", "--decode", "100000"], mentions: "must fit model.max_seq_len")
+        try expectExit2(["bench", "quantize", "--config", "configs/tiny.yaml", "--decode=-1"], mentions: "--decode must be ≥ 0")
+    }
+
+    /// `--stop-after-step` pauses after an update: 0 or less names no update.
+    @Test func stopAfterStepBelowOne() throws {
+        try expectExit2(["coordinator", "--config", "configs/tiny.yaml", "--run-dir", "/nonexistent/run", "--stop-after-step", "0"],
+                        mentions: "--stop-after-step must be ≥ 1, got 0")
+    }
+
     @Test func missingConfigFile() throws {
         try expectExit2(["train", "--config", "/nonexistent/config.yaml"], mentions: "cannot read the config file")
     }

@@ -25,13 +25,14 @@ import Glibc
         early_stopping: {rule: median, grace: 10, interval: 10, min_trials: 2}
         """
 
-    struct Trial { let id: String; let status: String; let starts: Int; let steps: Int }
+    struct Trial { let id: String; let status: String; let starts: Int; let steps: Int; let rung: Int? }
 
     static func trials(_ dir: URL) throws -> [Trial] {
         guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("sweep.json").path) else { return [] }
         let o = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         return (o["trials"] as! [[String: Any]]).map {
-            Trial(id: $0["id"] as! String, status: $0["status"] as! String, starts: ($0["starts"] as! NSNumber).intValue, steps: ($0["steps"] as! NSNumber).intValue)
+            Trial(id: $0["id"] as! String, status: $0["status"] as! String, starts: ($0["starts"] as! NSNumber).intValue, steps: ($0["steps"] as! NSNumber).intValue,
+                  rung: ($0["rung"] as? NSNumber)?.intValue)
         }
     }
 
@@ -108,37 +109,86 @@ import Glibc
         #expect(check.status == 0, "\(check.stderr)")
     }
 
-    /// Successive halving on 4 trials (η 2, rungs 10, 20, 40): losers pause at a rung, the top half
-    /// resumes from its checkpoint (no step is trained twice), a promoted trial reaches the end.
-    @Test(.disabled("races on a loaded machine: a rung's pause is a SIGTERM sent after polling metrics.jsonl, and tiny steps can run past it (failed in CI 2026-12-01); the ASHA state machine is covered by SweepTests"))
-    func successiveHalvingResumesPromotedTrials() throws {
+    /// Successive halving on 8 trials (η 2, rungs 10, 20, 40), killed (SIGKILL) after promotions
+    /// began and started again: every job pauses exactly at its rung (`--stop-after-step`),
+    /// the top half of a rung resumes from its checkpoint, the tiny rates are never promoted, a
+    /// trial that ended before the kill is not run again, and a resumed trial's steps continue
+    /// its log exactly (a step trained again after the kill has the same loss).
+    @Test func successiveHalvingPausesAtRungsAndResumesAfterSIGKILL() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let base = root.appendingPathComponent("base.yaml"), space = root.appendingPathComponent("space.yaml"), out = root.appendingPathComponent("out")
-        // Larger batches than the median test: steps slow enough that a pause lands near its rung.
-        try CLI.write(Self.base.replacingOccurrences(of: "total_steps: 60", with: "total_steps: 40").replacingOccurrences(of: "micro_batch_size: 8", with: "micro_batch_size: 32"), to: base)
+        try CLI.write(Self.base.replacingOccurrences(of: "total_steps: 60", with: "total_steps: 40"), to: base)
         try CLI.write("""
             sampler: grid
-            parameters: {training.lr: [0.02, 0.01, 0.00002, 0.00001]}
+            parameters:
+              training.lr: [0.02, 0.01, 0.00002, 0.00001]
+              training.seed: [1, 2]
             early_stopping: {rule: asha, min_steps: 10, eta: 2}
             """, to: space)
-        let r = try CLI.run(["sweep", "--config", base.path, "--space", space.path, "--out", out.path, "--parallel", "2"], timeout: 120)
+        let args = ["sweep", "--config", base.path, "--space", space.path, "--out", out.path, "--parallel", "2"]
+
+        // First run: killed once a trial was promoted and at least 3 trials ended (paused or finished).
+        let first = try CLI.start(args)
+        let deadline = Date().addingTimeInterval(90)
+        var seen: [Trial] = []
+        while Date() < deadline, first.isRunning {
+            seen = (try? Self.trials(out)) ?? []
+            if seen.contains(where: { ($0.rung ?? 0) >= 1 }) && seen.filter({ ["finished", "stopped"].contains($0.status) }).count >= 3 { break }
+            usleep(50_000)
+        }
+        try #require(first.isRunning, "the sweep ended or stalled before the kill: \(seen)")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let before = try Self.trials(out)
+        let pausedBefore = before.filter { $0.status == "stopped" }, finishedBefore = before.filter { $0.status == "finished" }
+        let logsBefore = try finishedBefore.map { try Data(contentsOf: out.appendingPathComponent("trials/\($0.id)/run/metrics.jsonl")) }
+
+        let r = try CLI.run(args, timeout: 150)
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
-        let trials = try Self.trials(out)
-        // A paused job may run to its end before the stop reaches it (tiny steps on a loaded
-        // machine): then it counts as finished. The promotions do not depend on that timing.
-        #expect(trials.contains { $0.status == "stopped" && $0.steps < 40 }, "\(trials)")
-        #expect(trials[2].starts == 1 && trials[3].starts == 1, "\(trials)")   // the tiny rates are never promoted
-        // The top trials were promoted: resumed from their checkpoints (once or twice, as far as
-        // the stops caught them), and one of them ran to the end.
-        let winner = try #require(trials.filter { $0.starts >= 2 && $0.status == "finished" }.first, "\(trials)")
-        #expect(winner.steps == 40)
-        #expect(["trial-000", "trial-001"].contains(winner.id))
-        #expect(r.stdout.contains("\(winner.id) resumed from its checkpoint"))
-        // Resumed, not restarted: every step of the winner's log appears once, in order.
-        let log = try String(contentsOf: out.appendingPathComponent("trials/\(winner.id)/run/metrics.jsonl"), encoding: .utf8)
-        let steps = log.split(separator: "\n").map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
-        #expect(steps == Array(0..<40), "\(steps)")
+        #expect(r.stdout.contains("resuming: \(pausedBefore.count + finishedBefore.count) of 8 trials ended before"), "\(r.stdout)")
+        let after = try Self.trials(out)
+        // Pauses are exact: a paused trial stopped at a rung, a finished one at the end.
+        #expect(after.count == 8 && after.allSatisfy { ($0.status == "stopped" && [10, 20].contains($0.steps)) || ($0.status == "finished" && $0.steps == 40) },
+                "\(after)")
+        // What ended before the kill is not started again: finished trials are untouched, paused
+        // ones only ever resume from their checkpoints.
+        for t in finishedBefore {
+            let now = try #require(after.first { $0.id == t.id })
+            #expect(now.starts == t.starts && now.steps == t.steps && now.status == "finished", "\(t.id) was run again")
+        }
+        let logsAfter = try finishedBefore.map { try Data(contentsOf: out.appendingPathComponent("trials/\($0.id)/run/metrics.jsonl")) }
+        #expect(logsBefore == logsAfter)
+        for t in pausedBefore + finishedBefore { #expect(!r.stdout.contains("\(t.id) started"), "\(t.id) was started again:\n\(r.stdout)") }
+        // The tiny rates pause at the first rung and are never promoted.
+        for t in after[4...] { #expect(t.status == "stopped" && t.steps == 10 && t.rung == 0, "\(t)") }
+        // The top trials were promoted rung by rung to the end: the top half of rung 20, and
+        // (asynchronous halving) perhaps one promoted while few trials had reached it.
+        let finished = after.filter { $0.status == "finished" }
+        #expect((2...3).contains(finished.count) && finished.allSatisfy { ["trial-000", "trial-001", "trial-002", "trial-003"].contains($0.id) && $0.rung == 2 && $0.starts >= 3 },
+                "\(after)")
+        // Resumed, not restarted: each finished trial's log holds steps 0..<40 in order; a step
+        // trained again (the kill came after it, before the next checkpoint) has exactly the same loss.
+        for t in finished {
+            let log = try String(contentsOf: out.appendingPathComponent("trials/\(t.id)/run/metrics.jsonl"), encoding: .utf8)
+            var losses: [Int: Double] = [:], order: [Int] = []
+            for line in log.split(separator: "\n") {
+                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                let step = o["step"] as! Int, loss = (o["loss"] as! NSNumber).doubleValue
+                if let earlier = losses[step] { #expect(earlier == loss, "\(t.id): step \(step) trained again: loss \(loss), was \(earlier)") } else { order.append(step) }
+                losses[step] = loss
+            }
+            #expect(order == Array(0..<40), "\(t.id): \(order)")
+        }
+
+        // The results.
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        #expect(md.split(separator: "\n").filter { $0.hasPrefix("| trial-") }.count == 8)
+        #expect(try String(contentsOf: out.appendingPathComponent("results.csv"), encoding: .utf8).split(separator: "\n").count == 9)
+        let svg = try String(contentsOf: out.appendingPathComponent("curves.svg"), encoding: .utf8)
+        #expect(svg.components(separatedBy: "<polyline class=\"trial\"").count - 1 == 8 && svg.contains("stroke-dasharray"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
+        #expect(finished.map(\.id).contains(json["winner"] as? String ?? "none"), "\(json["winner"] ?? "none")")
     }
 
     func expectExit2(_ space: String, mentions text: String) throws {

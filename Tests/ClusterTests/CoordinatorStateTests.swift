@@ -168,6 +168,34 @@ import Training
 }
 
 extension CoordinatorStateTests {
+    /// A pause step (`--stop-after-step`) checkpoints that update, waits for the commit and exits 0;
+    /// a job that starts at or past it has nothing to run.
+    @Test func pauseStepCheckpointsAndExitsZero() throws {
+        var s = CoordinatorState(config: try Self.config(workers: 1, steps: 100, checkpointDir: "/ck"), configHash: "abc", jobID: 1,
+                                 dataFiles: ["t"], pauseStep: 2)
+        _ = s.event(.message(from: a, Self.register(), now: 0))
+        _ = s.event(.message(from: a, ControlMessage(.ready), now: 0))
+        var d = ControlMessage(.stepDone)
+        d.step = 0
+        #expect(sends(s.event(.message(from: a, d, now: 0.1))).map(\.1.kind) == [.step])
+        d.step = 1
+        let out = sends(s.event(.message(from: a, d, now: 0.2)))
+        #expect(out.map(\.1.kind) == [.checkpoint] && out[0].1.step == 2 && s.phase == .checkpointing)
+        _ = s.event(.message(from: a, Self.shardsDone(step: 2, ranks: [0]), now: 0.3))
+        #expect(sends(s.event(.committed(step: 2, path: "/ck/step-00000002", error: nil, now: 0.3))).map(\.1.kind) == [.shutdown])
+        #expect(s.event(.message(from: a, ControlMessage(.bye), now: 0.4)).last
+                == .exit(code: 0, message: "paused at step 2 of 100 (--stop-after-step); --resume continues it"))
+
+        var again = CoordinatorState(config: try Self.config(workers: 1, steps: 100, checkpointDir: "/ck"), configHash: "abc", jobID: 1,
+                                     dataFiles: ["t"], startStep: 2, resumeFrom: "/ck/step-00000002", pauseStep: 2)
+        _ = again.event(.message(from: a, Self.register(), now: 0))
+        #expect(sends(again.event(.message(from: a, ControlMessage(.ready), now: 0))).map(\.1.kind) == [.shutdown])
+        // At or past total_steps there is no pause: the job runs to its end.
+        #expect(CoordinatorState(config: try Self.config(workers: 1, steps: 3), configHash: "abc", jobID: 1, dataFiles: ["t"], pauseStep: 3).pauseStep == nil)
+    }
+}
+
+extension CoordinatorStateTests {
     /// The loop waits for messages until the earliest heartbeat to send or worker to declare
     /// lost, and no longer; with nobody registered it waits for messages only.
     @Test func nextDeadlineIsTheEarliestTimer() throws {

@@ -270,6 +270,32 @@ import Zero
         #expect(good.status == 0, "\(good.stderr)")
     }
 
+    /// `--stop-after-step N`: the job checkpoints update N and exits 0, paused; `--resume auto`
+    /// continues it, and the paused-and-resumed run's losses equal an uninterrupted run's, bit
+    /// for bit (the path the sweep's successive halving takes at every rung).
+    @Test func pausedAtAStepAndResumedEqualsAnUninterruptedRun() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let file = root.appendingPathComponent("c.yaml")
+        try CLI.write(Self.config(accumulation: 1, steps: 12), to: file)
+        let whole = root.appendingPathComponent("whole"), paused = root.appendingPathComponent("paused")
+        let w = try CLI.run(["local", "--config", file.path, "--workers", "2", "--run-dir", whole.path])
+        #expect(w.status == 0, "\(w.stderr)")
+        let first = try CLI.run(["local", "--config", file.path, "--workers", "2", "--run-dir", paused.path, "--stop-after-step", "5"])
+        #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+        #expect(first.stdout.contains("paused at step 5 of 12"), "\(first.stdout)")
+        #expect(try Self.records(paused).map { $0["step"] as! Int } == Array(0..<5))
+        let latest = try String(contentsOf: paused.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+        #expect(latest.hasPrefix("step-00000005"), "\(latest)")
+        let rest = try CLI.run(["local", "--config", file.path, "--workers", "2", "--run-dir", paused.path, "--resume", "auto"])
+        #expect(rest.status == 0, "\(rest.stderr)")
+        #expect(try Self.records(paused).map { $0["step"] as! Int } == Array(0..<12))
+        #expect(try Self.losses(paused) == Self.losses(whole))
+        let bad = try CLI.run(["local", "--config", file.path, "--run-dir", paused.path, "--stop-after-step", "0"])
+        #expect(bad.status == 2 && bad.stderr == "zerotrain: error: --stop-after-step must be ≥ 1, got 0\n", "\(bad.status) \(bad.stderr)")
+        #expect(Self.leftovers(root).isEmpty)
+    }
+
     @Test func sigtermStopsTheWholeLocalClusterWithACheckpoint() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }

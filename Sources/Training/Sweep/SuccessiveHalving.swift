@@ -49,7 +49,8 @@ public struct SuccessiveHalving: Sendable {
         best[trial] = min(best[trial] ?? loss, loss)
         let k = level[trial] ?? 0
         level[trial] = k
-        // Reports after the rung (the job stops a few steps late) change nothing.
+        // Reports past the rung change nothing (the job pauses at its rung by itself; a trial
+        // whose total_steps exceeds the last rung runs on past it).
         guard step >= rungs[k], results[k][trial] == nil else { return .continue }
         results[k][trial] = best[trial]!
         return k == rungs.count - 1 ? .complete : .pause(rung: rungs[k], loss: best[trial]!)
