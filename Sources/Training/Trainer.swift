@@ -237,7 +237,9 @@ public final class Trainer {
                 for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }
             }
         }
-        let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
+        // `telemetry.layer_norms`: the norms of the embedding, each block and the head, in the same all-reduce.
+        let normRegions = config.telemetry?.layerNorms == true ? model.table.regions : []
+        let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum, counts: expertCounts.map(Double.init), normRegions: normRegions)
         let gradNorm = totals.gradNorm
         let loss = Float(totals.lossSum / Double(accumulation))
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
@@ -258,8 +260,10 @@ public final class Trainer {
                                   gradNorm: gradNorm, tokens: worldSize * accumulation * t.microBatchSize * config.data.seqLen,
                                   seconds: seconds)
         metrics.skipped = skipped
-        let routed = expertCounts.reduce(0, +)
-        if routed > 0 { metrics.expertLoad = expertCounts.map { Double($0) / Double(routed) } }
+        // The routing counts of every rank, summed (exactly: integers in doubles).
+        let routed = totals.counts.reduce(0, +)
+        if routed > 0 { metrics.expertLoad = totals.counts.map { $0 / routed } }
+        if !normRegions.isEmpty { metrics.layerGradNorms = totals.regionNorms }
         step += 1
         let limit = config.faultTolerance.maxSkippedSteps
         if skipped, nonFiniteStreak >= limit {
