@@ -31,9 +31,18 @@ struct HandshakeWatch {
     /// Accepted connections remembered at most (a flood of half-open ones resets the table).
     static let capacity = 1024
 
+    /// A connection whose handshake failed: the peer's address (nil: not known) and why.
+    struct Refusal: Equatable {
+        var address: String?
+        var reason: String
+        /// Without an address: libzmq closed the connection before the watcher could read it (a
+        /// socket with a ZAP domain drops a non-ZMTP greeting at once, with a reset).
+        var line: String { "\(address ?? "an unknown address (closed before it could be read)"): \(reason)" }
+    }
+
     /// One monitor event; `address` is the peer's address for `ACCEPTED` (`getpeername` on its fd).
-    /// Returns "ADDRESS: REASON" when the event ends a connection whose handshake failed.
-    mutating func event(_ kind: Int32, value: UInt32, address: String?) -> String? {
+    /// Returns the refusal when the event ends a connection whose handshake failed.
+    mutating func event(_ kind: Int32, value: UInt32, address: String?) -> Refusal? {
         switch kind {
         case ZMQ_EVENT_ACCEPTED:
             if unconfirmed.count >= Self.capacity { unconfirmed.removeAll() }
@@ -48,10 +57,10 @@ struct HandshakeWatch {
             failure = .authentication
         case ZMQ_EVENT_DISCONNECTED:
             let entry = unconfirmed.removeValue(forKey: Int32(bitPattern: value))
-            let who = (entry ?? nil) ?? "an unknown address"
+            let who = entry ?? nil
             if let f = failure {
                 failure = nil
-                if case .reason(let reason) = f { return "\(who): \(reason)" }
+                if case .reason(let reason) = f { return Refusal(address: who, reason: reason) }
                 return nil
             }
             guard entry != nil else { return nil }   // a connection that was up ended
@@ -59,7 +68,7 @@ struct HandshakeWatch {
                 unattributed -= 1
                 return nil
             }
-            return "\(who): no ZeroMQ handshake (the peer sent something that is not a ZMTP 3 greeting, or nothing)"
+            return Refusal(address: who, reason: "no ZeroMQ handshake (the peer sent something that is not a ZMTP 3 greeting, or nothing)")
         default:
             break
         }

@@ -155,10 +155,10 @@ public final class ZMQHandshakeWatcher: Sendable {
                     w.stopped = true
                     break
                 }
-                let address = kind == ZMQ_EVENT_ACCEPTED ? Self.peerAddress(Int32(bitPattern: value)) ?? "a peer of \(uri)" : nil
+                let address = kind == ZMQ_EVENT_ACCEPTED ? Self.peerAddress(Int32(bitPattern: value)) : nil
                 if let refusal = w.state.event(kind, value: value, address: address) {
                     box.state.withLock { $0.failures += 1 }
-                    say("\(w.label): refused a connection from \(refusal)")
+                    say("\(w.label): refused a connection from \(refusal.line)")
                 }
                 w.forward?.post(kind: kind, value: value, endpoint: uri)
             }

@@ -83,6 +83,12 @@ public struct NetworkFuzzer {
         }
     }
 
+    /// A ZMTP 3.0 greeting for `mechanism` and the first bytes of a HELLO command: a peer that
+    /// starts a handshake and stalls (the server waits for the rest until the peer closes).
+    public static func stalledHandshake(mechanism: String) -> [UInt8] {
+        greeting(mechanism: mechanism) + Array(command("HELLO", [UInt8](repeating: 0, count: 194)).prefix(24))
+    }
+
     /// ZMTP 3.0 greeting: signature, version 3.0, mechanism (20 bytes), as-server 0, filler.
     static func greeting(mechanism: String) -> [UInt8] {
         var g: [UInt8] = [0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0]

@@ -202,10 +202,13 @@ import ZeroTrainTestKit
         #expect(attacked.workerLogs[0].contains("security: zerotrain-ring: refused a connection from 127.0.0.1, key "), "\(attacked.workerLogs[0])")
     }
 
-    /// A raw TCP client that sends garbage to the coordinator's control port, and one to worker
-    /// 0's ring port, while the job trains: libzmq drops both, each is logged once with the
-    /// client's address (the coordinator's log, worker 0's), and the job trains to its end —
-    /// with keys (CURVE, a ZAP domain: no ZMTP greeting, no failure event) and without.
+    /// Raw TCP clients that send garbage to the coordinator's control port and to worker 0's ring
+    /// port while the job trains: one that starts a ZMTP handshake and stalls it, then one that
+    /// sends an HTTP request and random bytes. The first is logged once naming its address (the
+    /// coordinator's log, worker 0's); the second is logged too where libzmq refuses it (with
+    /// keys it resets a non-ZMTP greeting at once, so its address may be unknown; without keys it
+    /// may take it for a ZMTP 1.0 peer, whose frames the ring's validation drops); the job's own
+    /// connections are not reported, and it trains to its end.
     @Test(arguments: [false, true])
     func garbageIsLoggedOnceWithThePeersAddress(secure: Bool) throws {
         let steps = 150
@@ -213,9 +216,12 @@ import ZeroTrainTestKit
         defer { try? FileManager.default.removeItem(at: cluster.root) }
         var clients: [String?] = []
         let junk: [UInt8] = Array("GET / HTTP/1.1\r\nHost: zerotrain\r\n\r\n".utf8) + (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+        let stalled = NetworkFuzzer.stalledHandshake(mechanism: secure ? "CURVE" : "NULL")
         let outcome = try cluster.run("garbage") { endpoint, ring, _ in
-            clients = [NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: junk),
-                       NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: junk)]
+            clients = [NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: stalled),
+                       NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: stalled)]
+            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: junk)
+            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: junk)
         }
         #expect(outcome.status == 0, "\(outcome.coordinatorLog)")
         #expect(outcome.losses.count == steps)
@@ -226,9 +232,9 @@ import ZeroTrainTestKit
         let ringLines = outcome.workerLogs[0].split(separator: "\n").filter { $0.contains(ring) }
         #expect(ringLines.count == 1 && ringLines.first?.hasPrefix("security: ring: refused a connection from \(ring): ") == true,
                 "\(outcome.workerLogs[0])")
-        // Nothing else was refused: the job's own connections are not reported.
-        #expect(outcome.coordinatorLog.components(separatedBy: "refused a connection").count == 2, "\(outcome.coordinatorLog)")
-        #expect(outcome.workerLogs.joined().components(separatedBy: "refused a connection").count == 2, "\(outcome.workerLogs)")
+        // At most one line per garbage client: the job's own connections are not reported.
+        #expect((2...3).contains(outcome.coordinatorLog.components(separatedBy: "refused a connection").count), "\(outcome.coordinatorLog)")
+        #expect((2...3).contains(outcome.workerLogs.joined().components(separatedBy: "refused a connection").count), "\(outcome.workerLogs)")
     }
 
     /// Seeded fuzzing while the job trains: thousands of random, truncated and bit-flipped frames
