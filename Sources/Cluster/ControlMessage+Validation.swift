@@ -86,6 +86,9 @@ extension ControlMessage {
             if let count, count > L.devices { return "\(field) has more than \(L.devices) entries" }
         }
         if let c = checksums, c.contains(where: { $0.count > L.listItems }) { return "checksums has more than \(L.listItems) tensors" }
+        for (field, count) in [("metrics.expert_load", metrics?.expertLoad?.count), ("metrics.layer_grad_norms", metrics?.layerGradNorms?.count)] {
+            if let count, count > L.listItems { return "\(field) has more than \(L.listItems) entries" }
+        }
         if let s = shards, s.contains(where: { $0.rank < 0 || $0.step < 0 }) { return "shards holds a negative rank or step" }
         switch kind {
         case .register:

@@ -95,6 +95,7 @@ final class CoordinatorMonitor {
                                 tokensPerSecond: m.tokensPerSecond, mfu: mfu, skipped: m.skipped, idleSeconds: idleSeconds, ranks: ranks)
         sample.expertLoad = m.expertLoad ?? []
         sample.lossScale = m.lossScale.map(Double.init)
+        sample.layerGradNorms = m.layerGradNorms ?? []
         if let v = m.validation { sample.validation = .init(loss: v.loss, perplexity: v.perplexity, accuracy: v.accuracy) }
         let scalars = sample.scalars
         try events.scalars(step: m.step, scalars)
@@ -103,7 +104,8 @@ final class CoordinatorMonitor {
             $0.append(.init(step: m.step, loss: m.loss.isFinite ? Double(m.loss) : nil, tokensPerSecond: m.tokensPerSecond,
                             memoryBytes: ranks.reduce(0) { $0 + ($1.memoryBytes["device"] ?? 0) }))
         }
-        var warnings = health.observe(step: m.step, loss: Double(m.loss), gradNorm: m.gradNorm, skipped: m.skipped)
+        var warnings = health.observe(step: m.step, loss: Double(m.loss), gradNorm: m.gradNorm, skipped: m.skipped,
+                                      layerNorms: sample.namedLayerGradNorms)
         if let v = m.validation { warnings += health.observeValidation(step: m.step, loss: v.loss) }
         for w in warnings {
             metrics.healthWarning(w.rule)

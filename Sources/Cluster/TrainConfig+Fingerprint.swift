@@ -4,7 +4,7 @@ import Training
 
 extension TrainConfig {
     /// FNV-1a 64 of the canonical JSON of what defines the computation — model, data and the
-    /// optimisation settings — leaving out where files go, logging, threads, the cluster and security sections,
+    /// optimisation settings — leaving out where files go, logging, threads, the cluster, security and telemetry sections,
     /// which a coordinator and its workers may legitimately set differently.
     public var fingerprint: String {
         var c = self
@@ -15,6 +15,7 @@ extension TrainConfig {
         c.training.checkpointInterval = 0
         c.cluster = ClusterConfig()
         c.security = nil
+        c.telemetry = nil
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         var h = FNV1a()

@@ -19,20 +19,20 @@ public final class ControlRouter: ControlServer {
     private var keys: [Data: String] = [:]
 
     /// With `security`, a CURVE server whose clients `authenticator` admits by key (domain
-    /// `ZMQNetwork.controlDomain`), its failed handshakes logged.
+    /// `ZMQNetwork.controlDomain`); with `handshakes`, its failed handshakes are logged.
     public init(context: ZMQContext, bind endpoint: String, security: ZMQNetwork.Security? = nil,
-                authenticator: ZMQAuthenticator? = nil) throws {
+                authenticator: ZMQAuthenticator? = nil, handshakes: ZMQHandshakeWatcher? = nil) throws {
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setOption(ZMQ_ROUTER_MANDATORY, 1, name: "ZMQ_ROUTER_MANDATORY")
         // A peer that sends a bigger part is disconnected before libzmq allocates it; at most
         // 64 messages are queued per peer.
         try socket.setMaximumMessageSize(ZMQNetwork.maxControlMessageBytes)
         try socket.setOption(ZMQ_RCVHWM, 64, name: "ZMQ_RCVHWM")
-        if let security, let authenticator {
+        if let security, authenticator != nil {
             try socket.setCurveServer(secretKey: security.keys.secretKey)
             try socket.setZAPDomain(ZMQNetwork.controlDomain)
-            try authenticator.watch(socket, label: "control")
         }
+        try handshakes?.watch(socket, label: "control")
         try socket.bind(endpoint)
         self.endpoint = try socket.lastEndpoint()
         events = try EventWakeup()

@@ -20,8 +20,8 @@ import Glibc
 ///
 /// Refusals are logged with the peer's address and key fingerprint (at most `logBurst` lines per
 /// second, then a count). Handshakes are rate-limited per address (`attemptsPerSecond`, burst
-/// `attemptBurst`). Sockets registered with `watch` also have their failed handshakes (a client that
-/// pinned another server key, plaintext or garbage on a CURVE port) logged with the peer's address.
+/// `attemptBurst`). Handshakes that fail before a ZAP request (a client that pinned another server
+/// key, plaintext or garbage on a CURVE port) are logged by `ZMQHandshakeWatcher`.
 public final class ZMQAuthenticator: Sendable {
     public enum Policy: Sendable, Equatable {
         case keys(Set<String>)
@@ -39,7 +39,6 @@ public final class ZMQAuthenticator: Sendable {
 
     private struct Shared {
         var policies: [String: Policy] = [:]
-        var watches: [(endpoint: String, label: String)] = []
         var stopped = false
         /// Counters for tests and status: admitted and refused handshakes.
         var admitted = 0, refused = 0
@@ -50,7 +49,6 @@ public final class ZMQAuthenticator: Sendable {
     private let wake: EventWakeup
     private let done = DispatchSemaphore(value: 0)
     private let log: @Sendable (String) -> Void
-    private let monitorCounter = Atomic<Int>(0)
 
     /// Binds the handler in `context` and starts its thread; returns once it is bound (so sockets
     /// created afterwards are authenticated from their first connection).
@@ -92,17 +90,6 @@ public final class ZMQAuthenticator: Sendable {
 
     public var counts: (admitted: Int, refused: Int) { box.state.withLock { ($0.admitted, $0.refused) } }
 
-    /// Logs `socket`'s failed handshakes (with `label`, e.g. "control"). Call on the socket's thread
-    /// before it binds; close the socket before this authenticator stops.
-    public func watch(_ socket: ZMQSocket, label: String) throws {
-        let id = monitorCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let endpoint = "inproc://zerotrain-zap-monitor-\(id)"
-        try socket.monitor(endpoint, events: ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
-                           | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        box.state.withLock { $0.watches.append((endpoint, label)) }
-        wake.signal()
-    }
-
     /// Stops the thread (once) and waits for it.
     public func stop() {
         let first = box.state.withLock { s -> Bool in
@@ -122,22 +109,8 @@ public final class ZMQAuthenticator: Sendable {
         let log: @Sendable (String) -> Void
         let part = ZMQMessage()
         var pending: [(frames: [[UInt8]], since: ContinuousClock.Instant)] = []
-        var monitors: [Monitor] = []
         var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
         var logWindow = (start: ContinuousClock.now, lines: 0, suppressed: 0)
-
-        final class Monitor {
-            let socket: ZMQSocket
-            let label: String
-            /// Connections accepted whose handshake has not finished: fd → peer address.
-            var unconfirmed: [Int32: String] = [:]
-            /// A handshake failed: the reason, to log when its connection's fd is closed.
-            var failure: String?
-            init(socket: ZMQSocket, label: String) {
-                self.socket = socket
-                self.label = label
-            }
-        }
 
         init(context: ZMQContext, wake: EventWakeup, box: Box, log: @escaping @Sendable (String) -> Void) throws {
             zap = try ZMQSocket(context: context, kind: .router)
@@ -149,35 +122,21 @@ public final class ZMQAuthenticator: Sendable {
         }
 
         func run() {
-            defer {
-                for m in monitors { m.socket.close() }
-                zap.close()
-            }
+            defer { zap.close() }
             while true {
-                let (stopped, watches) = box.state.withLock { s in
-                    defer { s.watches = [] }
-                    return (s.stopped, s.watches)
-                }
-                if stopped { return }
-                for w in watches {
-                    guard let s = try? ZMQSocket(context: zap.context, kind: .pair) else { continue }
-                    try? s.setOption(ZMQ_RCVHWM, 0, name: "ZMQ_RCVHWM")
-                    if (try? s.connect(w.endpoint)) != nil { monitors.append(Monitor(socket: s, label: w.label)) } else { s.close() }
-                }
+                if box.state.withLock({ $0.stopped }) { return }
                 answerPending()
                 var timeout = -1
                 if let oldest = pending.map(\.since).min() {
                     let left = ContinuousClock.now.duration(to: oldest + ZMQAuthenticator.pendingTimeout)
                     timeout = max(1, Int(left.wholeMilliseconds) + 1)
                 }
-                let items = [(zap, Int16(ZMQ_POLLIN))] + monitors.map { ($0.socket, Int16(ZMQ_POLLIN)) }
-                guard let ready = try? ZMQSocket.poll(items, fileDescriptors: [wake.fd], timeoutMs: timeout) else { return }
+                guard let ready = try? ZMQSocket.poll([(zap, Int16(ZMQ_POLLIN))], fileDescriptors: [wake.fd], timeoutMs: timeout) else { return }
                 if ready.fileDescriptors[0] & Int16(ZMQ_POLLIN) != 0 {
                     var count: UInt64 = 0
                     _ = read(wake.fd, &count, 8)
                 }
                 while let frames = receiveRequest() { handle(frames, since: .now, fresh: true) }
-                for m in monitors { drain(m) }
             }
         }
 
@@ -286,66 +245,6 @@ public final class ZMQAuthenticator: Sendable {
             } else {
                 logWindow.suppressed += 1
             }
-        }
-
-        func drain(_ m: Monitor) {
-            let event = ZMQMessage(), endpoint = ZMQMessage()
-            while (try? m.socket.receive(event)) == true {
-                let bytes = event.bytes
-                guard bytes.count >= 6 else { continue }
-                let kind = Int32(bytes.loadUnaligned(as: UInt16.self))
-                let value = bytes.loadUnaligned(fromByteOffset: 2, as: UInt32.self)
-                while m.socket.hasMoreParts { _ = try? m.socket.receive(endpoint, dontWait: false) }
-                switch kind {
-                case ZMQ_EVENT_ACCEPTED:
-                    let fd = Int32(bitPattern: value)
-                    m.unconfirmed[fd] = Self.peerAddress(fd)
-                    if m.unconfirmed.count > 1024 { m.unconfirmed.removeAll() }
-                case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-                    if m.unconfirmed.count == 1 { m.unconfirmed.removeAll() }
-                case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    m.failure = kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? Self.describe(protocolError: Int32(bitPattern: value))
-                        : "the handshake failed (a peer without CURVE, or one that broke off)"
-                case ZMQ_EVENT_DISCONNECTED:
-                    let fd = Int32(bitPattern: value)
-                    let address = m.unconfirmed.removeValue(forKey: fd)
-                    if let failure = m.failure {
-                        m.failure = nil
-                        say("\(m.label): refused a connection from \(address ?? "an unknown address"): \(failure)")
-                    }
-                default:
-                    break
-                }
-            }
-        }
-
-        static func describe(protocolError code: Int32) -> String {
-            switch code {
-            case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
-                "the CURVE handshake did not decrypt (the peer pinned another server key, or sent a forged handshake)"
-            case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-                "the peer does not speak CURVE (security mechanisms differ)"
-            default:
-                "a malformed handshake (ZMTP protocol error 0x\(String(UInt32(bitPattern: code), radix: 16)))"
-            }
-        }
-
-        /// "ADDRESS:PORT" of a connected TCP socket, or nil (ipc, closed).
-        static func peerAddress(_ fd: Int32) -> String? {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let rc = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
-            }
-            guard rc == 0 else { return nil }
-            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST)), port = [CChar](repeating: 0, count: Int(NI_MAXSERV))
-            let ok = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    getnameinfo($0, length, &host, socklen_t(host.count), &port, socklen_t(port.count), NI_NUMERICHOST | NI_NUMERICSERV)
-                }
-            }
-            guard ok == 0 else { return nil }
-            return String(cString: host) + ":" + String(cString: port)
         }
     }
 }

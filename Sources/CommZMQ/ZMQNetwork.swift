@@ -9,7 +9,8 @@ import Glibc
 /// between the devices of a worker need a shared one) and the coordinator's ROUTER, a DEALER with
 /// a context of its own for a worker (`ControlDealer`), PUSH/PULL ring links (`ZMQTransport`).
 /// With `Security`, the control plane and the ring's tcp links are CURVE-authenticated through a
-/// ZAP handler in the context (`ZMQAuthenticator`). See docs/protocol.md and docs/security.md.
+/// ZAP handler in the context (`ZMQAuthenticator`); failed handshakes on the control socket and the
+/// tcp ring link are logged (`ZMQHandshakeWatcher`). See docs/protocol.md and docs/security.md.
 public final class ZMQNetwork: ClusterNetwork {
     /// This process's keys and whom it trusts.
     public struct Security: Sendable {
@@ -36,6 +37,8 @@ public final class ZMQNetwork: ClusterNetwork {
     public let security: Security?
     /// The ZAP handler of `context` (with security only).
     public let authenticator: ZMQAuthenticator?
+    /// Logs failed handshakes on the control socket and the tcp ring link, with or without security.
+    public let handshakes: ZMQHandshakeWatcher
     private let log: @Sendable (String) -> Void
 
     public init(ioThreads: Int = 1, security: Security? = nil,
@@ -54,10 +57,11 @@ public final class ZMQNetwork: ClusterNetwork {
         } else {
             authenticator = nil
         }
+        handshakes = try ZMQHandshakeWatcher(context: context, log: log)
     }
 
     public func listen(_ endpoint: String) throws -> any ControlServer {
-        try ControlRouter(context: context, bind: endpoint, security: security, authenticator: authenticator)
+        try ControlRouter(context: context, bind: endpoint, security: security, authenticator: authenticator, handshakes: handshakes)
     }
 
     public func connect(coordinator endpoint: String) throws -> any ControlClient {
@@ -73,6 +77,7 @@ public final class ZMQNetwork: ClusterNetwork {
         var options = ZMQTransport.Options()
         if device == 0 {
             options.maxMessageBytes = Self.maxRingMessageBytes
+            options.handshakes = handshakes
             if let security {
                 options.zapDomain = Self.ringDomain
                 if security.encryptDataPlane { options.curve = .init(own: security.keys) }

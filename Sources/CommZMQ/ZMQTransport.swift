@@ -40,6 +40,10 @@ public final class ZMQTransport: Transport {
         /// The largest message part the bound socket accepts (a header or one payload segment), in
         /// bytes; a predecessor that sends more is disconnected before anything is allocated. -1 = no limit.
         public var maxMessageBytes: Int64 = -1
+        /// Logs the bound socket's failed handshakes (garbage, a peer without CURVE …) with the
+        /// peer's address, and reads its connection events on its own thread; nil = the
+        /// transport reads them itself and nothing is logged.
+        public var handshakes: ZMQHandshakeWatcher?
 
         public struct Curve: Sendable {
             /// This rank's key pair: it is the CURVE server of its bound (receiving) socket.
@@ -93,7 +97,8 @@ public final class ZMQTransport: Transport {
             if let curve = options.curve { try pull.setCurveServer(secretKey: curve.own.secretKey) }
             if let domain = options.zapDomain { try pull.setZAPDomain(domain) }
             if options.maxMessageBytes >= 0 { try pull.setMaximumMessageSize(options.maxMessageBytes) }
-            pullMonitor = try ZMQMonitor(watching: pull, context: context)
+            pullMonitor = try options.handshakes.map { try ZMQMonitor(watching: pull, through: $0, label: "ring") }
+                ?? ZMQMonitor(watching: pull, context: context)
             try pull.bind(endpoint)
             boundEndpoint = try pull.lastEndpoint()
             self.pull = pull
@@ -241,8 +246,7 @@ public final class ZMQTransport: Transport {
                                         : "could not connect to rank \(successor) before the deadline")
                                         + " (\(pushMonitor.summary))", peer: successor)
                     }
-                    _ = try ZMQSocket.poll([(push, Int16(ZMQ_POLLOUT)), (pushMonitor.socket, Int16(ZMQ_POLLIN))],
-                                           timeoutMs: Self.pollSlice(remaining))
+                    try pushMonitor.poll((push, Int16(ZMQ_POLLOUT)), timeoutMs: Self.pollSlice(remaining))
                 }
             }
         } catch let error as ZMQError {
@@ -289,8 +293,7 @@ public final class ZMQTransport: Transport {
                     throw CommError(.timeout, "nothing from rank \(predecessor) before the deadline (\(pullMonitor.summary))",
                                     peer: predecessor)
                 }
-                _ = try ZMQSocket.poll([(pull, Int16(ZMQ_POLLIN)), (pullMonitor.socket, Int16(ZMQ_POLLIN))],
-                                       timeoutMs: Self.pollSlice(remaining))
+                try pullMonitor.poll((pull, Int16(ZMQ_POLLIN)), timeoutMs: Self.pollSlice(remaining))
             }
         } catch let error as ZMQError {
             throw error.commError("rank \(rank) could not receive from rank \(predecessor)", peer: predecessor)

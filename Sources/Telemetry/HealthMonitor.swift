@@ -38,14 +38,19 @@ public struct HealthMonitor: Sendable {
     private var losses: [Double] = []
     private var norms: [Double] = []
     private var firstNorms: [Double] = []
+    /// Per layer (`telemetry.layer_norms`): its recent norms (the window) and its first 10, by name.
+    private var layerNorms: [String: (recent: [Double], first: [Double])] = [:]
     private var lastWarned: [Rule: Int] = [:]
     /// (step, validation loss, mean training loss of the window then).
     private var evaluations: [(step: Int, validation: Double, training: Double)] = []
 
     public init(thresholds: Thresholds = Thresholds()) { self.thresholds = thresholds }
 
-    /// One finished update; the warnings it raises.
-    public mutating func observe(step: Int, loss: Double, gradNorm: Double, skipped: Bool) -> [Warning] {
+    /// One finished update; the warnings it raises. `layerNorms` (`telemetry.layer_norms`: the
+    /// gradient norm of the embedding, each block and the head, by name) lets the gradient rules
+    /// name the layer: each layer is judged against its own history as the global norm is.
+    public mutating func observe(step: Int, loss: Double, gradNorm: Double, skipped: Bool,
+                                 layerNorms layers: [(name: String, norm: Double)] = []) -> [Warning] {
         var out: [Warning] = []
         let w = thresholds.window
         if skipped || !loss.isFinite || !gradNorm.isFinite {
@@ -54,19 +59,41 @@ public struct HealthMonitor: Sendable {
                                message: "step \(step + 1) skipped: non-finite loss or gradient norm (loss \(loss), grad_norm \(gradNorm)); if it repeats, lower training.lr, raise warmup_steps or lower grad_clip"))
             return out
         }
-        // Explosion is judged against the window before this step.
+        // Explosion is judged against the window before this step: the global norm's, and each layer's own.
+        let advice = "lower training.lr, lower optim.grad_clip, or raise warmup_steps"
+        let grown = layers.compactMap { l -> (name: String, ratio: Double, norm: Double, median: Double)? in
+            guard let history = layerNorms[l.name]?.recent, history.count >= min(10, w), l.norm.isFinite else { return nil }
+            let median = Self.median(history)
+            return median > 0 ? (l.name, l.norm / median, l.norm, median) : nil
+        }.sorted { $0.ratio > $1.ratio }
+        let worst = grown.first.map { "; most in \($0.name): grad_norm \(Self.format($0.norm)), \(Self.format($0.ratio))× its median (\(Self.format($0.median)))" } ?? ""
+        var globalExplodes = false
         if norms.count >= min(10, w) {
             let median = Self.median(norms)
             if median > 0 && gradNorm > thresholds.explosion * median {
+                globalExplodes = true
                 warn(.explodingGradients, step, &out,
-                     "gradients explode: grad_norm \(Self.format(gradNorm)) is \(Self.format(gradNorm / median))× the median of the last \(norms.count) steps (\(Self.format(median))); lower training.lr, lower optim.grad_clip, or raise warmup_steps")
+                     "gradients explode: grad_norm \(Self.format(gradNorm)) is \(Self.format(gradNorm / median))× the median of the last \(norms.count) steps (\(Self.format(median)))\(worst); \(advice)")
             }
+        }
+        let exploded = grown.filter { $0.ratio > thresholds.explosion }
+        if !globalExplodes, let first = exploded.first {
+            let others = exploded.dropFirst().map(\.name)
+            warn(.explodingGradients, step, &out,
+                 "gradients explode in \(first.name): its grad_norm \(Self.format(first.norm)) is \(Self.format(first.ratio))× its median of the last steps (\(Self.format(first.median)))\(others.isEmpty ? "" : " (also in \(others.joined(separator: ", ")))"); \(advice)")
         }
         losses.append(loss)
         norms.append(gradNorm)
         if firstNorms.count < 10 { firstNorms.append(gradNorm) }
         if losses.count > w { losses.removeFirst(losses.count - w) }
         if norms.count > w { norms.removeFirst(norms.count - w) }
+        for l in layers where l.norm.isFinite {
+            var h = layerNorms[l.name] ?? ([], [])
+            h.recent.append(l.norm)
+            if h.recent.count > w { h.recent.removeFirst(h.recent.count - w) }
+            if h.first.count < 10 { h.first.append(l.norm) }
+            layerNorms[l.name] = h
+        }
 
         if losses.count == w {
             let diffs = zip(losses.dropFirst(), losses).map { $0 - $1 }
@@ -77,12 +104,28 @@ public struct HealthMonitor: Sendable {
                      "loss oscillates: step-to-step changes over the last \(w) steps have a standard deviation of \(Int((relative * 100).rounded()))% of the mean loss (\(Self.format(mean))); lower training.lr or raise the batch (micro_batch_size × gradient_accumulation_steps)")
             }
         }
+        let vanishAdvice = "raise training.lr, check the initialisation, or use fewer layers / residual scaling"
+        // Each layer's recent median against its first 10 steps', smallest ratio first.
+        let shrunk = layers.compactMap { l -> (name: String, ratio: Double, recent: Double, initial: Double)? in
+            guard let h = layerNorms[l.name], h.first.count == 10, h.recent.count >= 10 else { return nil }
+            let recent = Self.median(Array(h.recent.suffix(10))), initial = Self.median(h.first)
+            return initial > 0 ? (l.name, recent / initial, recent, initial) : nil
+        }.sorted { $0.ratio < $1.ratio }
+        var globalVanishes = false
         if firstNorms.count == 10 && norms.count >= 10 {
             let recent = Self.median(Array(norms.suffix(10))), initial = Self.median(firstNorms)
             if initial > 0 && recent < thresholds.vanishing * initial {
+                globalVanishes = true
+                let most = shrunk.first.map { "; most in \($0.name): median \(Self.format($0.recent)) against \(Self.format($0.initial)) at first" } ?? ""
                 warn(.vanishingGradients, step, &out,
-                     "gradients vanish: the median grad_norm of the last 10 steps (\(Self.format(recent))) is below \(thresholds.vanishing) × that of the first 10 (\(Self.format(initial))); raise training.lr, check the initialisation, or use fewer layers / residual scaling")
+                     "gradients vanish: the median grad_norm of the last 10 steps (\(Self.format(recent))) is below \(thresholds.vanishing) × that of the first 10 (\(Self.format(initial)))\(most); \(vanishAdvice)")
             }
+        }
+        let vanished = shrunk.filter { $0.ratio < thresholds.vanishing }
+        if !globalVanishes, let first = vanished.first {
+            let others = vanished.dropFirst().map(\.name)
+            warn(.vanishingGradients, step, &out,
+                 "gradients vanish in \(first.name): its median grad_norm of the last 10 steps (\(Self.format(first.recent))) is below \(thresholds.vanishing) × that of its first 10 (\(Self.format(first.initial)))\(others.isEmpty ? "" : " (also in \(others.joined(separator: ", ")))"); \(vanishAdvice)")
         }
         return out
     }

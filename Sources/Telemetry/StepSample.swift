@@ -39,8 +39,11 @@ public struct StepSample: Sendable, Equatable {
     public var gradNorm: Double
     /// MoE load-balancing loss; nil for dense models.
     public var auxLoss: Double?
-    /// MoE: fraction of routed token slots each expert received (sums to 1); empty when not reported.
+    /// MoE: fraction of the job's routed token slots each expert received (sums to 1); empty when not reported.
     public var expertLoad: [Double] = []
+    /// `telemetry.layer_norms`: gradient L2 norm before clipping of the embedding, each block and
+    /// the head, in that order (`layerName`); empty when off.
+    public var layerGradNorms: [Double] = []
     public var tokens: Int
     /// Wall time of the step as the coordinator saw it.
     public var seconds: Double
@@ -85,6 +88,16 @@ public struct StepSample: Sendable, Equatable {
 
     public static let tiers = ["device", "host", "disk"]
 
+    /// The name of entry `index` of `count` per-layer gradient norms: `embedding`, `layer0` … `layer{L−1}`, `head`.
+    public static func layerName(_ index: Int, of count: Int) -> String {
+        index == 0 ? "embedding" : index == count - 1 ? "head" : "layer\(index - 1)"
+    }
+
+    /// The per-layer gradient norms with their names.
+    public var namedLayerGradNorms: [(name: String, norm: Double)] {
+        layerGradNorms.enumerated().map { (Self.layerName($0.offset, of: layerGradNorms.count), $0.element) }
+    }
+
     /// The scalars TensorBoard and metrics.jsonl get, by tag (docs/operations.md lists them).
     public var scalars: [(tag: String, value: Double)] {
         var s: [(String, Double)] = [
@@ -95,6 +108,7 @@ public struct StepSample: Sendable, Equatable {
         if let lossScale { s.append(("train/loss_scale", lossScale)) }
         if let auxLoss { s.append(("train/aux_loss", auxLoss)) }
         for (e, load) in expertLoad.enumerated() { s.append(("train/expert_load/expert\(e)", load)) }
+        for (name, norm) in namedLayerGradNorms { s.append(("train/grad_norm/\(name)", norm)) }
         if let v = validation {
             s += [("quality/validation_loss", v.loss), ("quality/perplexity", v.perplexity), ("quality/next_token_accuracy", v.accuracy)]
         }

@@ -22,9 +22,14 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     public var overflow = false
     /// fp16: the dynamic loss scale this update's backward used; nil in other precisions.
     public var lossScale: Float?
-    /// MoE: the fraction of this rank's routed token slots each expert received in the update
-    /// (all layers and micro-batches; sums to 1); nil for dense models.
+    /// MoE: the fraction of the job's routed token slots each expert received in the update
+    /// (every rank's routing counts summed, all layers and micro-batches; each token takes top_k
+    /// slots per layer; sums to 1); nil for dense models.
     public var expertLoad: [Double]?
+    /// `telemetry.layer_norms`: the L2 norm of the gradients before clipping of each region of the
+    /// flat buffer, in order — the embedding, block 0 … L−1, the head (final norm and LM head) —
+    /// over all ranks' shards; their root-sum-of-squares is `gradNorm`. Nil when off.
+    public var layerGradNorms: [Double]?
     /// The held-out evaluation after this update (`training.eval_interval`), summed over the
     /// job's ranks; nil when none ran.
     public var validation: LanguageModelTotals?
@@ -34,7 +39,7 @@ public struct StepMetrics: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case step, loss, auxLoss = "aux_loss", lr, gradNorm = "grad_norm", tokens, seconds, tokensPerSecond = "tokens_per_second", skipped
         case overflow, lossScale = "loss_scale"
-        case expertLoad = "expert_load"
+        case expertLoad = "expert_load", layerGradNorms = "layer_grad_norms"
         case validationLoss = "validation_loss", validationPerplexity = "validation_perplexity"
         case validationAccuracy = "validation_accuracy", validationTokens = "validation_tokens", validationCorrect = "validation_correct"
     }
@@ -62,6 +67,14 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         overflow = try c.decodeIfPresent(Bool.self, forKey: .overflow) ?? false
         lossScale = try c.decodeIfPresent(Float.self, forKey: .lossScale)
         expertLoad = try c.decodeIfPresent([Double].self, forKey: .expertLoad)
+        if c.contains(.layerGradNorms) {
+            var list = try c.nestedUnkeyedContainer(forKey: .layerGradNorms)
+            var norms: [Double] = []
+            while !list.isAtEnd {
+                if let x = try? list.decode(Double.self) { norms.append(x) } else { norms.append(try Self.number(list.decode(String.self))) }
+            }
+            layerGradNorms = norms
+        }
         if let tokens = try c.decodeIfPresent(Int.self, forKey: .validationTokens) {
             let loss = try Self.decodeNumber(c, .validationLoss)
             validation = LanguageModelTotals(negativeLogLikelihood: loss * Double(tokens),
@@ -84,6 +97,10 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         if overflow { try c.encode(true, forKey: .overflow) }
         try c.encodeIfPresent(lossScale, forKey: .lossScale)
         try c.encodeIfPresent(expertLoad, forKey: .expertLoad)
+        if let norms = layerGradNorms {
+            var list = c.nestedUnkeyedContainer(forKey: .layerGradNorms)
+            for x in norms { x.isFinite ? try list.encode(x) : try list.encode(Self.text(x)) }
+        }
         if let v = validation {
             try Self.encodeNumber(v.loss, &c, .validationLoss)
             try Self.encodeNumber(v.perplexity, &c, .validationPerplexity)
@@ -99,19 +116,23 @@ public struct StepMetrics: Codable, Sendable, Equatable {
         if x.isFinite {
             key == .loss ? try c.encode(Float(x), forKey: key) : try c.encode(x, forKey: key)
         } else {
-            try c.encode(x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity", forKey: key)
+            try c.encode(text(x), forKey: key)
+        }
+    }
+
+    private static func text(_ x: Double) -> String { x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity" }
+
+    private static func number(_ text: String) throws -> Double {
+        switch text {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default: throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "not a number: \(text)"))
         }
     }
 
     private static func decodeNumber(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double {
-        if let text = try? c.decode(String.self, forKey: key) {
-            switch text {
-            case "NaN": return .nan
-            case "Infinity": return .infinity
-            case "-Infinity": return -.infinity
-            default: throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not a number: \(text)")
-            }
-        }
+        if let text = try? c.decode(String.self, forKey: key) { return try number(text) }
         return key == .loss ? Double(try c.decode(Float.self, forKey: key)) : try c.decode(Double.self, forKey: key)
     }
 

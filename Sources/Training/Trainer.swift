@@ -248,7 +248,9 @@ public final class Trainer {
                 for (e, n) in model.lastExpertCounts.enumerated() { expertCounts[e] += n }
             }
         }
-        let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum)
+        // `telemetry.layer_norms`: the norms of the embedding, each block and the head, in the same all-reduce.
+        let normRegions = config.telemetry?.layerNorms == true ? model.table.regions : []
+        let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum, counts: expertCounts.map(Double.init), normRegions: normRegions)
         let loss = Float(totals.lossSum / Double(accumulation))
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
         // The totals are all-reduced, so every rank takes the same decision. A skipped update
@@ -280,8 +282,11 @@ public final class Trainer {
         metrics.skipped = skipped
         metrics.overflow = overflow
         metrics.lossScale = scaleUsed
-        let routed = expertCounts.reduce(0, +)
-        if routed > 0 { metrics.expertLoad = expertCounts.map { Double($0) / Double(routed) } }
+        // The routing counts of every rank, summed (exactly: integers in doubles).
+        let routed = totals.counts.reduce(0, +)
+        if routed > 0 { metrics.expertLoad = totals.counts.map { $0 / routed } }
+        // Under fp16 the gradients are scaled: the norms are unscaled as the global one is.
+        if !normRegions.isEmpty { metrics.layerGradNorms = totals.regionNorms.map { $0 * Double(unscale) } }
         step += 1
         let limit = config.faultTolerance.maxSkippedSteps
         if skipped, nonFiniteStreak >= limit, !overflow || lossScaler!.scale < 0x1p-24 {

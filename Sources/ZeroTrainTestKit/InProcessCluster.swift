@@ -28,6 +28,8 @@ public enum InProcessCluster {
         public var skipped: [Bool] = []
         /// The final parameters as each rank gathered them.
         public var parametersPerRank: [[Float]] = []
+        /// Every step's metrics as each rank reported them.
+        public var metricsPerRank: [[StepMetrics]] = []
     }
 
     /// Called on each rank's thread: once after its trainer is built, and after each of its steps.
@@ -56,6 +58,7 @@ public enum InProcessCluster {
         run.bytesSent = runs.map { $0.bytesSent[0] }
         run.diskFiles = runs.flatMap(\.diskFiles)
         run.parametersPerRank = runs.map(\.parameters)
+        run.metricsPerRank = runs.flatMap(\.metricsPerRank)
         return run
     }
 
@@ -69,6 +72,7 @@ public enum InProcessCluster {
         prepare?(trainer)
         var skipped: [Bool] = []
         var losses: [Float] = [], auxLosses: [Float] = [], gradNorms: [Double] = []
+        var metrics: [StepMetrics] = []
         var sentBefore: [String: Int] = [:]
         var diskFiles: Set<String> = []
         for _ in 0..<steps {
@@ -78,6 +82,7 @@ public enum InProcessCluster {
             auxLosses.append(m.auxLoss)
             gradNorms.append(m.gradNorm)
             skipped.append(m.skipped)
+            metrics.append(m)
             try afterStep?(trainer, m)
             for b in trainer.engine.offloadedState {
                 if let f = b.file, FileManager.default.fileExists(atPath: f.path) { diskFiles.insert(f.path) }
@@ -87,6 +92,6 @@ public enum InProcessCluster {
         for (op, total) in queue.bytesSent { sent[op] = total - (sentBefore[op] ?? 0) }
         let parameters = try trainer.fullParameters().toArray()
         return Run(losses: losses, auxLosses: auxLosses, gradNorms: gradNorms, parameters: parameters, memory: [trainer.memory.snapshot], bytesSent: [sent],
-                   diskFiles: diskFiles.sorted(), skipped: skipped)
+                   diskFiles: diskFiles.sorted(), skipped: skipped, metricsPerRank: [metrics])
     }
 }

@@ -83,6 +83,12 @@ public struct NetworkFuzzer {
         }
     }
 
+    /// A ZMTP 3.0 greeting for `mechanism` and the first bytes of a HELLO command: a peer that
+    /// starts a handshake and stalls (the server waits for the rest until the peer closes).
+    public static func stalledHandshake(mechanism: String) -> [UInt8] {
+        greeting(mechanism: mechanism) + Array(command("HELLO", [UInt8](repeating: 0, count: 194)).prefix(24))
+    }
+
     /// ZMTP 3.0 greeting: signature, version 3.0, mechanism (20 bytes), as-server 0, filler.
     static func greeting(mechanism: String) -> [UInt8] {
         var g: [UInt8] = [0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0]
@@ -95,6 +101,25 @@ public struct NetworkFuzzer {
     static func command(_ name: String, _ body: [UInt8]) -> [UInt8] {
         let content = [UInt8(name.utf8.count)] + Array(name.utf8) + body
         return [0x04, UInt8(min(255, content.count))] + content.prefix(255)
+    }
+
+    /// One raw TCP client that sends `bytes` to `host:port`, waits (at most `linger` seconds) for
+    /// the other side to close, and closes. Returns its own address as the server sees it
+    /// ("127.0.0.1:PORT"), or nil when it could not connect.
+    public static func garbage(host: String, port: Int, bytes: [UInt8], linger: Double = 0.3) -> String? {
+        let fd = connect(host: host, port: port)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var local = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var timeout = timeval(tv_sec: 0, tv_usec: Int(linger * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var sink = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(linger)
+        while Date() < deadline, recv(fd, &sink, sink.count, 0) > 0 {}
+        return "\(host):\(UInt16(bigEndian: local.sin_port))"
     }
 
     static func connect(host: String, port: Int) -> Int32 {

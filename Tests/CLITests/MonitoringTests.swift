@@ -47,22 +47,27 @@ extension Python {
 /// metrics.jsonl's scalars, and `/metrics`, `/status` and `/` read over HTTP while the job trains
 /// and after it finished.
 @Suite(.serialized) struct MonitoringTests {
-    static func config(steps: Int, moe: Bool = false) -> String {
+    static func config(steps: Int, moe: Bool = false, layerNorms: Bool = false, accumulation: Int = 1, stage: Int = 0) -> String {
         """
         model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64\(moe ? ", moe_config: {num_experts: 4, top_k: 2}" : "")}
-        training: {lr: 0.003, warmup_steps: 5, total_steps: \(steps), micro_batch_size: 2, threads: 1, log_interval: 50, checkpoint_interval: 0}
+        training: {lr: 0.003, warmup_steps: 5, total_steps: \(steps), micro_batch_size: 2, gradient_accumulation_steps: \(accumulation), threads: 1, log_interval: 50, checkpoint_interval: 0}
         data: {seq_len: 32}
         cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 5000}
+        zero: {stage: \(stage)}
+        \(layerNorms ? "telemetry: {layer_norms: true}" : "")
         """
     }
 
     /// The tags a run of `ranks` ranks writes at every step (docs/operations.md).
-    static func expectedTags(ranks: Int, moe: Bool) -> Set<String> {
+    static func expectedTags(ranks: Int, moe: Bool, layerNorms: Bool = false) -> Set<String> {
         var tags: Set<String> = ["train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_second", "train/skipped",
                                  "train/mfu", "system/step_seconds", "system/idle_seconds"]
         if moe {
             tags.insert("train/aux_loss")
             for e in 0..<4 { tags.insert("train/expert_load/expert\(e)") }
+        }
+        if layerNorms {
+            for name in ["embedding", "layer0", "layer1", "head"] { tags.insert("train/grad_norm/\(name)") }
         }
         for r in 0..<ranks {
             for t in ["compute_seconds", "exposed_communication_seconds", "checkpoint_seconds", "data_seconds", "device_utilization", "sent_bytes"] {
@@ -83,11 +88,12 @@ extension Python {
     }
 
     /// Starts `zerotrain local` (2 workers) in the background; the caller waits for it.
-    static func start(_ root: URL, steps: Int, moe: Bool = false, http: Bool = true, linger: Double = 0) throws -> (Process, URL) {
+    static func start(_ root: URL, steps: Int, moe: Bool = false, layerNorms: Bool = false, http: Bool = true, linger: Double = 0,
+                      workers: Int = 2, accumulation: Int = 1, stage: Int = 0) throws -> (Process, URL) {
         let file = root.appendingPathComponent("job.yaml")
-        try CLI.write(config(steps: steps, moe: moe), to: file)
+        try CLI.write(config(steps: steps, moe: moe, layerNorms: layerNorms, accumulation: accumulation, stage: stage), to: file)
         let run = root.appendingPathComponent("run")
-        var args = ["local", "--config", file.path, "--workers", "2", "--run-dir", run.path, "--peak-gflops", "20"]
+        var args = ["local", "--config", file.path, "--workers", String(workers), "--run-dir", run.path, "--peak-gflops", "20"]
         if http { args += ["--http", "127.0.0.1:0", "--http-linger", String(linger)] }
         let log = root.appendingPathComponent("local.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -212,19 +218,67 @@ extension Python {
         #expect(value["system/rank0/device_utilization"]! > 0 && value["system/rank0/device_utilization"]! <= 1)
     }
 
+    /// One finished job's scalars by step: from metrics.jsonl, checked against the event file.
+    static func scalarsByStep(_ run: URL, steps: Int, tags: Set<String>) throws -> [[String: Double]] {
+        let records = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let events = try EventFileWriter.read(path: try Self.eventFile(run).path).dropFirst()
+        #expect(records.count == steps && events.count == steps)
+        return try zip(records, events).map { record, event in
+            let scalars = try #require(record["scalars"] as? [String: Double])
+            #expect(Set(scalars.keys) == tags && Set(event.scalars.map(\.tag)) == tags, "step \(event.step)")
+            for (tag, value) in event.scalars { #expect(Float(scalars[tag]!) == value, "\(tag) at step \(event.step)") }
+            return scalars
+        }
+    }
+
+    /// MoE with `telemetry.layer_norms` on 1 worker and on 2 (ZeRO stage 2), the same global
+    /// batch: the expert load (summed over the ranks) and the per-layer gradient norms (over the
+    /// ranks' shards) agree, the loads sum to 1 and the layers' norms make the global norm.
+    @Test func expertLoadAndLayerNormsAreTheJobs() throws {
+        let steps = 8
+        var runs: [[[String: Double]]] = []
+        for workers in [1, 2] {
+            let root = CLI.tempDir()
+            defer { try? FileManager.default.removeItem(at: root) }
+            let (process, run) = try Self.start(root, steps: steps, moe: true, layerNorms: true, http: false, workers: workers,
+                                                accumulation: 2 / workers, stage: 2)
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            #expect(CLI.wait(for: [process], timeout: 120))
+            #expect(process.terminationStatus == 0)
+            runs.append(try Self.scalarsByStep(run, steps: steps, tags: Self.expectedTags(ranks: workers, moe: true, layerNorms: true)))
+        }
+        func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-30) }
+        for (step, (one, two)) in zip(runs[0], runs[1]).enumerated() {
+            for s in [one, two] {
+                let load = (0..<4).map { s["train/expert_load/expert\($0)"]! }
+                #expect(abs(load.reduce(0, +) - 1) < 1e-9, "step \(step): \(load)")
+                let layers = ["embedding", "layer0", "layer1", "head"].map { s["train/grad_norm/\($0)"]! }
+                let rss = layers.map { $0 * $0 }.reduce(0, +).squareRoot()
+                #expect(relative(rss, s["train/grad_norm"]!) <= 1e-5, "step \(step): \(layers) vs \(s["train/grad_norm"]!)")
+            }
+            for tag in one.keys where tag.hasPrefix("train/expert_load/") {
+                #expect(abs(one[tag]! - two[tag]!) <= 1e-12, "\(tag) at step \(step): \(one[tag]!) vs \(two[tag]!)")
+            }
+            for tag in one.keys where tag.hasPrefix("train/grad_norm/") {
+                #expect(relative(two[tag]!, one[tag]!) <= 1e-5, "\(tag) at step \(step): \(two[tag]!) vs \(one[tag]!)")
+            }
+        }
+    }
+
     @Test(.enabled(if: Python.hasTensorBoard, "needs Python with tensorboard: set ZEROTRAIN_PYTHON"))
     func tensorBoardReadsEveryTag() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
         let steps = 12
-        let (process, run) = try Self.start(root, steps: steps, moe: true, http: false)
+        let (process, run) = try Self.start(root, steps: steps, moe: true, layerNorms: true, http: false)
         #expect(CLI.wait(for: [process], timeout: 120))
         #expect(process.terminationStatus == 0)
         let r = Python.run(["scripts/check_tensorboard.py", run.path])
         #expect(r.status == 0, "\(r.output)")
         let json = try #require(r.output.split(separator: "\n").last)
         let read = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: [Int]])
-        #expect(Set(read.keys) == Self.expectedTags(ranks: 2, moe: true))
+        #expect(Set(read.keys) == Self.expectedTags(ranks: 2, moe: true, layerNorms: true))
         for (tag, s) in read { #expect(s == Array(0..<steps), "\(tag)") }
     }
 
@@ -288,7 +342,8 @@ extension Python {
         #expect(process.terminationStatus == 130)
     }
 
-    /// The health monitor stays quiet on a healthy run of configs/tiny.yaml (200 steps, 2 workers).
+    /// The health monitor stays quiet on a healthy run of configs/tiny.yaml (200 steps, 2 workers),
+    /// its per-layer gradient rules too (`telemetry.layer_norms`).
     @Test func healthMonitorIsQuietOnTiny() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
@@ -297,7 +352,7 @@ extension Python {
             if line.hasPrefix("  checkpoint_dir:") { return "  checkpoint_dir: \(root.appendingPathComponent("checkpoints").path)" }
             if line.hasPrefix("  threads:") { return "  threads: 1" }
             return String(line)
-        }.joined(separator: "\n")
+        }.joined(separator: "\n") + "\ntelemetry: {layer_norms: true}\n"
         let file = root.appendingPathComponent("tiny.yaml"), run = root.appendingPathComponent("run")
         try CLI.write(config, to: file)
         let r = try CLI.run(["local", "--config", file.path, "--workers", "2", "--run-dir", run.path], timeout: 180)
@@ -308,8 +363,10 @@ extension Python {
             .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         #expect(records.count == 200)
         for rec in records {
+            let norms = try #require(rec["layer_grad_norms"] as? [Double])
             let w = monitor.observe(step: rec["step"] as! Int, loss: (rec["loss"] as! NSNumber).doubleValue,
-                                    gradNorm: (rec["grad_norm"] as! NSNumber).doubleValue, skipped: rec["skipped"] as? Bool ?? false)
+                                    gradNorm: (rec["grad_norm"] as! NSNumber).doubleValue, skipped: rec["skipped"] as? Bool ?? false,
+                                    layerNorms: norms.enumerated().map { (StepSample.layerName($0.offset, of: norms.count), $0.element) })
             #expect(w.isEmpty, "\(w)")
         }
     }

@@ -14,7 +14,11 @@ import ZeroTrainTestKit
         /// name → (secret key file, public key)
         var keys: [String: (secret: String, publicKey: String)] = [:]
 
-        init(steps: Int, allowed: [String]) throws {
+        /// Keys configured (else the daemons run without, on loopback).
+        let secure: Bool
+
+        init(steps: Int, allowed: [String], secure: Bool = true) throws {
+            self.secure = secure
             root = CLI.tempDir()
             config = root.appendingPathComponent("c.yaml")
             for name in ["coordinator", "worker-0", "worker-1", "intruder", "spare", "fuzzer"] {
@@ -26,10 +30,10 @@ import ZeroTrainTestKit
             }
             let list = "# workers of the test job\n" + allowed.map { "\(keys[$0]!.publicKey)   # \($0)" }.joined(separator: "\n") + "\n"
             try CLI.write(list, to: root.appendingPathComponent("allowed"))
-            try CLI.write(LocalClusterTests.config(accumulation: 1, steps: steps) + """
+            try CLI.write(LocalClusterTests.config(accumulation: 1, steps: steps) + (secure ? """
 
                 security: {allowed_workers: \(root.appendingPathComponent("allowed").path), coordinator_public_key: \(root.appendingPathComponent("keys/coordinator.pub").path), job_token: "job-7f3a"}
-                """, to: config)
+                """ : ""), to: config)
         }
 
         /// What one run left behind.
@@ -52,8 +56,8 @@ import ZeroTrainTestKit
                 _ = FileManager.default.createFile(atPath: url.path, contents: nil)
                 return try FileHandle(forWritingTo: url)
             }
-            let coordinator = try CLI.start(["coordinator", "--config", config.path, "--secret-key-file", keys["coordinator"]!.secret,
-                                             "--listen", "tcp://127.0.0.1:*", "--run-dir", run.path, "--workers", "2"],
+            let coordinator = try CLI.start(["coordinator", "--config", config.path] + (secure ? ["--secret-key-file", keys["coordinator"]!.secret] : [])
+                                            + ["--listen", "tcp://127.0.0.1:*", "--run-dir", run.path, "--workers", "2"],
                                             stdout: try log("coordinator.out"), stderr: try log("coordinator.err"))
             var processes = [coordinator]
             defer {
@@ -62,7 +66,7 @@ import ZeroTrainTestKit
             }
             let endpoint = try LocalClusterTests.coordinatorEndpoint(run)
             let workers = try (0..<2).map { i in
-                try CLI.start(["worker", "--coordinator", endpoint, "--config", config.path, "--secret-key-file", keys["worker-\(i)"]!.secret],
+                try CLI.start(["worker", "--coordinator", endpoint, "--config", config.path] + (secure ? ["--secret-key-file", keys["worker-\(i)"]!.secret] : []),
                               stdout: try log("worker-\(i).out"), stderr: try log("worker-\(i).err"))
             }
             processes += workers
@@ -196,6 +200,41 @@ import ZeroTrainTestKit
         #expect(!log.contains("joined: pid") || log.components(separatedBy: "joined: pid").count == 3, "only the two workers join")
         #expect(injected == [false, false], "a non-member delivered frames into the ring")
         #expect(attacked.workerLogs[0].contains("security: zerotrain-ring: refused a connection from 127.0.0.1, key "), "\(attacked.workerLogs[0])")
+    }
+
+    /// Raw TCP clients that send garbage to the coordinator's control port and to worker 0's ring
+    /// port while the job trains: one that starts a ZMTP handshake and stalls it, then one that
+    /// sends an HTTP request and random bytes. The first is logged once naming its address (the
+    /// coordinator's log, worker 0's); the second is logged too where libzmq refuses it (with
+    /// keys it resets a non-ZMTP greeting at once, so its address may be unknown; without keys it
+    /// may take it for a ZMTP 1.0 peer, whose frames the ring's validation drops); the job's own
+    /// connections are not reported, and it trains to its end.
+    @Test(arguments: [false, true])
+    func garbageIsLoggedOnceWithThePeersAddress(secure: Bool) throws {
+        let steps = 150
+        let cluster = try Cluster(steps: steps, allowed: ["worker-0", "worker-1"], secure: secure)
+        defer { try? FileManager.default.removeItem(at: cluster.root) }
+        var clients: [String?] = []
+        let junk: [UInt8] = Array("GET / HTTP/1.1\r\nHost: zerotrain\r\n\r\n".utf8) + (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+        let stalled = NetworkFuzzer.stalledHandshake(mechanism: secure ? "CURVE" : "NULL")
+        let outcome = try cluster.run("garbage") { endpoint, ring, _ in
+            clients = [NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: stalled),
+                       NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: stalled)]
+            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: junk)
+            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: junk)
+        }
+        #expect(outcome.status == 0, "\(outcome.coordinatorLog)")
+        #expect(outcome.losses.count == steps)
+        let control = try #require(clients[0]), ring = try #require(clients[1])
+        let controlLines = outcome.coordinatorLog.split(separator: "\n").filter { $0.contains(control) }
+        #expect(controlLines.count == 1 && controlLines.first?.hasPrefix("security: control: refused a connection from \(control): ") == true,
+                "\(outcome.coordinatorLog)")
+        let ringLines = outcome.workerLogs[0].split(separator: "\n").filter { $0.contains(ring) }
+        #expect(ringLines.count == 1 && ringLines.first?.hasPrefix("security: ring: refused a connection from \(ring): ") == true,
+                "\(outcome.workerLogs[0])")
+        // At most one line per garbage client: the job's own connections are not reported.
+        #expect((2...3).contains(outcome.coordinatorLog.components(separatedBy: "refused a connection").count), "\(outcome.coordinatorLog)")
+        #expect((2...3).contains(outcome.workerLogs.joined().components(separatedBy: "refused a connection").count), "\(outcome.workerLogs)")
     }
 
     /// Seeded fuzzing while the job trains: thousands of random, truncated and bit-flipped frames

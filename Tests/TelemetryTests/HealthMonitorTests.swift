@@ -81,4 +81,58 @@ import Testing
         // Skipped steps do not enter the windows: the next healthy step raises nothing.
         #expect(m.observe(step: 22, loss: Self.healthy(22).loss, gradNorm: 1, skipped: false).isEmpty)
     }
+
+    /// Per-layer norms (`telemetry.layer_norms`) of a healthy run: each region near its own level.
+    static func layers(_ i: Int, scale: (String) -> Double = { _ in 1 }) -> [(name: String, norm: Double)] {
+        let names = ["embedding", "layer0", "layer1", "layer2", "head"]
+        return names.enumerated().map { k, name in (name, (0.4 + 0.1 * Double(k)) * (1 + 0.2 * noise(i + 13 * k)) * scale(name)) }
+    }
+
+    func feedLayers(_ m: inout HealthMonitor, _ steps: Range<Int>, scale: @escaping (Int, String) -> Double = { _, _ in 1 }) -> [HealthMonitor.Warning] {
+        steps.flatMap { i in
+            let layers = Self.layers(i) { scale(i, $0) }
+            let norm = layers.map { $0.norm * $0.norm }.reduce(0, +).squareRoot()
+            return m.observe(step: i, loss: Self.healthy(i).loss, gradNorm: norm, skipped: false, layerNorms: layers)
+        }
+    }
+
+    @Test func quietOnHealthyLayerNorms() {
+        var m = HealthMonitor()
+        #expect(feedLayers(&m, 0..<400).isEmpty)
+    }
+
+    @Test func anExplodingLayerIsNamed() {
+        var m = HealthMonitor()
+        _ = feedLayers(&m, 0..<60)
+        // layer1's norm jumps 20×; the global norm grows about 7×: below the global rule's 10×.
+        let spike = feedLayers(&m, 60..<61) { _, name in name == "layer1" ? 20 : 1 }
+        #expect(spike.map(\.rule) == [.explodingGradients], "\(spike)")
+        #expect(spike.first?.message.hasPrefix("gradients explode in layer1:") == true, "\(spike)")
+        #expect(spike.first?.message.contains("lower optim.grad_clip") == true)
+        // A spike of the global norm too names the layer that grew most against its own median.
+        var g = HealthMonitor()
+        _ = feedLayers(&g, 0..<60)
+        let both = feedLayers(&g, 60..<61) { _, name in name == "head" ? 100 : 2 }
+        #expect(both.map(\.rule) == [.explodingGradients] && both[0].message.hasPrefix("gradients explode: grad_norm"), "\(both)")
+        #expect(both[0].message.contains("most in head:"), "\(both)")
+    }
+
+    @Test func aVanishingLayerIsNamed() {
+        var m = HealthMonitor()
+        // layer0's gradients decay by 10 % a step from step 20; the others stay, so the global norm does not vanish.
+        let warnings = feedLayers(&m, 0..<200) { i, name in name == "layer0" ? pow(0.9, Double(max(0, i - 20))) : 1 }
+        #expect(!warnings.isEmpty && warnings.allSatisfy { $0.rule == .vanishingGradients }, "\(warnings)")
+        #expect(warnings[0].message.hasPrefix("gradients vanish in layer0:"), "\(warnings[0].message)")
+        #expect((85...110).contains(warnings[0].step), "\(warnings[0].step)")
+    }
+
+    @Test func layerNormsAreScalarsNamedByRegion() {
+        var sample = StepSample(step: 0, loss: 1, learningRate: 1e-3, gradNorm: 2, auxLoss: nil, tokens: 8, seconds: 1,
+                                tokensPerSecond: 8, mfu: nil, skipped: false, idleSeconds: 0, ranks: [])
+        #expect(!sample.scalars.contains { $0.tag.hasPrefix("train/grad_norm/") })
+        sample.layerGradNorms = [0.5, 1, 1.5, 0.25]
+        let tags = sample.scalars.filter { $0.tag.hasPrefix("train/grad_norm/") }
+        #expect(tags.map(\.tag) == ["train/grad_norm/embedding", "train/grad_norm/layer0", "train/grad_norm/layer1", "train/grad_norm/head"])
+        #expect(tags.map(\.value) == [0.5, 1, 1.5, 0.25])
+    }
 }

@@ -171,6 +171,8 @@ public struct TrainConfig: ConfigSection, Equatable {
     public var faultTolerance: FaultToleranceConfig
     /// CURVE keys and the data plane's encryption; nil = no keys (loopback only).
     public var security: SecurityConfig?
+    /// Optional measurements (per-layer gradient norms); nil = none.
+    public var telemetry: TelemetryConfig?
 
     public init(model: ModelConfig, training: TrainingConfig = TrainingConfig(), data: DataConfig = DataConfig(),
                 cluster: ClusterConfig = ClusterConfig(), zero: ZeroConfig = ZeroConfig(), device: DeviceConfig? = nil,
@@ -190,7 +192,7 @@ public struct TrainConfig: ConfigSection, Equatable {
     public static let fields: [ConfigField<Self>] = [
         .required("model", \.model), .init("training", \.training), .init("data", \.data),
         .init("cluster", \.cluster), .init("zero", \.zero), .init("device", \.device),
-        .init("fault_tolerance", \.faultTolerance), .init("security", \.security),
+        .init("fault_tolerance", \.faultTolerance), .init("security", \.security), .init("telemetry", \.telemetry),
     ]
 
     /// Cross-section rules plus each section's own.

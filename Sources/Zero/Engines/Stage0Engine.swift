@@ -65,16 +65,22 @@ public final class Stage0Engine: ZeroEngine {
         lastBucket = queue.submit { group in try group.allReduce(bucket, op: .average, wire: wire, deadline: .now + timeout) }
     }
 
-    public func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals {
+    /// Every rank holds all the averaged gradients: their norms are taken locally; the loss terms
+    /// and counts are summed across ranks.
+    public func reduce(lossSum: Double, auxSum: Double, counts: [Double], normRegions: [Range<Int>]) throws -> StepTotals {
         let norm = { GradientClipping.sumOfSquares(self.gradients.buffer, pool: self.optimizer.pool).squareRoot() }
-        guard let queue else { return StepTotals(lossSum: lossSum, auxSum: auxSum, gradNorm: norm()) }
+        let regionNorms = { self.regionSquares(normRegions).map { $0.squareRoot() } }
+        guard let queue else {
+            return StepTotals(lossSum: lossSum, auxSum: auxSum, gradNorm: norm(), counts: counts, regionNorms: regionNorms())
+        }
         if worldSize > 1 {
             if let p = pending { allReduce(p); pending = nil }
             if let ticket = lastBucket { try queue.wait(ticket); lastBucket = nil }
         }
-        let totals = try queue.allReduceScalars([lossSum, auxSum, 0])
+        let totals = try queue.allReduceScalars([lossSum, auxSum, 0] + counts)
         let n = Double(worldSize)
-        return StepTotals(lossSum: totals[0] / n, auxSum: totals[1] / n, gradNorm: norm())
+        return StepTotals(lossSum: totals[0] / n, auxSum: totals[1] / n, gradNorm: norm(), counts: Array(totals[3...]),
+                          regionNorms: regionNorms())
     }
 
     public func parametersUpdated() throws {}

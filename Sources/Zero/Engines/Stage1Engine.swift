@@ -28,14 +28,14 @@ public final class Stage1Engine: ZeroEngine {
 
     public func gradientsReady(lastMicroBatch: Bool) -> ((Range<Int>) -> Void)? { nil }
 
-    public func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals {
+    public func reduce(lossSum: Double, auxSum: Double, counts: [Double], normRegions: [Range<Int>]) throws -> StepTotals {
         if worldSize > 1 {
             let timeout = peers.timeout, wire = peers.gradientWire
             // Safe: the training thread waits for this reduce-scatter right here.
             nonisolated(unsafe) let all = gradients.buffer
             try peers.wait(peers.submit { group in _ = try group.reduceScatter(all, op: .average, wire: wire, deadline: .now + timeout) })
         }
-        return try shardedTotals(lossSum: lossSum, auxSum: auxSum)
+        return try shardedTotals(lossSum: lossSum, auxSum: auxSum, counts: counts, normRegions: normRegions)
     }
 
     public func parametersUpdated() throws { try peers.allGather(parameters.buffer) }

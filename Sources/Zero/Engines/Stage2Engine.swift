@@ -30,9 +30,9 @@ public final class Stage2Engine: ZeroEngine, ParameterResidency {
 
     public func gradientsReady(lastMicroBatch: Bool) -> ((Range<Int>) -> Void)? { nil }
 
-    public func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals {
+    public func reduce(lossSum: Double, auxSum: Double, counts: [Double], normRegions: [Range<Int>]) throws -> StepTotals {
         try regionGradients.finish()
-        return try shardedTotals(lossSum: lossSum, auxSum: auxSum)
+        return try shardedTotals(lossSum: lossSum, auxSum: auxSum, counts: counts, normRegions: normRegions)
     }
 
     public func parametersUpdated() throws { try peers.allGather(parameters.buffer) }

@@ -35,9 +35,11 @@ public protocol ZeroEngine: AnyObject {
 
     /// What backward tells as gradient ranges become final, or nil. `lastMicroBatch`: the step's last.
     func gradientsReady(lastMicroBatch: Bool) -> ((Range<Int>) -> Void)?
-    /// After the last backward: finishes the gradient reduction and sums the loss terms (and the
-    /// squared gradient norm of the shards) across ranks.
-    func reduce(lossSum: Double, auxSum: Double) throws -> StepTotals
+    /// After the last backward: finishes the gradient reduction and sums across ranks, in the one
+    /// scalar all-reduce of the step, the loss terms, the squared gradient norm of the shards,
+    /// `counts` (per-rank tallies of the same length on every rank: MoE routing counts) and, for
+    /// each of `normRegions` (flat-buffer ranges; empty = none), the squared norm of its gradients.
+    func reduce(lossSum: Double, auxSum: Double, counts: [Double], normRegions: [Range<Int>]) throws -> StepTotals
     /// After `update`: makes every rank's copy of the parameters current.
     func parametersUpdated() throws
     /// All parameters, gathered where they are sharded (a collective then).
@@ -55,6 +57,10 @@ public struct StepTotals: Sendable, Equatable {
     public var auxSum: Double
     /// Global L2 norm of the averaged gradients, before clipping.
     public var gradNorm: Double
+    /// The `counts` passed to `reduce`, summed over ranks.
+    public var counts: [Double] = []
+    /// L2 norm of the averaged gradients (before clipping) of each of `reduce`'s `normRegions`, over all ranks.
+    public var regionNorms: [Double] = []
 }
 
 extension ZeroEngine {
@@ -95,13 +101,28 @@ extension ZeroEngine {
         return full
     }
 
-    /// Sharded stages: the shards' squared norms are summed with the loss terms in one scalar
-    /// all-reduce, whose result is the same on every rank.
-    func shardedTotals(lossSum: Double, auxSum: Double) throws -> StepTotals {
+    /// Sharded stages: the shards' squared norms (the whole shard's and each region's part of it)
+    /// are summed with the loss terms and counts in one scalar all-reduce, whose result is the
+    /// same on every rank.
+    func shardedTotals(lossSum: Double, auxSum: Double, counts: [Double], normRegions: [Range<Int>]) throws -> StepTotals {
         let squares = GradientClipping.sumOfSquares(gradientShard, pool: optimizer.pool)
-        let totals = try queue.map { try $0.allReduceScalars([lossSum, auxSum, squares]) } ?? [lossSum, auxSum, squares]
-        let n = Double(worldSize)
-        return StepTotals(lossSum: totals[0] / n, auxSum: totals[1] / n, gradNorm: totals[2].squareRoot())
+        let local = [lossSum, auxSum, squares] + counts + regionSquares(normRegions)
+        let totals = try queue.map { try $0.allReduceScalars(local) } ?? local
+        let n = Double(worldSize), k = 3 + counts.count
+        return StepTotals(lossSum: totals[0] / n, auxSum: totals[1] / n, gradNorm: totals[2].squareRoot(),
+                          counts: Array(totals[3..<k]), regionNorms: totals[k...].map { $0.squareRoot() })
+    }
+
+    /// Σ g² of the rank's gradient shard (`gradientShard`, the flat elements `optimizer.shard`)
+    /// within each region; 0 for a region outside the shard.
+    func regionSquares(_ regions: [Range<Int>]) -> [Double] {
+        let shard = optimizer.shard, grads = gradientShard
+        return regions.map { region in
+            let own = region.clamped(to: shard)
+            guard !own.isEmpty else { return 0 }
+            let part = grads[(own.lowerBound - shard.lowerBound)..<(own.upperBound - shard.lowerBound)]
+            return GradientClipping.sumOfSquares(UnsafeMutableBufferPointer(rebasing: part), pool: optimizer.pool)
+        }
     }
 }
 
