@@ -60,7 +60,6 @@ extension ControlMessage {
         if let n = expectedWorldSize, !(1...L.ranks).contains(n) { return "expectedWorldSize must be 1…\(L.ranks), got \(n)" }
         if let r = launchRank, !(0..<L.ranks).contains(r) { return "launchRank must be 0…\(L.ranks - 1), got \(r)" }
         if let p = pid, p < 0 { return "pid must be ≥ 0, got \(p)" }
-        if let p = peakGflops, !(p.isFinite && p >= 0) { return "peakGflops must be a finite number ≥ 0" }
         if let e = epoch, e == 0 { return "epoch must be ≥ 1" }
         if let s = step, s < 0 { return "step must be ≥ 0, got \(s)" }
         if let o = offset, o < 0 { return "offset must be ≥ 0, got \(o)" }

@@ -73,8 +73,6 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var reason: String?
     /// failed: a device stopped after fault_tolerance.max_skipped_steps non-finite updates in a row.
     public var nonFinite: Bool?
-    /// ready: the sum of the worker's devices' measured matmul peaks, GFLOP/s (for MFU).
-    public var peakGflops: Double?
     // assign
     public var ranks: [Int]?
     public var worldSize: Int?

@@ -32,7 +32,7 @@ public final class Coordinator: Sendable {
         public var http: CoordinatorHTTPServer.Endpoint?
         /// Seconds to keep answering HTTP after the job ended (the final status stays readable).
         public var httpLingerSeconds = 0.0
-        /// Per-rank peak in GFLOP/s, for MFU (nil: the peaks the devices measured when they started).
+        /// Per-rank peak in GFLOP/s, for MFU (nil: MFU is not reported).
         public var peakGflopsPerRank: Double?
         /// systemd's notify socket (`$NOTIFY_SOCKET`; a no-op outside systemd).
         public var notifier = SystemdNotifier()
@@ -193,8 +193,7 @@ public final class Coordinator: Sendable {
                 case let .log(line):
                     progress.log(line)
                 case let .record(m, compute, exposed, idle, checkpointSeconds, replicaSeconds, bytes, memory, rankSeconds):
-                    let scalars = try monitor.record(m, worldSize: state.worldSize, membershipConfig: state.membershipConfig,
-                                                     measuredPeakGflops: state.measuredPeakGflops, idleSeconds: idle,
+                    let scalars = try monitor.record(m, worldSize: state.worldSize, membershipConfig: state.membershipConfig, idleSeconds: idle,
                                                      bytesSent: bytes, memory: memory, rankSeconds: rankSeconds)
                     try metrics.append(ClusterStepRecord(metrics: m, worldSize: state.worldSize, computeSeconds: compute,
                                                          exposedCommunicationSeconds: exposed, idleSeconds: idle,

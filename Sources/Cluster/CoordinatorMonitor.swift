@@ -61,7 +61,7 @@ final class CoordinatorMonitor {
     func stopHTTP() { server?.stop() }
 
     /// One finished step: TensorBoard, Prometheus, the live page; returns the scalars for metrics.jsonl.
-    func record(_ m: StepMetrics, worldSize: Int, membershipConfig: TrainConfig, measuredPeakGflops: Double?, idleSeconds: Double, bytesSent: [[String: Int]],
+    func record(_ m: StepMetrics, worldSize: Int, membershipConfig: TrainConfig, idleSeconds: Double, bytesSent: [[String: Int]],
                 memory: [MemoryLedger.Snapshot], rankSeconds: [ControlMessage.RankSeconds]) throws -> [String: Double] {
         var ranks: [StepSample.Rank] = []
         for r in 0..<worldSize {
@@ -84,13 +84,11 @@ final class CoordinatorMonitor {
                                          sentBytes: r < bytesSent.count ? bytesSent[r].values.reduce(0, +) : 0))
         }
         var mfu: Double?
-        // The job's peak: --peak-gflops per rank when given, else what the devices measured.
-        let peak = options.peakGflopsPerRank.map { $0 * Double(worldSize) } ?? measuredPeakGflops
-        if let peak, peak > 0, m.seconds > 0 {
+        if let peak = options.peakGflopsPerRank, peak > 0, m.seconds > 0 {
             let t = membershipConfig.training
             let flops = ModelFLOPs.trainingStep(config: membershipConfig.model, batch: t.microBatchSize, seqLen: membershipConfig.data.seqLen)
                 * Double(t.gradientAccumulationSteps * worldSize)
-            mfu = flops / m.seconds / (peak * 1e9)
+            mfu = flops / m.seconds / (peak * 1e9 * Double(worldSize))
         }
         var sample = StepSample(step: m.step, loss: Double(m.loss), learningRate: m.lr, gradNorm: m.gradNorm,
                                 auxLoss: config.model.isMoE ? Double(m.auxLoss) : nil, tokens: m.tokens, seconds: m.seconds,

@@ -52,8 +52,6 @@ public struct CoordinatorState {
         public var lastSeen: Double
         public var lastSent: Double = 0
         public var ready = false
-        /// The sum of the worker's devices' measured matmul peaks, GFLOP/s (its `ready`).
-        public var peakGflops: Double?
         public var done: ControlMessage?
         public var gone = false
     }
@@ -149,13 +147,6 @@ public struct CoordinatorState {
 
     public var worldSize: Int { workers.reduce(0) { $0 + $1.devices } }
 
-    /// The membership's matmul peak in GFLOP/s, as its devices measured it when they started (nil
-    /// until every worker reported one): the denominator of MFU without `--peak-gflops`.
-    public var measuredPeakGflops: Double? {
-        let peaks = workers.compactMap(\.peakGflops)
-        return peaks.count == workers.count && !peaks.isEmpty ? peaks.reduce(0, +) : nil
-    }
-
     /// When the loop must call `.tick` at the latest if no message comes first (nil: only on
     /// messages): the next heartbeat to send, the next worker to declare lost, or the end of the
     /// shutdown grace.
@@ -210,7 +201,6 @@ public struct CoordinatorState {
         case .ready:
             guard let i = index(of: id), phase == .starting, (m.epoch ?? epoch) == epoch else { return [] }
             workers[i].ready = true
-            workers[i].peakGflops = m.peakGflops
             if workers.allSatisfy(\.ready) {
                 if step >= config.training.totalSteps {
                     return finish(code: 0, message: "the job has already finished: step \(step) of \(config.training.totalSteps)", now: now)

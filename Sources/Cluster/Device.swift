@@ -72,9 +72,7 @@ final class Device: Sendable {
             defer { writer.waitIdle(); writer.close() }
             Self.prewarmSnapshots(capacity: trainer.partitionPlan.largestShardCount, replicas: s.config.faultTolerance.replicaInterval > 0)
             var checkpointSeconds = 0.0
-            // The device's matmul peak (its backend, precision and thread count), for the job's MFU.
-            let peak = GEMM.peakGflops(bf16: s.config.training.precision == .bf16, size: 1024, repeats: 4)
-            report(.ready(device: s.index, peakGflops: peak))
+            report(.ready(device: s.index))
             while true {
                 let next = orders.wait { $0.isEmpty ? nil : $0.removeFirst() }
                 switch next {

@@ -8,7 +8,7 @@ import Zero
 /// What a device reports to its worker's loop (from the device's thread, through a wake-up).
 public enum DeviceReport: Sendable, Equatable {
     /// The device built its model (and loaded the checkpoint) and joined the ring.
-    case ready(device: Int, peakGflops: Double = 0)
+    case ready(device: Int)
     case stepDone(device: Int, StepReport)
     /// The device's shard of a checkpoint is written (in the background, while training went on).
     case checkpointWritten(device: Int, ShardRecord)
@@ -198,8 +198,6 @@ public struct WorkerState {
     private var stepReports: [Int: StepReport] = [:]
     /// Shards written, by checkpoint step and device, until every device's is in.
     private var shardsWritten: [Int: [Int: ShardRecord]] = [:]
-    /// Each device's measured matmul peak in GFLOP/s (reported with `ready`, for MFU).
-    private var devicePeaks: [Int: Double] = [:]
     /// Checkpoints (by step) of which a shard could not be written, already reported.
     private var checkpointsFailed: Set<Int> = []
     private var currentStep = 0
@@ -335,15 +333,13 @@ public struct WorkerState {
                 return [.send(f), .stopDevices, .log("device failed: \(failure.description); waiting for the coordinator")]
             }
             return [.send(f), .stopDevices] + exit(.failed(failure.description, cause: failure))
-        case let .ready(device, peak):
+        case let .ready(device):
             guard phase == .starting else { return [] }
             readyDevices.insert(device)
-            devicePeaks[device] = peak
             guard readyDevices.count == settings.devices else { return [] }
             phase = .ready
             var r = ControlMessage(.ready)
             r.epoch = assignment?.epoch
-            r.peakGflops = devicePeaks.values.reduce(0, +)
             return [.send(r)]
         case let .stepDone(device, r):
             guard phase == .stepping else { return [] }
@@ -463,7 +459,6 @@ public struct WorkerState {
         connectWindow = max(settings.connectTimeoutSeconds, assignment?.config.faultTolerance.rejoinTimeoutSeconds ?? 0)
         assignment = nil
         readyDevices = []
-        devicePeaks = [:]
         stoppedDevices = []
         stepReports = [:]
         shardsWritten = [:]

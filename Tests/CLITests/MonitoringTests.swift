@@ -87,15 +87,13 @@ extension Python {
         return run.appendingPathComponent(try #require(names.first))
     }
 
-    /// Starts `zerotrain local` (2 workers) in the background; the caller waits for it. MFU is
-    /// against the peaks the devices measure, or `peakGflops` per rank.
+    /// Starts `zerotrain local` (2 workers) in the background; the caller waits for it.
     static func start(_ root: URL, steps: Int, moe: Bool = false, layerNorms: Bool = false, http: Bool = true, linger: Double = 0,
-                      workers: Int = 2, accumulation: Int = 1, stage: Int = 0, peakGflops: Double? = nil) throws -> (Process, URL) {
+                      workers: Int = 2, accumulation: Int = 1, stage: Int = 0) throws -> (Process, URL) {
         let file = root.appendingPathComponent("job.yaml")
         try CLI.write(config(steps: steps, moe: moe, layerNorms: layerNorms, accumulation: accumulation, stage: stage), to: file)
         let run = root.appendingPathComponent("run")
-        var args = ["local", "--config", file.path, "--workers", String(workers), "--run-dir", run.path]
-        if let peakGflops { args += ["--peak-gflops", String(peakGflops)] }
+        var args = ["local", "--config", file.path, "--workers", String(workers), "--run-dir", run.path, "--peak-gflops", "20"]
         if http { args += ["--http", "127.0.0.1:0", "--http-linger", String(linger)] }
         let log = root.appendingPathComponent("local.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -244,7 +242,7 @@ extension Python {
             let root = CLI.tempDir()
             defer { try? FileManager.default.removeItem(at: root) }
             let (process, run) = try Self.start(root, steps: steps, moe: true, layerNorms: true, http: false, workers: workers,
-                                                accumulation: 2 / workers, stage: 2, peakGflops: 20)
+                                                accumulation: 2 / workers, stage: 2)
             defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
             #expect(CLI.wait(for: [process], timeout: 120))
             #expect(process.terminationStatus == 0)
