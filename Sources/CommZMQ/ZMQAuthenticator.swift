@@ -110,7 +110,7 @@ public final class ZMQAuthenticator: Sendable {
         let part = ZMQMessage()
         var pending: [(frames: [[UInt8]], since: ContinuousClock.Instant)] = []
         var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
-        var logWindow = (start: ContinuousClock.now, lines: 0, suppressed: 0)
+        lazy var securityLog = SecurityLog(burst: ZMQAuthenticator.logBurst, what: "refusal(s)", write: log)
 
         init(context: ZMQContext, wake: EventWakeup, box: Box, log: @escaping @Sendable (String) -> Void) throws {
             zap = try ZMQSocket(context: context, kind: .router)
@@ -233,18 +233,6 @@ public final class ZMQAuthenticator: Sendable {
         }
 
         /// Logs, at most `logBurst` lines a second; the rest are counted and summed up.
-        func say(_ line: String) {
-            let now = ContinuousClock.now
-            if logWindow.start.duration(to: now) >= .seconds(1) {
-                if logWindow.suppressed > 0 { log("security: \(logWindow.suppressed) more refusal(s) not logged in the last second") }
-                logWindow = (now, 0, 0)
-            }
-            if logWindow.lines < ZMQAuthenticator.logBurst {
-                logWindow.lines += 1
-                log("security: " + line)
-            } else {
-                logWindow.suppressed += 1
-            }
-        }
+        func say(_ line: String) { securityLog(line) }
     }
 }

@@ -82,7 +82,7 @@ public final class ZMQHandshakeWatcher: Sendable {
         let box: Box
         let log: @Sendable (String) -> Void
         var watches: [Watch] = []
-        var logWindow = (start: ContinuousClock.now, lines: 0, suppressed: 0)
+        lazy var securityLog = SecurityLog(burst: ZMQHandshakeWatcher.logBurst, what: "failed handshake(s)", write: log)
         let event = ZMQMessage(), endpoint = ZMQMessage()
 
         final class Watch {
@@ -167,19 +167,7 @@ public final class ZMQHandshakeWatcher: Sendable {
         }
 
         /// Logs, at most `logBurst` lines a second; the rest are counted and summed up.
-        func say(_ line: String) {
-            let now = ContinuousClock.now
-            if logWindow.start.duration(to: now) >= .seconds(1) {
-                if logWindow.suppressed > 0 { log("security: \(logWindow.suppressed) more failed handshake(s) not logged in the last second") }
-                logWindow = (now, 0, 0)
-            }
-            if logWindow.lines < ZMQHandshakeWatcher.logBurst {
-                logWindow.lines += 1
-                log("security: " + line)
-            } else {
-                logWindow.suppressed += 1
-            }
-        }
+        func say(_ line: String) { securityLog(line) }
 
         /// "ADDRESS:PORT" of a connected TCP socket, or nil (ipc, closed).
         static func peerAddress(_ fd: Int32) -> String? {
