@@ -35,7 +35,30 @@ public struct HTTPAddress: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
+    /// An address already known to be an IPv4 or IPv6 literal (no parsing, no check).
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
     public var isIPv6: Bool { host.contains(":") }
+
+    /// Calls `body` with the address as a `sockaddr` (`sockaddr_in` or `sockaddr_in6`) and its length,
+    /// for bind(2) or connect(2).
+    public func withSocketAddress<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        if isIPv6 {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_port = port.bigEndian
+            inet_pton(AF_INET6, host, &a.sin6_addr)
+            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &a.sin_addr)
+        return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
     public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Why the address cannot be bound now (in use, not this host's), or nil: a clear error
@@ -46,21 +69,7 @@ public struct HTTPAddress: Sendable, Equatable, CustomStringConvertible {
         defer { close(fd) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var result: Int32 = 0
-        if isIPv6 {
-            var a = sockaddr_in6()
-            a.sin6_family = sa_family_t(AF_INET6)
-            a.sin6_port = port.bigEndian
-            inet_pton(AF_INET6, host, &a.sin6_addr)
-            result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = port.bigEndian
-            inet_pton(AF_INET, host, &a.sin_addr)
-            result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
-        guard result != 0 else { return nil }
+        guard withSocketAddress({ bind(fd, $0, $1) }) != 0 else { return nil }
         return errno == EADDRINUSE ? "the port is in use (pick another port, or stop the process holding it)"
             : errno == EADDRNOTAVAIL ? "\(host) is not an address of this host" : String(cString: strerror(errno))
     }
