@@ -136,15 +136,15 @@ final class SweepDriver: @unchecked Sendable {
                 try state.save(in: output)
             }
             if running.isEmpty { break }
-            // Woken at once by an exit or a stop request; otherwise the metrics files are read
-            // every 50 ms.
-            let exits = events.wait(until: .now + .milliseconds(50)) { e -> [Int: Int32]? in
-                if !e.exited.isEmpty || (e.stop && !stopped) {
-                    defer { e.exited = [:] }
-                    return e.exited
-                }
-                return nil
-            } ?? [:]
+            // Woken by an exit or a stop request. Only the median rule judges trials while they
+            // run, so only then are the metrics files also read every 50 ms; otherwise a trial's
+            // curve is read when it exits (successive halving's jobs pause at their rungs by themselves).
+            func taken(_ e: inout Events) -> [Int: Int32]? {
+                guard !e.exited.isEmpty || (e.stop && !stopped) else { return nil }
+                defer { e.exited = [:] }
+                return e.exited
+            }
+            let exits = median != nil ? events.wait(until: .now + .milliseconds(50), taken) ?? [:] : events.wait(taken)
             var changed = false
             for i in running.keys.sorted() { changed = follow(&running[i]!) || changed }
             for (i, code) in exits.sorted(by: { $0.key < $1.key }) {
