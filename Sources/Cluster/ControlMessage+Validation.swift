@@ -78,6 +78,10 @@ extension ControlMessage {
                 return "ranks must be distinct and inside the world size"
             }
         }
+        if let d = memoryDomain, d.utf8.count > 200 { return "memoryDomain is longer than 200 bytes" }
+        if let d = memoryDomains, d.count != worldSize || d.contains(where: { ($0?.utf8.count ?? 0) > 200 }) {
+            return "memoryDomains must hold one domain (≤ 200 bytes) per rank"
+        }
         if let keys = ringKeys, keys.count != worldSize || keys.contains(where: { $0.utf8.count != 40 }) {
             return "ringKeys must hold one 40-character key per rank"
         }

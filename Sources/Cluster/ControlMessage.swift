@@ -60,6 +60,9 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var endpoints: [String]?
     public var host: String?
     public var pid: Int?
+    /// register: which processes share memory with this one through /dev/shm (boot id and
+    /// /dev/shm's device and inode), for same-host replicas; nil where there is none.
+    public var memoryDomain: String?
     /// register: the shards the worker holds in memory (in-memory replicas).
     public var replicas: [ReplicaInfo]?
     /// register: `security.job_token`; a coordinator with a token refuses a registration without it.
@@ -84,6 +87,8 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var predecessors: [String]?
     /// assign: every rank's CURVE public key (index = rank), when the job's workers are authenticated.
     public var ringKeys: [String]?
+    /// assign: every rank's worker's memory domain (index = rank; nil: unknown).
+    public var memoryDomains: [String?]?
     /// assign: the data files a worker that cannot see them fetches (TokenFetch).
     public var dataFiles: [String]?
     public var resumeFrom: String?

@@ -44,6 +44,8 @@ public struct CoordinatorState {
         public var pid: Int
         /// The worker's authenticated CURVE public key (nil without security).
         public var publicKey: String?
+        /// Which processes share /dev/shm with the worker (same-host replicas), as it registered.
+        public var memoryDomain: String?
         /// Shards the worker holds in its memory (in-memory replicas), as it registered.
         public var replicas: [ReplicaInfo] = []
         /// The launcher's index of the worker, if it gave one (ranks follow it).
@@ -308,6 +310,7 @@ public struct CoordinatorState {
         var record = WorkerRecord(id: id, devices: devices, endpoints: endpoints, host: m.host ?? "?", pid: m.pid ?? 0, lastSeen: now)
         record.replicas = m.replicas ?? []
         record.publicKey = m.publicKey
+        record.memoryDomain = m.memoryDomain
         record.launchRank = m.launchRank
         switch phase {
         case .admitting, .recovering:
@@ -371,11 +374,13 @@ public struct CoordinatorState {
         var rank = 0
         var all: [String] = []
         var keys: [String] = []
+        var domains: [String?] = []
         for i in workers.indices {
             workers[i].ranks = Array(rank..<(rank + workers[i].devices))
             rank += workers[i].devices
             all += workers[i].endpoints
             if let key = workers[i].publicKey { keys += Array(repeating: key, count: workers[i].devices) }
+            domains += Array(repeating: workers[i].memoryDomain, count: workers[i].devices)
         }
         let ringKeys = keys.count == all.count ? keys : nil
         phase = .starting
@@ -390,6 +395,7 @@ public struct CoordinatorState {
             a.successors = w.ranks.map { all[($0 + 1) % all.count] }
             a.predecessors = w.ranks.map { all[($0 - 1 + all.count) % all.count] }
             a.ringKeys = ringKeys
+            a.memoryDomains = domains.contains { $0 != nil } ? domains : nil
             a.dataFiles = dataFiles
             a.resumeFrom = resumeFolder
             a.restore = restore

@@ -28,6 +28,23 @@ final class Device: Sendable {
         let partitionPlan: PartitionPlan?
         let afterStep: Worker.StepHook?
         var forensicsDirectory: String? = nil
+        /// Every rank's worker's memory domain (nil: unknown); same-domain neighbours share replicas through /dev/shm.
+        var memoryDomains: [String?]? = nil
+        /// The worker's log.
+        var log: @Sendable (String) -> Void = { _ in }
+
+        /// Whether rank `a`'s and rank `b`'s workers share /dev/shm (and the config lets replicas use it).
+        func sharesMemory(_ a: Int, _ b: Int) -> Bool {
+            guard config.faultTolerance.replicaTransport == .auto, let d = memoryDomains, let x = d[a] else { return false }
+            return x == d[b]
+        }
+    }
+
+    /// How this rank's replica reaches its successor, and its predecessor's reaches it: through
+    /// shared-memory slots where they are on the same host, else over the ring.
+    struct ReplicaRoute: Sendable {
+        let outgoing: ReplicaSlots?
+        let incoming: PredecessorSlots?
     }
 
     enum Order: Sendable { case step(Int, checksum: Bool, replicate: Bool), checkpoint(URL), stop }
@@ -70,7 +87,15 @@ final class Device: Sendable {
             }
             let writer = CheckpointWriter(rank: s.rank, pauseAfterWrite: s.faultDelays.afterShardWriteMs)
             defer { writer.waitIdle(); writer.close() }
-            Self.prewarmSnapshots(capacity: trainer.partitionPlan.largestShardCount, replicas: s.config.faultTolerance.replicaInterval > 0)
+            let capacity = trainer.partitionPlan.largestShardCount, replicas = s.config.faultTolerance.replicaInterval > 0
+            let route = ReplicaRoute(
+                outgoing: replicas && s.sharesMemory(s.rank, (s.rank + 1) % s.worldSize) && s.worldSize > 1
+                    ? ReplicaSlots(jobID: s.jobID, epoch: s.epoch, rank: s.rank, capacity: capacity) : nil,
+                incoming: replicas && s.sharesMemory(s.rank, (s.rank - 1 + s.worldSize) % s.worldSize) && s.worldSize > 1
+                    ? PredecessorSlots() : nil)
+            defer { route.outgoing?.unlinkAll() }
+            if route.outgoing != nil { s.log("rank \(s.rank): replicas go to rank \((s.rank + 1) % s.worldSize) through shared memory (the same host)") }
+            Self.prewarmSnapshots(capacity: capacity, replicas: replicas, route: route)
             var checkpointSeconds = 0.0
             report(.ready(device: s.index))
             while true {
@@ -83,7 +108,7 @@ final class Device: Sendable {
                         throw ClusterError(.runtime, "asked for step \(step) but at step \(trainer.step)")
                     }
                     var r = try runStep(trainer, checksum: checksum)
-                    if replicate { r.replicaSeconds = refreshReplica(trainer) }
+                    if replicate { r.replicaSeconds = refreshReplica(trainer, route) }
                     r.checkpointSeconds = checkpointSeconds
                     checkpointSeconds = 0
                     report(.stepDone(device: s.index, r))
@@ -112,33 +137,78 @@ final class Device: Sendable {
 
     /// Puts the rank's shard into the worker's replica store and sends a copy to the ring
     /// successor (whose worker stores it), in the background on the communication thread;
-    /// returns the seconds taken on the training thread (the snapshot).
-    private func refreshReplica(_ trainer: Trainer) -> Double {
+    /// returns the seconds taken on the training thread (the snapshot). A same-host successor
+    /// gets only a notice of the shared-memory slot the snapshot was taken into, and a same-host
+    /// predecessor's replica is its slot, mapped.
+    private func refreshReplica(_ trainer: Trainer, _ route: ReplicaRoute) -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
-        let own = trainer.snapshot()
+        var slot = -1
+        var own: ShardSnapshot?
+        if let slots = route.outgoing {
+            do {
+                let next = try slots.next()
+                own = trainer.snapshot(into: next.storage)
+                slot = next.slot
+            } catch {
+                setup.log("warning: rank \(trainer.rank): the replica of step \(trainer.step) goes without its successor's copy: \(error)")
+            }
+        }
+        let snapshot = own ?? trainer.snapshot()
         let store = setup.replicas
-        store.put(own, own: true)
+        store.put(snapshot, own: true)
         if let queue = trainer.engine.queue {
             let predecessor = (trainer.rank - 1 + trainer.worldSize) % trainer.worldSize
             let r = trainer.partitionPlan.shardRange(predecessor)
-            let incoming = ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: own)
+            // What goes out: the snapshot, or the notice of its slot.
+            let notice = FloatBuffer(count: ReplicaNotice.bytes / 4)
+            let send: UnsafeRawBufferPointer
+            if let slots = route.outgoing {
+                let words = (slot >= 0 ? slots.seal(slot: slot, step: snapshot.step)
+                    : ReplicaNotice(pid: getpid(), jobID: setup.jobID, epoch: setup.epoch, rank: trainer.rank, slot: -1, step: snapshot.step)).encoded
+                UnsafeMutableRawPointer(notice.pointer).copyMemory(from: words, byteCount: ReplicaNotice.bytes)
+                send = UnsafeRawBufferPointer(notice.buffer)
+            } else {
+                send = UnsafeRawBufferPointer(snapshot.storage.buffer)
+            }
+            // What comes in: the predecessor's snapshot, or the notice of its slot.
+            let incoming = route.incoming == nil ? ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: snapshot) : nil
+            let received = FloatBuffer(count: ReplicaNotice.bytes / 4)
+            let receive = UnsafeMutableRawBufferPointer(incoming?.storage.buffer ?? received.buffer)
             let pause = setup.faultDelays.beforeReplicaExchangeMs
             if pause > 0 { queue.submit { _ in usleep(useconds_t(pause * 1000)) } }
-            queue.exchangeInBackground(send: UnsafeRawBufferPointer(own.storage.buffer),
-                                       receive: UnsafeMutableRawBufferPointer(incoming.storage.buffer)) {
-                withExtendedLifetime(own) { store.put(incoming, own: false) }
+            let (log, s) = (setup.log, setup)
+            queue.exchangeInBackground(send: send, receive: receive) {
+                withExtendedLifetime((snapshot, notice)) {
+                    if let incoming { return store.put(incoming, own: false) }
+                    guard let slots = route.incoming else { return }
+                    do {
+                        guard let n = ReplicaNotice(UnsafeRawBufferPointer(received.buffer)), n.jobID == s.jobID, n.epoch == s.epoch,
+                              n.rank == predecessor, n.step == snapshot.step else {
+                            throw ClusterError(.runtime, "a malformed replica notice from rank \(predecessor)")
+                        }
+                        // The predecessor could not keep a shared copy this time (it said why in its log).
+                        guard n.slot >= 0 else { return }
+                        store.put(try slots.replica(n, start: r.lowerBound, count: r.count, like: snapshot), own: false)
+                    } catch {
+                        log("warning: rank \((predecessor + 1) % s.worldSize): no replica of rank \(predecessor) at step \(snapshot.step): \(error)")
+                    }
+                }
             }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
     /// Faults in the snapshot buffers this rank will need — one for checkpoints; with replicas,
-    /// the two generations of its own and its predecessor's shard plus the next one's — on a
-    /// thread of its own, so that neither the start-up nor the first saves wait for it (a fresh
-    /// buffer's page faults cost ≈ 2 s per 600 MB here, against 0.1 s for the copy into a warm one).
-    private static func prewarmSnapshots(capacity: Int, replicas: Bool) {
+    /// the two generations of its own and its predecessor's shard plus the next one's, each
+    /// only where it travels over the network (a same-host replica lives in shared-memory slots,
+    /// created here too) — on a thread of its own, so that neither the start-up nor the first
+    /// saves wait for it (a fresh buffer's page faults cost ≈ 2 s per 600 MB here, against 0.1 s
+    /// for the copy into a warm one).
+    private static func prewarmSnapshots(capacity: Int, replicas: Bool, route: ReplicaRoute) {
+        let pooled = replicas ? (route.outgoing == nil ? 3 : 0) + (route.incoming == nil ? 3 : 0) : 0
         let thread = Thread {
-            ShardSnapshot.prewarm(capacity: capacity, buffers: replicas ? 6 : 1)
+            route.outgoing?.prepare()
+            ShardSnapshot.prewarm(capacity: capacity, buffers: max(1, pooled))
         }
         thread.name = "zerotrain-prewarm"
         thread.start()

@@ -86,6 +86,8 @@ public final class Worker: Sendable {
             try network.bindRingLink(device: $0, devices: options.devices, advertiseHost: options.advertiseHost)
         }
         if let first = links.first { output("ring link bound at \(first.boundEndpoint)" + (network.encryptsRing ? " (CURVE)" : "")) }
+        let orphans = SharedMemory.removeOrphans()
+        if !orphans.isEmpty { output("removed \(orphans.count) shared-memory replica slot(s) of processes that no longer exist") }
         var settings = WorkerState.Settings(coordinator: options.coordinator, devices: options.devices,
                                             endpoints: links.map(\.boundEndpoint), host: ProcessInfo.processInfo.hostName,
                                             pid: Int(getpid()))
@@ -172,6 +174,7 @@ public final class Worker: Sendable {
                     // The registration tells what this worker holds in memory, for a recovery.
                     var m = m
                     m.replicas = replicas.catalogue
+                    m.memoryDomain = SharedMemory.domain
                     let delivered = try client.send(m.encoded())
                     if delivered && !announcedReady {
                         announcedReady = true
@@ -308,7 +311,7 @@ public final class Worker: Sendable {
                                      link: LinkHandoff(links.removeFirst()), successor: a.successors[d], successorKey: successorKey, threads: threads,
                                      numaNode: (options.numaNode ?? 0) + d, resumeFrom: a.resumeFrom, restore: a.restore,
                                      replicas: replicas, faultDelays: options.faultDelays, partitionPlan: a.partitionPlan, afterStep: options.afterStep,
-                                     forensicsDirectory: a.forensicsDirectory)
+                                     forensicsDirectory: a.forensicsDirectory, memoryDomains: a.memoryDomains, log: output)
             devices.append(Device(setup: setup, report: report))
         }
         return devices

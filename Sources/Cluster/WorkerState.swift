@@ -146,6 +146,8 @@ public struct WorkerState {
         public var ringKeys: [String]? = nil
         /// The data endpoint of each of this worker's ranks' ring predecessors.
         public var predecessors: [String]? = nil
+        /// Every rank's worker's memory domain (same-host replicas go through shared memory).
+        public var memoryDomains: [String?]? = nil
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -281,10 +283,11 @@ public struct WorkerState {
             }
             if let keys = m.ringKeys, keys.count != worldSize { return exit(.failed("malformed assignment from the coordinator (ring keys)")) }
             if let p = m.predecessors, p.count != ranks.count { return exit(.failed("malformed assignment from the coordinator (predecessors)")) }
+            if let d = m.memoryDomains, d.count != worldSize { return exit(.failed("malformed assignment from the coordinator (memory domains)")) }
             let a = Assignment(ranks: ranks, worldSize: worldSize, jobID: m.jobID ?? 0, epoch: m.epoch ?? 1, config: config,
                                successors: successors, resumeFrom: m.resumeFrom, restore: m.restore,
                                partitionPlan: m.partitionPlan, forensicsDirectory: m.forensicsDirectory, dataFiles: m.dataFiles ?? [],
-                               ringKeys: m.ringKeys, predecessors: m.predecessors)
+                               ringKeys: m.ringKeys, predecessors: m.predecessors, memoryDomains: m.memoryDomains)
             assignment = a
             phase = .starting
             lastBeat = now

@@ -197,12 +197,14 @@ public final class ProcessGroup {
     }
 
     /// Point-to-point ring exchange: sends `send` to the successor (zero-copy, in `segmentBytes`
-    /// segments) while receiving the same number of bytes from the predecessor into `receive`.
-    /// The transport's ceiling for what a ring collective can move; used by `zerotrain bench comm`.
+    /// segments) while receiving `receive.count` bytes from the predecessor, which sends that many
+    /// (the two sizes differ where a rank's two links carry different things: a same-host replica
+    /// sends only a notice). The transport's ceiling for what a ring collective can move; used by
+    /// `zerotrain bench comm`.
     public func exchange(send: UnsafeRawBufferPointer, receive: UnsafeMutableRawBufferPointer,
                          checksum: Bool = false, deadline: ContinuousClock.Instant) throws {
-        guard send.count == receive.count else {
-            throw CommError(.invalidArgument, "exchange needs equal send (\(send.count)) and receive (\(receive.count)) sizes")
+        guard worldSize > 1 || send.count == receive.count else {
+            throw CommError(.invalidArgument, "a one-rank exchange needs equal send (\(send.count)) and receive (\(receive.count)) sizes")
         }
         try collective(.exchange, bytes: send.count) { seq in
             guard worldSize > 1 else {
@@ -210,16 +212,15 @@ public final class ProcessGroup {
                 return
             }
             let seg = options.segmentBytes
-            let segments = max(1, (send.count + seg - 1) / seg)
             let ledger = newLedger()
-            for k in 0..<segments {
+            for k in 0..<max(1, (send.count + seg - 1) / seg) {
                 let lo = min(k * seg, send.count), hi = min(lo + seg, send.count)
                 let payload = UnsafeRawBufferPointer(rebasing: send[lo..<hi])
                 var header = dataHeader(.exchange, .bytes, sequence: seq, hop: 0, chunk: 0, segment: k)
                 header.seal(payload: payload, checksum: checksum)
                 try transport.send(header: header, payload: payload, release: ledger.makeRelease(), deadline: deadline)
             }
-            for k in 0..<segments {
+            for k in 0..<max(1, (receive.count + seg - 1) / seg) {
                 let lo = min(k * seg, receive.count), hi = min(lo + seg, receive.count)
                 try receiveData(.exchange, .bytes, sequence: seq, hop: 0, chunk: 0, segment: k,
                                 byteCount: hi - lo, deadline: deadline) { payload in

@@ -1,4 +1,5 @@
-/// An owned, 64-byte aligned (or more), zero-initialised block of `Float`s.
+/// An owned, 64-byte aligned (or more), zero-initialised block of `Float`s — or a view of memory
+/// another object owns (a shared-memory mapping), kept alive as long as the view.
 ///
 /// The model's parameters, gradients and optimizer states each live in one `FloatBuffer`
 /// (see DESIGN.md, "flat buffers with a named table"); activations and scratch space use
@@ -8,6 +9,8 @@ public final class FloatBuffer: @unchecked Sendable {  // Safe: fields immutable
     public let count: Int
     /// Base address; valid for the buffer's lifetime.
     public let pointer: UnsafeMutablePointer<Float>
+    /// What owns the memory when the buffer does not (nil: the buffer allocated it and frees it).
+    private let owner: (any AnyObject & Sendable)?
 
     /// - Parameter alignment: of the base address, in bytes (a power of two ≥ 64; 4096 for direct I/O).
     public init(count: Int, alignment: Int = 64) {
@@ -17,6 +20,15 @@ public final class FloatBuffer: @unchecked Sendable {  // Safe: fields immutable
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(64, alignment))
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        owner = nil
+    }
+
+    /// A view of `count` elements at `pointer`, which `owner` owns and keeps valid while it lives.
+    public init(viewing pointer: UnsafeMutablePointer<Float>, count: Int, owner: any AnyObject & Sendable) {
+        precondition(count >= 0, "FloatBuffer count must be non-negative")
+        self.count = count
+        self.pointer = pointer
+        self.owner = owner
     }
 
     /// A copy of `values`.
@@ -27,7 +39,7 @@ public final class FloatBuffer: @unchecked Sendable {  // Safe: fields immutable
         }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { if owner == nil { UnsafeMutableRawPointer(pointer).deallocate() } }
 
     /// The whole buffer.
     @inlinable public var buffer: UnsafeMutableBufferPointer<Float> {

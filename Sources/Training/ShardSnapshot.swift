@@ -48,17 +48,25 @@ public final class ShardSnapshot: @unchecked Sendable {
     public let schedule: ScheduleState
     public let skippedSteps: Int
     public let lossScale: LossScaleState?
+    /// Whether `storage` came from (and goes back to) the buffer pool, rather than being a view of shared memory.
+    private let pooled: Bool
 
+    /// - Parameter storage: where the snapshot lives (at least 3 · capacity elements, e.g. a view
+    ///   of a shared-memory replica slot); nil: a buffer from the pool.
     public init(step: Int, rank: Int, worldSize: Int, start: Int, count: Int, capacity: Int? = nil, seed: UInt64,
-         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil) {
+         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil,
+         storage: FloatBuffer? = nil) {
         self.step = step
         self.rank = rank
         self.worldSize = worldSize
         self.start = start
         self.count = count
-        self.capacity = max(count, capacity ?? count)
+        let capacity = max(count, capacity ?? count)
+        self.capacity = capacity
         self.seed = seed
-        storage = Self.buffers.take(count: 3 * self.capacity)
+        precondition(storage.map { $0.count >= 3 * capacity } ?? true, "a snapshot's storage holds 3 · capacity elements")
+        self.storage = storage ?? Self.buffers.take(count: 3 * capacity)
+        pooled = storage == nil
         self.dataCursor = dataCursor
         self.schedule = schedule
         self.skippedSteps = skippedSteps
@@ -68,10 +76,10 @@ public final class ShardSnapshot: @unchecked Sendable {
     /// An empty snapshot for the shard `start ..< start + count` of rank `rank` at the same step
     /// as `own` (the data cursor, schedule and skipped updates are the job's, the same on every
     /// rank), to receive a neighbour's replica into.
-    public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot) {
+    public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot, storage: FloatBuffer? = nil) {
         self.init(step: own.step, rank: rank, worldSize: own.worldSize, start: start, count: count, capacity: own.capacity,
                   seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps,
-                  lossScale: own.lossScale)
+                  lossScale: own.lossScale, storage: storage)
     }
 
     // The three parts lie back to back, as in the shard file, so a checkpoint writes them as one
@@ -80,7 +88,7 @@ public final class ShardSnapshot: @unchecked Sendable {
     public var expAvg: UnsafeMutableBufferPointer<Float> { storage.slice(count, count) }
     public var expAvgSq: UnsafeMutableBufferPointer<Float> { storage.slice(2 * count, count) }
 
-    deinit { Self.buffers.give(storage) }
+    deinit { if pooled { Self.buffers.give(storage) } }
 
     /// Bytes held in host memory.
     public var bytes: Int { 4 * storage.count }

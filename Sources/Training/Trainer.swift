@@ -323,11 +323,12 @@ public final class Trainer {
 
     /// The rank's shard of the current state, copied to host memory (the synchronous part of a
     /// save or a replica refresh). Every part is allocated with the largest shard's size, so that
-    /// neighbours' replicas have equal sizes on the wire and snapshot buffers are recycled.
-    public func snapshot() -> ShardSnapshot {
+    /// neighbours' replicas have equal sizes on the wire and snapshot buffers are recycled;
+    /// `storage` (3 · largest shard elements) puts it there instead of a pooled buffer.
+    public func snapshot(into storage: FloatBuffer? = nil) -> ShardSnapshot {
         let s = checkpointShard
         let snap = emptySnapshot(of: rank, step: step, samplesConsumed: sampler.position(step: step), skippedSteps: skippedSteps,
-                                 lossScale: lossScaleState)
+                                 lossScale: lossScaleState, storage: storage)
         // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
         let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
         // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
@@ -419,13 +420,14 @@ public final class Trainer {
 
     /// An empty snapshot of rank `r`'s shard after `step` (its buffer sized for the largest shard),
     /// with the job's data cursor and schedule there.
-    func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int, lossScale: LossScaleState? = nil) -> ShardSnapshot {
+    func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int, lossScale: LossScaleState? = nil,
+                       storage: FloatBuffer? = nil) -> ShardSnapshot {
         let s = partitionPlan.shardRange(r), t = config.training
         return ShardSnapshot(step: step, rank: r, worldSize: worldSize, start: s.lowerBound, count: s.count,
                              capacity: partitionPlan.largestShardCount, seed: t.seed,
                              dataCursor: DataCursor(samplesConsumed: samplesConsumed,
                                                     globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
-                             schedule: scheduleState(at: step), skippedSteps: skippedSteps, lossScale: lossScale)
+                             schedule: scheduleState(at: step), skippedSteps: skippedSteps, lossScale: lossScale, storage: storage)
     }
 
     /// The learning-rate schedule as a checkpoint records it, before update `step`.

@@ -10,9 +10,10 @@ struct BenchResilience: ParsableCommand {
         commandName: "resilience",
         abstract: "The step-time cost of asynchronous checkpoints and of in-memory replica refreshes on a local cluster.",
         discussion: """
-            Runs the config on --workers local workers three ways, interleaved --repeats times: with neither \
-            (checkpoint_interval 0, replica_interval 0), with a checkpoint every --every steps, and with a replica \
-            refresh every --every steps. For each run, the mean step time over the steps after --warmup; the \
+            Runs the config on --workers local workers four ways, interleaved --repeats times: with neither \
+            (checkpoint_interval 0, replica_interval 0), with a checkpoint every --every steps, with a replica \
+            refresh every --every steps (replica_transport auto: the local workers share one host, so through \
+            shared memory), and with the same refreshes sent over the ring (replica_transport network). For each run, the mean step time over the steps after --warmup; the \
             cost of one save (or refresh) is (mean with − mean without) × every / mean without, as a fraction of a \
             step. Medians over the repeats. Also the median snapshot time the ranks spent on the training thread \
             (checkpoint_seconds, replica_seconds in metrics.jsonl).
@@ -45,7 +46,7 @@ struct BenchResilience: ParsableCommand {
     @Flag(name: .long, help: "One JSON object instead of the table.")
     var json = false
 
-    enum Variant: String, CaseIterable { case neither, checkpoints, replicas }
+    enum Variant: String, CaseIterable { case neither, checkpoints, replicas, replicasNetwork = "replicas-network" }
 
     struct Report: Codable {
         var workers: Int
@@ -54,10 +55,13 @@ struct BenchResilience: ParsableCommand {
         /// Per save / refresh, as a fraction of a step without either.
         var checkpointCost: Double
         var replicaCost: Double
+        var networkReplicaCost: Double
         var checkpointSnapshotSeconds: Double
         var replicaSnapshotSeconds: Double
+        var networkReplicaSnapshotSeconds: Double
         enum CodingKeys: String, CodingKey {
             case workers, every, stepSeconds = "step_seconds", checkpointCost = "checkpoint_cost", replicaCost = "replica_cost"
+            case networkReplicaCost = "network_replica_cost", networkReplicaSnapshotSeconds = "network_replica_snapshot_seconds"
             case checkpointSnapshotSeconds = "checkpoint_snapshot_seconds", replicaSnapshotSeconds = "replica_snapshot_seconds"
         }
     }
@@ -79,7 +83,8 @@ struct BenchResilience: ParsableCommand {
                     cfg.training.threads = threads
                     cfg.training.checkpointDir = nil
                     cfg.training.checkpointInterval = variant == .checkpoints ? every : 0
-                    cfg.faultTolerance.replicaInterval = variant == .replicas ? every : 0
+                    cfg.faultTolerance.replicaInterval = variant == .replicas || variant == .replicasNetwork ? every : 0
+                    cfg.faultTolerance.replicaTransport = variant == .replicasNetwork ? .network : .auto
                     cfg.cluster.divergenceCheckInterval = 0
                     try cfg.validate()
                     let records = try LocalBenchRun.records(cfg, workers: workers, threads: threads,
@@ -88,7 +93,7 @@ struct BenchResilience: ParsableCommand {
                     func values(_ key: String) -> [Double] { timed.map { (($0[key] as? NSNumber) ?? 0).doubleValue } }
                     let seconds = values("seconds")
                     means[variant, default: []].append(seconds.reduce(0, +) / Double(seconds.count))
-                    let snap = values(variant == .replicas ? "replica_seconds" : "checkpoint_seconds").filter { $0 > 0 }
+                    let snap = values(variant == .checkpoints ? "checkpoint_seconds" : "replica_seconds").filter { $0 > 0 }
                     if !snap.isEmpty { snapshots[variant, default: []].append(Self.median(snap)) }
                 }
             }
@@ -97,9 +102,10 @@ struct BenchResilience: ParsableCommand {
             func cost(_ v: Variant) -> Double { (step[v]! - without) * Double(every) / without }
             let report = Report(workers: workers, every: every,
                                 stepSeconds: Dictionary(uniqueKeysWithValues: step.map { ($0.key.rawValue, $0.value) }),
-                                checkpointCost: cost(.checkpoints), replicaCost: cost(.replicas),
+                                checkpointCost: cost(.checkpoints), replicaCost: cost(.replicas), networkReplicaCost: cost(.replicasNetwork),
                                 checkpointSnapshotSeconds: snapshots[.checkpoints].map(Self.median) ?? 0,
-                                replicaSnapshotSeconds: snapshots[.replicas].map(Self.median) ?? 0)
+                                replicaSnapshotSeconds: snapshots[.replicas].map(Self.median) ?? 0,
+                                networkReplicaSnapshotSeconds: snapshots[.replicasNetwork].map(Self.median) ?? 0)
             if json {
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys]
@@ -107,10 +113,12 @@ struct BenchResilience: ParsableCommand {
                 return
             }
             Console.out("config \(config), \(workers) worker(s) × \(threads) thread(s), a save or refresh every \(every) steps, medians of \(repeats) runs")
-            Console.out("variant      mean step (s)  cost per event (fraction of a step)  snapshot on the training thread (s)")
-            Console.out(String(format: "neither      %13.4f", without))
-            Console.out(String(format: "checkpoints  %13.4f  %35.4f  %35.4f", step[.checkpoints]!, report.checkpointCost, report.checkpointSnapshotSeconds))
-            Console.out(String(format: "replicas     %13.4f  %35.4f  %35.4f", step[.replicas]!, report.replicaCost, report.replicaSnapshotSeconds))
+            Console.out("variant           mean step (s)  cost per event (fraction of a step)  snapshot on the training thread (s)")
+            Console.out(String(format: "neither           %13.4f", without))
+            Console.out(String(format: "checkpoints       %13.4f  %35.4f  %35.4f", step[.checkpoints]!, report.checkpointCost, report.checkpointSnapshotSeconds))
+            Console.out(String(format: "replicas          %13.4f  %35.4f  %35.4f", step[.replicas]!, report.replicaCost, report.replicaSnapshotSeconds))
+            Console.out(String(format: "replicas-network  %13.4f  %35.4f  %35.4f", step[.replicasNetwork]!, report.networkReplicaCost,
+                               report.networkReplicaSnapshotSeconds))
         }
     }
 

@@ -7,14 +7,14 @@ import ZeroTrainTestKit
 @Suite(.serialized) struct RecoveryTests {
     /// configs/tiny.yaml's model on 2 workers at ZeRO stage 2, with checkpoints every 20 steps and
     /// in-memory replicas every 5.
-    static func config(steps: Int = 80, replicas: Int = 5, workers: Int = 2) throws -> String {
+    static func config(steps: Int = 80, replicas: Int = 5, workers: Int = 2, transport: String = "auto") throws -> String {
         """
         model: {num_layers: 2, hidden_size: 64, num_attention_heads: 4, vocab_size: 256, max_seq_len: 128}
         training: {lr: 0.003, warmup_steps: 10, total_steps: \(steps), micro_batch_size: 4, threads: 1, checkpoint_interval: 20, log_interval: 10}
         data: {seq_len: 64}
         cluster: {workers: \(workers), heartbeat_interval_ms: 200, heartbeat_timeout_ms: 2000, collective_timeout_s: 5, divergence_check_interval: 0}
         zero: {stage: 2}
-        fault_tolerance: {policy: restart, rejoin_timeout_s: 30, replica_interval: \(replicas)}
+        fault_tolerance: {policy: restart, rejoin_timeout_s: 30, replica_interval: \(replicas), replica_transport: \(transport)}
         """
     }
 
@@ -81,16 +81,18 @@ import ZeroTrainTestKit
     }
 
     /// One worker killed: the survivor and a replacement restore the newest replica generation
-    /// from memory (no checkpoint file read), and every step's loss equals the uninterrupted run's.
-    @Test func aKilledWorkerIsRecoveredFromInMemoryReplicas() throws {
+    /// from memory (no checkpoint file read), and every step's loss equals the uninterrupted run's —
+    /// with the replicas in shared memory (the local workers are on one host: auto) and sent over the ring.
+    @Test(arguments: ["auto", "network"]) func aKilledWorkerIsRecoveredFromInMemoryReplicas(transport: String) throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
-        let config = try Self.config()
+        let config = try Self.config(transport: transport)
         let expected = try reference(root, config: config)
         #expect(expected.count == 80)
-        var killedAt = Date(), linesAtKill = 0, recoverySeconds = -1.0
+        var killedAt = Date(), linesAtKill = 0, recoverySeconds = -1.0, pids: [Int32] = []
         let (status, run, output) = try chaos(root, config: config, atStep: 27) { launcher, run in
             let workers = Self.children(of: launcher, role: "worker")
+            pids = workers
             #expect(workers.count == 2)
             killedAt = Date()
             kill(workers[1], SIGKILL)
@@ -108,6 +110,14 @@ import ZeroTrainTestKit
         print("recovery through replicas: \(String(format: "%.2f", recoverySeconds)) s from the SIGKILL to the first completed step")
         #expect(try Self.losses(run) == expected, "the losses differ from the uninterrupted run's")
         #expect(LocalClusterTests.leftovers(root).isEmpty)
+        let workerLogs = ((try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []).filter { $0.hasPrefix("worker-") }
+            .map { (try? String(contentsOf: run.appendingPathComponent($0), encoding: .utf8)) ?? "" }.joined()
+        #expect(!workerLogs.contains("no replica of rank"), "\(workerLogs)")
+        #expect(workerLogs.contains("through shared memory") == (transport == "auto"), "\(workerLogs)")
+        // No shared-memory slot of these workers is left behind, the killed one's included.
+        let slots = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        let left = slots.filter { name in pids.contains { name.hasPrefix("zerotrain-replica-\($0)-") } }
+        #expect(left.isEmpty, "left in /dev/shm: \(left)")
     }
 
     /// Both workers killed at once: no replica survives, so the job restarts from the last checkpoint.

@@ -21,6 +21,14 @@ public struct FaultToleranceConfig: ConfigSection, Equatable {
         case stop
     }
 
+    /// How a replica reaches the ring successor.
+    public enum ReplicaTransport: String, Sendable, CaseIterable {
+        /// Through shared memory (/dev/shm) when the successor is on the same host, else over the ring.
+        case auto
+        /// Always over the ring, with a CRC.
+        case network
+    }
+
     /// What the coordinator does when a worker is lost: restart, elastic or stop.
     public var policy = Policy.restart
     /// How long the coordinator waits for a dead worker to come back or a replacement to register, in seconds.
@@ -33,6 +41,8 @@ public struct FaultToleranceConfig: ConfigSection, Equatable {
     public var restartWindowSeconds = 600.0
     /// Every N steps each rank copies its shard to its ring successor's host memory (0 = off).
     public var replicaInterval = 0
+    /// auto: a same-host successor maps the rank's snapshot in shared memory; network: it always travels.
+    public var replicaTransport = ReplicaTransport.auto
     /// Consecutive updates skipped for a non-finite loss or gradient norm before `on_non_finite_streak`.
     public var maxSkippedSteps = 3
     /// After `max_skipped_steps` consecutive skipped updates: rollback or stop.
@@ -47,7 +57,9 @@ public struct FaultToleranceConfig: ConfigSection, Equatable {
         .init("policy", \.policy, read: choice(Policy.self), write: { $0.rawValue }),
         .init("rejoin_timeout_s", \.rejoinTimeoutSeconds), .init("min_workers", \.minWorkers),
         .init("max_restarts", \.maxRestarts), .init("restart_window_s", \.restartWindowSeconds),
-        .init("replica_interval", \.replicaInterval), .init("max_skipped_steps", \.maxSkippedSteps),
+        .init("replica_interval", \.replicaInterval),
+        .init("replica_transport", \.replicaTransport, read: choice(ReplicaTransport.self), write: { $0.rawValue }),
+        .init("max_skipped_steps", \.maxSkippedSteps),
         .init("on_non_finite_streak", \.onNonFiniteStreak, read: choice(StreakAction.self), write: { $0.rawValue }),
     ]
 
