@@ -18,6 +18,7 @@ import Testing
         (#"{"kind":"assign","ranks":[0,5],"worldSize":2,"successors":["tcp://a:1","tcp://b:1"]}"#, "inside the world size"),
         (#"{"kind":"step_done","step":3}"#, "needs epoch, step and metrics"),
         (#"{"kind":"ready","epoch":0}"#, "epoch must be ≥ 1"),
+        (#"{"kind":"assign","ranks":[0],"worldSize":2,"successors":["tcp://a:1"],"memoryDomains":["d"]}"#, "one domain (≤ 200 bytes) per rank"),
     ])
     func refusesMalformedMessages(json: String, reason: String) {
         guard case let .failure(rejection) = Self.decoded(json) else {
@@ -36,6 +37,7 @@ import Testing
         r.host = "node1"
         r.pid = 42
         r.jobToken = "t"
+        r.memoryDomain = "5dbdf05b-4167-4752-abd7-8cc5fc2e5983:25:1"
         #expect(throws: Never.self) { try ControlMessage.decodeChecked(r.encoded()).get() }
         var h = ControlMessage(.heartbeat)
         h.epoch = 3
