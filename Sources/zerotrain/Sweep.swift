@@ -78,6 +78,8 @@ final class SweepDriver: @unchecked Sendable {
     private struct Events: Sendable {
         var exited: [Int: Int32] = [:]
         var stop = false
+        /// A trial's run directory changed (median rule: its metrics.jsonl may hold new steps).
+        var changed = false
     }
 
     private let plan: SweepPlan
@@ -90,6 +92,8 @@ final class SweepDriver: @unchecked Sendable {
     private let events = Monitor(Events())
     private var median: MedianStoppingRule?
     private var halving: SuccessiveHalving?
+    /// With the median rule: wakes the loop when a running trial writes its metrics.
+    private var watch: DirectoryWatch?
 
     init(plan: SweepPlan, state: SweepState, output: URL, parallel: Int, workers: Int, threads: Int?) throws {
         self.plan = plan
@@ -105,6 +109,8 @@ final class SweepDriver: @unchecked Sendable {
             var rule = MedianStoppingRule(grace: grace, interval: interval, minTrials: minTrials)
             for t in state.trials where t.status.ended { rule.replay(trial: t.id, curve: t.curve.map { ($0.step, $0.loss) }) }
             median = rule
+            let events = self.events
+            watch = try DirectoryWatch { events.withLock { $0.changed = true } }
         case let .asha(minSteps, eta):
             // The rungs end at the shortest trial's total_steps.
             var rule = SuccessiveHalving(minSteps: minSteps, eta: eta, maxSteps: plan.trials.map(\.config.training.totalSteps).min()!)
@@ -126,6 +132,7 @@ final class SweepDriver: @unchecked Sendable {
         }
         var running: [Int: Running] = [:]
         var stopped = false
+        defer { watch?.close() }
         while true {
             if !stopped, events.withLock({ $0.stop }) {
                 stopped = true
@@ -136,15 +143,15 @@ final class SweepDriver: @unchecked Sendable {
                 try state.save(in: output)
             }
             if running.isEmpty { break }
-            // Woken by an exit or a stop request. Only the median rule judges trials while they
-            // run, so only then are the metrics files also read every 50 ms; otherwise a trial's
-            // curve is read when it exits (successive halving's jobs pause at their rungs by themselves).
+            // Woken by an exit, a stop request or (only the median rule judges trials while they
+            // run) a write into a running trial's run directory; otherwise a trial's curve is read
+            // when it exits (successive halving's jobs pause at their rungs by themselves).
             func taken(_ e: inout Events) -> [Int: Int32]? {
-                guard !e.exited.isEmpty || (e.stop && !stopped) else { return nil }
-                defer { e.exited = [:] }
+                guard !e.exited.isEmpty || (e.stop && !stopped) || e.changed else { return nil }
+                defer { e.exited = [:]; e.changed = false }
                 return e.exited
             }
-            let exits = median != nil ? events.wait(until: .now + .milliseconds(50), taken) ?? [:] : events.wait(taken)
+            let exits = events.wait(taken)
             var changed = false
             for i in running.keys.sorted() { changed = follow(&running[i]!) || changed }
             for (i, code) in exits.sorted(by: { $0.key < $1.key }) {
@@ -195,6 +202,9 @@ final class SweepDriver: @unchecked Sendable {
         }
         let log = try FileHandle(forWritingTo: logURL)
         _ = try log.seekToEnd()
+        // Watched before the job starts, so that no write of its metrics goes unnoticed.
+        try fm.createDirectory(at: trial.runDirectory, withIntermediateDirectories: true)
+        try watch?.watch(trial.runDirectory)
         let p = Process()
         p.executableURL = executable
         var arguments = ["local", "--config", trial.configFile.path, "--workers", String(workers), "--run-dir", trial.runDirectory.path]
