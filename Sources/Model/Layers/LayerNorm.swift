@@ -46,15 +46,12 @@ public enum LayerNorm {
                 }
             }
         }
-        // Channels split between the threads; each channel still sums the rows in order.
-        pool.parallelFor(c, minChunk: 32) { channels in
-            for n in 0..<rows {
-                let xr = x + n * c, dyr = dy + n * c
-                let m = mean[n], r = rstd[n]
-                for i in channels {
-                    dWeight[i] += dyr[i] * (xr[i] - m) * r
-                    dBias[i] += dyr[i]
-                }
+        for n in 0..<rows {
+            let xr = x + n * c, dyr = dy + n * c
+            let m = mean[n], r = rstd[n]
+            for i in 0..<c {
+                dWeight[i] += dyr[i] * (xr[i] - m) * r
+                dBias[i] += dyr[i]
             }
         }
     }

@@ -33,13 +33,10 @@ public enum RMSNorm {
                 }
             }
         }
-        // Channels split between the threads; each channel still sums the rows in order.
-        pool.parallelFor(c, minChunk: 32) { channels in
-            for n in 0..<rows {
-                let xr = x + n * c, dyr = dy + n * c
-                let r = rstd[n]
-                for i in channels { dWeight[i] += dyr[i] * (xr[i] * r) }
-            }
+        for n in 0..<rows {
+            let xr = x + n * c, dyr = dy + n * c
+            let r = rstd[n]
+            for i in 0..<c { dWeight[i] += dyr[i] * (xr[i] * r) }
         }
     }
 }
