@@ -54,7 +54,7 @@ public final class Transformer {
     private var halfCopies: [BFloat16Buffer?]
     private var fp8Copies: [FP8Buffer?]
     private var copiesFresh: [Bool]
-    private let mixedScratch = MixedScratch()
+    private let mixedScratch: MixedScratch
     /// fp8: each linear weight's delayed scaling (its weight, input and output gradient), by the
     /// weight's offset in the flat buffer; and the length of their amax histories.
     private var fp8Scalings: [Int: FP8LinearScaling] = [:]
@@ -92,6 +92,7 @@ public final class Transformer {
         self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
         self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
         self.pool = pool
+        self.mixedScratch = MixedScratch(pool: pool)
         self.rope = RotaryEmbedding(headDim: config.headSize, maxPositions: config.maxSeqLen, theta: config.ropeTheta)
         parameterBase = Array(repeating: nil, count: table.regions.count)
         gradientBase = Array(repeating: nil, count: table.regions.count)
@@ -223,7 +224,7 @@ public final class Transformer {
         case .bf16, .fp16:
             if halfCopies[r]?.count != region.count { halfCopies[r] = BFloat16Buffer(count: region.count) }
             let copy = halfCopies[r]!.pointer
-            if precision == .bf16 { BF16.convert(base, to: copy, count: region.count) } else { FP16.convert(base, to: copy, count: region.count) }
+            if precision == .bf16 { mixedScratch.convert(base, to: copy, count: region.count) } else { FP16.convert(base, to: copy, count: region.count) }
         default:
             if fp8Copies[r]?.count != region.count { fp8Copies[r] = FP8Buffer(count: region.count) }
             let copy = fp8Copies[r]!.pointer
@@ -495,8 +496,8 @@ public final class Transformer {
         let branch = a.branch.pointer
         normForward(.input, layer: l, x: x, y: ln1, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, rows: n)
         Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l), int8: int8(.qProj, l))
-        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.kProj, l), int8: int8(.kProj, l))
-        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.vProj, l), int8: int8(.vProj, l))
+        Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.kProj, l), int8: int8(.kProj, l), inputConverted: true)
+        Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.vProj, l), int8: int8(.vProj, l), inputConverted: true)
         rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h)
         rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv)
         Attention.forward(q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer, out: a.attOut[a.slot(l)].pointer,
@@ -529,14 +530,15 @@ public final class Transformer {
             Linear.forward(x: x, weight: param(.mlpGate, l), y: a.gate[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
                            mixed: mixed(.mlpGate, l), int8: int8(.mlpGate, l))
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
-                           mixed: mixed(.mlpUp, l), int8: int8(.mlpUp, l))
-            SwiGLU.forward(gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer, h: a.h[a.slot(l)].pointer, count: n * ffn)
+                           mixed: mixed(.mlpUp, l), int8: int8(.mlpUp, l), inputConverted: true)
+            SwiGLU.forward(gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer, h: a.h[a.slot(l)].pointer, count: n * ffn,
+                           pool: pool)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
                            mixed: mixed(.mlpDown, l), int8: int8(.mlpDown, l))
         } else {
             Linear.forward(x: x, weight: param(.mlpUp, l), y: a.up[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: ffn,
                            mixed: mixed(.mlpUp, l), int8: int8(.mlpUp, l))
-            GELU.forward(x: a.up[a.slot(l)].pointer, y: a.h[a.slot(l)].pointer, count: n * ffn)
+            GELU.forward(x: a.up[a.slot(l)].pointer, y: a.h[a.slot(l)].pointer, count: n * ffn, pool: pool)
             Linear.forward(x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), y: y, rows: n, inFeatures: ffn, outFeatures: c,
                            mixed: mixed(.mlpDown, l), int8: int8(.mlpDown, l))
         }
@@ -678,9 +680,11 @@ public final class Transformer {
         Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: dLn,
                         dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l))
         Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: dLn,
-                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.kProj, l))
+                        dWeight: grad(.kProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.kProj, l),
+                        inputConverted: true)
         Linear.backward(dy: a.dV.pointer, x: ln1, weight: param(.vProj, l), dx: dLn,
-                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.vProj, l))
+                        dWeight: grad(.vProj, l), rows: n, inFeatures: c, outFeatures: kvDim, accumulateInput: true, mixed: mixed(.vProj, l),
+                        inputConverted: true)
         normBackward(.input, layer: l, dy: dLn, x: x, mean: a.mean1[a.slot(l)].pointer, rstd: a.rstd1[a.slot(l)].pointer, dx: dRes,
                      rows: n, accumulate: true)
     }
@@ -697,15 +701,16 @@ public final class Transformer {
             Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
                             dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, mixed: mixed(.mlpDown, l))
             SwiGLU.backward(dh: a.dH.pointer, gate: a.gate[a.slot(l)].pointer, up: a.up[a.slot(l)].pointer,
-                            dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn)
+                            dGate: a.dGate.pointer, dUp: a.dUp.pointer, count: n * ffn, pool: pool)
             Linear.backward(dy: a.dGate.pointer, x: x, weight: param(.mlpGate, l), dx: dx,
                             dWeight: grad(.mlpGate, l), rows: n, inFeatures: c, outFeatures: ffn, mixed: mixed(.mlpGate, l))
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
-                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, mixed: mixed(.mlpUp, l))
+                            dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, accumulateInput: true, mixed: mixed(.mlpUp, l),
+                            inputConverted: true)
         } else {
             Linear.backward(dy: dy, x: a.h[a.slot(l)].pointer, weight: param(.mlpDown, l), dx: a.dH.pointer,
                             dWeight: grad(.mlpDown, l), rows: n, inFeatures: ffn, outFeatures: c, mixed: mixed(.mlpDown, l))
-            GELU.backward(dy: a.dH.pointer, x: a.up[a.slot(l)].pointer, dx: a.dUp.pointer, count: n * ffn)
+            GELU.backward(dy: a.dH.pointer, x: a.up[a.slot(l)].pointer, dx: a.dUp.pointer, count: n * ffn, pool: pool)
             Linear.backward(dy: a.dUp.pointer, x: x, weight: param(.mlpUp, l), dx: dx,
                             dWeight: grad(.mlpUp, l), rows: n, inFeatures: c, outFeatures: ffn, mixed: mixed(.mlpUp, l))
         }

@@ -9,6 +9,10 @@ import Tensor
 /// bf16 multiplies on oneDNN's bf16 matmul; fp16 and fp8 (which no CPU here multiplies) widen
 /// the rounded operands back to fp32 and multiply those.
 ///
+/// `inputConverted` (bf16 only): `mixed.scratch` still holds `x` in bf16 from the call just
+/// before, on the same `x` (q, k and v, or gate and up, read one input), so it is not converted
+/// again. The result is the same bits either way.
+///
 /// In int8 inference (`int8` given) the product is PyTorch's dynamically quantized linear: x is
 /// quantized to uint8 per call from its min and max (`Quantization.quantizeActivations`), multiplied
 /// by the int8 weight with int32 accumulation, and written in fp32 as
@@ -17,7 +21,8 @@ public enum Linear {
     /// x (rows, in) → y (rows, out) = x · Wᵀ; with `accumulate`, y += x · Wᵀ.
     public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
-                               mixed: MixedOperands? = nil, int8: Int8Operands? = nil, varyingRows: Bool = false) {
+                               mixed: MixedOperands? = nil, int8: Int8Operands? = nil, varyingRows: Bool = false,
+                               inputConverted: Bool = false) {
         if let int8 {
             let xq = int8.scratch.input(rows * inFeatures), scales = int8.scratch.scales(outFeatures)
             let p = Quantization.quantizeActivations(x, count: rows * inFeatures, into: xq)
@@ -29,7 +34,7 @@ public enum Linear {
         if let mixed {
             if case .bf16(let w) = mixed.weight {
                 let xb = mixed.scratch.input(rows * inFeatures)
-                BF16.convert(x, to: xb, count: rows * inFeatures)
+                if !inputConverted { mixed.scratch.convert(x, to: xb, count: rows * inFeatures) }
                 GEMM.bf16gemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                               a: xb, lda: inFeatures, b: w, ldb: inFeatures,
                               beta: accumulate ? 1 : 0, c: y, ldc: outFeatures, varyingShape: varyingRows)
@@ -49,16 +54,17 @@ public enum Linear {
     }
 
     /// dy (rows, out) → dW (out, in) += dyᵀ · x, and dx (rows, in) = dy · W (+= with `accumulateInput`).
-    /// `dx` may be nil when the input needs no gradient.
+    /// `dx` may be nil when the input needs no gradient. `inputConverted` as in `forward`: the call
+    /// just before converted the same `x` (its own `dy` is converted here in any case).
     public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
                                 rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false,
-                                mixed: MixedOperands? = nil, varyingRows: Bool = false) {
+                                mixed: MixedOperands? = nil, varyingRows: Bool = false, inputConverted: Bool = false) {
         if let mixed {
             if case .bf16(let w) = mixed.weight {
                 let xb = mixed.scratch.input(rows * inFeatures), dyb = mixed.scratch.gradient(rows * outFeatures)
-                BF16.convert(x, to: xb, count: rows * inFeatures)
-                BF16.convert(dy, to: dyb, count: rows * outFeatures)
+                if !inputConverted { mixed.scratch.convert(x, to: xb, count: rows * inFeatures) }
+                mixed.scratch.convert(dy, to: dyb, count: rows * outFeatures)
                 GEMM.bf16gemm(transA: true, m: outFeatures, n: inFeatures, k: rows,
                               a: dyb, lda: outFeatures, b: xb, ldb: inFeatures,
                               beta: 1, c: dWeight, ldc: inFeatures, varyingShape: varyingRows)
@@ -166,15 +172,35 @@ public final class FP8LinearScaling {
 }
 
 /// Growable buffers for a layer's rounded operands (one model's, used by one thread at a time):
-/// bf16 input and output gradient, or fp32 input, output gradient and widened weight.
+/// bf16 input and output gradient, or fp32 input, output gradient and widened weight; and the
+/// model's pool, which converts operands to bf16 split between its threads.
 public final class MixedScratch {
+    private let pool: ThreadPool?
     private var inputs = BFloat16Buffer(count: 0)
     private var gradients = BFloat16Buffer(count: 0)
     private var floatInputs = FloatBuffer(count: 0)
     private var floatGradients = FloatBuffer(count: 0)
     private var floatWeights = FloatBuffer(count: 0)
 
-    public init() {}
+    public init(pool: ThreadPool? = nil) { self.pool = pool }
+
+    /// Elements below which a conversion runs on the calling thread only.
+    static let parallelConversion = 65_536
+
+    /// `source` rounded to bf16 into `destination` (each element converted on its own, so the
+    /// split between threads changes nothing).
+    func convert(_ source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<UInt16>, count: Int) {
+        guard let pool, pool.size > 1, count >= Self.parallelConversion else {
+            BF16.convert(source, to: destination, count: count)
+            return
+        }
+        // Chunks of whole 64-byte lines of the destination (32 elements), so no two threads share one.
+        let lines = (count + 31) / 32
+        pool.parallelFor(lines) { range in
+            let lo = range.lowerBound * 32, hi = min(count, range.upperBound * 32)
+            BF16.convert(source + lo, to: destination + lo, count: hi - lo)
+        }
+    }
 
     public func input(_ count: Int) -> UnsafeMutablePointer<UInt16> {
         if inputs.count < count { inputs = BFloat16Buffer(count: count) }

@@ -165,8 +165,8 @@ public final class MixtureOfExperts {
             Linear.forward(x: xe, weight: w.gate[ex], y: g, rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.gate[ex],
                            int8: int8?.gate[ex], varyingRows: true)
             Linear.forward(x: xe, weight: w.up[ex], y: u, rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.up[ex],
-                           int8: int8?.up[ex], varyingRows: true)
-            SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i)
+                           int8: int8?.up[ex], varyingRows: true, inputConverted: true)
+            SwiGLU.forward(gate: g, up: u, h: h, count: cnt * i, pool: pool)
             Linear.forward(x: h, weight: w.down[ex], y: outPacked.pointer + start * c, rows: cnt, inFeatures: i, outFeatures: c,
                            mixed: mixed?.down[ex], int8: int8?.down[ex], varyingRows: true)
         }
@@ -186,8 +186,8 @@ public final class MixtureOfExperts {
             Linear.forward(x: x, weight: sg, y: sharedGateAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
                            mixed: mixed?.sharedGate, int8: int8?.sharedGate)
             Linear.forward(x: x, weight: su, y: sharedUpAct.pointer, rows: n, inFeatures: c, outFeatures: shared,
-                           mixed: mixed?.sharedUp, int8: int8?.sharedUp)
-            SwiGLU.forward(gate: sharedGateAct.pointer, up: sharedUpAct.pointer, h: sharedH.pointer, count: n * shared)
+                           mixed: mixed?.sharedUp, int8: int8?.sharedUp, inputConverted: true)
+            SwiGLU.forward(gate: sharedGateAct.pointer, up: sharedUpAct.pointer, h: sharedH.pointer, count: n * shared, pool: pool)
             Linear.forward(x: sharedH.pointer, weight: sd, y: y, rows: n, inFeatures: shared, outFeatures: c, accumulate: true,
                            mixed: mixed?.sharedDown, int8: int8?.sharedDown)
         }
@@ -215,12 +215,13 @@ public final class MixtureOfExperts {
             let g = gatePacked.pointer + start * i, u = upPacked.pointer + start * i, h = hPacked.pointer + start * i
             Linear.backward(dy: dOut + start * c, x: h, weight: w.down[ex], dx: dH.pointer, dWeight: grads.down[ex],
                             rows: cnt, inFeatures: i, outFeatures: c, mixed: mixed?.down[ex], varyingRows: true)
-            SwiGLU.backward(dh: dH.pointer, gate: g, up: u, dGate: dGate.pointer, dUp: dUp.pointer, count: cnt * i)
+            SwiGLU.backward(dh: dH.pointer, gate: g, up: u, dGate: dGate.pointer, dUp: dUp.pointer, count: cnt * i, pool: pool)
             let dxe = dXPacked.pointer + start * c
             Linear.backward(dy: dGate.pointer, x: xe, weight: w.gate[ex], dx: dxe, dWeight: grads.gate[ex],
                             rows: cnt, inFeatures: c, outFeatures: i, mixed: mixed?.gate[ex], varyingRows: true)
             Linear.backward(dy: dUp.pointer, x: xe, weight: w.up[ex], dx: dxe, dWeight: grads.up[ex],
-                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, mixed: mixed?.up[ex], varyingRows: true)
+                            rows: cnt, inFeatures: c, outFeatures: i, accumulateInput: true, mixed: mixed?.up[ex], varyingRows: true,
+                            inputConverted: true)
         }
         for row in 0..<n {
             let dxr = dx + row * c
@@ -249,11 +250,12 @@ public final class MixtureOfExperts {
             Linear.backward(dy: dy, x: sharedH.pointer, weight: sd, dx: dH.pointer, dWeight: gsd,
                             rows: n, inFeatures: shared, outFeatures: c, mixed: mixed?.sharedDown)
             SwiGLU.backward(dh: dH.pointer, gate: sharedGateAct.pointer, up: sharedUpAct.pointer,
-                            dGate: dGate.pointer, dUp: dUp.pointer, count: n * shared)
+                            dGate: dGate.pointer, dUp: dUp.pointer, count: n * shared, pool: pool)
             Linear.backward(dy: dGate.pointer, x: x, weight: sg, dx: dx, dWeight: gsg,
                             rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, mixed: mixed?.sharedGate)
             Linear.backward(dy: dUp.pointer, x: x, weight: su, dx: dx, dWeight: gsu,
-                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, mixed: mixed?.sharedUp)
+                            rows: n, inFeatures: c, outFeatures: shared, accumulateInput: true, mixed: mixed?.sharedUp,
+                            inputConverted: true)
         }
     }
 }
