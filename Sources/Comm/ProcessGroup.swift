@@ -196,6 +196,16 @@ public final class ProcessGroup {
         }
     }
 
+    /// Element-wise maximum of a few Doubles across ranks (fp8's amaxes), circulated as
+    /// `allReduceScalars` circulates its vectors; the maximum is exact and order-free, so the
+    /// result is bitwise identical everywhere. Every rank passes the same count.
+    public func allReduceMaxScalars(_ values: [Double], deadline: ContinuousClock.Instant) throws -> [Double] {
+        try collective(.scalars, bytes: values.count * 8) { seq in
+            let table = try gatherScalars(values, operation: .scalars, sequence: seq, deadline: deadline)
+            return (0..<values.count).map { j in table.reduce(-Double.infinity) { Swift.max($0, $1[j]) } }
+        }
+    }
+
     /// Point-to-point ring exchange: sends `send` to the successor (zero-copy, in `segmentBytes`
     /// segments) while receiving the same number of bytes from the predecessor into `receive`.
     /// The transport's ceiling for what a ring collective can move; used by `zerotrain bench comm`.

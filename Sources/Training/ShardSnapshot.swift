@@ -14,9 +14,11 @@ public struct ShardRecord: Codable, Sendable, Equatable {
     public var skippedSteps: Int
     /// fp16: the dynamic loss scale (nil in other precisions).
     public var lossScale: LossScaleState?
+    /// fp8: the amax histories, the job's (nil in other precisions).
+    public var fp8Scaling: FP8ScalingState?
 
     public init(step: Int, rank: Int, file: CheckpointFile, dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int,
-                lossScale: LossScaleState? = nil) {
+                lossScale: LossScaleState? = nil, fp8Scaling: FP8ScalingState? = nil) {
         self.step = step
         self.rank = rank
         self.file = file
@@ -24,6 +26,7 @@ public struct ShardRecord: Codable, Sendable, Equatable {
         self.schedule = schedule
         self.skippedSteps = skippedSteps
         self.lossScale = lossScale
+        self.fp8Scaling = fp8Scaling
     }
 }
 
@@ -48,9 +51,11 @@ public final class ShardSnapshot: @unchecked Sendable {
     public let schedule: ScheduleState
     public let skippedSteps: Int
     public let lossScale: LossScaleState?
+    public let fp8Scaling: FP8ScalingState?
 
     public init(step: Int, rank: Int, worldSize: Int, start: Int, count: Int, capacity: Int? = nil, seed: UInt64,
-         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil) {
+         dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil,
+         fp8Scaling: FP8ScalingState? = nil) {
         self.step = step
         self.rank = rank
         self.worldSize = worldSize
@@ -63,15 +68,16 @@ public final class ShardSnapshot: @unchecked Sendable {
         self.schedule = schedule
         self.skippedSteps = skippedSteps
         self.lossScale = lossScale
+        self.fp8Scaling = fp8Scaling
     }
 
     /// An empty snapshot for the shard `start ..< start + count` of rank `rank` at the same step
-    /// as `own` (the data cursor, schedule and skipped updates are the job's, the same on every
+    /// as `own` (the data cursor, schedule, skipped updates, loss scale and fp8 histories are the job's, the same on every
     /// rank), to receive a neighbour's replica into.
     public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot) {
         self.init(step: own.step, rank: rank, worldSize: own.worldSize, start: start, count: count, capacity: own.capacity,
                   seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps,
-                  lossScale: own.lossScale)
+                  lossScale: own.lossScale, fp8Scaling: own.fp8Scaling)
     }
 
     // The three parts lie back to back, as in the shard file, so a checkpoint writes them as one
@@ -119,6 +125,6 @@ public final class ShardSnapshot: @unchecked Sendable {
                                          parameters: UnsafeBufferPointer(parameters), expAvg: UnsafeBufferPointer(expAvg),
                                          expAvgSq: UnsafeBufferPointer(expAvgSq))
         return ShardRecord(step: step, rank: rank, file: file, dataCursor: dataCursor, schedule: schedule, skippedSteps: skippedSteps,
-                           lossScale: lossScale)
+                           lossScale: lossScale, fp8Scaling: fp8Scaling)
     }
 }

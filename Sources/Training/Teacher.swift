@@ -16,10 +16,10 @@ public final class Teacher {
     private let chunk: FloatBuffer
 
     public init(config: DistillationConfig, student: ModelConfig, seqLen: Int, precision: Precision, pool: ThreadPool,
-                chunkRows: Int? = nil) throws {
+                chunkRows: Int? = nil, fp8HistoryLength: Int = 16) throws {
         let (teacherConfig, reader) = try Self.open(config, student: student, seqLen: seqLen)
         let url = URL(fileURLWithPath: config.teacher)
-        model = try Transformer(config: teacherConfig, pool: pool, precision: precision)
+        model = try Transformer(config: teacherConfig, pool: pool, precision: precision, fp8HistoryLength: fp8HistoryLength)
         if let reader {
             try reader.read(.parameters, elements: 0..<model.table.count, into: model.parameters.pointer)
         } else {
