@@ -122,16 +122,24 @@ public final class Trainer {
             heldOut = try split.validation.map {
                 try HeldOutEvaluation(tokens: $0, seqLen: config.data.seqLen, batchSize: t.microBatchSize, limit: t.evalSequences)
             }
-            let pool = self.pool
-            teacher = try t.distillation.map {
-                try Teacher(config: $0, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool,
-                            fp8HistoryLength: t.fp8AmaxHistory)
+            let pool = self.pool, ledger = memory
+            teacher = try t.distillation.map { d in
+                // Sharded as the student's stage 3 by default; on the job's queue, so the gathers of
+                // both models queue in the same order on every rank.
+                let shard = d.shard ?? (stage == .parametersSharded)
+                if shard && queue == nil {
+                    throw TrainingError(.badInput, "training.distillation.shard: true needs a cluster (zerotrain local or a coordinator); a single zerotrain train process keeps the whole teacher")
+                }
+                let sharding = shard ? queue.map { Teacher.Sharding(queue: $0, zero: config.zero, ledger: ledger) } : nil
+                return try Teacher(config: d, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool,
+                                   fp8HistoryLength: t.fp8AmaxHistory, sharding: sharding)
             }
             teacher?.model.fp8ClosesStepPerPass = false
             if let teacher {
-                // The teacher's weights (and their bf16 copy) and its block of logits live on the device too.
-                try memory.allocate(teacher.bytes, .params, what: "the distillation teacher (\(teacher.model.table.count) parameters)",
-                                    advice: "use a smaller teacher or a larger device budget")
+                // The teacher's weights or shard (and their low-precision copies) and its block of logits live on the device too.
+                try memory.allocate(teacher.bytes, .params,
+                                    what: "the distillation teacher (\(teacher.model.table.count) parameters\(teacher.sharded.map { ", \($0.shardRange.count) in this rank's shard" } ?? ""))",
+                                    advice: "use a smaller teacher, shard it (training.distillation.shard: true) or a larger device budget")
             }
             if t.evalInterval > 0, heldOut == nil {
                 throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
