@@ -25,16 +25,19 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
     public var skippedSteps: Int
     /// fp16: the dynamic loss scale after `step` updates (nil in other precisions).
     public var lossScale: LossScaleState?
+    /// fp8: the amax histories of the delayed scaling after `step` updates (nil in other precisions).
+    public var fp8Scaling: FP8ScalingState?
     /// Every file of the checkpoint but the manifest: the shard files (by rank) and config.json.
     public var files: [CheckpointFile]
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", step, worldSize = "world_size", zeroStage = "zero_stage", config, tensors
-        case dataCursor = "data_cursor", schedule, skippedSteps = "skipped_steps", lossScale = "loss_scale", files
+        case dataCursor = "data_cursor", schedule, skippedSteps = "skipped_steps", lossScale = "loss_scale", fp8Scaling = "fp8_scaling", files
     }
 
     public init(step: Int, worldSize: Int, zeroStage: Int, config: Config, tensors: [TensorLayout], dataCursor: DataCursor,
-                schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil, files: [CheckpointFile]) {
+                schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil, fp8Scaling: FP8ScalingState? = nil,
+                files: [CheckpointFile]) {
         self.formatVersion = Self.currentFormatVersion
         self.step = step
         self.worldSize = worldSize
@@ -45,6 +48,7 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
         self.schedule = schedule
         self.skippedSteps = skippedSteps
         self.lossScale = lossScale
+        self.fp8Scaling = fp8Scaling
         self.files = files
     }
 
@@ -64,6 +68,7 @@ public struct CheckpointManifest<Config: Codable & Sendable>: Codable, Sendable 
         schedule = try c.decode(ScheduleState.self, forKey: .schedule)
         skippedSteps = try c.decode(Int.self, forKey: .skippedSteps)
         lossScale = try c.decodeIfPresent(LossScaleState.self, forKey: .lossScale)
+        fp8Scaling = try c.decodeIfPresent(FP8ScalingState.self, forKey: .fp8Scaling)
         files = try c.decode([CheckpointFile].self, forKey: .files)
     }
 

@@ -196,6 +196,16 @@ public final class ProcessGroup {
         }
     }
 
+    /// Element-wise maximum of a few Doubles across ranks (fp8's amaxes), circulated as
+    /// `allReduceScalars` circulates its vectors; the maximum is exact and order-free, so the
+    /// result is bitwise identical everywhere. Every rank passes the same count.
+    public func allReduceMaxScalars(_ values: [Double], deadline: ContinuousClock.Instant) throws -> [Double] {
+        try collective(.scalars, bytes: values.count * 8) { seq in
+            let table = try gatherScalars(values, operation: .scalars, sequence: seq, deadline: deadline)
+            return (0..<values.count).map { j in table.reduce(-Double.infinity) { Swift.max($0, $1[j]) } }
+        }
+    }
+
     /// Point-to-point ring exchange: sends `send` to the successor (zero-copy, in `segmentBytes`
     /// segments) while receiving `receive.count` bytes from the predecessor, which sends that many
     /// (the two sizes differ where a rank's two links carry different things: a same-host replica

@@ -55,10 +55,25 @@ public final class Transformer {
     private var fp8Copies: [FP8Buffer?]
     private var copiesFresh: [Bool]
     private let mixedScratch: MixedScratch
-    /// fp8: each linear weight's delayed scaling (its weight, input and output gradient), by the
-    /// weight's offset in the flat buffer; and the length of their amax histories.
+    /// fp8: each weight matrix's delayed scaling (its weight, input and output gradient), by the
+    /// weight's offset in the flat buffer, made for every matrix of the table when the model is
+    /// built; and the length of their amax histories.
     private var fp8Scalings: [Int: FP8LinearScaling] = [:]
     public let fp8HistoryLength: Int
+    /// The weight matrices fp8 casts (every 2-D tensor of the table), in table order.
+    private let fp8Matrices: [ParameterEntry]
+    /// fp8: who closes the amax histories' steps. `true` (a model used alone): every pass is a
+    /// step, closed with its own amaxes when the next pass begins. `false` (a trainer's model):
+    /// the trainer closes each optimizer step with `recordFP8Amaxes`, the amaxes reduced over
+    /// all micro-batches and ranks.
+    public var fp8ClosesStepPerPass = true
+    /// fp8: the factor backward's output gradients carry beyond the loss's own (a trainer's
+    /// 1 / accumulation). Their casts and amaxes are taken in the loss's units, so that how a
+    /// step's batch is split into micro-batches (and ranks) changes neither (exactly, for a
+    /// power of two).
+    public var fp8GradientUnit: Float = 1 {
+        didSet { for s in fp8Scalings.values { s.gradientUnit = fp8GradientUnit } }
+    }
     /// int8 inference: the quantized linear weights (`quantize(perChannel:)` or a loaded int8
     /// model) and the scratch inputs are quantized into. Required before a forward in int8.
     public var quantized: QuantizedWeights?
@@ -89,6 +104,7 @@ public final class Transformer {
         self.fp8HistoryLength = fp8HistoryLength
         self.checkpointing = checkpointing
         self.table = ParameterTable(config: config)
+        fp8Matrices = precision == .fp8 ? table.entries.filter { $0.shape.count == 2 } : []
         self.parameters = FloatBuffer(count: ownsParameters ? table.count : 0)
         self.gradients = FloatBuffer(count: ownsGradients ? table.count : 0)
         self.pool = pool
@@ -99,6 +115,9 @@ public final class Transformer {
         halfCopies = Array(repeating: nil, count: table.regions.count)
         fp8Copies = Array(repeating: nil, count: table.regions.count)
         copiesFresh = Array(repeating: false, count: table.regions.count)
+        if precision == .fp8 {
+            for e in fp8Matrices { fp8Scalings[e.offset] = FP8LinearScaling(historyLength: fp8HistoryLength) }
+        }
     }
 
     /// int8 inference: quantizes the fp32 linear weights now in `parameters` (PyTorch's
@@ -173,6 +192,7 @@ public final class Transformer {
     /// when backward follows, blocks L … 1 again.
     private func beginPass(training: Bool) {
         releaseHeld()
+        if precision == .fp8, fp8ClosesStepPerPass { recordFP8Amaxes(fp8StepAmaxes) }
         if residency == nil, precision.isMixed {  // drop scratch a failed backward left live
             for r in gradientBase.indices { gradientBase[r] = nil }
         }
@@ -228,19 +248,70 @@ public final class Transformer {
         default:
             if fp8Copies[r]?.count != region.count { fp8Copies[r] = FP8Buffer(count: region.count) }
             let copy = fp8Copies[r]!.pointer
-            for e in table.entries where e.shape.count == 2 && region.contains(e.offset) {
+            for e in fp8Matrices where region.contains(e.offset) {
                 let at = e.offset - region.lowerBound
-                fp8Scaling(offset: e.offset).weight.cast { FP8.encode(base + at, to: copy + at, count: e.count, scale: $0, format: .e4m3) }
+                fp8Scalings[e.offset]!.weight.cast { FP8.encode(base + at, to: copy + at, count: e.count, scale: $0, format: .e4m3) }
             }
         }
         copiesFresh[r] = true
     }
 
-    private func fp8Scaling(offset: Int) -> FP8LinearScaling {
-        if let s = fp8Scalings[offset] { return s }
-        let s = FP8LinearScaling(historyLength: fp8HistoryLength)
-        fp8Scalings[offset] = s
-        return s
+    // MARK: fp8 amax histories
+
+    /// fp8: this model's amaxes of the step so far — per weight matrix in table order, its
+    /// weight's, input's and output gradient's (3 per matrix; empty in other precisions). A job
+    /// takes the maximum of every rank's, element by element, and closes the step with it.
+    public var fp8StepAmaxes: [Float] {
+        fp8Matrices.flatMap { e -> [Float] in
+            let s = fp8Scalings[e.offset]!
+            return [s.weight.stepAmax, s.input.stepAmax, s.gradient.stepAmax]
+        }
+    }
+
+    /// fp8: closes the step of every tensor's amax history with `amaxes` (as `fp8StepAmaxes`
+    /// orders them); the next casts use the scales they give.
+    public func recordFP8Amaxes(_ amaxes: [Float]) {
+        precondition(amaxes.count == 3 * fp8Scalings.count, "\(3 * fp8Scalings.count) amaxes expected, got \(amaxes.count)")
+        for (i, e) in fp8Matrices.enumerated() {
+            let s = fp8Scalings[e.offset]!
+            s.weight.record(amaxes[3 * i])
+            s.input.record(amaxes[3 * i + 1])
+            s.gradient.record(amaxes[3 * i + 2])
+        }
+    }
+
+    /// fp8: forgets the casts since the last closed step (those of an evaluation between steps).
+    public func discardFP8Amaxes() {
+        for s in fp8Scalings.values { s.weight.discardStep(); s.input.discardStep(); s.gradient.discardStep() }
+    }
+
+    /// fp8: every tensor's amax history, oldest first, by weight matrix name — its weight's, input's
+    /// and output gradient's histories back to back (3 · `fp8HistoryLength` values; empty in other precisions).
+    public var fp8Histories: [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: fp8Matrices.map { e in
+            let s = fp8Scalings[e.offset]!
+            return (e.name, s.weight.amaxHistory + s.input.amaxHistory + s.gradient.amaxHistory)
+        })
+    }
+
+    /// fp8: restores the histories `fp8Histories` returned (of a model of the same config and
+    /// history length); throws `ModelError` naming what does not fit.
+    public func restoreFP8Histories(_ histories: [String: [Float]]) throws {
+        let h = fp8HistoryLength, matrices = fp8Matrices
+        guard histories.count == matrices.count else {
+            throw ModelError(.invalidConfig, "the fp8 amax histories cover \(histories.count) weight matrices; this model has \(matrices.count)")
+        }
+        for e in matrices {
+            guard let values = histories[e.name], values.count == 3 * h else {
+                throw ModelError(.invalidConfig, "the fp8 amax histories of \(e.name) are missing or not 3 × \(h) values (training.fp8_amax_history)")
+            }
+        }
+        for e in matrices {
+            let s = fp8Scalings[e.offset]!, values = histories[e.name]!
+            s.weight.restore(Array(values[0..<h]))
+            s.input.restore(Array(values[h..<(2 * h)]))
+            s.gradient.restore(Array(values[(2 * h)...]))
+        }
     }
 
     /// The low-precision operands of linear weight `kind` (nil in fp32: the layer multiplies in fp32).
@@ -251,7 +322,7 @@ public final class Transformer {
         switch precision {
         case .bf16: return MixedOperands(weight: .bf16(UnsafePointer(halfCopies[r]!.pointer + at)), scratch: mixedScratch)
         case .fp16: return MixedOperands(weight: .fp16(UnsafePointer(halfCopies[r]!.pointer + at)), scratch: mixedScratch)
-        default: return MixedOperands(weight: .fp8(UnsafePointer(fp8Copies[r]!.pointer + at), fp8Scaling(offset: offset)), scratch: mixedScratch)
+        default: return MixedOperands(weight: .fp8(UnsafePointer(fp8Copies[r]!.pointer + at), fp8Scalings[offset]!), scratch: mixedScratch)
         }
     }
 

@@ -105,16 +105,20 @@ public enum FP8 {
     }
 }
 
-/// Per-tensor delayed scaling, Transformer Engine's default recipe (margin 0): a tensor is cast
-/// with scale = max / max(amax history), where the history holds the amaxes of its last
-/// `historyLength` casts (1 before the first); the cast then records its own amax. One object per
-/// tensor of one model, used by one thread at a time.
+/// Per-tensor delayed scaling, Transformer Engine's default recipe (margin 0): the history holds
+/// one amax per step — the largest finite |x| over all of that step's casts of the tensor — for
+/// the last `historyLength` steps, and every cast of a step uses the same scale, max / max(history)
+/// (1 while the history holds no amax above 0), made only of earlier steps' amaxes. The owner
+/// closes a step with `record`, giving the step's amax (its own `stepAmax`, or that maximum over
+/// all ranks of a job). One object per tensor of one model, used by one thread at a time.
 public final class FP8Scaling {
     public let format: FP8Format
     private var history: [Float]
     private var next = 0
-    /// The scale of the last cast (backward re-rounds a forward operand with it).
+    /// The scale every cast of the current step uses (backward re-rounds a forward operand with it).
     public private(set) var scale: Float = 1
+    /// The largest amax of the current step's casts so far (0: none).
+    public private(set) var stepAmax: Float = 0
 
     public init(format: FP8Format, historyLength: Int) {
         precondition(historyLength >= 1, "an amax history holds at least one value")
@@ -122,21 +126,44 @@ public final class FP8Scaling {
         history = Array(repeating: 0, count: historyLength)
     }
 
-    /// The scale the next cast uses: max / max(history); 1 while the history holds no amax above 0.
-    public var nextScale: Float {
-        let amax = history.max() ?? 0
-        return amax > 0 ? format.max / amax : 1
+    /// Casts with the step's scale; `body` returns the cast's amax, which joins the step's.
+    /// `unit`: a factor the values carry beyond the tensor's own units (an output gradient's
+    /// 1 / accumulation): the cast uses scale / unit and the amax joins divided by `unit`, so the
+    /// rounding and the history do not depend on it (exactly, for a power of two).
+    public func cast(unit: Float = 1, _ body: (_ scale: Float) -> Float) {
+        let amax = body(scale / unit) / unit
+        if amax > stepAmax { stepAmax = amax }
     }
 
-    /// Takes the next scale for a cast and records the cast's amax.
-    public func cast(_ body: (_ scale: Float) -> Float) {
-        scale = nextScale
-        history[next] = body(scale)
+    /// Closes a step: `amax` (the step's, ≥ `stepAmax` when reduced over ranks) enters the history,
+    /// the oldest leaves, and the next step's scale is made from it.
+    public func record(_ amax: Float) {
+        history[next] = amax
         next = (next + 1) % history.count
+        stepAmax = 0
+        updateScale()
     }
 
-    /// The amaxes recorded, oldest first (for tests and diagnostics).
+    /// Forgets the casts made since the last `record` (outside a training step: evaluation).
+    public func discardStep() { stepAmax = 0 }
+
+    /// The amaxes recorded, oldest first (what a checkpoint keeps).
     public var amaxHistory: [Float] { Array(history[next...] + history[..<next]) }
+
+    /// Restores a history (oldest first, `historyLength` values) and the scale it gives, with no
+    /// step open.
+    public func restore(_ amaxes: [Float]) {
+        precondition(amaxes.count == history.count, "an amax history of \(history.count) values, got \(amaxes.count)")
+        history = amaxes
+        next = 0
+        stepAmax = 0
+        updateScale()
+    }
+
+    private func updateScale() {
+        let amax = history.max() ?? 0
+        scale = amax > 0 ? format.max / amax : 1
+    }
 }
 
 /// An owned, 64-byte aligned, zero-initialised block of fp8 codes.

@@ -14,9 +14,11 @@ public struct ShardRecord: Codable, Sendable, Equatable {
     public var skippedSteps: Int
     /// fp16: the dynamic loss scale (nil in other precisions).
     public var lossScale: LossScaleState?
+    /// fp8: the amax histories, the job's (nil in other precisions).
+    public var fp8Scaling: FP8ScalingState?
 
     public init(step: Int, rank: Int, file: CheckpointFile, dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int,
-                lossScale: LossScaleState? = nil) {
+                lossScale: LossScaleState? = nil, fp8Scaling: FP8ScalingState? = nil) {
         self.step = step
         self.rank = rank
         self.file = file
@@ -24,6 +26,7 @@ public struct ShardRecord: Codable, Sendable, Equatable {
         self.schedule = schedule
         self.skippedSteps = skippedSteps
         self.lossScale = lossScale
+        self.fp8Scaling = fp8Scaling
     }
 }
 
@@ -48,6 +51,7 @@ public final class ShardSnapshot: @unchecked Sendable {
     public let schedule: ScheduleState
     public let skippedSteps: Int
     public let lossScale: LossScaleState?
+    public let fp8Scaling: FP8ScalingState?
     /// Whether `storage` came from (and goes back to) the buffer pool, rather than being a view of shared memory.
     private let pooled: Bool
 
@@ -55,7 +59,7 @@ public final class ShardSnapshot: @unchecked Sendable {
     ///   of a shared-memory replica slot); nil: a buffer from the pool.
     public init(step: Int, rank: Int, worldSize: Int, start: Int, count: Int, capacity: Int? = nil, seed: UInt64,
          dataCursor: DataCursor, schedule: ScheduleState, skippedSteps: Int, lossScale: LossScaleState? = nil,
-         storage: FloatBuffer? = nil) {
+         fp8Scaling: FP8ScalingState? = nil, storage: FloatBuffer? = nil) {
         self.step = step
         self.rank = rank
         self.worldSize = worldSize
@@ -71,15 +75,16 @@ public final class ShardSnapshot: @unchecked Sendable {
         self.schedule = schedule
         self.skippedSteps = skippedSteps
         self.lossScale = lossScale
+        self.fp8Scaling = fp8Scaling
     }
 
     /// An empty snapshot for the shard `start ..< start + count` of rank `rank` at the same step
-    /// as `own` (the data cursor, schedule and skipped updates are the job's, the same on every
+    /// as `own` (the data cursor, schedule, skipped updates, loss scale and fp8 histories are the job's, the same on every
     /// rank), to receive a neighbour's replica into.
     public convenience init(replicaOf rank: Int, start: Int, count: Int, like own: ShardSnapshot, storage: FloatBuffer? = nil) {
         self.init(step: own.step, rank: rank, worldSize: own.worldSize, start: start, count: count, capacity: own.capacity,
                   seed: own.seed, dataCursor: own.dataCursor, schedule: own.schedule, skippedSteps: own.skippedSteps,
-                  lossScale: own.lossScale, storage: storage)
+                  lossScale: own.lossScale, fp8Scaling: own.fp8Scaling, storage: storage)
     }
 
     // The three parts lie back to back, as in the shard file, so a checkpoint writes them as one
@@ -127,6 +132,6 @@ public final class ShardSnapshot: @unchecked Sendable {
                                          parameters: UnsafeBufferPointer(parameters), expAvg: UnsafeBufferPointer(expAvg),
                                          expAvgSq: UnsafeBufferPointer(expAvgSq))
         return ShardRecord(step: step, rank: rank, file: file, dataCursor: dataCursor, schedule: schedule, skippedSteps: skippedSteps,
-                           lossScale: lossScale)
+                           lossScale: lossScale, fp8Scaling: fp8Scaling)
     }
 }

@@ -85,6 +85,8 @@ public final class Trainer {
         if ring == nil { GEMM.setThreads(t.threads) }
         GEMM.backend = t.gemm
         model = try Self.makeModel(config: config, pool: self.pool, stage: stage)
+        // fp8: the trainer closes the amax histories' steps, one per optimizer step (`closeFP8Step`).
+        model.fp8ClosesStepPerPass = false
         if t.precision == .fp16 { lossScaler = DynamicLossScaler(scale: Float(t.lossScale), growthInterval: t.lossScaleGrowthInterval) }
         let table = model.table
         let partition = ring?.partitionPlan ?? PartitionPlan(table: table, worldSize: worldSize)
@@ -120,14 +122,24 @@ public final class Trainer {
             heldOut = try split.validation.map {
                 try HeldOutEvaluation(tokens: $0, seqLen: config.data.seqLen, batchSize: t.microBatchSize, limit: t.evalSequences)
             }
-            let pool = self.pool
-            teacher = try t.distillation.map {
-                try Teacher(config: $0, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool)
+            let pool = self.pool, ledger = memory
+            teacher = try t.distillation.map { d in
+                // Sharded as the student's stage 3 by default; on the job's queue, so the gathers of
+                // both models queue in the same order on every rank.
+                let shard = d.shard ?? (stage == .parametersSharded)
+                if shard && queue == nil {
+                    throw TrainingError(.badInput, "training.distillation.shard: true needs a cluster (zerotrain local or a coordinator); a single zerotrain train process keeps the whole teacher")
+                }
+                let sharding = shard ? queue.map { Teacher.Sharding(queue: $0, zero: config.zero, ledger: ledger) } : nil
+                return try Teacher(config: d, student: config.model, seqLen: config.data.seqLen, precision: t.precision, pool: pool,
+                                   fp8HistoryLength: t.fp8AmaxHistory, sharding: sharding)
             }
+            teacher?.model.fp8ClosesStepPerPass = false
             if let teacher {
-                // The teacher's weights (and their bf16 copy) and its block of logits live on the device too.
-                try memory.allocate(teacher.bytes, .params, what: "the distillation teacher (\(teacher.model.table.count) parameters)",
-                                    advice: "use a smaller teacher or a larger device budget")
+                // The teacher's weights or shard (and their low-precision copies) and its block of logits live on the device too.
+                try memory.allocate(teacher.bytes, .params,
+                                    what: "the distillation teacher (\(teacher.model.table.count) parameters\(teacher.sharded.map { ", \($0.shardRange.count) in this rank's shard" } ?? ""))",
+                                    advice: "use a smaller teacher, shard it (training.distillation.shard: true) or a larger device budget")
             }
             if t.evalInterval > 0, heldOut == nil {
                 throw TrainingError(.badInput, "training.eval_interval: \(t.evalInterval) but there is no validation data (set data.validation_fraction or data.validation_path)")
@@ -214,6 +226,11 @@ public final class Trainer {
         // The weights changed since the last step (an update, a restore or a resume): bf16 copies
         // are made again, once for all of this step's micro-batches.
         model.parametersChanged()
+        // fp8: casts since the last step (an evaluation's) do not enter the step's amaxes, and the
+        // output gradients' are taken without the 1 / accumulation backward starts from.
+        model.discardFP8Amaxes()
+        model.fp8GradientUnit = 1 / Float(accumulation)
+        teacher?.model.discardFP8Amaxes()
         var lossSum: Double = 0, auxSum: Double = 0
         var expertCounts: [Int] = []
         dataSeconds = 0
@@ -251,6 +268,7 @@ public final class Trainer {
         // `telemetry.layer_norms`: the norms of the embedding, each block and the head, in the same all-reduce.
         let normRegions = config.telemetry?.layerNorms == true ? model.table.regions : []
         let totals = try engine.reduce(lossSum: lossSum, auxSum: auxSum, counts: expertCounts.map(Double.init), normRegions: normRegions)
+        try closeFP8Step()
         let loss = Float(totals.lossSum / Double(accumulation))
         let lr = t.schedule.rate(step: step, peak: t.optim.lr)
         // The totals are all-reduced, so every rank takes the same decision. A skipped update
@@ -295,6 +313,41 @@ public final class Trainer {
         return metrics
     }
 
+    /// fp8: closes the step of every amax history — the student's and an fp8 teacher's — with
+    /// the largest amax of each tensor over all of the step's casts on all ranks: one max
+    /// all-reduce of all of them. The next step casts with the scales this gives, the same on every
+    /// rank, so N ranks equal one rank with N times the accumulation. Skipped steps record too.
+    func closeFP8Step() throws {
+        guard config.training.precision == .fp8 else { return }
+        let own = model.fp8StepAmaxes, taught = teacher?.model.fp8StepAmaxes ?? []
+        let local = (own + taught).map(Double.init)
+        let reduced = try engine.queue.map { try $0.allReduceMaxScalars(local) } ?? local
+        model.recordFP8Amaxes(reduced[..<own.count].map(Float.init))
+        teacher?.model.recordFP8Amaxes(reduced[own.count...].map(Float.init))
+    }
+
+    /// fp8: the amax histories as a checkpoint records them (nil in other precisions).
+    var fp8ScalingState: FP8ScalingState? {
+        guard config.training.precision == .fp8 else { return nil }
+        return FP8ScalingState(historyLength: model.fp8HistoryLength, student: model.fp8Histories, teacher: teacher?.model.fp8Histories)
+    }
+
+    /// fp8: the amax histories from a checkpoint's state (resized to `training.fp8_amax_history`,
+    /// keeping the newest steps); without one (a checkpoint of another precision, or without a
+    /// teacher's) the histories start empty, as a fresh run's.
+    func restoreFP8Scaling(_ state: FP8ScalingState?) throws {
+        guard config.training.precision == .fp8 else { return }
+        for (m, histories) in [(model, state?.student), (teacher?.model, state?.teacher)] {
+            guard let m else { continue }
+            let empty = m.fp8Histories.mapValues { $0.map { _ in Float(0) } }
+            do {
+                try m.restoreFP8Histories(histories.map { state!.resized($0, to: m.fp8HistoryLength) } ?? empty)
+            } catch let e as ModelError {
+                throw TrainingError(.badInput, "the checkpoint's fp8_scaling does not fit this run: \(e.message)", cause: e)
+            }
+        }
+    }
+
     /// `training.eval_interval` asks for an evaluation after the update just completed (every
     /// interval, and after the last update).
     public var evaluationDue: Bool {
@@ -328,7 +381,7 @@ public final class Trainer {
     public func snapshot(into storage: FloatBuffer? = nil) -> ShardSnapshot {
         let s = checkpointShard
         let snap = emptySnapshot(of: rank, step: step, samplesConsumed: sampler.position(step: step), skippedSteps: skippedSteps,
-                                 lossScale: lossScaleState, storage: storage)
+                                 lossScale: lossScaleState, fp8Scaling: fp8ScalingState, storage: storage)
         // Parameters: the model's own buffer, or the rank's shard at stage 3 (which is `s`).
         let parameters = engine.stage.shardsParameters ? engine.parameterShard.baseAddress! : model.parameters.pointer + s.lowerBound
         // Moments: the optimizer's shard is `s` at stages 1–3 and everything at stage 0.
@@ -370,6 +423,7 @@ public final class Trainer {
         step = snap.step
         skippedSteps = snap.skippedSteps
         restoreLossScale(snap.lossScale)
+        try restoreFP8Scaling(snap.fp8Scaling)
         sampler.origin = (snap.step, snap.dataCursor.samplesConsumed)
     }
 
@@ -393,13 +447,19 @@ public final class Trainer {
         let own = local(rank)
         // The job's data cursor and skipped count are the same in every shard: a rank that holds none takes them from the others.
         let known = own ?? transfers.compactMap { local($0.rank) }.first
+        // fp8: the histories travel flattened, in this run's shape (a replica's is the same run's).
+        let fp8Shape = fp8ScalingState
+        let fp8Flat = fp8Shape.map { (known?.fp8Scaling ?? $0).flattened } ?? []
         var meta = [Double(known?.dataCursor.samplesConsumed ?? 0), Double(known?.skippedSteps ?? 0), known == nil ? 0 : 1,
                     Double(known?.lossScale?.scale ?? 0), Double(known?.lossScale?.cleanSteps ?? 0)]
+            + fp8Flat.map { known == nil ? 0 : Double($0) }
         if let queue = engine.queue { meta = try queue.allReduceScalars(meta) }
         guard meta[2] > 0 else { throw TrainingError(.runtime, "no rank holds a replica of step \(step)") }
         let samples = Int((meta[0] / meta[2]).rounded()), skipped = Int((meta[1] / meta[2]).rounded())
         // The loss scale is a power of two, exact through the mean of equal values.
         let lossScale = meta[3] > 0 ? LossScaleState(scale: Float(meta[3] / meta[2]), cleanSteps: Int((meta[4] / meta[2]).rounded())) : nil
+        // Equal floats summed over the holders and divided by their count: exact in doubles.
+        let fp8Scaling = fp8Shape?.filled(with: meta[5...].map { Float($0 / meta[2]) })
         var mine = own
         for t in transfers {
             let buffer: ShardSnapshot
@@ -409,7 +469,8 @@ public final class Trainer {
                 }
                 buffer = held
             } else {
-                buffer = emptySnapshot(of: t.rank, step: step, samplesConsumed: samples, skippedSteps: skipped, lossScale: lossScale)
+                buffer = emptySnapshot(of: t.rank, step: step, samplesConsumed: samples, skippedSteps: skipped, lossScale: lossScale,
+                                       fp8Scaling: fp8Scaling)
             }
             try engine.queue?.broadcast(buffer.storage.buffer, root: t.root)
             if t.rank == rank { mine = buffer }
@@ -421,13 +482,14 @@ public final class Trainer {
     /// An empty snapshot of rank `r`'s shard after `step` (its buffer sized for the largest shard),
     /// with the job's data cursor and schedule there.
     func emptySnapshot(of r: Int, step: Int, samplesConsumed: Int, skippedSteps: Int, lossScale: LossScaleState? = nil,
-                       storage: FloatBuffer? = nil) -> ShardSnapshot {
+                       fp8Scaling: FP8ScalingState? = nil, storage: FloatBuffer? = nil) -> ShardSnapshot {
         let s = partitionPlan.shardRange(r), t = config.training
         return ShardSnapshot(step: step, rank: r, worldSize: worldSize, start: s.lowerBound, count: s.count,
                              capacity: partitionPlan.largestShardCount, seed: t.seed,
                              dataCursor: DataCursor(samplesConsumed: samplesConsumed,
                                                     globalBatch: worldSize * t.gradientAccumulationSteps * t.microBatchSize, seed: t.seed),
-                             schedule: scheduleState(at: step), skippedSteps: skippedSteps, lossScale: lossScale, storage: storage)
+                             schedule: scheduleState(at: step), skippedSteps: skippedSteps, lossScale: lossScale,
+                             fp8Scaling: fp8Scaling, storage: storage)
     }
 
     /// The learning-rate schedule as a checkpoint records it, before update `step`.
@@ -475,6 +537,7 @@ public final class Trainer {
         step = m.step
         skippedSteps = m.skippedSteps
         restoreLossScale(m.lossScale)
+        try restoreFP8Scaling(m.fp8Scaling)
         sampler.origin = (m.step, m.dataCursor.samplesConsumed)
     }
 }
@@ -490,6 +553,7 @@ extension CheckpointManifest where Config == TrainConfig {
         self.init(step: first.step, worldSize: sorted.count, zeroStage: stage.rawValue,
                   config: config, tensors: TensorLayout.layouts(of: table),
                   dataCursor: first.dataCursor, schedule: first.schedule, skippedSteps: first.skippedSteps, lossScale: first.lossScale,
+                  fp8Scaling: first.fp8Scaling,
                   files: sorted.map(\.file) + extraFiles)
     }
 }

@@ -149,6 +149,13 @@ public final class CollectiveQueue: Sendable {
         return try perform { group in try group.allReduceScalars(values, op: .sum, deadline: .now + timeout) }
     }
 
+    /// Element-wise maxima of small values across ranks (bitwise identical on every rank).
+    public func allReduceMaxScalars(_ values: [Double]) throws -> [Double] {
+        guard worldSize > 1 else { return values }
+        let timeout = self.timeout
+        return try perform { group in try group.allReduceMaxScalars(values, deadline: .now + timeout) }
+    }
+
     /// In place: every rank's shard of `buffer` (`RingLayout.shardRange`) is copied to every rank.
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard worldSize > 1 else { return }

@@ -2,8 +2,10 @@ import Checkpoint
 import Data
 import Evaluation
 import Foundation
+import Model
 import Telemetry
 import Testing
+import Training
 import ZeroTrainTestKit
 
 /// Validation during a real local-cluster job (`training.eval_interval`, `data.validation_fraction`)
@@ -206,6 +208,57 @@ import ZeroTrainTestKit
         #expect(two.count == 5 && one.count == 5 && plain.count == 5)
         for (x, y) in zip(two, one) { #expect(abs(x - y) <= 1e-5 * abs(y), "\(x) vs \(y)") }
         #expect(zip(one, plain).allSatisfy { $0 != $1 }, "the teacher changed nothing: \(one) vs \(plain)")
+    }
+
+    /// A teacher sharded with ZeRO-3 across the 2 workers (the default at zero.stage 3) gives the
+    /// losses of the whole teacher on every rank bit for bit (its gathered regions hold the same
+    /// values), and each rank's ledger holds about half the teacher's fp32 weights instead of all.
+    @Test func aShardedTeacherEqualsTheWholeTeacherWithHalfItsWeights() throws {
+        let root = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let teacherDir = root.appendingPathComponent("teacher")
+        let teacherConfig = root.appendingPathComponent("teacher.yaml")
+        try CLI.write("""
+            model: {num_layers: 3, hidden_size: 64, num_attention_heads: 4, max_seq_len: 64}
+            training: {lr: 0.003, warmup_steps: 1, total_steps: 3, micro_batch_size: 4, threads: 1, checkpoint_dir: \(teacherDir.path)}
+            data: {seq_len: 32}
+            """, to: teacherConfig)
+        let trained = try CLI.run(["train", "--config", teacherConfig.path])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        let teacherParameters = ParameterTable(config: try TrainConfig.parse(text: String(contentsOf: teacherConfig, encoding: .utf8)).model).count
+        func student(shard: String) -> String {
+            """
+            model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64}
+            training: {lr: 0.003, warmup_steps: 2, total_steps: 4, micro_batch_size: 2, threads: 1, checkpoint_interval: 0, distillation: {teacher: \(teacherDir.path), temperature: 2, alpha: 0.7\(shard)}}
+            data: {seq_len: 32}
+            zero: {stage: 3, param_persistence_threshold: 0}
+            cluster: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 5000}
+            """
+        }
+        let sharded = try local(root, "sharded", student(shard: ""), workers: 2)
+        let whole = try local(root, "whole", student(shard: ", shard: false"), workers: 2)
+        func records(_ run: URL) throws -> [[String: Any]] {
+            try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        }
+        let (a, b) = (try records(sharded), try records(whole))
+        #expect(a.count == 4 && b.count == 4)
+        for (x, y) in zip(a, b) {
+            let (lx, ly) = (x["loss"] as! Double, y["loss"] as! Double)
+            #expect(lx.bitPattern == ly.bitPattern, "sharded teacher: loss \(lx), whole teacher: \(ly)")
+        }
+        func peaks(_ record: [String: Any]) -> [[String: Int]] {
+            (record["memory_per_rank"] as! [[String: Any]]).map { $0["peak"] as! [String: Int] }
+        }
+        let (small, large) = (peaks(a.last!), peaks(b.last!))
+        #expect(small.count == 2 && large.count == 2)
+        for (s, l) in zip(small, large) {
+            // The whole teacher is 4 bytes per parameter in `params`; sharded, half of it (± the
+            // ring's rounding), its regions entered in `gathered` while they are in use.
+            let saved = Double((l["params"] ?? 0) - (s["params"] ?? 0)), half = 4.0 * Double(teacherParameters) / 2
+            #expect(abs(saved - half) <= 0.02 * half, "params saved by sharding: \(saved), expected ≈ \(half)")
+            #expect((s["gathered"] ?? 0) > (l["gathered"] ?? 0), "sharded \(s) vs whole \(l)")
+        }
     }
 
     /// A distillation teacher with another vocabulary (the reference dense model's 64 tokens

@@ -92,13 +92,28 @@ import Testing
         }
     }
 
-    /// Per-tensor delayed scaling: each cast uses max / max(history of earlier amaxes), then records its own.
+    /// Per-tensor delayed scaling: a step's casts all use max / max(history of earlier steps'
+    /// amaxes); the step's amax is the largest of its casts' (or what the owner records for it).
     @Test func fp8DelayedScaling() {
         let s = FP8Scaling(format: .e4m3, historyLength: 2)
         var used: [Float] = []
-        for amax: Float in [2, 4, 1, 1, 0] { s.cast { used.append($0); return amax } }
-        #expect(used == [1, 224, 112, 112, 448])
-        #expect(s.amaxHistory == [1, 0] && s.nextScale == 448)
+        for step: [Float] in [[2, 1], [4], [1, 0.5], [1], [0]] {
+            for amax in step { s.cast { used.append($0); return amax } }
+            #expect(s.stepAmax == step.max()!)
+            s.record(s.stepAmax)
+        }
+        #expect(used == [1, 1, 224, 112, 112, 112, 448])
+        #expect(s.amaxHistory == [1, 0] && s.scale == 448)
+        // A reduced amax larger than the own one wins; discarded casts do not count.
+        s.cast { _ in 7 }
+        s.discardStep()
+        s.cast { _ in 2 }
+        s.record(8)
+        #expect(s.amaxHistory == [0, 8] && s.scale == 56)
+        s.restore([4, 1])
+        #expect(s.scale == 112 && s.stepAmax == 0 && s.amaxHistory == [4, 1])
+        s.record(0)
+        #expect(s.amaxHistory == [1, 0])
         let x: [Float] = [0.5, -3, 2000, .infinity]
         var out = [Float](repeating: 0, count: 4)
         let amax = FP8.quantize(x, to: &out, count: 4, scale: 0.25, format: .e4m3)

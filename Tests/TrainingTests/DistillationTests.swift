@@ -56,6 +56,22 @@ import ZeroTrainTestKit
         #expect(last.loss.isFinite && last.loss < m0.loss)
     }
 
+    /// Sharding the teacher needs the job's ranks: a lone trainer refuses `shard: true` as bad
+    /// input (exit 2 from the CLI), and keeps the whole teacher by default.
+    @Test func aShardedTeacherNeedsACluster() throws {
+        let dir = CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let teacher = try Self.teacherCheckpoint(dir)
+        do {
+            _ = try Trainer(config: Self.config(", distillation: {teacher: \(teacher.path), temperature: 2, alpha: 0.5, shard: true}"))
+            Issue.record("shard: true without a cluster was accepted")
+        } catch let e as TrainingError {
+            #expect(e.code == .badInput && e.message.contains("training.distillation.shard: true needs a cluster"), "\(e)")
+        }
+        let whole = try Trainer(config: Self.config(", distillation: {teacher: \(teacher.path), temperature: 2, alpha: 0.5}"))
+        #expect(whole.teacher?.sharded == nil && whole.teacher?.model.parameters.count == whole.teacher?.model.table.count)
+    }
+
     @Test func teacherLogitsInChunksEqualOneBlock() throws {
         let dir = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

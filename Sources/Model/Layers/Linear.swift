@@ -144,7 +144,8 @@ public struct MixedOperands {
         switch weight {
         case .bf16: preconditionFailure("bf16 operands are converted, not rounded in fp32")
         case .fp16: FP16.round(dy, to: out, count: count)
-        case .fp8(_, let scaling): scaling.gradient.cast { FP8.quantize(dy, to: out, count: count, scale: $0, format: .e5m2) }
+        case .fp8(_, let scaling):
+            scaling.gradient.cast(unit: scaling.gradientUnit) { FP8.quantize(dy, to: out, count: count, scale: $0, format: .e5m2) }
         }
     }
 
@@ -163,6 +164,8 @@ public final class FP8LinearScaling {
     public let weight: FP8Scaling
     public let input: FP8Scaling
     public let gradient: FP8Scaling
+    /// The factor the output gradients carry beyond the loss's own (`Transformer.fp8GradientUnit`).
+    public var gradientUnit: Float = 1
 
     public init(historyLength: Int) {
         weight = FP8Scaling(format: .e4m3, historyLength: historyLength)

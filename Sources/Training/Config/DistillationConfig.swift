@@ -11,11 +11,16 @@ public struct DistillationConfig: ConfigSection, Equatable {
     public var temperature = 2.0
     /// Weight α of the KL term, 0…1 (1 − α weights the cross-entropy with the labels).
     public var alpha = 0.5
+    /// Shard the teacher's parameters across the job's ranks as ZeRO stage 3 shards the student's
+    /// (each rank keeps 1/N; each region is gathered just before use and freed after). nil: shard
+    /// exactly when the student runs at `zero.stage: 3`. Needs a cluster (`zerotrain local`, a
+    /// coordinator); a lone `zerotrain train` process keeps the whole teacher.
+    public var shard: Bool?
 
     public init() {}
 
     public static let fields: [ConfigField<Self>] = [
-        .init("teacher", \.teacher), .init("temperature", \.temperature), .init("alpha", \.alpha),
+        .init("teacher", \.teacher), .init("temperature", \.temperature), .init("alpha", \.alpha), .init("shard", \.shard),
     ]
 
     public func validate(path p: String = "training.distillation") throws {

@@ -27,14 +27,15 @@ final class RegionParameters {
     private var persistent: [Int: FloatBuffer] = [:]
     private var liveElements = 0
 
-    init(config: ZeroConfig, layout: RegionShards, queue: CollectiveQueue, ledger: MemoryLedger) throws {
+    /// `name` names the shard's offload file (`<name>-rank<r>`).
+    init(config: ZeroConfig, layout: RegionShards, queue: CollectiveQueue, ledger: MemoryLedger, name: String = "params") throws {
         self.layout = layout
         self.queue = queue
         self.ledger = ledger
         prefetchDepth = config.prefetchDepth
         maxLiveParameters = config.maxLiveParameters
         shard = try TierBuffer(count: layout.range.count, tier: config.parameterTier, directory: config.offloadDirectory,
-                               name: "params-rank\(queue.rank)")
+                               name: "\(name)-rank\(queue.rank)")
         for (r, region) in layout.regions.enumerated() where region.count <= config.paramPersistenceThreshold {
             try ledger.allocate(4 * region.count, .params, what: "the persistent parameters of region \(r)")
             persistent[r] = FloatBuffer(count: region.count)
