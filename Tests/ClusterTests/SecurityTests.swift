@@ -1,3 +1,4 @@
+import Common
 import CommZMQ
 import Foundation
 import Testing
@@ -211,17 +212,23 @@ import ZeroTrainTestKit
     /// connections are not reported, and it trains to its end.
     @Test(arguments: [false, true])
     func garbageIsLoggedOnceWithThePeersAddress(secure: Bool) throws {
-        let steps = 150
+        let steps = 400
         let cluster = try Cluster(steps: steps, allowed: ["worker-0", "worker-1"], secure: secure)
         defer { try? FileManager.default.removeItem(at: cluster.root) }
         var clients: [String?] = []
         let junk: [UInt8] = Array("GET / HTTP/1.1\r\nHost: zerotrain\r\n\r\n".utf8) + (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
         let stalled = NetworkFuzzer.stalledHandshake(mechanism: secure ? "CURVE" : "NULL")
         let outcome = try cluster.run("garbage") { endpoint, ring, _ in
-            clients = [NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: stalled),
-                       NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: stalled)]
-            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(endpoint), bytes: junk)
-            _ = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(ring), bytes: junk)
+            // All four at once, as soon as training is under way: a quiet machine trains the tiny
+            // job in about a second, and clients one after another (each lingers 0.3 s) could
+            // reach a daemon that has already finished.
+            let attacks = [(endpoint, stalled), (ring, stalled), (endpoint, junk), (ring, junk)]
+            let addresses = Monitor([String?](repeating: nil, count: attacks.count))
+            DispatchQueue.concurrentPerform(iterations: attacks.count) { i in
+                let address = NetworkFuzzer.garbage(host: "127.0.0.1", port: Self.port(attacks[i].0), bytes: attacks[i].1)
+                addresses.withLock { $0[i] = address }
+            }
+            clients = Array(addresses.withLock { $0 }.prefix(2))
         }
         #expect(outcome.status == 0, "\(outcome.coordinatorLog)")
         #expect(outcome.losses.count == steps)

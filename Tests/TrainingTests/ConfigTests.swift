@@ -227,6 +227,7 @@ import Zero
         c.faultTolerance.maxRestarts = 4
         c.faultTolerance.restartWindowSeconds = 60
         c.faultTolerance.replicaInterval = 8
+        c.faultTolerance.replicaTransport = .network
         c.faultTolerance.maxSkippedSteps = 5
         c.faultTolerance.onNonFiniteStreak = .stop
         return c
@@ -265,7 +266,7 @@ import Zero
         let f = c.faultTolerance
         #expect(f == FaultToleranceConfig())
         #expect(f.policy == .restart && f.rejoinTimeoutSeconds == 30 && f.minWorkers == 1 && f.maxRestarts == 10)
-        #expect(f.restartWindowSeconds == 600 && f.replicaInterval == 0 && f.maxSkippedSteps == 3 && f.onNonFiniteStreak == .rollback)
+        #expect(f.restartWindowSeconds == 600 && f.replicaInterval == 0 && f.replicaTransport == .auto && f.maxSkippedSteps == 3 && f.onNonFiniteStreak == .rollback)
         let set = try TrainConfig.parse(text: """
             model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4}
             fault_tolerance: {policy: stop, max_skipped_steps: 1, on_non_finite_streak: stop, rejoin_timeout_s: 2.5}
