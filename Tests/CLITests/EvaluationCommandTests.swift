@@ -29,6 +29,20 @@ import ZeroTrainTestKit
         """
     }
 
+    /// Trains a teacher (`model` as YAML flow mappings' contents) into root/teacher; returns its
+    /// checkpoint folder and config file.
+    func teacher(_ root: URL, model: String, steps: Int, warmup: Int) throws -> (directory: URL, config: URL) {
+        let directory = root.appendingPathComponent("teacher"), config = root.appendingPathComponent("teacher.yaml")
+        try CLI.write("""
+            model: {\(model), max_seq_len: 64}
+            training: {lr: 0.003, warmup_steps: \(warmup), total_steps: \(steps), micro_batch_size: 4, threads: 1, checkpoint_dir: \(directory.path)}
+            data: {seq_len: 32}
+            """, to: config)
+        let trained = try CLI.run(["train", "--config", config.path])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        return (directory, config)
+    }
+
     func local(_ root: URL, _ label: String, _ config: String, workers: Int) throws -> URL {
         let file = root.appendingPathComponent("\(label).yaml")
         try CLI.write(config, to: file)
@@ -181,15 +195,7 @@ import ZeroTrainTestKit
     @Test func distillationOnTheClusterTwoWorkersEqualOne() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
-        let teacherDir = root.appendingPathComponent("teacher")
-        let teacherConfig = root.appendingPathComponent("teacher.yaml")
-        try CLI.write("""
-            model: {num_layers: 2, hidden_size: 48, num_attention_heads: 4, max_seq_len: 64}
-            training: {lr: 0.003, warmup_steps: 2, total_steps: 10, micro_batch_size: 4, threads: 1, checkpoint_dir: \(teacherDir.path)}
-            data: {seq_len: 32}
-            """, to: teacherConfig)
-        let trained = try CLI.run(["train", "--config", teacherConfig.path])
-        try #require(trained.status == 0, "\(trained.stderr)")
+        let teacherDir = try teacher(root, model: "num_layers: 2, hidden_size: 48, num_attention_heads: 4", steps: 10, warmup: 2).directory
         func student(_ accumulation: Int, teacher: Bool) -> String {
             """
             model: {num_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, max_seq_len: 64}
@@ -216,15 +222,7 @@ import ZeroTrainTestKit
     @Test func aShardedTeacherEqualsTheWholeTeacherWithHalfItsWeights() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
-        let teacherDir = root.appendingPathComponent("teacher")
-        let teacherConfig = root.appendingPathComponent("teacher.yaml")
-        try CLI.write("""
-            model: {num_layers: 3, hidden_size: 64, num_attention_heads: 4, max_seq_len: 64}
-            training: {lr: 0.003, warmup_steps: 1, total_steps: 3, micro_batch_size: 4, threads: 1, checkpoint_dir: \(teacherDir.path)}
-            data: {seq_len: 32}
-            """, to: teacherConfig)
-        let trained = try CLI.run(["train", "--config", teacherConfig.path])
-        try #require(trained.status == 0, "\(trained.stderr)")
+        let (teacherDir, teacherConfig) = try teacher(root, model: "num_layers: 3, hidden_size: 64, num_attention_heads: 4", steps: 3, warmup: 1)
         let teacherParameters = ParameterTable(config: try TrainConfig.parse(text: String(contentsOf: teacherConfig, encoding: .utf8)).model).count
         func student(shard: String) -> String {
             """
