@@ -165,19 +165,3 @@ public final class FP8Scaling {
         scale = amax > 0 ? format.max / amax : 1
     }
 }
-
-/// An owned, 64-byte aligned, zero-initialised block of fp8 codes.
-public final class FP8Buffer: @unchecked Sendable {  // Safe: fields immutable; users split the elements between threads.
-    public let count: Int
-    public let pointer: UnsafeMutablePointer<UInt8>
-
-    public init(count: Int) {
-        precondition(count >= 0, "FP8Buffer count must be non-negative")
-        self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
-        pointer = raw.bindMemory(to: UInt8.self, capacity: max(count, 1))
-    }
-
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
-}

@@ -155,20 +155,3 @@ public enum BF16 {
     /// True when the conversion uses the CPU's AVX512_BF16 instructions.
     public static var nativeConversion: Bool { zt_bf16_native() != 0 }
 }
-
-/// An owned, 64-byte aligned, zero-initialised block of bf16 values (raw bit patterns).
-public final class BFloat16Buffer: @unchecked Sendable {  // Safe: fields immutable; users split the elements between threads.
-    public let count: Int
-    public let pointer: UnsafeMutablePointer<UInt16>
-
-    public init(count: Int) {
-        precondition(count >= 0, "BFloat16Buffer count must be non-negative")
-        self.count = count
-        let bytes = max(count, 1) * 2
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        pointer = raw.bindMemory(to: UInt16.self, capacity: max(count, 1))
-    }
-
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
-}
