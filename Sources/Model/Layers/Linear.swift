@@ -193,13 +193,10 @@ public final class MixedScratch {
     /// `source` rounded to bf16 into `destination` (each element converted on its own, so the
     /// split between threads changes nothing).
     func convert(_ source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<UInt16>, count: Int) {
-        guard let pool, pool.size > 1, count >= Self.parallelConversion else {
-            BF16.convert(source, to: destination, count: count)
-            return
-        }
-        // Chunks of whole 64-byte lines of the destination (32 elements), so no two threads share one.
+        // Chunks of whole 64-byte lines of the destination (32 elements), so no two threads share
+        // one; split in two from `parallelConversion` elements.
         let lines = (count + 31) / 32
-        pool.parallelFor(lines) { range in
+        Elementwise.split(lines, pool, minChunk: Self.parallelConversion / 64) { range in
             let lo = range.lowerBound * 32, hi = min(count, range.upperBound * 32)
             BF16.convert(source + lo, to: destination + lo, count: hi - lo)
         }

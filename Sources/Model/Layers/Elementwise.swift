@@ -1,0 +1,13 @@
+import Tensor
+
+/// How elementwise passes (the MLP's activations, bf16 conversions) split their elements: between
+/// a pool's threads in chunks of at least `minChunk` (fewer elements are not worth waking the team
+/// for), or all on the caller.
+enum Elementwise {
+    static let minChunk = 16_384
+
+    @inline(__always) static func split(_ count: Int, _ pool: ThreadPool?, minChunk: Int = minChunk, _ body: (Range<Int>) -> Void) {
+        guard let pool else { body(0..<count); return }
+        pool.parallelFor(count, minChunk: minChunk, body)
+    }
+}
