@@ -26,7 +26,10 @@ final class DirectoryWatch: @unchecked Sendable {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
             var buffer = [UInt8](repeating: 0, count: 16 << 10)
             while true {
-                guard poll(&fds, 2, -1) >= 0 || errno == EINTR else { break }
+                if poll(&fds, 2, -1) < 0 {
+                    if errno == EINTR { continue }
+                    break
+                }
                 if fds[1].revents != 0 { break }
                 guard fds[0].revents != 0 else { continue }
                 // Drain what is queued (the events' names do not matter: the reader checks its files).
