@@ -87,15 +87,16 @@ final class Device: Sendable {
             }
             let writer = CheckpointWriter(rank: s.rank, pauseAfterWrite: s.faultDelays.afterShardWriteMs)
             defer { writer.waitIdle(); writer.close() }
-            let capacity = trainer.partitionPlan.largestShardCount, replicas = s.config.faultTolerance.replicaInterval > 0
+            let capacity = trainer.partitionPlan.largestShardCount
+            let replicas = s.config.faultTolerance.replicaInterval > 0 && s.worldSize > 1
+            let (successor, predecessor) = ((s.rank + 1) % s.worldSize, (s.rank - 1 + s.worldSize) % s.worldSize)
             let route = ReplicaRoute(
-                outgoing: replicas && s.sharesMemory(s.rank, (s.rank + 1) % s.worldSize) && s.worldSize > 1
+                outgoing: replicas && s.sharesMemory(s.rank, successor)
                     ? ReplicaSlots(jobID: s.jobID, epoch: s.epoch, rank: s.rank, capacity: capacity) : nil,
-                incoming: replicas && s.sharesMemory(s.rank, (s.rank - 1 + s.worldSize) % s.worldSize) && s.worldSize > 1
-                    ? PredecessorSlots() : nil)
+                incoming: replicas && s.sharesMemory(s.rank, predecessor) ? PredecessorSlots() : nil)
             defer { route.outgoing?.unlinkAll() }
-            if route.outgoing != nil { s.log("rank \(s.rank): replicas go to rank \((s.rank + 1) % s.worldSize) through shared memory (the same host)") }
-            Self.prewarmSnapshots(capacity: capacity, replicas: replicas, route: route)
+            if route.outgoing != nil { s.log("rank \(s.rank): replicas go to rank \(successor) through shared memory (the same host)") }
+            Self.prewarmSnapshots(capacity: capacity, replicas: s.config.faultTolerance.replicaInterval > 0, route: route)
             var checkpointSeconds = 0.0
             report(.ready(device: s.index))
             while true {
@@ -160,9 +161,9 @@ final class Device: Sendable {
             let predecessor = (trainer.rank - 1 + trainer.worldSize) % trainer.worldSize
             let r = trainer.partitionPlan.shardRange(predecessor)
             // What goes out: the snapshot, or the notice of its slot.
-            let notice = FloatBuffer(count: ReplicaNotice.bytes / 4)
+            let notice = route.outgoing.map { _ in FloatBuffer(count: ReplicaNotice.bytes / 4) }
             let send: UnsafeRawBufferPointer
-            if let slots = route.outgoing {
+            if let slots = route.outgoing, let notice {
                 let words = (slot >= 0 ? slots.seal(slot: slot, step: snapshot.step)
                     : ReplicaNotice(pid: getpid(), jobID: setup.jobID, epoch: setup.epoch, rank: trainer.rank, slot: -1, step: snapshot.step)).encoded
                 UnsafeMutableRawPointer(notice.pointer).copyMemory(from: words, byteCount: ReplicaNotice.bytes)
@@ -172,15 +173,15 @@ final class Device: Sendable {
             }
             // What comes in: the predecessor's snapshot, or the notice of its slot.
             let incoming = route.incoming == nil ? ShardSnapshot(replicaOf: predecessor, start: r.lowerBound, count: r.count, like: snapshot) : nil
-            let received = FloatBuffer(count: ReplicaNotice.bytes / 4)
-            let receive = UnsafeMutableRawBufferPointer(incoming?.storage.buffer ?? received.buffer)
+            let received = incoming == nil ? FloatBuffer(count: ReplicaNotice.bytes / 4) : nil
+            let receive = UnsafeMutableRawBufferPointer(incoming?.storage.buffer ?? received!.buffer)
             let pause = setup.faultDelays.beforeReplicaExchangeMs
             if pause > 0 { queue.submit { _ in usleep(useconds_t(pause * 1000)) } }
             let (log, s) = (setup.log, setup)
             queue.exchangeInBackground(send: send, receive: receive) {
                 withExtendedLifetime((snapshot, notice)) {
                     if let incoming { return store.put(incoming, own: false) }
-                    guard let slots = route.incoming else { return }
+                    guard let slots = route.incoming, let received else { return }
                     do {
                         guard let n = ReplicaNotice(UnsafeRawBufferPointer(received.buffer)), n.jobID == s.jobID, n.epoch == s.epoch,
                               n.rank == predecessor, n.step == snapshot.step else {
