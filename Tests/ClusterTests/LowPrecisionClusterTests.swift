@@ -21,8 +21,7 @@ import ZeroTrainTestKit
         let one = try cluster.run(root, "fp16-w1", MixedPrecisionClusterTests.config("tiny.yaml", precision: "fp16", accumulation: 2, stage: 0), workers: 1)
         let fp32 = try cluster.run(root, "fp32-w1", MixedPrecisionClusterTests.config("tiny.yaml", precision: "fp32", accumulation: 2, stage: 0), workers: 1)
         #expect(one.count == 20 && fp32.count == 20)
-        var worst: Float = 0
-        for (x, y) in zip(one, fp32) { worst = max(worst, abs(x - y) / abs(y)) }
+        let worst = MixedPrecisionClusterTests.worstRelativeDifference(one, fp32)
         #expect(worst <= 2e-3, "fp16 loss curve departs from fp32's by \(worst) (relative)")
         #expect(worst > 0, "fp16 losses equal fp32's bit for bit; fp16 not in use")
         for record in try Self.records(root, "fp16-w1") {
@@ -48,8 +47,7 @@ import ZeroTrainTestKit
         let fp8 = try cluster.run(root, "fp8", MixedPrecisionClusterTests.config("tiny.yaml", precision: "fp8", accumulation: 1, stage: 0), workers: 2)
         let bf16 = try cluster.run(root, "bf16", MixedPrecisionClusterTests.config("tiny.yaml", precision: "bf16", accumulation: 1, stage: 0), workers: 2)
         #expect(fp8.count == 20 && bf16.count == 20)
-        var worst: Float = 0
-        for (x, y) in zip(fp8, bf16) { worst = max(worst, abs(x - y) / abs(y)) }
+        let worst = MixedPrecisionClusterTests.worstRelativeDifference(fp8, bf16)
         #expect(worst <= 2e-2 && worst > 0, "fp8 loss curve departs from bf16's by \(worst) (relative)")
         #expect(fp8.last! < fp8.first! * 0.8, "fp8 did not train: \(fp8.first!) → \(fp8.last!)")
         print("fp8 vs bf16 (tiny): worst relative loss difference \(worst)")

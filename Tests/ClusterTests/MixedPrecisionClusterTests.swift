@@ -22,6 +22,11 @@ import ZeroTrainTestKit
         return try LocalClusterTests.losses(dir)
     }
 
+    /// The largest |x − y| / |y| over two loss curves.
+    static func worstRelativeDifference(_ xs: [Float], _ ys: [Float]) -> Float {
+        zip(xs, ys).reduce(0) { max($0, abs($1.0 - $1.1) / abs($1.1)) }
+    }
+
     @Test(arguments: ["tiny.yaml", "tiny-moe.yaml"])
     func bf16WorkersEqualOneWorkerAndFollowFP32(config name: String) throws {
         let root = CLI.tempDir()
@@ -29,8 +34,7 @@ import ZeroTrainTestKit
         let one = try run(root, "bf16-w1", Self.config(name, precision: "bf16", accumulation: 2, stage: 0), workers: 1)
         let fp32 = try run(root, "fp32-w1", Self.config(name, precision: "fp32", accumulation: 2, stage: 0), workers: 1)
         #expect(one.count == 20 && fp32.count == 20)
-        var worst: Float = 0
-        for (x, y) in zip(one, fp32) { worst = max(worst, abs(x - y) / abs(y)) }
+        let worst = Self.worstRelativeDifference(one, fp32)
         #expect(worst <= 2e-3, "\(name): bf16 loss curve departs from fp32's by \(worst) (relative)")
         #expect(worst > 0, "\(name): bf16 losses equal fp32's bit for bit; bf16 not in use")
         for stage in [0, 3] {
