@@ -24,11 +24,13 @@ public struct AdamW: Sendable {
     }
 
     /// One update of `count` elements. `t` is the 1-based update count (for bias correction);
-    /// `decays` says whether weight decay applies to this range. Vectorised 16 lanes at a time;
+    /// `decays` says whether weight decay applies to this range. `gradientScale` multiplies each
+    /// gradient as it is read (the clip factor, `GradientClipping.factor`): the same products
+    /// clipping the buffer first would store, without its pass over memory. Vectorised 16 lanes at a time;
     /// every element gets the same arithmetic, so any split of a buffer gives the same result.
     public func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>,
                        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
-                       lr: Double, t: Int, decays: Bool) {
+                       lr: Double, t: Int, decays: Bool, gradientScale k: Float = 1) {
         typealias V = SIMD16<Float>
         let bc1 = 1 - pow(beta1, Double(t))
         let bc2 = 1 - pow(beta2, Double(t))
@@ -41,7 +43,7 @@ public struct AdamW: Sendable {
         let pr = UnsafeMutableRawPointer(p), gr = UnsafeRawPointer(g), mr = UnsafeMutableRawPointer(m), vr = UnsafeMutableRawPointer(v)
         while i + 16 <= count {
             let o = i * 4
-            let gi = gr.loadUnaligned(fromByteOffset: o, as: V.self)
+            let gi = gr.loadUnaligned(fromByteOffset: o, as: V.self) * k
             let mOld = mr.loadUnaligned(fromByteOffset: o, as: V.self)
             let mi = mOld + oneMinusB1 * (gi - mOld)
             let vi = b2 * vr.loadUnaligned(fromByteOffset: o, as: V.self) + oneMinusB2 * gi * gi
@@ -53,7 +55,7 @@ public struct AdamW: Sendable {
             i += 16
         }
         while i < count {
-            let gi = g[i]
+            let gi = g[i] * k
             let mi = m[i] + oneMinusB1 * (gi - m[i])
             let vi = b2 * v[i] + oneMinusB2 * gi * gi
             m[i] = mi

@@ -289,8 +289,7 @@ public final class Trainer {
             if !overflow || lossScaler!.scale < 0x1p-24 { nonFiniteStreak += 1 }
         } else {
             nonFiniteStreak = 0
-            engine.clip(norm: gradNorm, maxNorm: t.optim.gradClip, unscale: unscale)
-            engine.update(lr: lr, t: step + 1 - skippedSteps)
+            engine.update(lr: lr, t: step + 1 - skippedSteps, norm: gradNorm, maxNorm: t.optim.gradClip, unscale: unscale)
             try engine.parametersUpdated()
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

@@ -58,14 +58,31 @@ import Testing
 }
 
 @Suite struct ClippingTests {
-    @Test func clipsToMaxNormAndReportsThePreClipNorm() {
+    @Test func clipFactorScalesToMaxNormAndLeavesSmallNormsAlone() {
         let g = FloatBuffer([3, 4])
-        let norm = GradientClipping.clip(g.buffer, maxNorm: 1)
+        let norm = GradientClipping.sumOfSquares(g.buffer).squareRoot()
         #expect(norm == 5)
-        #expect(abs(Kernels.sumOfSquares(g.pointer, count: 2).squareRoot() - 1) < 1e-5)
-        let small = FloatBuffer([0.3, 0.4])
-        #expect(abs(GradientClipping.clip(small.buffer, maxNorm: 1) - 0.5) < 1e-7)
-        #expect(small.toArray() == [0.3, 0.4])
+        let k = GradientClipping.factor(norm: norm, maxNorm: 1)
+        #expect(abs((3 * k * 3 * k + 4 * k * 4 * k).squareRoot() - 1) < 1e-5)
+        #expect(GradientClipping.factor(norm: 0.5, maxNorm: 1) == 1)
+        #expect(GradientClipping.factor(norm: 5, maxNorm: 0) == 1)
+    }
+
+    /// The factor applied as AdamW reads the gradients gives the bits of clipping the buffer first.
+    @Test func clippingInsideAdamWEqualsClippingTheBufferFirst() {
+        let n = 37  // two 16-lane blocks and a tail
+        let grads = (0..<n).map { Float($0 % 7) - 3.1 }, start = (0..<n).map { Float($0) * 0.01 - 0.2 }
+        let k = GradientClipping.factor(norm: 9.5, maxNorm: 1, unscale: 0.25)
+        let opt = AdamW(weightDecay: 0.1)
+        let p1 = FloatBuffer(start), m1 = FloatBuffer(count: n), v1 = FloatBuffer(count: n), g1 = FloatBuffer(grads)
+        let p2 = FloatBuffer(start), m2 = FloatBuffer(count: n), v2 = FloatBuffer(count: n), g2 = FloatBuffer(grads.map { $0 * k })
+        for t in 1...3 {
+            opt.update(parameters: p1.pointer, gradients: g1.pointer, m: m1.pointer, v: v1.pointer, count: n, lr: 0.01, t: t, decays: true,
+                       gradientScale: k)
+            opt.update(parameters: p2.pointer, gradients: g2.pointer, m: m2.pointer, v: v2.pointer, count: n, lr: 0.01, t: t, decays: true)
+        }
+        #expect(p1.toArray() == p2.toArray() && m1.toArray() == m2.toArray() && v1.toArray() == v2.toArray())
+        #expect(g1.toArray() == grads, "the gradients are read, not scaled in place")
     }
 }
 
@@ -83,11 +100,9 @@ import Testing
         #expect(s.update(gradientsFinite: false) == .skip && s.scale == 32768)
     }
 
-    @Test func unscalingInTheClipPassIsExact() {
-        var g: [Float] = [3 * 1024, 4 * 1024]
-        g.withUnsafeMutableBufferPointer { GradientClipping.scale($0, norm: 5, maxNorm: 0, unscale: 1.0 / 1024) }
-        #expect(g == [3, 4])
-        g.withUnsafeMutableBufferPointer { GradientClipping.scale($0, norm: 5, maxNorm: 1, unscale: 0.5) }
-        #expect(g == [3 * 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1), 4 * 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1)])
+    @Test func unscalingInTheClipFactorIsExact() {
+        let g: [Float] = [3 * 1024, 4 * 1024]
+        #expect(g.map { $0 * GradientClipping.factor(norm: 5, maxNorm: 0, unscale: 1.0 / 1024) } == [3, 4])
+        #expect(GradientClipping.factor(norm: 5, maxNorm: 1, unscale: 0.5) == 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1))
     }
 }

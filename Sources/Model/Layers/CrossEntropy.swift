@@ -14,7 +14,9 @@ public enum CrossEntropy {
                 var m = -Float.infinity
                 for j in 0..<v { m = max(m, row[j]) }
                 var s: Float = 0
-                for j in 0..<v { s += expf(row[j] - m) }
+                Kernels.exp(of: 0..<v, { row[$0] - m }) { _, e, k in
+                    for j in 0..<k { s += e[j] }
+                }
                 let lse = m + logf(s)
                 logSumExp[n] = lse
                 losses[n] = lse - row[Int(targets[n])]
@@ -33,7 +35,9 @@ public enum CrossEntropy {
             for n in range {
                 let row = logits + n * v, d = dLogits + n * v
                 let lse = logSumExp[n]
-                for j in 0..<v { d[j] = expf(row[j] - lse) * k }
+                for j in 0..<v { d[j] = row[j] - lse }
+                Kernels.exp(d, into: d, count: v)
+                for j in 0..<v { d[j] = d[j] * k }
                 d[Int(targets[n])] -= k
             }
         }

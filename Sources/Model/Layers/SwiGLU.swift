@@ -3,16 +3,19 @@ import Tensor
 
 /// The elementwise parts of the two MLP types (the projections are `Linear`).
 public enum SwiGLU {
-    @inline(__always) static func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+    /// σ(x) = 1 / (1 + e^−x) from `exponent` = e^−x (the kernels take it from `Kernels.exp`).
+    @inline(__always) static func sigmoid(exponent: Float) -> Float { 1 / (1 + exponent) }
 
     /// gate, up (count) → h = silu(gate) · up. With a `pool`, the elements are split between its
     /// threads (each element's arithmetic is the same, so the result is too).
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count: Int,
                                pool: ThreadPool? = nil) {
         Elementwise.split(count, pool) { range in
-            for i in range {
-                let g = gate[i]
-                h[i] = g * sigmoid(g) * up[i]
+            Kernels.exp(of: range, { -gate[$0] }) { lo, e, k in
+                for j in 0..<k {
+                    let i = lo + j, g = gate[i]
+                    h[i] = g * sigmoid(exponent: e[j]) * up[i]
+                }
             }
         }
     }
@@ -22,11 +25,13 @@ public enum SwiGLU {
                                 dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count: Int,
                                 pool: ThreadPool? = nil) {
         Elementwise.split(count, pool) { range in
-            for i in range {
-                let g = gate[i], s = sigmoid(g)
-                let silu = g * s
-                dUp[i] = dh[i] * silu
-                dGate[i] = dh[i] * up[i] * s * (1 + g * (1 - s))
+            Kernels.exp(of: range, { -gate[$0] }) { lo, e, k in
+                for j in 0..<k {
+                    let i = lo + j, g = gate[i], s = sigmoid(exponent: e[j])
+                    let silu = g * s
+                    dUp[i] = dh[i] * silu
+                    dGate[i] = dh[i] * up[i] * s * (1 + g * (1 - s))
+                }
             }
         }
     }
@@ -48,11 +53,13 @@ public enum GELU {
     public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int,
                                 pool: ThreadPool? = nil) {
         Elementwise.split(count, pool) { range in
-            for i in range {
-                let v = x[i]
-                let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-                let pdf = expf(-0.5 * v * v) * 0.39894228040143268
-                dx[i] = dy[i] * (cdf + v * pdf)
+            Kernels.exp(of: range, { -0.5 * x[$0] * x[$0] }) { lo, e, k in
+                for j in 0..<k {
+                    let i = lo + j, v = x[i]
+                    let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
+                    let pdf = e[j] * 0.39894228040143268
+                    dx[i] = dy[i] * (cdf + v * pdf)
+                }
             }
         }
     }

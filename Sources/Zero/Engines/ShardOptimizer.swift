@@ -29,8 +29,10 @@ public final class ShardOptimizer {
 
     /// One AdamW update of `parameters` (the shard's, `shard.count` elements) from `gradients`,
     /// split across the pool; each thread updates the parts of the tensors that fall in its range,
-    /// with weight decay where the tensor has 2+ dimensions.
-    public func step(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>, lr: Double, t: Int) {
+    /// with weight decay where the tensor has 2+ dimensions. Each gradient is multiplied by
+    /// `gradientScale` (the clip factor) as it is read; the buffer is left as it was.
+    public func step(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>, lr: Double, t: Int,
+                     gradientScale: Float = 1) {
         precondition(parameters.count == shard.count && gradients.count == shard.count, "the update needs the rank's shard")
         let shard = self.shard, entries = self.entries, adamW = self.adamW
         let p = parameters.baseAddress! - shard.lowerBound, g = gradients.baseAddress! - shard.lowerBound
@@ -40,7 +42,7 @@ public final class ShardOptimizer {
             for e in entries where e.offset < range.upperBound && e.offset + e.count > range.lowerBound {
                 let lo = max(e.offset, range.lowerBound), hi = min(e.offset + e.count, range.upperBound)
                 adamW.update(parameters: p + lo, gradients: g + lo, m: m + lo, v: v + lo, count: hi - lo,
-                             lr: lr, t: t, decays: e.decays)
+                             lr: lr, t: t, decays: e.decays, gradientScale: gradientScale)
             }
         }
     }

@@ -10,7 +10,7 @@ import Tensor
 /// micro-batch, backward reporting finished gradient ranges to `gradientsReady` (and, at stages
 /// 2–3, reading parameters and writing gradients region by region through the engine, which is
 /// the model's `residency`); `reduce` (the reduction, the loss terms and the global gradient norm
-/// across ranks); `clip`; `update` (AdamW on the rank's shard); `parametersUpdated` (the gathers
+/// across ranks); `update` (AdamW on the rank's shard, clipping the gradients as it reads them); `parametersUpdated` (the gathers
 /// after the update). A checkpoint holds each rank's shard (`parameterShard`'s elements of the
 /// flat buffer, and the optimizer's moments); `loadParameters` and `loadOptimizerState` put a
 /// checkpoint's state back, whatever the stage and world size it was written with. Every call that communicates is a
@@ -73,15 +73,13 @@ extension ZeroEngine {
         optimizer.pool.parallelFor(grads.count, minChunk: 1 << 16) { r in (base + r.lowerBound).update(repeating: 0, count: r.count) }
     }
 
-    /// Scales the rank's gradients for the global `norm` (torch's clip_grad_norm_; 0 = no clipping);
-    /// `unscale` divides out an fp16 loss scale first (`norm` is then the unscaled gradients' norm).
-    public func clip(norm: Double, maxNorm: Double, unscale: Float = 1) {
-        GradientClipping.scale(gradientShard, norm: norm, maxNorm: maxNorm, unscale: unscale, pool: optimizer.pool)
-    }
-
-    /// AdamW with rate `lr` on the rank's shard; `t` is the 1-based update count.
-    public func update(lr: Double, t: Int) {
-        optimizer.step(parameters: parameterShard, gradients: gradientShard, lr: lr, t: t)
+    /// AdamW with rate `lr` on the rank's shard; `t` is the 1-based update count. The gradients
+    /// are clipped for the global `norm` (torch's clip_grad_norm_; maxNorm 0 = no clipping) as
+    /// AdamW reads them; `unscale` divides out an fp16 loss scale first (`norm` is then the
+    /// unscaled gradients' norm).
+    public func update(lr: Double, t: Int, norm: Double, maxNorm: Double, unscale: Float = 1) {
+        optimizer.step(parameters: parameterShard, gradients: gradientShard, lr: lr, t: t,
+                       gradientScale: GradientClipping.factor(norm: norm, maxNorm: maxNorm, unscale: unscale))
     }
 
     /// Replaces the moments of the rank's optimizer shard: `fill(expAvg?, elements, destination)`
