@@ -31,11 +31,11 @@ let package = Package(
 
         // Shared by every module: the error protocol, config sections (defaults and coding in one place), a lock with waiting.
         .target(name: "Common", dependencies: ["CCRC32C"]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CDNNL", "CBF16", "CExp"]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CDNNL", "CBF16", "CKernels"]),
         // fp32 -> bf16 with AVX512_BF16 where the CPU has it (Swift cannot emit the instruction itself).
         .target(name: "CBF16"),
-        // expf eight lanes at a time with AVX-512, equal to glibc's bit for bit (Swift has no vector permutes or fused double lanes to write it).
-        .target(name: "CExp"),
+        // AVX-512 kernels chosen at run time, equal bit for bit to their portable C (Swift compiles SIMD for the SSE2 baseline): expf as glibc computes it, AdamW, SwiGLU.
+        .target(name: "CKernels"),
         .target(name: "Model", dependencies: ["Common", "Tensor"]),
         .target(name: "Optim", dependencies: ["Common", "Tensor"]),
         // Data alone imports CZlib and CZstd (compressed inputs of the ingest stage).

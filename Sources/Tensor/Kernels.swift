@@ -1,4 +1,4 @@
-import CExp
+import CKernels
 
 /// Vectorised elementwise kernels and reductions over raw fp32 pointers.
 ///
@@ -94,9 +94,38 @@ public enum Kernels {
     }
 
     /// y[i] = expf(x[i]) for i < n, equal to libm's expf bit for bit, eight lanes at a time where
-    /// the CPU has AVX-512 (see CExp). `x` and `y` may be the same.
+    /// the CPU has AVX-512 (see CKernels). `x` and `y` may be the same.
     public static func exp(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
         if n > 0 { zt_exp_f32(x, y, n) }
+    }
+
+    /// SwiGLU's forward (h = gate · σ(gate) · up) over `n` elements, with AVX-512 where the CPU has
+    /// it (see CKernels: the same bits either way).
+    public static func swiGLUForward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int) {
+        if n > 0 { zt_swiglu_forward(gate, up, h, n) }
+    }
+
+    /// SwiGLU's backward: dUp = dh · gate · σ(gate), dGate = dh · up · σ(gate) · (1 + gate · (1 − σ(gate))).
+    public static func swiGLUBackward(dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                      dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count n: Int) {
+        if n > 0 { zt_swiglu_backward(dh, gate, up, dGate, dUp, n) }
+    }
+
+    /// One AdamW update of `n` elements (the arithmetic is Optim's `AdamW`; this is its kernel,
+    /// with AVX-512 where the CPU has it — Swift's SIMD16 compiles to SSE2 lanes and a scalar
+    /// square root). Each gradient is multiplied by `gradientScale` as it is read.
+    public static func adamW(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>,
+                             m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count n: Int,
+                             gradientScale: Float, stepSize: Float, bc2Sqrt: Float, decay: Float,
+                             beta2: Float, oneMinusBeta1: Float, oneMinusBeta2: Float, eps: Float) {
+        if n > 0 { zt_adamw_update(p, g, m, v, n, gradientScale, stepSize, bc2Sqrt, decay, beta2, oneMinusBeta1, oneMinusBeta2, eps) }
+    }
+
+    /// Whether `exp`, `swiGLUForward`/`swiGLUBackward` and `adamW` run AVX-512 lanes; tests set it
+    /// false to check the portable loops give the same bits.
+    public static var vectorised: Bool {
+        get { zt_kernels_vectorised() != 0 }
+        set { _ = zt_kernels_set_vectorised(newValue ? 1 : 0) }
     }
 
     /// Elements of the stack chunk `exp(of:)` hands its body.

@@ -106,3 +106,31 @@ import Testing
         #expect(GradientClipping.factor(norm: 5, maxNorm: 1, unscale: 0.5) == 0.5 * GradientClipping.coefficient(norm: 5, maxNorm: 1))
     }
 }
+
+/// The AdamW kernel's AVX-512 lanes and its portable loop give the same bits.
+@Suite(.serialized) struct AdamWKernelTests {
+    static func values(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
+        let b = FloatBuffer(count: n)
+        Philox(seed: seed).fillNormal(b.buffer, mean: 0, std: scale, stream: 0)
+        return b.toArray()
+    }
+
+    @Test func adamWMatchesItsPortableLoop() throws {
+        try #require(Kernels.vectorised, "this CPU has no AVX-512: only the portable loop runs")
+        let n = 16 * 41 + 9
+        let g = Self.values(n, seed: 4, scale: 0.1), start = Self.values(n, seed: 5, scale: 0.5)
+        let run = { () -> [[Float]] in
+            var params = start, m = [Float](repeating: 0, count: n), s = m
+            for t in 1...3 {
+                AdamW(weightDecay: 0.1).update(parameters: &params, gradients: g, m: &m, v: &s, count: n, lr: 1e-3, t: t, decays: t != 2,
+                                               gradientScale: 0.7)
+            }
+            return [params, m, s]
+        }
+        defer { Kernels.vectorised = true }
+        let vectorised = run()
+        Kernels.vectorised = false
+        let portable = run()
+        for (a, b) in zip(vectorised, portable) { #expect(a.map(\.bitPattern) == b.map(\.bitPattern)) }
+    }
+}

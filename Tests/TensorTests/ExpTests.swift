@@ -53,3 +53,38 @@ import Testing
         #expect(seen[range] .allSatisfy { $0 == 1 } && seen[..<3].allSatisfy { $0 == 0 })
     }
 }
+
+/// The C kernels' AVX-512 lanes and their portable loops give the same bits (the golden runs are
+/// recorded on AVX-512 machines; a CPU without it must train the same model).
+@Suite(.serialized) struct VectorKernelTests {
+    static func values(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
+        let b = FloatBuffer(count: n)
+        Philox(seed: seed).fillNormal(b.buffer, mean: 0, std: scale, stream: 0)
+        return b.toArray()
+    }
+
+    /// Runs `body` with the AVX-512 lanes and with the portable loops; returns both results.
+    static func bothPaths<T>(_ body: () -> T) -> (vectorised: T, portable: T) {
+        let was = Kernels.vectorised
+        defer { Kernels.vectorised = was }
+        Kernels.vectorised = true
+        let v = body()
+        Kernels.vectorised = false
+        return (v, body())
+    }
+
+    @Test func swiGLUAndExpMatchTheirPortableLoops() throws {
+        try #require(Kernels.vectorised, "this CPU has no AVX-512: only the portable loops run")
+        let n = 16 * 37 + 5
+        var gate = Self.values(n, seed: 1, scale: 4), up = Self.values(n, seed: 2, scale: 1), dh = Self.values(n, seed: 3, scale: 1)
+        gate[3] = 95; gate[4] = -95; gate[5] = .infinity; gate[6] = -.infinity  // lanes libm handles
+        let (v, p) = Self.bothPaths { () -> [[Float]] in
+            var h = [Float](repeating: 0, count: n), dGate = h, dUp = h, e = h
+            Kernels.swiGLUForward(gate: gate, up: up, h: &h, count: n)
+            Kernels.swiGLUBackward(dh: dh, gate: gate, up: up, dGate: &dGate, dUp: &dUp, count: n)
+            Kernels.exp(gate, into: &e, count: n)
+            return [h, dGate, dUp, e]
+        }
+        for (a, b) in zip(v, p) { #expect(zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }) }
+    }
+}

@@ -3,20 +3,12 @@ import Tensor
 
 /// The elementwise parts of the two MLP types (the projections are `Linear`).
 public enum SwiGLU {
-    /// σ(x) = 1 / (1 + e^−x) from `exponent` = e^−x (the kernels take it from `Kernels.exp`).
-    @inline(__always) static func sigmoid(exponent: Float) -> Float { 1 / (1 + exponent) }
-
     /// gate, up (count) → h = silu(gate) · up. With a `pool`, the elements are split between its
     /// threads (each element's arithmetic is the same, so the result is too).
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count: Int,
                                pool: ThreadPool? = nil) {
         Elementwise.split(count, pool) { range in
-            Kernels.exp(of: range, { -gate[$0] }) { lo, e, k in
-                for j in 0..<k {
-                    let i = lo + j, g = gate[i]
-                    h[i] = g * sigmoid(exponent: e[j]) * up[i]
-                }
-            }
+            Kernels.swiGLUForward(gate: gate + range.lowerBound, up: up + range.lowerBound, h: h + range.lowerBound, count: range.count)
         }
     }
 
@@ -25,14 +17,8 @@ public enum SwiGLU {
                                 dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count: Int,
                                 pool: ThreadPool? = nil) {
         Elementwise.split(count, pool) { range in
-            Kernels.exp(of: range, { -gate[$0] }) { lo, e, k in
-                for j in 0..<k {
-                    let i = lo + j, g = gate[i], s = sigmoid(exponent: e[j])
-                    let silu = g * s
-                    dUp[i] = dh[i] * silu
-                    dGate[i] = dh[i] * up[i] * s * (1 + g * (1 - s))
-                }
-            }
+            let lo = range.lowerBound
+            Kernels.swiGLUBackward(dh: dh + lo, gate: gate + lo, up: up + lo, dGate: dGate + lo, dUp: dUp + lo, count: range.count)
         }
     }
 }
