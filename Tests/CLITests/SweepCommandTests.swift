@@ -25,14 +25,14 @@ import Glibc
         early_stopping: {rule: median, grace: 10, interval: 10, min_trials: 2}
         """
 
-    struct Trial { let id: String; let status: String; let starts: Int; let steps: Int; let rung: Int? }
+    struct Trial { let id: String; let status: String; let starts: Int; let steps: Int; let rung: Int?; var note: String? = nil }
 
     static func trials(_ dir: URL) throws -> [Trial] {
         guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("sweep.json").path) else { return [] }
         let o = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         return (o["trials"] as! [[String: Any]]).map {
             Trial(id: $0["id"] as! String, status: $0["status"] as! String, starts: ($0["starts"] as! NSNumber).intValue, steps: ($0["steps"] as! NSNumber).intValue,
-                  rung: ($0["rung"] as? NSNumber)?.intValue)
+                  rung: ($0["rung"] as? NSNumber)?.intValue, note: $0["note"] as? String)
         }
     }
 
@@ -114,6 +114,14 @@ import Glibc
     /// the top half of a rung resumes from its checkpoint, the tiny rates are never promoted, a
     /// trial that ended before the kill is not run again, and a resumed trial's steps continue
     /// its log exactly (a step trained again after the kill has the same loss).
+    /// The last lines of each failed trial's local.log, for the message of a failed expectation.
+    static func failureLogs(_ trials: [Trial], _ out: URL) -> String {
+        trials.filter { $0.status == "failed" }.map { t in
+            let log = (try? String(contentsOf: out.appendingPathComponent("trials/\(t.id)/local.log"), encoding: .utf8)) ?? "(no local.log)"
+            return "\(t.id) (\(t.note ?? "no note")) local.log:\n" + log.split(separator: "\n", omittingEmptySubsequences: false).suffix(30).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
     @Test func successiveHalvingPausesAtRungsAndResumesAfterSIGKILL() throws {
         let root = CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: root) }
@@ -141,6 +149,7 @@ import Glibc
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         let before = try Self.trials(out)
+        #expect(!before.contains { $0.status == "failed" }, "a trial failed before the kill:\n\(Self.failureLogs(before, out))")
         let pausedBefore = before.filter { $0.status == "stopped" }, finishedBefore = before.filter { $0.status == "finished" }
         let logsBefore = try finishedBefore.map { try Data(contentsOf: out.appendingPathComponent("trials/\($0.id)/run/metrics.jsonl")) }
 
@@ -150,7 +159,7 @@ import Glibc
         let after = try Self.trials(out)
         // Pauses are exact: a paused trial stopped at a rung, a finished one at the end.
         #expect(after.count == 8 && after.allSatisfy { ($0.status == "stopped" && [10, 20].contains($0.steps)) || ($0.status == "finished" && $0.steps == 40) },
-                "\(after)")
+                "\(after)\n\(Self.failureLogs(after, out))")
         // What ended before the kill is not started again: finished trials are untouched, paused
         // ones only ever resume from their checkpoints.
         for t in finishedBefore {

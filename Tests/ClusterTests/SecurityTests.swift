@@ -257,16 +257,34 @@ import ZeroTrainTestKit
         let fuzzerKeys = try ZMQKeyFile.secret(at: cluster.keys["fuzzer"]!.secret)
         let coordinatorKey = cluster.keys["coordinator"]!.publicKey
         var reports: [NetworkFuzzer.Report] = []
-        var controlSent = 0
+        var controlSent = 0, controlError: String?
         let fuzzed = try cluster.run("fuzzed") { endpoint, ring, _ in
-            var fuzzer = NetworkFuzzer(seed: 13)
-            let messages = fuzzer.mutations(of: ControlProbe.register, count: 600)
-            controlSent = try NetworkFuzzer.sendControl(endpoint: endpoint, keys: fuzzerKeys, serverKey: coordinatorKey, messages: messages)
-            for _ in 0..<2 {
-                reports.append(fuzzer.raw(host: "127.0.0.1", port: Self.port(endpoint), count: 1000))
-                reports.append(fuzzer.raw(host: "127.0.0.1", port: Self.port(ring), count: 1000))
+            // The three attacks at once, each with its own seeded fuzzer: one after another they
+            // could outlast the job on a quiet machine and find a daemon that has already finished.
+            let messages = { var f = NetworkFuzzer(seed: 13); return f.mutations(of: ControlProbe.register, count: 600) }()
+            let results = Monitor((sent: 0, error: String?.none, reports: [NetworkFuzzer.Report]()))
+            DispatchQueue.concurrentPerform(iterations: 3) { attack in
+                switch attack {
+                case 0:
+                    do {
+                        let sent = try NetworkFuzzer.sendControl(endpoint: endpoint, keys: fuzzerKeys, serverKey: coordinatorKey, messages: messages)
+                        results.withLock { $0.sent = sent }
+                    } catch { results.withLock { $0.error = "\(error)" } }
+                default:
+                    var fuzzer = NetworkFuzzer(seed: 13 + UInt64(attack))
+                    let port = Self.port(attack == 1 ? endpoint : ring)
+                    for _ in 0..<2 {
+                        let report = fuzzer.raw(host: "127.0.0.1", port: port, count: 1000)
+                        results.withLock { $0.reports.append(report) }
+                    }
+                }
             }
+            let r = results.withLock { $0 }
+            controlError = r.error
+            controlSent = r.sent
+            reports = r.reports
         }
+        #expect(controlError == nil, "control fuzzing failed: \(controlError ?? "")")
         #expect(fuzzed.status == 0, "\(fuzzed.coordinatorLog)")
         #expect(fuzzed.losses == clean.losses && clean.losses.count == 1200, "the fuzzed job trained other losses")
         #expect(controlSent == 600)

@@ -45,7 +45,9 @@ import ZeroTrainTestKit
         let m0 = Array(optimizer.expAvg.buffer), v0 = Array(optimizer.expAvgSq.buffer)
         let next = try trainer.trainStep()
         #expect(!next.skipped && trainer.nonFiniteStreak == 0 && trainer.skippedSteps == 1)
-        let clipped = Array(trainer.engine.gradientShard)
+        // AdamW multiplies the gradients by the clip factor as it reads them (the buffer keeps the raw ones).
+        let gradients = Array(trainer.engine.gradientShard)
+        let factor = GradientClipping.factor(norm: next.gradNorm, maxNorm: cfg.training.optim.gradClip)
         let lr = cfg.training.schedule.rate(step: 3, peak: cfg.training.optim.lr)
         func adamW(t: Int) -> [Float] {
             var p = before, m = m0, v = v0
@@ -54,10 +56,10 @@ import ZeroTrainTestKit
                 p.withUnsafeMutableBufferPointer { p in
                     m.withUnsafeMutableBufferPointer { m in
                         v.withUnsafeMutableBufferPointer { v in
-                            clipped.withUnsafeBufferPointer { g in
+                            gradients.withUnsafeBufferPointer { g in
                                 adam.update(parameters: p.baseAddress! + e.offset, gradients: g.baseAddress! + e.offset,
                                             m: m.baseAddress! + e.offset, v: v.baseAddress! + e.offset, count: e.count,
-                                            lr: lr, t: t, decays: e.decays)
+                                            lr: lr, t: t, decays: e.decays, gradientScale: factor)
                             }
                         }
                     }
