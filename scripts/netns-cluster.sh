@@ -5,13 +5,15 @@
 # (10.77.0.11-13), all with CURVE keys (zerotrain keygen). Three runs of the same job:
 #
 #   clean    no impairment
-#   netem    tc netem: 5 ms delay and 1 % packet loss on every host's link
+#   netem    tc netem: 5 ms delay and 1 % packet loss on every host's link; on a kernel without
+#            the netem qdisc, "loss": 1 % of each host's packets dropped by nftables (no delay)
 #   linkcut  once training is under way, worker 2's link goes down (ip link set … down) for
 #            --cut-seconds, then up again: the coordinator declares it lost, recovers
 #            (docs/fault-tolerance.md), and the job finishes
 #
 # and checks that every run finishes and that netem and linkcut train the clean run's losses step
-# for step (the last record of each step). Needs root with CAP_NET_ADMIN and iproute2 (ip, tc).
+# for step (the last record of each step). Needs root with CAP_NET_ADMIN and iproute2 (ip, tc);
+# nft (nftables) for the loss run where the kernel has no netem.
 #
 #   scripts/netns-cluster.sh --zerotrain .build/release/zerotrain --config FILE --out DIR [--cut-seconds 4]
 #
@@ -132,8 +134,35 @@ if ip netns exec zt-coord tc qdisc add dev eth0 root netem delay 5ms loss 1% 2>/
   say "netem: $(losses "$out/netem/run" | wc -l) steps, last loss $(losses "$out/netem/run" | tail -1 | cut -d' ' -f2)"
   [ "$(losses "$out/clean/run")" = "$(losses "$out/netem/run")" ] || fail "netem trained other losses than the clean run"
   netem="netem (5 ms, 1 % loss)"
+elif command -v nft >/dev/null && ip netns exec zt-coord nft add table inet zt-loss 2>/dev/null; then
+  # No netem qdisc (CONFIG_NET_SCH_NETEM unset): the 1 % loss from nftables instead — every
+  # host drops a random 1 % of the packets it sends on its link (numgen random). No qdisc this
+  # kernel has delays packets, so there is no 5 ms latency in this run.
+  ip netns exec zt-coord nft delete table inet zt-loss
+  for h in "${hosts[@]}"; do
+    ip netns exec "$h" nft -f - <<'NFT'
+table inet zt-loss {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" numgen random mod 100 < 1 counter drop
+  }
+}
+NFT
+  done
+  say "netem: no netem qdisc in this kernel (CONFIG_NET_SCH_NETEM is not set): 1 % loss on every link with nftables, no delay"
+  run loss || fail "the loss run failed (exit $?): $(tail -3 "$out/loss/coordinator.log")"
+  dropped=0
+  for h in "${hosts[@]}"; do
+    n=$(ip netns exec "$h" nft list chain inet zt-loss out | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+    dropped=$((dropped + ${n:-0}))
+    ip netns exec "$h" nft delete table inet zt-loss
+  done
+  say "loss: $(losses "$out/loss/run" | wc -l) steps, last loss $(losses "$out/loss/run" | tail -1 | cut -d' ' -f2); $dropped packets dropped"
+  [ "$dropped" -gt 0 ] || fail "the loss run dropped no packet"
+  [ "$(losses "$out/clean/run")" = "$(losses "$out/loss/run")" ] || fail "the loss run trained other losses than the clean run"
+  netem="1 % loss (nftables; no netem, no delay)"
 else
-  say "netem: SKIPPED: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set); no delay or loss run"
+  say "netem: SKIPPED: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set) and nft (nftables) is not installed; no delay or loss run"
   netem="no netem run (the kernel lacks it)"
 fi
 

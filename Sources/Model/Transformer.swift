@@ -348,7 +348,8 @@ public final class Transformer {
             if r == 0, embeddingGradientScratch.count < count { embeddingGradientScratch = FloatBuffer(count: count) }
             if r != 0, blockGradientScratch.count < count { blockGradientScratch = FloatBuffer(count: count) }
             let scratch = r == 0 ? embeddingGradientScratch : blockGradientScratch
-            scratch.pointer.update(repeating: 0, count: count)
+            let base = scratch.pointer
+            Elementwise.split(count, pool, minChunk: 1 << 16) { (base + $0.lowerBound).update(repeating: 0, count: $0.count) }
             gradientBase[r] = scratch.pointer
             return
         }
@@ -358,7 +359,8 @@ public final class Transformer {
     private func gradientsDone(_ r: Int, _ gradientsReady: ((Range<Int>) -> Void)?) throws {
         if residency == nil, precision.isMixed, let scratch = gradientBase[r] {
             let region = table.regions[r]
-            Kernels.add(scratch, into: gradients.pointer + region.lowerBound, count: region.count)
+            let into = gradients.pointer + region.lowerBound
+            Elementwise.split(region.count, pool, minChunk: 1 << 16) { Kernels.add(scratch + $0.lowerBound, into: into + $0.lowerBound, count: $0.count) }
             gradientBase[r] = nil
         }
         try residency?.gradientsDone(r)
@@ -569,8 +571,8 @@ public final class Transformer {
         Linear.forward(x: ln1, weight: param(.qProj, l), y: a.q[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l), int8: int8(.qProj, l))
         Linear.forward(x: ln1, weight: param(.kProj, l), y: a.k[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.kProj, l), int8: int8(.kProj, l), inputConverted: true)
         Linear.forward(x: ln1, weight: param(.vProj, l), y: a.v[a.slot(l)].pointer, rows: n, inFeatures: c, outFeatures: kvDim, mixed: mixed(.vProj, l), int8: int8(.vProj, l), inputConverted: true)
-        rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h)
-        rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv)
+        rope.apply(a.q[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h, pool: pool)
+        rope.apply(a.k[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: hkv, pool: pool)
         Attention.forward(q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer, out: a.attOut[a.slot(l)].pointer,
                           probs: a.probs[a.slot(l)].pointer, batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv,
                           headDim: d, window: config.window, pool: pool)
@@ -579,13 +581,14 @@ public final class Transformer {
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
-        Kernels.add(x, branch, out: mid, count: n * c)
+        Elementwise.split(n * c, pool) { Kernels.add(x + $0.lowerBound, branch + $0.lowerBound, out: mid + $0.lowerBound, count: $0.count) }
         normForward(.post, layer: l, x: mid, y: ln2, mean: a.mean2[a.slot(l)].pointer, rstd: a.rstd2[a.slot(l)].pointer, rows: n)
         mlpForward(layer: l, a, x: ln2, y: branch)
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
         }
-        Kernels.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c)
+        let next = a.layerIn[l + 1].pointer
+        Elementwise.split(n * c, pool) { Kernels.add(mid + $0.lowerBound, branch + $0.lowerBound, out: next + $0.lowerBound, count: $0.count) }
     }
 
     /// Block `l`'s feed-forward: x (B,T,C) → y (B,T,C) through its MoE layer (which saves the routing
@@ -746,8 +749,8 @@ public final class Transformer {
         Attention.backward(dOut: a.dAtt.pointer, q: a.q[a.slot(l)].pointer, k: a.k[a.slot(l)].pointer, v: a.v[a.slot(l)].pointer,
                            probs: a.probs[a.slot(l)].pointer, dq: a.dQ.pointer, dk: a.dK.pointer, dv: a.dV.pointer,
                            batch: batch, seqLen: seqLen, heads: h, kvHeads: hkv, headDim: d, window: config.window, pool: pool)
-        rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true)
-        rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true)
+        rope.apply(a.dQ.pointer, batch: batch, seqLen: seqLen, heads: h, inverse: true, pool: pool)
+        rope.apply(a.dK.pointer, batch: batch, seqLen: seqLen, heads: hkv, inverse: true, pool: pool)
         Linear.backward(dy: a.dQ.pointer, x: ln1, weight: param(.qProj, l), dx: dLn,
                         dWeight: grad(.qProj, l), rows: n, inFeatures: c, outFeatures: qDim, mixed: mixed(.qProj, l))
         Linear.backward(dy: a.dK.pointer, x: ln1, weight: param(.kProj, l), dx: dLn,

@@ -30,13 +30,16 @@ public struct RotaryEmbedding: Sendable {
     }
 
     /// Rotates x (batch, seq, heads, headDim) in place; `inverse` applies the transpose
-    /// rotation, which is the backward pass.
-    public func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, seqLen: Int, heads: Int, inverse: Bool = false) {
-        let half = headDim / 2
+    /// rotation, which is the backward pass. With a `pool`, the rows (batch × seq) are split
+    /// between its threads (each element's arithmetic is the same, so the result is too).
+    public func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, seqLen: Int, heads: Int, inverse: Bool = false,
+                      pool: ThreadPool? = nil) {
+        let half = headDim / 2, headDim = self.headDim
         cosTable.withUnsafeBufferPointer { cosT in
             sinTable.withUnsafeBufferPointer { sinT in
-                for b in 0..<batch {
-                    for t in 0..<seqLen {
+                Elementwise.split(batch * seqLen, pool, minChunk: max(1, Elementwise.minChunk / max(1, heads * headDim))) { rows in
+                    for row in rows {
+                        let b = row / seqLen, t = row % seqLen
                         let cs = cosT.baseAddress! + t * half, sn = sinT.baseAddress! + t * half
                         for h in 0..<heads {
                             let v = x + ((b * seqLen + t) * heads + h) * headDim
