@@ -3,8 +3,8 @@ import Testing
 import ZeroTrainTestKit
 
 /// scripts/netns-cluster.sh: a coordinator and three workers, each in a network namespace of its
-/// own (veth links to a bridge), CURVE on; a clean run, one under tc netem (5 ms, 1 % loss) and one
-/// where worker 2's link is cut for 4 s. Skipped, saying why, where namespaces cannot be created
+/// own (veth links to a bridge), CURVE on; a clean run, one under tc netem (5 ms, 1 % loss; where
+/// the kernel has no netem, 1 % loss dropped by nftables) and one where worker 2's link is cut for 4 s. Skipped, saying why, where namespaces cannot be created
 /// (no root, no CAP_NET_ADMIN) or iproute2 is missing.
 @Suite(.serialized) struct NetnsClusterTests {
     static let config = """
