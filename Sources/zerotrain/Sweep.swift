@@ -175,7 +175,8 @@ final class SweepDriver: @unchecked Sendable {
     /// sweep, then (successive halving) a promotion, then a pending trial; nil when none.
     private func next(_ running: [Int: Running]) -> (index: Int, resume: Bool)? {
         if let i = state.trials.indices.first(where: { state.trials[$0].status == .running && running[$0] == nil }) { return (i, true) }
-        if let p = halving?.promotion(), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
+        let busy = Set(running.keys.map { state.trials[$0].id })
+        if let p = halving?.promotion(excluding: busy), let i = state.trials.firstIndex(where: { $0.id == p.trial }) {
             state.trials[i].rung = halving!.level(of: p.trial)
             Console.out("sweep: \(p.trial) promoted to rung \(p.rung)")
             return (i, true)

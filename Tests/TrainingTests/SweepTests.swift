@@ -206,6 +206,17 @@ import Testing
         #expect(one.report(trial: "x", step: 8, loss: 1) == .complete)
     }
 
+    /// A trial whose report of the rung came in while its job still runs (checkpointing, exiting)
+    /// is not promoted until it has exited: two jobs of one trial must never run side by side.
+    @Test func aRunningTrialIsPromotedOnlyOnceItsJobHasExited() {
+        var h = SuccessiveHalving(minSteps: 4, eta: 2, maxSteps: 16)
+        for (id, loss) in [("a", 3.0), ("b", 1.0)] { _ = h.report(trial: id, step: 4, loss: loss) }
+        #expect(h.promotion(excluding: ["b"]) == nil)       // b is the top half, but still running
+        #expect(h.level(of: "b") == 0)
+        let p = h.promotion(excluding: ["a"])
+        #expect(p?.trial == "b" && p?.rung == 8 && h.level(of: "b") == 1)
+    }
+
     @Test func halvingReplayRebuildsTheRungs() {
         var live = SuccessiveHalving(minSteps: 4, eta: 2, maxSteps: 16)
         for (id, loss) in [("a", 3.0), ("b", 1.0)] { _ = live.report(trial: id, step: 4, loss: loss) }

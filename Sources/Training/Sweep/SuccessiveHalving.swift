@@ -57,12 +57,14 @@ public struct SuccessiveHalving: Sendable {
     }
 
     /// The trial to resume when a slot is free, and the rung step it now runs to; nil when none
-    /// qualifies (then a new trial starts, or the sweep waits).
-    public mutating func promotion() -> (trial: String, rung: Int)? {
+    /// qualifies (then a new trial starts, or the sweep waits). A trial in `running` is not
+    /// promoted yet: its report of the rung comes from its metrics before its job has checkpointed
+    /// and exited, and a second job of the same trial must not start beside it.
+    public mutating func promotion(excluding running: Set<String> = []) -> (trial: String, rung: Int)? {
         for k in stride(from: rungs.count - 2, through: 0, by: -1) {
             let ranked = results[k].sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
             let top = ranked.prefix(ranked.count / eta)
-            if let t = top.first(where: { !promoted[k].contains($0.key) }) {
+            if let t = top.first(where: { !promoted[k].contains($0.key) && !running.contains($0.key) }) {
                 promoted[k].insert(t.key)
                 level[t.key] = k + 1
                 return (t.key, rungs[k + 1])
