@@ -8,20 +8,22 @@ static void exp_avx512(const float *x, float *y, size_t count) {
     for (; i < count; i++) y[i] = expf(x[i]);
 }
 
+// Every kernel of CKernels dispatches on this: the AVX-512 lanes where the CPU has them.
+static int cpu_has_lanes(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+
 static int vectorised = -1;
 
 int zt_kernels_vectorised(void) {
-    if (vectorised < 0) {
-        __builtin_cpu_init();
-        vectorised = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") ? 1 : 0;
-    }
+    if (vectorised < 0) vectorised = cpu_has_lanes();
     return vectorised;
 }
 
 int zt_kernels_set_vectorised(int on) {
     int previous = zt_kernels_vectorised();
-    __builtin_cpu_init();
-    vectorised = on && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") ? 1 : 0;
+    vectorised = on && cpu_has_lanes();
     return previous;
 }
 
