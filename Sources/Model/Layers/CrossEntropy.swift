@@ -37,7 +37,7 @@ public enum CrossEntropy {
                 let lse = logSumExp[n]
                 for j in 0..<v { d[j] = row[j] - lse }
                 Kernels.exp(d, into: d, count: v)
-                for j in 0..<v { d[j] = d[j] * k }
+                Kernels.scale(d, by: k, count: v)
                 d[Int(targets[n])] -= k
             }
         }
