@@ -581,14 +581,13 @@ public final class Transformer {
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 0))
         }
-        Elementwise.split(n * c, pool) { Kernels.add(x + $0.lowerBound, branch + $0.lowerBound, out: mid + $0.lowerBound, count: $0.count) }
+        Elementwise.add(x, branch, out: mid, count: n * c, pool: pool)
         normForward(.post, layer: l, x: mid, y: ln2, mean: a.mean2[a.slot(l)].pointer, rstd: a.rstd2[a.slot(l)].pointer, rows: n)
         mlpForward(layer: l, a, x: ln2, y: branch)
         if let dropout = a.dropout, pDrop > 0 {
             Dropout.apply(branch, count: n * c, p: pDrop, rng: dropout.rng, stream: Philox.stream(dropout.stream, UInt64(l), 1))
         }
-        let next = a.layerIn[l + 1].pointer
-        Elementwise.split(n * c, pool) { Kernels.add(mid + $0.lowerBound, branch + $0.lowerBound, out: next + $0.lowerBound, count: $0.count) }
+        Elementwise.add(mid, branch, out: a.layerIn[l + 1].pointer, count: n * c, pool: pool)
     }
 
     /// Block `l`'s feed-forward: x (B,T,C) → y (B,T,C) through its MoE layer (which saves the routing

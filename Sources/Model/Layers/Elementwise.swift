@@ -10,4 +10,9 @@ enum Elementwise {
         guard let pool else { body(0..<count); return }
         pool.parallelFor(count, minChunk: minChunk, body)
     }
+
+    /// out = a + b over `count` elements (`Kernels.add`), split as `split` does.
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool?) {
+        split(count, pool) { Kernels.add(a + $0.lowerBound, b + $0.lowerBound, out: out + $0.lowerBound, count: $0.count) }
+    }
 }
