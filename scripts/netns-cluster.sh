@@ -134,11 +134,10 @@ if ip netns exec zt-coord tc qdisc add dev eth0 root netem delay 5ms loss 1% 2>/
   say "netem: $(losses "$out/netem/run" | wc -l) steps, last loss $(losses "$out/netem/run" | tail -1 | cut -d' ' -f2)"
   [ "$(losses "$out/clean/run")" = "$(losses "$out/netem/run")" ] || fail "netem trained other losses than the clean run"
   netem="netem (5 ms, 1 % loss)"
-elif command -v nft >/dev/null && ip netns exec zt-coord nft add table inet zt-loss 2>/dev/null; then
+elif command -v nft >/dev/null && ip netns exec zt-coord nft list tables >/dev/null 2>&1; then
   # No netem qdisc (CONFIG_NET_SCH_NETEM unset): the 1 % loss from nftables instead — every
   # host drops a random 1 % of the packets it sends on its link (numgen random). No qdisc this
   # kernel has delays packets, so there is no 5 ms latency in this run.
-  ip netns exec zt-coord nft delete table inet zt-loss
   for h in "${hosts[@]}"; do
     ip netns exec "$h" nft -f - <<'NFT'
 table inet zt-loss {
